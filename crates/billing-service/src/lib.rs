@@ -1,0 +1,20 @@
+//! The billing-service: billing runs: aggregates usage into charges with bounded concurrency and deadlock-free locking.
+//!
+//! It owns the `saas_billing` database (migrated at start-up) and serves the `saas.billing.v1`
+//! gRPC contract from `proto/billing/v1/` beside health, readiness and metrics on one port.
+//! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`.
+
+use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
+
+/// This service's schema migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/billing");
+
+/// Connects to the infrastructure and assembles the service.
+pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
+    let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
+    let limiter = cfg.limiter();
+    Ok(AppBuilder::new(cfg)
+        .backbone(&backbone)
+        .limiter(limiter)
+        .build())
+}

@@ -1,0 +1,6 @@
+//! The `billing-service` binary: configuration from the environment, then serve until SIGTERM.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    platform::run_service(platform::ServiceName::Billing, billing_service::build).await
+}

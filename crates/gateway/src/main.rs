@@ -1,0 +1,6 @@
+//! The `gateway` binary: configuration from the environment, then serve until SIGTERM.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    platform::run_service(platform::ServiceName::Gateway, gateway::build).await
+}

@@ -1,0 +1,389 @@
+//! Assembling and serving one service: gRPC and HTTP on one port, background tasks, graceful
+//! shutdown.
+//!
+//! A service library builds an [`App`] from its config (routes, gRPC services, readiness
+//! checks, background tasks); its `main.rs` binds the listener and calls [`App::serve`] with
+//! [`shutdown_signal`]; tests call the same with port 0 and their own token.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServiceConfig;
+use crate::events::{EventBus, OutboxRelay};
+use crate::health::Readiness;
+use crate::problem::Problem;
+
+/// The request-id header, set at the edge when missing and propagated everywhere.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+type Task = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
+
+/// Collects what a service consists of.
+pub struct AppBuilder {
+    cfg: ServiceConfig,
+    http: Router,
+    grpc: Option<Routes>,
+    readiness: Readiness,
+    tasks: Vec<(String, Task)>,
+    limiter: Option<concurrency::Limiter>,
+}
+
+impl AppBuilder {
+    pub fn new(cfg: ServiceConfig) -> Self {
+        AppBuilder {
+            cfg,
+            http: Router::new(),
+            grpc: None,
+            readiness: Readiness::default(),
+            tasks: Vec::new(),
+            limiter: None,
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.cfg
+    }
+
+    /// Adds HTTP routes (merged with the probes).
+    pub fn http(mut self, router: Router) -> Self {
+        self.http = self.http.merge(router);
+        self
+    }
+
+    /// Adds a gRPC service.
+    pub fn grpc<S>(mut self, svc: S) -> Self
+    where
+        S: tower::Service<
+                axum::http::Request<tonic::body::Body>,
+                Response = axum::http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.grpc = Some(match self.grpc.take() {
+            Some(routes) => routes.add_service(svc),
+            None => Routes::new(svc),
+        });
+        self
+    }
+
+    /// Adds a readiness check.
+    pub fn ready_check<F, Fut>(mut self, name: &str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.readiness.add(name, check);
+        self
+    }
+
+    /// Adds every check of `checks`.
+    pub fn readiness(mut self, checks: Readiness) -> Self {
+        self.readiness.extend(checks);
+        self
+    }
+
+    /// Reports the limiter's gauges on `/metrics`.
+    pub fn limiter(mut self, limiter: concurrency::Limiter) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Registers Postgres as a readiness dependency.
+    pub fn postgres(self, pool: sqlx::PgPool) -> Self {
+        self.ready_check("postgres", move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("SELECT 1")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+    }
+
+    /// Registers Redis as a readiness dependency.
+    pub fn redis(self, conn: redis::aio::ConnectionManager) -> Self {
+        self.ready_check("redis", move || {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+    }
+
+    /// Registers the service's database and NATS as readiness dependencies and runs its
+    /// outbox relay.
+    pub fn backbone(self, backbone: &crate::Backbone) -> Self {
+        self.postgres(backbone.pool.clone())
+            .events(backbone.bus.clone(), backbone.pool.clone())
+    }
+
+    /// Registers NATS as a readiness dependency and runs this service's outbox relay.
+    pub fn events(self, bus: EventBus, pool: sqlx::PgPool) -> Self {
+        let relay = OutboxRelay::new(pool, bus.clone(), self.cfg.outbox_poll);
+        self.ready_check("nats", move || {
+            let ok = bus.is_connected();
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err("not connected".to_string())
+                }
+            }
+        })
+        .task("outbox-relay", move |stop| relay.run(stop))
+    }
+
+    /// Runs a background task for the life of the service; it must return once `stop` fires.
+    pub fn task<F, Fut>(mut self, name: &str, task: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks
+            .push((name.to_string(), Box::new(move |stop| Box::pin(task(stop)))));
+        self
+    }
+
+    /// Finishes the service: probes, gRPC health, middleware.
+    pub fn build(self) -> App {
+        // Install the recorder before anything records, or early metrics go nowhere.
+        crate::telemetry::metrics_handle();
+        let name = self.cfg.service.binary();
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let grpc = match self.grpc {
+            Some(routes) => routes.add_service(health_service),
+            None => Routes::new(health_service),
+        };
+        let grpc_router = grpc.prepare().into_axum_router();
+        let readiness = self.readiness.clone();
+        let mut tasks = self.tasks;
+        // The gRPC health status follows readiness, so the gateway (and any gRPC-aware load
+        // balancer) stops sending to a replica whose database is gone.
+        tasks.push((
+            "grpc-health".to_string(),
+            Box::new(move |stop: CancellationToken| {
+                Box::pin(async move {
+                    loop {
+                        let status = if readiness.report(name).await.is_ready() {
+                            ServingStatus::Serving
+                        } else {
+                            ServingStatus::NotServing
+                        };
+                        reporter.set_service_status("", status).await;
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        }
+                    }
+                    reporter.set_service_status("", ServingStatus::NotServing).await;
+                })
+            }),
+        ));
+        let router = self
+            .http
+            .merge(crate::health::router(name, self.readiness, self.limiter))
+            .fallback(move |req: Request| {
+                let grpc = grpc_router.clone();
+                async move {
+                    if is_grpc(&req) {
+                        use tower::ServiceExt;
+                        match grpc.oneshot(req).await {
+                            Ok(resp) => resp,
+                            Err(never) => match never {},
+                        }
+                    } else {
+                        crate::problem::not_found_fallback(req.uri().clone())
+                            .await
+                            .into_response()
+                    }
+                }
+            });
+        App {
+            name,
+            router: with_middleware(router, name, self.cfg.request_timeout),
+            tasks,
+            grace: self.cfg.shutdown_grace,
+        }
+    }
+}
+
+fn is_grpc(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// The standard stack: request ids, tracing spans carrying them, metrics, panics as 500
+/// problems, and a request timeout.
+pub fn with_middleware(router: Router, service: &'static str, timeout: Duration) -> Router {
+    router
+        .layer(middleware::from_fn(move |req, next| {
+            record_metrics(service, req, next)
+        }))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            Problem::internal().into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(move |req: &Request| {
+                let rid = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", service, method = %req.method(), path = %req.uri().path(), request_id = %rid)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn record_metrics(service: &'static str, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| {
+            if is_grpc(&req) {
+                req.uri().path().to_string()
+            } else {
+                "unmatched".to_string()
+            }
+        });
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let labels = [
+        ("service", service.to_string()),
+        ("method", method),
+        ("route", route),
+        ("status", resp.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels[..3])
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// A built service, ready to serve.
+pub struct App {
+    name: &'static str,
+    router: Router,
+    tasks: Vec<(String, Task)>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("name", &self.name).finish()
+    }
+}
+
+impl App {
+    /// The full router (probes, routes, gRPC), e.g. for `tower::ServiceExt::oneshot` in tests.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves on `listener` and runs the background tasks until `shutdown` fires; then stops
+    /// accepting, lets in-flight requests finish for up to the grace period, and stops the tasks.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        tracing::info!(service = self.name, %addr, "serving gRPC and HTTP");
+        let tasks_stop = CancellationToken::new();
+        let mut set = JoinSet::new();
+        for (name, task) in self.tasks {
+            let stop = tasks_stop.clone();
+            set.spawn(async move {
+                task(stop).await;
+                tracing::debug!(task = %name, "task stopped");
+            });
+        }
+        let stop = shutdown.clone();
+        let server = axum::serve(listener, self.router)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let mut server = std::pin::pin!(server.into_future());
+        let early = tokio::select! {
+            r = &mut server => Some(r),
+            _ = shutdown.cancelled() => None,
+        };
+        let result = match early {
+            Some(r) => r,
+            // Graceful shutdown has begun inside `server`; bound how long it may drain.
+            None => match tokio::time::timeout(self.grace, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(service = self.name, grace = ?self.grace, "drain timed out; closing remaining connections");
+                    Ok(())
+                }
+            },
+        };
+        tasks_stop.cancel();
+        while set.join_next().await.is_some() {}
+        tracing::info!(service = self.name, "stopped");
+        result
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C and cancels the returned token.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutdown signal received; draining");
+        t.cancel();
+    });
+    token
+}
+
+/// Sets the request-id header on an outgoing request from an incoming one (for forwarding).
+pub fn request_id_of(headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
+    headers.get(&REQUEST_ID).cloned()
+}

@@ -1,0 +1,196 @@
+//! The JetStream connection, stream layout and publishing.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use super::CloudEvent;
+
+/// The streams of the platform: base name and the subjects it captures (DESIGN.md §5).
+pub const STREAMS: &[(&str, &[&str])] = &[
+    ("USER", &["user.>", "tenant.>"]),
+    ("SUBSCRIPTION", &["subscription.>"]),
+    ("USAGE", &["usage.>"]),
+    ("BILLING", &["billing.>"]),
+    ("INVOICE", &["invoice.>"]),
+    ("PAYMENT", &["payment.>"]),
+    ("DLQ", &["dlq.>"]),
+];
+
+/// How long JetStream remembers a `Nats-Msg-Id`. An outbox relay that dies after publishing
+/// and restarts within this window causes no duplicate in the stream; past it, consumers'
+/// inboxes still drop the duplicate.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    #[error("publish of {subject} failed: {reason}")]
+    Publish { subject: String, reason: String },
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("invalid event: {0}")]
+    Invalid(String),
+    #[error("relay stopped by test fault injection after {0} publishes")]
+    InjectedCrash(usize),
+}
+
+fn js_err(e: impl std::fmt::Display) -> EventError {
+    EventError::JetStream(e.to_string())
+}
+
+/// A JetStream context plus the subject/stream prefix that isolates one stack (or one test).
+#[derive(Clone)]
+pub struct EventBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    prefix: String,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus").field("prefix", &self.prefix).finish()
+    }
+}
+
+impl EventBus {
+    /// Connects to NATS. `prefix` (may be empty) namespaces every stream and subject.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, EventError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("saas-platform")
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| EventError::Connect(e.to_string()))?;
+        let js = jetstream::new(client.clone());
+        Ok(EventBus {
+            client,
+            js,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The NATS subject an event type is published on.
+    pub fn subject(&self, event_type: &str) -> String {
+        if self.prefix.is_empty() {
+            event_type.to_string()
+        } else {
+            format!("{}.{event_type}", self.prefix)
+        }
+    }
+
+    /// The event type of a subject (the subject without the prefix).
+    pub fn event_type<'a>(&self, subject: &'a str) -> &'a str {
+        if self.prefix.is_empty() {
+            subject
+        } else {
+            subject
+                .strip_prefix(&self.prefix)
+                .and_then(|s| s.strip_prefix('.'))
+                .unwrap_or(subject)
+        }
+    }
+
+    /// The full name of a stream (`USER`, or `<prefix>_USER`).
+    pub fn stream_name(&self, base: &str) -> String {
+        if self.prefix.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}_{base}", self.prefix)
+        }
+    }
+
+    /// Creates (or updates) every platform stream. Idempotent: every service calls it at start-up.
+    pub async fn ensure_streams(&self) -> Result<(), EventError> {
+        for (base, subjects) in STREAMS {
+            let config = stream::Config {
+                name: self.stream_name(base),
+                subjects: subjects.iter().map(|s| self.subject(s)).collect(),
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW,
+                max_age: Duration::from_secs(14 * 24 * 3600),
+                ..Default::default()
+            };
+            self.js
+                .create_or_update_stream(config)
+                .await
+                .map_err(js_err)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes this prefix's streams (tests clean up with it).
+    pub async fn delete_streams(&self) -> Result<(), EventError> {
+        for (base, _) in STREAMS {
+            match self.js.delete_stream(self.stream_name(base)).await {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("not found") => {}
+                Err(e) => return Err(js_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes one event and waits for JetStream's acknowledgement.
+    pub async fn publish(&self, event: &CloudEvent) -> Result<(), EventError> {
+        let payload = serde_json::to_vec(event).map_err(|e| EventError::Invalid(e.to_string()))?;
+        self.publish_raw(&event.event_type, &event.id.to_string(), payload)
+            .await
+    }
+
+    /// Publishes a serialized event with `Nats-Msg-Id` set, awaiting the PubAck.
+    pub(crate) async fn publish_raw(
+        &self,
+        event_type: &str,
+        msg_id: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), EventError> {
+        let ack = self.send_raw(event_type, msg_id, payload).await?;
+        ack.await.map_err(|e| EventError::Publish {
+            subject: self.subject(event_type),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    /// Sends without awaiting the ack, so a batch can have many publishes in flight.
+    pub(crate) async fn send_raw(
+        &self,
+        event_type: &str,
+        msg_id: &str,
+        payload: Vec<u8>,
+    ) -> Result<jetstream::context::PublishAckFuture, EventError> {
+        let subject = self.subject(event_type);
+        self.js
+            .send_publish(
+                subject.clone(),
+                jetstream::message::PublishMessage::build()
+                    .payload(payload.into())
+                    .message_id(msg_id),
+            )
+            .await
+            .map_err(|e| EventError::Publish {
+                subject,
+                reason: e.to_string(),
+            })
+    }
+
+    /// True while the NATS connection is up (readiness).
+    pub fn is_connected(&self) -> bool {
+        matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        )
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+}

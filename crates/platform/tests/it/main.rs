@@ -1,0 +1,3 @@
+//! Integration tests of the platform against real Postgres and NATS JetStream.
+
+mod events;

@@ -1,0 +1,20 @@
+//! The subscription-service: plans, subscriptions, seats, usage windows and entitlement checks.
+//!
+//! It owns the `saas_subscription` database (migrated at start-up) and serves the `saas.subscription.v1`
+//! gRPC contract from `proto/subscription/v1/` beside health, readiness and metrics on one port.
+//! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`.
+
+use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
+
+/// This service's schema migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/subscription");
+
+/// Connects to the infrastructure and assembles the service.
+pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
+    let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
+    let limiter = cfg.limiter();
+    Ok(AppBuilder::new(cfg)
+        .backbone(&backbone)
+        .limiter(limiter)
+        .build())
+}

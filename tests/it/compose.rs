@@ -1,0 +1,51 @@
+//! `deployments/docker-compose.yml` cannot be run here (no Docker engine), so it is kept
+//! right by reading: every service it builds is a binary of this workspace, and every
+//! variable it sets is one `ServiceConfig` reads.
+
+use std::path::Path;
+
+use platform::ServiceName;
+use serde_yaml::Value;
+
+fn compose() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deployments/docker-compose.yml");
+    let text = std::fs::read_to_string(&path).expect("deployments/docker-compose.yml exists");
+    let mut doc: Value = serde_yaml::from_str(&text).expect("docker-compose.yml is valid YAML");
+    doc.apply_merge().expect("YAML merge keys resolve");
+    doc
+}
+
+#[test]
+fn every_platform_service_is_in_compose_with_known_variables() {
+    let doc = compose();
+    let services = doc["services"].as_mapping().expect("services mapping");
+    let mut built = Vec::new();
+    for (name, svc) in services {
+        let name = name.as_str().expect("service names are strings");
+        let Some(binary) = svc["build"]["args"]["BINARY"].as_str() else {
+            continue; // infrastructure (postgres, redis, nats, cockroach)
+        };
+        assert!(
+            ServiceName::ALL.iter().any(|s| s.binary() == binary),
+            "{name}: BINARY={binary} is not a binary of this workspace"
+        );
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates")
+            .join(binary)
+            .join("src/main.rs");
+        assert!(manifest.exists(), "{name}: {} missing", manifest.display());
+        let env = svc["environment"].as_mapping().expect("environment mapping");
+        for (var, _) in env {
+            let var = var.as_str().expect("variable names are strings");
+            assert!(
+                platform::config::is_known_var(var),
+                "{name}: {var} is not a variable ServiceConfig reads"
+            );
+        }
+        built.push(binary.to_string());
+    }
+    built.sort();
+    let mut all: Vec<String> = ServiceName::ALL.iter().map(|s| s.binary().to_string()).collect();
+    all.sort();
+    assert_eq!(built, all, "compose must run each of the seven services once");
+}

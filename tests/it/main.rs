@@ -1,0 +1,6 @@
+//! End-to-end tests: the whole platform in-process against real Postgres, Redis and NATS,
+//! driven through the gateway's public HTTP API.
+
+mod compose;
+mod stack;
+mod status;
