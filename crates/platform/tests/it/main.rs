@@ -1,3 +1,4 @@
 //! Integration tests of the platform against real Postgres and NATS JetStream.
 
+mod app;
 mod events;

@@ -1,0 +1,129 @@
+//! One port serving HTTP and gRPC: probes, gRPC health following readiness, panics and
+//! timeouts as problems, graceful drain on shutdown.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use platform::{AppBuilder, ServiceName};
+
+fn config(extra: &[(&str, String)]) -> platform::ServiceConfig {
+    test_support::config(
+        ServiceName::User,
+        "postgres://unused@localhost/unused",
+        &test_support::unique_prefix(),
+        extra,
+    )
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                "done"
+            }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("handler bug");
+                }
+                "unreachable"
+            }),
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_drives_http_probe_and_grpc_health() {
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = ready.clone();
+    let app = AppBuilder::new(config(&[]))
+        .ready_check("database", move || {
+            let ok = flag.load(std::sync::atomic::Ordering::SeqCst);
+            async move { if ok { Ok(()) } else { Err("connection refused".to_string()) } }
+        })
+        .build();
+    let svc = test_support::spawn(app).await;
+    let channel = platform::grpc::lazy_channel(&svc.url(), Duration::from_secs(2)).unwrap();
+
+    let resp = reqwest::get(format!("{}/readyz", svc.url())).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(reqwest::get(format!("{}/healthz", svc.url())).await.unwrap().status().as_u16(), 200);
+    platform::grpc::check_health(channel.clone()).await.expect("serving");
+
+    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    let resp = reqwest::get(format!("{}/readyz", svc.url())).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["checks"]["database"]["error"], "connection refused");
+    // The gRPC health status follows within its refresh period (2 s).
+    let mut grpc = Ok(());
+    for _ in 0..40 {
+        grpc = platform::grpc::check_health(channel.clone()).await;
+        if grpc.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(grpc, Err("status NOT_SERVING".to_string()));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_and_timeouts_become_problems() {
+    let app = AppBuilder::new(config(&[("REQUEST_TIMEOUT_MS", "200".into())]))
+        .http(routes())
+        .build();
+    let svc = test_support::spawn(app).await;
+
+    let resp = reqwest::get(format!("{}/panic", svc.url())).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "internal");
+    assert!(!body.to_string().contains("handler bug"), "internals stay inside");
+
+    let resp = reqwest::get(format!("{}/slow", svc.url())).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 504);
+
+    // Still serving after both.
+    let resp = reqwest::get(format!("{}/healthz", svc.url())).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_set_and_propagated() {
+    let svc = test_support::spawn(AppBuilder::new(config(&[])).build()).await;
+    let client = reqwest::Client::new();
+    let resp = client.get(format!("{}/healthz", svc.url())).send().await.unwrap();
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let resp = client
+        .get(format!("{}/healthz", svc.url()))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-123");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests_then_refuses_new_ones() {
+    let app = AppBuilder::new(config(&[])).http(routes()).build();
+    let svc = test_support::spawn(app).await;
+    let url = svc.url();
+
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move { reqwest::get(format!("{url}/slow")).await.unwrap().text().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    svc.stop().await; // returns once the server has drained
+    assert_eq!(in_flight.await.unwrap(), "done", "the in-flight request completed");
+    assert!(reqwest::get(format!("{url}/healthz")).await.is_err(), "no longer accepting");
+}
