@@ -2,5 +2,6 @@
 //! driven through the gateway's public HTTP API.
 
 mod compose;
+mod docs;
 mod stack;
 mod status;

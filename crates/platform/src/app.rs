@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
@@ -41,6 +41,7 @@ pub struct AppBuilder {
     readiness: Readiness,
     tasks: Vec<(String, Task)>,
     limiter: Option<concurrency::Limiter>,
+    descriptors: Vec<&'static [u8]>,
 }
 
 impl AppBuilder {
@@ -52,6 +53,7 @@ impl AppBuilder {
             readiness: Readiness::default(),
             tasks: Vec::new(),
             limiter: None,
+            descriptors: Vec::new(),
         }
     }
 
@@ -83,6 +85,13 @@ impl AppBuilder {
             Some(routes) => routes.add_service(svc),
             None => Routes::new(svc),
         });
+        self
+    }
+
+    /// Serves gRPC reflection for the services in this encoded `FileDescriptorSet`
+    /// (`rpc::FILE_DESCRIPTOR_SET`), so `grpcurl` and friends can list and call them.
+    pub fn reflection(mut self, encoded_descriptor_set: &'static [u8]) -> Self {
+        self.descriptors.push(encoded_descriptor_set);
         self
     }
 
@@ -176,10 +185,21 @@ impl AppBuilder {
         crate::telemetry::metrics_handle();
         let name = self.cfg.service.binary();
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let grpc = match self.grpc {
+        let mut grpc = match self.grpc {
             Some(routes) => routes.add_service(health_service),
             None => Routes::new(health_service),
         };
+        if !self.descriptors.is_empty() {
+            let mut reflection = tonic_reflection::server::Builder::configure();
+            for set in &self.descriptors {
+                reflection = reflection.register_encoded_file_descriptor_set(set);
+            }
+            match reflection.build_v1() {
+                Ok(svc) => grpc = grpc.add_service(svc),
+                // A bad descriptor set is a build bug, but not worth refusing to serve over.
+                Err(e) => tracing::error!(error = %e, "gRPC reflection disabled"),
+            }
+        }
         let grpc_router = grpc.prepare().into_axum_router();
         let readiness = self.readiness.clone();
         let mut tasks = self.tasks;
@@ -381,9 +401,4 @@ pub fn shutdown_signal() -> CancellationToken {
         t.cancel();
     });
     token
-}
-
-/// Sets the request-id header on an outgoing request from an incoming one (for forwarding).
-pub fn request_id_of(headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
-    headers.get(&REQUEST_ID).cloned()
 }
