@@ -4,6 +4,7 @@
 //! ([`upstream`]), reports their health on `/readyz` and `GET /v1/status`, and (with the
 //! gateway issue) authenticates, authorises, rate-limits and forwards `/v1/...` requests.
 
+pub mod auth;
 pub mod http;
 pub mod upstream;
 

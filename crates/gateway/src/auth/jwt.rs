@@ -1,0 +1,330 @@
+//! Bearer JWT verification with pinned algorithms.
+//!
+//! Each key carries the one algorithm it may verify: the HS256 shared secret (local
+//! development) verifies only HS256; keys from a JWKS verify only their own RS256 or ES256.
+//! A token whose header asks for anything else is rejected before any signature check, which
+//! closes the classic holes: `alg: none`, and an HS256 token "signed" with an RSA public key.
+//! `iss`, `aud`, `exp` and `nbf` are checked with a small leeway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::{Deserialize, Serialize};
+
+/// The claims the platform reads from a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    /// Tenant id.
+    pub tid: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    pub iss: String,
+    pub aud: String,
+}
+
+/// Why a token was refused. The message is safe to return to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("token signed with an unknown key id")]
+    UnknownKey,
+    #[error("algorithm {0} is not allowed for this key")]
+    AlgorithmNotAllowed(String),
+    #[error("invalid signature")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("invalid claims: {0}")]
+    BadClaims(String),
+}
+
+/// A key and the single algorithm it verifies.
+#[derive(Clone)]
+struct PinnedKey {
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// What the verifier trusts and checks.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_secs: u64,
+}
+
+/// Verifies bearer tokens against an HS256 secret and/or a JWKS.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    settings: JwtSettings,
+    hs256: Option<PinnedKey>,
+    jwks: Arc<RwLock<HashMap<String, PinnedKey>>>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<String> = self
+            .jwks
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("JwtVerifier")
+            .field("settings", &self.settings)
+            .field("hs256", &self.hs256.is_some())
+            .field("kids", &kids)
+            .finish()
+    }
+}
+
+/// A JWKS document could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("JWKS: {0}")]
+pub struct JwksError(pub String);
+
+impl JwtVerifier {
+    pub fn new(settings: JwtSettings, hs256_secret: Option<&[u8]>) -> Self {
+        JwtVerifier {
+            settings,
+            hs256: hs256_secret.map(|s| PinnedKey {
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(s),
+            }),
+            jwks: Arc::new(RwLock::new(HashMap::new())),
+        }
+    }
+
+    /// Replaces the JWKS keys (key rotation: publish the new key, then retire the old one).
+    /// Keys without a `kid`, or of a type other than RSA or EC P-256, are refused.
+    pub fn set_jwks(&self, json: &str) -> Result<usize, JwksError> {
+        let set: JwkSet = serde_json::from_str(json).map_err(|e| JwksError(e.to_string()))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .ok_or_else(|| JwksError("a key has no kid".into()))?;
+            let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+                (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                    if ec.curve == EllipticCurve::P256 =>
+                {
+                    Algorithm::ES256
+                }
+                _ => return Err(JwksError(format!("key {kid}: only RS256 and ES256 keys are accepted"))),
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| JwksError(format!("key {kid}: {e}")))?;
+            keys.insert(kid, PinnedKey { alg, key });
+        }
+        let n = keys.len();
+        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        Ok(n)
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let pinned = match &header.kid {
+            Some(kid) => self
+                .jwks
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(kid)
+                .cloned()
+                .ok_or(AuthError::UnknownKey)?,
+            None => self.hs256.clone().ok_or(AuthError::UnknownKey)?,
+        };
+        if header.alg != pinned.alg {
+            return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+        }
+        let mut validation = Validation::new(pinned.alg);
+        validation.leeway = self.settings.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.settings.issuer]);
+        validation.set_audience(&[&self.settings.audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        let data = decode::<Claims>(token, &pinned.key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => AuthError::Expired,
+                K::ImmatureSignature => AuthError::NotYetValid,
+                K::InvalidIssuer => AuthError::WrongIssuer,
+                K::InvalidAudience => AuthError::WrongAudience,
+                K::InvalidSignature => AuthError::BadSignature,
+                K::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)),
+                K::MissingRequiredClaim(c) => AuthError::BadClaims(format!("missing {c}")),
+                K::Json(_) | K::InvalidClaimFormat(_) => AuthError::BadClaims("claims do not match the expected shape".into()),
+                _ => AuthError::Malformed,
+            }
+        })?;
+        let claims = data.claims;
+        if claims.tid.trim().is_empty() {
+            return Err(AuthError::BadClaims("tid is empty".into()));
+        }
+        if claims.sub.trim().is_empty() {
+            return Err(AuthError::BadClaims("sub is empty".into()));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
+    const RSA1: &[u8] = include_bytes!("../../tests/fixtures/rsa-1.pem");
+    const RSA1_PUB: &[u8] = include_bytes!("../../tests/fixtures/rsa-1.pub.pem");
+    const EC1: &[u8] = include_bytes!("../../tests/fixtures/ec-1.pem");
+    const SECRET: &[u8] = b"test-secret-of-sufficient-length-000";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            sub: "u_1".into(),
+            tid: "t_1".into(),
+            roles: vec!["admin".into()],
+            exp: now() + 600,
+            nbf: Some(now() - 5),
+            iat: Some(now()),
+            iss: "saas-platform-dev".into(),
+            aud: "saas-platform".into(),
+        }
+    }
+
+    fn verifier() -> JwtVerifier {
+        let v = JwtVerifier::new(
+            JwtSettings {
+                issuer: "saas-platform-dev".into(),
+                audience: "saas-platform".into(),
+                leeway_secs: 30,
+            },
+            Some(SECRET),
+        );
+        assert_eq!(v.set_jwks(JWKS).unwrap(), 3);
+        v
+    }
+
+    fn hs(c: &Claims) -> String {
+        encode(&Header::new(Algorithm::HS256), c, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    fn signed(alg: Algorithm, kid: &str, pem: &[u8], c: &Claims) -> String {
+        let mut h = Header::new(alg);
+        h.kid = Some(kid.into());
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(pem).unwrap(),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem).unwrap(),
+            _ => EncodingKey::from_secret(pem),
+        };
+        encode(&h, c, &key).unwrap()
+    }
+
+    #[test]
+    fn accepts_valid_tokens_of_each_algorithm() {
+        let v = verifier();
+        assert_eq!(v.verify(&hs(&claims())).unwrap(), claims());
+        assert_eq!(v.verify(&signed(Algorithm::RS256, "rsa-1", RSA1, &claims())).unwrap().tid, "t_1");
+        assert_eq!(v.verify(&signed(Algorithm::ES256, "ec-1", EC1, &claims())).unwrap().sub, "u_1");
+    }
+
+    #[test]
+    fn rejects_time_issuer_and_audience_violations() {
+        let v = verifier();
+        let mut c = claims();
+        c.exp = now() - 120;
+        assert_eq!(v.verify(&hs(&c)), Err(AuthError::Expired));
+        let mut c = claims();
+        c.exp = now() - 10; // inside the 30 s leeway
+        assert!(v.verify(&hs(&c)).is_ok());
+        let mut c = claims();
+        c.nbf = Some(now() + 120);
+        assert_eq!(v.verify(&hs(&c)), Err(AuthError::NotYetValid));
+        let mut c = claims();
+        c.iss = "someone-else".into();
+        assert_eq!(v.verify(&hs(&c)), Err(AuthError::WrongIssuer));
+        let mut c = claims();
+        c.aud = "another-api".into();
+        assert_eq!(v.verify(&hs(&c)), Err(AuthError::WrongAudience));
+        let mut c = claims();
+        c.tid = " ".into();
+        assert!(matches!(v.verify(&hs(&c)), Err(AuthError::BadClaims(_))));
+    }
+
+    #[test]
+    fn rejects_tampering_none_and_algorithm_confusion() {
+        let v = verifier();
+        // Tampered payload: swap in another tenant, keep the signature.
+        let token = hs(&claims());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let mut other = claims();
+        other.tid = "t_2".into();
+        let forged = hs(&other);
+        parts[1] = forged.split('.').nth(1).unwrap();
+        assert_eq!(v.verify(&parts.join(".")), Err(AuthError::BadSignature));
+
+        // alg: none, no signature.
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = b64.encode(serde_json::to_vec(&claims()).unwrap());
+        assert_eq!(v.verify(&format!("{header}.{payload}.")), Err(AuthError::Malformed));
+
+        // HS256 "signed" with the RSA public key, pointing at the RSA key id.
+        let confused = signed(Algorithm::HS256, "rsa-1", RSA1_PUB, &claims());
+        assert!(matches!(v.verify(&confused), Err(AuthError::AlgorithmNotAllowed(_))));
+        // ... and without a kid, the HS secret does not match.
+        let t = encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(RSA1_PUB)).unwrap();
+        assert_eq!(v.verify(&t), Err(AuthError::BadSignature));
+        // RS256 header on the EC key.
+        let t = signed(Algorithm::RS256, "ec-1", RSA1, &claims());
+        assert!(matches!(v.verify(&t), Err(AuthError::AlgorithmNotAllowed(_))));
+
+        assert_eq!(v.verify("not.a.jwt"), Err(AuthError::Malformed));
+        assert_eq!(v.verify(""), Err(AuthError::Malformed));
+    }
+
+    #[test]
+    fn unknown_and_rotated_keys_are_refused() {
+        let v = verifier();
+        let t = signed(Algorithm::RS256, "rsa-9", RSA1, &claims());
+        assert_eq!(v.verify(&t), Err(AuthError::UnknownKey));
+
+        let rsa1 = signed(Algorithm::RS256, "rsa-1", RSA1, &claims());
+        assert!(v.verify(&rsa1).is_ok());
+        // Rotate: publish a JWKS without rsa-1.
+        let mut set: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+        set["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != "rsa-1");
+        v.set_jwks(&set.to_string()).unwrap();
+        assert_eq!(v.verify(&rsa1), Err(AuthError::UnknownKey));
+    }
+
+    #[test]
+    fn refuses_unpinnable_jwks() {
+        let v = verifier();
+        assert!(v.set_jwks(r#"{"keys":[{"kty":"oct","kid":"x","k":"c2VjcmV0"}]}"#).is_err());
+        assert!(v.set_jwks(r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}"#).is_err(), "no kid");
+        assert!(v.set_jwks("not json").is_err());
+    }
+}

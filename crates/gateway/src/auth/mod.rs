@@ -1,0 +1,3 @@
+//! Who is calling: bearer JWTs (and, with the user service, API keys), and what they may do.
+
+pub mod jwt;
