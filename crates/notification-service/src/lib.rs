@@ -16,5 +16,6 @@ pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
     Ok(AppBuilder::new(cfg)
         .backbone(&backbone)
         .limiter(limiter)
+        .reflection(rpc::FILE_DESCRIPTOR_SET)
         .build())
 }
