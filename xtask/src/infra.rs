@@ -1,0 +1,322 @@
+//! Postgres, Redis and NATS for `up` and `test`: the ones on the default ports when they
+//! answer, else private instances from the installed binaries, on free ports, in
+//! `target/xtask/<pid>/`, stopped and deleted when [`Infra`] drops.
+//!
+//! A run killed without clean-up leaves its directory behind; the next run stops whatever
+//! processes that directory records and deletes it, so stale state never breaks a later run.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A server process we started.
+struct Private {
+    name: &'static str,
+    child: Child,
+}
+
+/// The infrastructure in use; private instances stop when this drops.
+pub struct Infra {
+    pub pg_port: u16,
+    pub redis_port: u16,
+    pub nats_port: u16,
+    private: Vec<Private>,
+    dir: Option<PathBuf>,
+}
+
+pub fn answers(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// True when this port can be bound.
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Debian keeps the server binaries in /usr/lib/postgresql/<version>/bin, off the PATH.
+fn postgres_bindir() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").is_file() {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn wait_until_answers(name: &str, port: u16, child: &mut Child) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if answers(port) {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("private {name} exited during start-up ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("private {name} did not answer on port {port} within 30 s")
+}
+
+/// Sends SIGTERM, waits up to `grace`, then SIGKILL.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Stops processes recorded by dead runs and deletes their directories.
+fn clean_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(owner) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid_alive(owner) {
+            continue;
+        }
+        if let Ok(pids) = std::fs::read_to_string(e.path().join("pids")) {
+            for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                if pid_alive(pid) {
+                    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+impl Infra {
+    /// Uses the default ports where they answer (unless `XTASK_PRIVATE_INFRA=1`), else starts
+    /// private instances.
+    pub fn ensure() -> Result<Infra> {
+        let force_private = std::env::var("XTASK_PRIVATE_INFRA").is_ok_and(|v| v == "1");
+        let mut infra = Infra {
+            pg_port: 5432,
+            redis_port: 6379,
+            nats_port: 4222,
+            private: Vec::new(),
+            dir: None,
+        };
+        let need_pg = force_private || !answers(5432);
+        let need_redis = force_private || !answers(6379);
+        let need_nats = force_private || !answers(4222);
+        if need_pg || need_redis || need_nats {
+            let base = workspace_root().join("target").join("xtask");
+            std::fs::create_dir_all(&base)?;
+            clean_stale(&base);
+            let dir = base.join(std::process::id().to_string());
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            infra.dir = Some(dir);
+        }
+        if need_pg {
+            infra.pg_port = infra.start_postgres()?;
+        }
+        if need_redis {
+            infra.redis_port = infra.start_redis()?;
+        }
+        if need_nats {
+            infra.nats_port = infra.start_nats()?;
+        }
+        for (what, port, private) in [
+            ("Postgres", infra.pg_port, need_pg),
+            ("Redis", infra.redis_port, need_redis),
+            ("NATS", infra.nats_port, need_nats),
+        ] {
+            let how = if private { "private" } else { "already running" };
+            eprintln!("xtask: {what} on 127.0.0.1:{port} ({how})");
+        }
+        Ok(infra)
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.as_deref().expect("ensure() creates the dir before starting anything")
+    }
+
+    fn track(&mut self, name: &'static str, mut child: Child, port: u16) -> Result<u16> {
+        let pids = self.dir().join("pids");
+        let mut recorded = std::fs::read_to_string(&pids).unwrap_or_default();
+        recorded.push_str(&format!("{}\n", child.id()));
+        std::fs::write(&pids, recorded)?;
+        let waited = wait_until_answers(name, port, &mut child);
+        self.private.push(Private { name, child });
+        waited.map(|_| port)
+    }
+
+    fn start_postgres(&mut self) -> Result<u16> {
+        let bindir = postgres_bindir()
+            .context("Postgres is not running and its server binaries are missing: apt-get install postgresql")?;
+        let data = self.dir().join("pg");
+        std::fs::create_dir_all(&data)?;
+        let root = is_root();
+        // initdb and postgres refuse to run as root: run them as the postgres user.
+        if root {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(self.dir())
+                .status()?
+                .success();
+            if !ok {
+                bail!("chown of {} to postgres failed", self.dir().display());
+            }
+        }
+        let mut initdb = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bindir.join("initdb"));
+            c
+        } else {
+            Command::new(bindir.join("initdb"))
+        };
+        let out = initdb
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .output()
+            .context("running initdb")?;
+        if !out.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let port = free_port()?;
+        // setpriv execs postgres directly, so the pid we hold is the postmaster's.
+        let mut cmd = if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                .arg(bindir.join("postgres"));
+            c
+        } else {
+            Command::new(bindir.join("postgres"))
+        };
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&data)
+            .args([
+                "-c", "listen_addresses=127.0.0.1",
+                "-c", "fsync=off",
+                "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off",
+                "-c", "max_connections=300",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(self.dir().join("postgres.log"))?));
+        let child = cmd.spawn().context("starting postgres")?;
+        self.track("postgres", child, port)
+    }
+
+    fn start_redis(&mut self) -> Result<u16> {
+        let bin = which("redis-server")
+            .context("Redis is not running and redis-server is missing: apt-get install redis-server")?;
+        let port = free_port()?;
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .arg(self.dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server")?;
+        self.track("redis", child, port)
+    }
+
+    fn start_nats(&mut self) -> Result<u16> {
+        let bin = which("nats-server")
+            .context("NATS is not running and nats-server is missing: apt-get install nats-server")?;
+        let port = free_port()?;
+        let store = self.dir().join("nats");
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nats-server")?;
+        self.track("nats", child, port)
+    }
+
+    pub fn database_url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.pg_port)
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.redis_port)
+    }
+
+    pub fn nats_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.nats_port)
+    }
+
+    /// What the tests read (see test-support).
+    pub fn test_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DATABASE_URL".into(), self.database_url("postgres")),
+            ("REDIS_URL".into(), self.redis_url()),
+            ("NATS_URL".into(), self.nats_url()),
+        ]
+    }
+}
+
+impl Drop for Infra {
+    fn drop(&mut self) {
+        for p in self.private.iter_mut().rev() {
+            terminate(&mut p.child, Duration::from_secs(10));
+            eprintln!("xtask: stopped private {}", p.name);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
