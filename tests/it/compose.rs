@@ -34,7 +34,9 @@ fn every_platform_service_is_in_compose_with_known_variables() {
             .join(binary)
             .join("src/main.rs");
         assert!(manifest.exists(), "{name}: {} missing", manifest.display());
-        let env = svc["environment"].as_mapping().expect("environment mapping");
+        let env = svc["environment"]
+            .as_mapping()
+            .expect("environment mapping");
         for (var, _) in env {
             let var = var.as_str().expect("variable names are strings");
             assert!(
@@ -45,7 +47,13 @@ fn every_platform_service_is_in_compose_with_known_variables() {
         built.push(binary.to_string());
     }
     built.sort();
-    let mut all: Vec<String> = ServiceName::ALL.iter().map(|s| s.binary().to_string()).collect();
+    let mut all: Vec<String> = ServiceName::ALL
+        .iter()
+        .map(|s| s.binary().to_string())
+        .collect();
     all.sort();
-    assert_eq!(built, all, "compose must run each of the seven services once");
+    assert_eq!(
+        built, all,
+        "compose must run each of the seven services once"
+    );
 }

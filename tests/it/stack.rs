@@ -35,14 +35,14 @@ impl Stack {
             services.push((service, running));
             dbs.push(db);
         }
-        let gateway_cfg =
-            test_support::config(ServiceName::Gateway, "postgres://unused/unused", &prefix, &upstream_vars);
-        let gateway = test_support::spawn(
-            gateway::build(gateway_cfg)
-                .await
-                .expect("gateway starts"),
-        )
-        .await;
+        let gateway_cfg = test_support::config(
+            ServiceName::Gateway,
+            "postgres://unused/unused",
+            &prefix,
+            &upstream_vars,
+        );
+        let gateway =
+            test_support::spawn(gateway::build(gateway_cfg).await.expect("gateway starts")).await;
         Stack {
             gateway,
             services,

@@ -73,8 +73,7 @@ async fn a_stopped_service_shows_as_degraded() {
     let (_, billing) = stack.services.remove(idx);
     billing.stop().await;
 
-    let (code, body) =
-        eventually(&stack.url("/v1/status"), |_, b| b["status"] == "degraded").await;
+    let (code, body) = eventually(&stack.url("/v1/status"), |_, b| b["status"] == "degraded").await;
     assert_eq!(code, 200);
     assert_eq!(body["status"], "degraded", "{body:#}");
     assert_eq!(body["services"]["billing"]["ok"], false);

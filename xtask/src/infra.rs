@@ -28,7 +28,11 @@ pub struct Infra {
 }
 
 pub fn answers(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
 }
 
 /// A port nothing listens on right now.
@@ -133,7 +137,9 @@ fn clean_stale(base: &Path) {
         if let Ok(pids) = std::fs::read_to_string(e.path().join("pids")) {
             for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
                 if pid_alive(pid) {
-                    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
                 }
             }
         }
@@ -179,14 +185,20 @@ impl Infra {
             ("Redis", infra.redis_port, need_redis),
             ("NATS", infra.nats_port, need_nats),
         ] {
-            let how = if private { "private" } else { "already running" };
+            let how = if private {
+                "private"
+            } else {
+                "already running"
+            };
             eprintln!("xtask: {what} on 127.0.0.1:{port} ({how})");
         }
         Ok(infra)
     }
 
     fn dir(&self) -> &Path {
-        self.dir.as_deref().expect("ensure() creates the dir before starting anything")
+        self.dir
+            .as_deref()
+            .expect("ensure() creates the dir before starting anything")
     }
 
     fn track(&mut self, name: &'static str, mut child: Child, port: u16) -> Result<u16> {
@@ -224,7 +236,16 @@ impl Infra {
             Command::new(bindir.join("initdb"))
         };
         let out = initdb
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&data)
             .output()
             .context("running initdb")?;
@@ -246,24 +267,42 @@ impl Infra {
             .args(["-p", &port.to_string(), "-k"])
             .arg(&data)
             .args([
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=300",
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(self.dir().join("postgres.log"))?));
+            .stderr(Stdio::from(std::fs::File::create(
+                self.dir().join("postgres.log"),
+            )?));
         let child = cmd.spawn().context("starting postgres")?;
         self.track("postgres", child, port)
     }
 
     fn start_redis(&mut self) -> Result<u16> {
-        let bin = which("redis-server")
-            .context("Redis is not running and redis-server is missing: apt-get install redis-server")?;
+        let bin = which("redis-server").context(
+            "Redis is not running and redis-server is missing: apt-get install redis-server",
+        )?;
         let port = free_port()?;
         let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
             .arg(self.dir())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -273,8 +312,9 @@ impl Infra {
     }
 
     fn start_nats(&mut self) -> Result<u16> {
-        let bin = which("nats-server")
-            .context("NATS is not running and nats-server is missing: apt-get install nats-server")?;
+        let bin = which("nats-server").context(
+            "NATS is not running and nats-server is missing: apt-get install nats-server",
+        )?;
         let port = free_port()?;
         let store = self.dir().join("nats");
         let child = Command::new(bin)

@@ -101,7 +101,15 @@ fn test(extra: &[String]) -> Result<ExitCode> {
 /// Benchmarks by name: what `cargo xtask bench <name>` runs.
 const BENCHES: &[(&str, &[&str])] = &[(
     "pipeline",
-    &["run", "--release", "-p", "concurrency", "--example", "pipeline_bench", "--"],
+    &[
+        "run",
+        "--release",
+        "-p",
+        "concurrency",
+        "--example",
+        "pipeline_bench",
+        "--",
+    ],
 )];
 
 fn bench(args: &[String]) -> Result<ExitCode> {

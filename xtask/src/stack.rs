@@ -54,7 +54,8 @@ fn target_dir() -> Result<std::path::PathBuf> {
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()
         .context("cargo metadata")?;
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).context("cargo metadata JSON")?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("cargo metadata JSON")?;
     Ok(meta["target_directory"]
         .as_str()
         .context("cargo metadata has no target_directory")?
@@ -65,7 +66,11 @@ fn target_dir() -> Result<std::path::PathBuf> {
 fn readyz(addr: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let status = resp.split_whitespace().nth(1)?.parse().ok()?;
@@ -120,8 +125,14 @@ pub fn up() -> Result<ExitCode> {
                 .stderr(Stdio::piped());
             let mut child = cmd.spawn().with_context(|| format!("starting {bin}"))?;
             for stream in [
-                child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-                child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
             ]
             .into_iter()
             .flatten()

@@ -60,6 +60,10 @@ pub fn from_args(args: &[String]) -> Result<String> {
         }
     }
     let tenant = tenant.context("--tenant is required")?;
-    let roles: Vec<&str> = roles.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+    let roles: Vec<&str> = roles
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
     mint(&tenant, &subject, &roles, ttl)
 }

@@ -26,7 +26,10 @@ impl std::fmt::Display for ExceededDeadline {
 impl std::error::Error for ExceededDeadline {}
 
 /// Runs `fut` for at most `limit`.
-pub async fn with_deadline<F: Future>(limit: Duration, fut: F) -> Result<F::Output, ExceededDeadline> {
+pub async fn with_deadline<F: Future>(
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, ExceededDeadline> {
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| ExceededDeadline { limit })
@@ -56,7 +59,12 @@ mod tests {
             f.store(true, Ordering::SeqCst);
         })
         .await;
-        assert_eq!(r, Err(ExceededDeadline { limit: DEFAULT_RUN_DEADLINE }));
+        assert_eq!(
+            r,
+            Err(ExceededDeadline {
+                limit: DEFAULT_RUN_DEADLINE
+            })
+        );
         assert!(dropped.load(Ordering::SeqCst), "the work was dropped");
         assert!(!finished.load(Ordering::SeqCst), "and never completed");
         assert_eq!(r.unwrap_err().to_string(), "exceeded deadline of 120s");

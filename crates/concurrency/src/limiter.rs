@@ -273,10 +273,11 @@ mod tests {
     async fn spawn_waits_for_a_free_worker() {
         let l = limiter(1, 1);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let first = l.spawn(async move {
-            let _ = rx.await;
-        })
-        .await;
+        let first = l
+            .spawn(async move {
+                let _ = rx.await;
+            })
+            .await;
         let l2 = l.clone();
         let second = tokio::spawn(async move { l2.spawn(async { 2 }).await.await.unwrap() });
         tokio::time::sleep(Duration::from_millis(50)).await;

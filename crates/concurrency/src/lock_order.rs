@@ -122,12 +122,24 @@ mod tests {
     #[test]
     fn advisory_ids_are_stable_and_namespaced() {
         // Pinned values: changing the hash would let old and new replicas lock different ids.
-        assert_eq!(LockKey::tenant("concurflow").advisory_id(), LockKey::tenant("concurflow").advisory_id());
+        assert_eq!(
+            LockKey::tenant("concurflow").advisory_id(),
+            LockKey::tenant("concurflow").advisory_id()
+        );
         assert_eq!(LockKey::tenant("").advisory_id(), fnv(b"tenant\0") as i64);
-        assert_eq!(LockKey::user("t", "u").advisory_id(), fnv(b"user\0t\0u") as i64);
-        assert_ne!(LockKey::tenant("a").advisory_id(), LockKey::user("a", "").advisory_id());
+        assert_eq!(
+            LockKey::user("t", "u").advisory_id(),
+            fnv(b"user\0t\0u") as i64
+        );
+        assert_ne!(
+            LockKey::tenant("a").advisory_id(),
+            LockKey::user("a", "").advisory_id()
+        );
         // The separator keeps ("ab","c") and ("a","bc") apart.
-        assert_ne!(LockKey::user("ab", "c").advisory_id(), LockKey::user("a", "bc").advisory_id());
+        assert_ne!(
+            LockKey::user("ab", "c").advisory_id(),
+            LockKey::user("a", "bc").advisory_id()
+        );
     }
 
     /// Reference FNV-1a 64, byte by byte as the spec states it.

@@ -29,7 +29,10 @@ pub struct BatchReceiver<T> {
 
 /// A channel holding at most `capacity_batches` batches of `batch_size` records (clamped to
 /// 1..=[`MAX_BATCH`]); so at most `capacity_batches * batch_size` records are in flight.
-pub fn batch_channel<T>(capacity_batches: usize, batch_size: usize) -> (BatchSender<T>, BatchReceiver<T>) {
+pub fn batch_channel<T>(
+    capacity_batches: usize,
+    batch_size: usize,
+) -> (BatchSender<T>, BatchReceiver<T>) {
     let batch_size = batch_size.clamp(1, MAX_BATCH);
     let (tx, rx) = mpsc::channel(capacity_batches.max(1));
     (

@@ -16,7 +16,9 @@ pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
     let mut builder = AppBuilder::new(cfg.clone());
     match platform::cache::connect(&cfg.redis_url).await {
         Ok(conn) => builder = builder.redis(conn),
-        Err(e) => tracing::warn!(error = %e, "Redis unavailable at start-up; continuing without it"),
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis unavailable at start-up; continuing without it")
+        }
     }
     let upstream_health = upstreams.health_checks();
     Ok(builder

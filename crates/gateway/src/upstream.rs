@@ -17,9 +17,8 @@ impl Upstreams {
         let mut channels = BTreeMap::new();
         for service in ServiceName::internal() {
             let url = cfg.upstream(service);
-            let channel = platform::grpc::lazy_channel(url, cfg.grpc_timeout).map_err(|e| {
-                StartError::Other(format!("{}={url:?}: {e}", service.addr_var()))
-            })?;
+            let channel = platform::grpc::lazy_channel(url, cfg.grpc_timeout)
+                .map_err(|e| StartError::Other(format!("{}={url:?}: {e}", service.addr_var())))?;
             channels.insert(service, channel);
         }
         Ok(Upstreams { channels })

@@ -221,7 +221,9 @@ impl AppBuilder {
                             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                         }
                     }
-                    reporter.set_service_status("", ServingStatus::NotServing).await;
+                    reporter
+                        .set_service_status("", ServingStatus::NotServing)
+                        .await;
                 })
             }),
         ));
@@ -338,7 +340,11 @@ impl App {
 
     /// Serves on `listener` and runs the background tasks until `shutdown` fires; then stops
     /// accepting, lets in-flight requests finish for up to the grace period, and stops the tasks.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(service = self.name, %addr, "serving gRPC and HTTP");
         let tasks_stop = CancellationToken::new();

@@ -116,28 +116,104 @@ pub struct ConfigError {
 /// Every variable [`ServiceConfig`] reads, with its default and meaning. The README's
 /// configuration table and the docker-compose test are checked against this list.
 pub const ENV_VARS: &[(&str, &str, &str)] = &[
-    ("LISTEN_ADDR", "127.0.0.1:<service port>", "address this service binds; gRPC and HTTP share it"),
-    ("DATABASE_URL", "postgres://postgres@localhost:5432/saas_<service>", "the service's own Postgres database; created if missing, migrated at start-up"),
+    (
+        "LISTEN_ADDR",
+        "127.0.0.1:<service port>",
+        "address this service binds; gRPC and HTTP share it",
+    ),
+    (
+        "DATABASE_URL",
+        "postgres://postgres@localhost:5432/saas_<service>",
+        "the service's own Postgres database; created if missing, migrated at start-up",
+    ),
     ("DB_MAX_CONNECTIONS", "16", "Postgres pool size"),
-    ("DB_ACQUIRE_TIMEOUT_MS", "5000", "how long a query waits for a pooled connection"),
-    ("REDIS_URL", "redis://localhost:6379", "Redis (rate limits, idempotency records, caches)"),
-    ("NATS_URL", "nats://localhost:4222", "NATS server with JetStream"),
-    ("EVENT_PREFIX", "(empty)", "prefix for JetStream stream names and subjects; isolates stacks sharing one NATS"),
-    ("MAX_WORKERS", "8", "concurrent worker tasks per service (Limiter::spawn)"),
-    ("MAX_DB_JOBS", "8", "concurrent database sections per service (Limiter::run)"),
+    (
+        "DB_ACQUIRE_TIMEOUT_MS",
+        "5000",
+        "how long a query waits for a pooled connection",
+    ),
+    (
+        "REDIS_URL",
+        "redis://localhost:6379",
+        "Redis (rate limits, idempotency records, caches)",
+    ),
+    (
+        "NATS_URL",
+        "nats://localhost:4222",
+        "NATS server with JetStream",
+    ),
+    (
+        "EVENT_PREFIX",
+        "(empty)",
+        "prefix for JetStream stream names and subjects; isolates stacks sharing one NATS",
+    ),
+    (
+        "MAX_WORKERS",
+        "8",
+        "concurrent worker tasks per service (Limiter::spawn)",
+    ),
+    (
+        "MAX_DB_JOBS",
+        "8",
+        "concurrent database sections per service (Limiter::run)",
+    ),
     ("LOG_FORMAT", "pretty", "pretty or json"),
     ("RUST_LOG", "info", "tracing filter directives"),
-    ("SHUTDOWN_GRACE_SECS", "20", "how long in-flight requests may drain after SIGTERM"),
-    ("REQUEST_TIMEOUT_MS", "30000", "per-request timeout on the HTTP side"),
-    ("GRPC_TIMEOUT_MS", "5000", "deadline on every east-west gRPC call"),
-    ("OUTBOX_POLL_MS", "500", "how often the outbox relay looks for unsent events"),
-    ("GATEWAY_ADDR", "http://127.0.0.1:8080", "where the gateway listens (for tools)"),
-    ("USER_SERVICE_ADDR", "http://127.0.0.1:50051", "user service gRPC endpoint"),
-    ("SUBSCRIPTION_SERVICE_ADDR", "http://127.0.0.1:50052", "subscription service gRPC endpoint"),
-    ("BILLING_SERVICE_ADDR", "http://127.0.0.1:50053", "billing service gRPC endpoint"),
-    ("PAYMENT_SERVICE_ADDR", "http://127.0.0.1:50054", "payment service gRPC endpoint"),
-    ("INVOICING_SERVICE_ADDR", "http://127.0.0.1:50055", "invoicing service gRPC endpoint"),
-    ("NOTIFICATION_SERVICE_ADDR", "http://127.0.0.1:50056", "notification service gRPC endpoint"),
+    (
+        "SHUTDOWN_GRACE_SECS",
+        "20",
+        "how long in-flight requests may drain after SIGTERM",
+    ),
+    (
+        "REQUEST_TIMEOUT_MS",
+        "30000",
+        "per-request timeout on the HTTP side",
+    ),
+    (
+        "GRPC_TIMEOUT_MS",
+        "5000",
+        "deadline on every east-west gRPC call",
+    ),
+    (
+        "OUTBOX_POLL_MS",
+        "500",
+        "how often the outbox relay looks for unsent events",
+    ),
+    (
+        "GATEWAY_ADDR",
+        "http://127.0.0.1:8080",
+        "where the gateway listens (for tools)",
+    ),
+    (
+        "USER_SERVICE_ADDR",
+        "http://127.0.0.1:50051",
+        "user service gRPC endpoint",
+    ),
+    (
+        "SUBSCRIPTION_SERVICE_ADDR",
+        "http://127.0.0.1:50052",
+        "subscription service gRPC endpoint",
+    ),
+    (
+        "BILLING_SERVICE_ADDR",
+        "http://127.0.0.1:50053",
+        "billing service gRPC endpoint",
+    ),
+    (
+        "PAYMENT_SERVICE_ADDR",
+        "http://127.0.0.1:50054",
+        "payment service gRPC endpoint",
+    ),
+    (
+        "INVOICING_SERVICE_ADDR",
+        "http://127.0.0.1:50055",
+        "invoicing service gRPC endpoint",
+    ),
+    (
+        "NOTIFICATION_SERVICE_ADDR",
+        "http://127.0.0.1:50056",
+        "notification service gRPC endpoint",
+    ),
 ];
 
 /// Returns true when `var` is one [`ServiceConfig`] reads.
@@ -191,7 +267,10 @@ impl ServiceConfig {
             &get,
             "DATABASE_URL",
             &["postgres://", "postgresql://"],
-            format!("postgres://postgres@localhost:5432/saas_{}", service.short()),
+            format!(
+                "postgres://postgres@localhost:5432/saas_{}",
+                service.short()
+            ),
         )?;
         let redis_url = url_var(
             &get,
@@ -286,7 +365,8 @@ fn url_var(
         return Ok(default);
     };
     let value = value.trim().to_string();
-    if schemes.iter().any(|s| value.starts_with(s)) && value.len() > value.find("://").unwrap_or(0) + 3
+    if schemes.iter().any(|s| value.starts_with(s))
+        && value.len() > value.find("://").unwrap_or(0) + 3
     {
         Ok(value)
     } else {
@@ -342,7 +422,10 @@ mod tests {
     fn defaults_point_at_localhost() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.listen_addr.port(), 50053);
-        assert_eq!(c.database_url, "postgres://postgres@localhost:5432/saas_billing");
+        assert_eq!(
+            c.database_url,
+            "postgres://postgres@localhost:5432/saas_billing"
+        );
         assert_eq!(c.max_workers, 8);
         assert_eq!(c.upstream(ServiceName::User), "http://127.0.0.1:50051");
         assert_eq!(c.log_format, LogFormat::Pretty);

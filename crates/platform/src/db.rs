@@ -71,7 +71,10 @@ pub async fn ensure_database(url: &str) -> Result<(), DbError> {
     if !exists {
         // Identifiers cannot be bound as parameters; quote it (doubling embedded quotes).
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-        match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await {
+        match sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+        {
             Ok(_) => tracing::info!(database = %name, "created database"),
             // 42P04 duplicate_database: another replica won the race, which is fine.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}

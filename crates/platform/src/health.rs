@@ -114,7 +114,11 @@ struct ProbeState {
 }
 
 /// `/healthz`, `/readyz` and `/metrics` for one service.
-pub fn router(service: &str, readiness: Readiness, limiter: Option<concurrency::Limiter>) -> Router {
+pub fn router(
+    service: &str,
+    readiness: Readiness,
+    limiter: Option<concurrency::Limiter>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -150,7 +154,10 @@ async fn metrics_text(State(s): State<ProbeState>) -> Response {
     }
     let body = crate::telemetry::metrics_handle().render();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()

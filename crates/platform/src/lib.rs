@@ -22,8 +22,8 @@ pub mod telemetry;
 pub use app::{App, AppBuilder, shutdown_signal};
 pub use config::{ServiceConfig, ServiceName};
 pub use infra::{Backbone, StartError};
-pub use run::run_service;
 pub use problem::Problem;
+pub use run::run_service;
 
 /// Re-exported so services need not depend on tokio-util directly.
 pub use tokio_util::sync::CancellationToken;

@@ -21,13 +21,22 @@ pub fn init(cfg: &ServiceConfig) {
 pub fn init_logging(format: LogFormat) {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        let filter = EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn,h2=warn,tower=warn"));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,sqlx=warn,async_nats=warn,h2=warn,tower=warn")
+        });
+        // Colours only on a terminal: piped logs (xtask up, log shippers) stay plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi);
         // try_init: a test harness may have installed a subscriber already.
         let _ = match format {
             LogFormat::Pretty => builder.compact().try_init(),
-            LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+            LogFormat::Json => builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .try_init(),
         };
     });
 }

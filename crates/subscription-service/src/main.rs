@@ -2,5 +2,9 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    platform::run_service(platform::ServiceName::Subscription, subscription_service::build).await
+    platform::run_service(
+        platform::ServiceName::Subscription,
+        subscription_service::build,
+    )
+    .await
 }

@@ -50,7 +50,10 @@ impl TestDb {
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
             .as_secs();
-        let name = format!("test_{now}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let name = format!(
+            "test_{now}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
         let mut admin = admin_conn().await;
         drop_stale(&mut admin, now).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
@@ -89,7 +92,12 @@ pub fn url_with_db(name: &str) -> String {
 async fn admin_conn() -> sqlx::PgConnection {
     sqlx::PgConnection::connect(&url_with_db("postgres"))
         .await
-        .unwrap_or_else(|e| panic!("tests need Postgres at DATABASE_URL ({}): {e}", database_url()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "tests need Postgres at DATABASE_URL ({}): {e}",
+                database_url()
+            )
+        })
 }
 
 async fn drop_stale(admin: &mut sqlx::PgConnection, now: u64) {

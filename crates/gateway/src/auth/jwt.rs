@@ -128,9 +128,14 @@ impl JwtVerifier {
                 {
                     Algorithm::ES256
                 }
-                _ => return Err(JwksError(format!("key {kid}: only RS256 and ES256 keys are accepted"))),
+                _ => {
+                    return Err(JwksError(format!(
+                        "key {kid}: only RS256 and ES256 keys are accepted"
+                    )));
+                }
             };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| JwksError(format!("key {kid}: {e}")))?;
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|e| JwksError(format!("key {kid}: {e}")))?;
             keys.insert(kid, PinnedKey { alg, key });
         }
         let n = keys.len();
@@ -170,7 +175,9 @@ impl JwtVerifier {
                 K::InvalidSignature => AuthError::BadSignature,
                 K::InvalidAlgorithm => AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)),
                 K::MissingRequiredClaim(c) => AuthError::BadClaims(format!("missing {c}")),
-                K::Json(_) | K::InvalidClaimFormat(_) => AuthError::BadClaims("claims do not match the expected shape".into()),
+                K::Json(_) | K::InvalidClaimFormat(_) => {
+                    AuthError::BadClaims("claims do not match the expected shape".into())
+                }
                 _ => AuthError::Malformed,
             }
         })?;
@@ -227,7 +234,12 @@ mod tests {
     }
 
     fn hs(c: &Claims) -> String {
-        encode(&Header::new(Algorithm::HS256), c, &EncodingKey::from_secret(SECRET)).unwrap()
+        encode(
+            &Header::new(Algorithm::HS256),
+            c,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
     }
 
     fn signed(alg: Algorithm, kid: &str, pem: &[u8], c: &Claims) -> String {
@@ -245,8 +257,18 @@ mod tests {
     fn accepts_valid_tokens_of_each_algorithm() {
         let v = verifier();
         assert_eq!(v.verify(&hs(&claims())).unwrap(), claims());
-        assert_eq!(v.verify(&signed(Algorithm::RS256, "rsa-1", RSA1, &claims())).unwrap().tid, "t_1");
-        assert_eq!(v.verify(&signed(Algorithm::ES256, "ec-1", EC1, &claims())).unwrap().sub, "u_1");
+        assert_eq!(
+            v.verify(&signed(Algorithm::RS256, "rsa-1", RSA1, &claims()))
+                .unwrap()
+                .tid,
+            "t_1"
+        );
+        assert_eq!(
+            v.verify(&signed(Algorithm::ES256, "ec-1", EC1, &claims()))
+                .unwrap()
+                .sub,
+            "u_1"
+        );
     }
 
     #[test]
@@ -289,17 +311,31 @@ mod tests {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let payload = b64.encode(serde_json::to_vec(&claims()).unwrap());
-        assert_eq!(v.verify(&format!("{header}.{payload}.")), Err(AuthError::Malformed));
+        assert_eq!(
+            v.verify(&format!("{header}.{payload}.")),
+            Err(AuthError::Malformed)
+        );
 
         // HS256 "signed" with the RSA public key, pointing at the RSA key id.
         let confused = signed(Algorithm::HS256, "rsa-1", RSA1_PUB, &claims());
-        assert!(matches!(v.verify(&confused), Err(AuthError::AlgorithmNotAllowed(_))));
+        assert!(matches!(
+            v.verify(&confused),
+            Err(AuthError::AlgorithmNotAllowed(_))
+        ));
         // ... and without a kid, the HS secret does not match.
-        let t = encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(RSA1_PUB)).unwrap();
+        let t = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(RSA1_PUB),
+        )
+        .unwrap();
         assert_eq!(v.verify(&t), Err(AuthError::BadSignature));
         // RS256 header on the EC key.
         let t = signed(Algorithm::RS256, "ec-1", RSA1, &claims());
-        assert!(matches!(v.verify(&t), Err(AuthError::AlgorithmNotAllowed(_))));
+        assert!(matches!(
+            v.verify(&t),
+            Err(AuthError::AlgorithmNotAllowed(_))
+        ));
 
         assert_eq!(v.verify("not.a.jwt"), Err(AuthError::Malformed));
         assert_eq!(v.verify(""), Err(AuthError::Malformed));
@@ -315,7 +351,10 @@ mod tests {
         assert!(v.verify(&rsa1).is_ok());
         // Rotate: publish a JWKS without rsa-1.
         let mut set: serde_json::Value = serde_json::from_str(JWKS).unwrap();
-        set["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != "rsa-1");
+        set["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| k["kid"] != "rsa-1");
         v.set_jwks(&set.to_string()).unwrap();
         assert_eq!(v.verify(&rsa1), Err(AuthError::UnknownKey));
     }
@@ -323,8 +362,15 @@ mod tests {
     #[test]
     fn refuses_unpinnable_jwks() {
         let v = verifier();
-        assert!(v.set_jwks(r#"{"keys":[{"kty":"oct","kid":"x","k":"c2VjcmV0"}]}"#).is_err());
-        assert!(v.set_jwks(r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}"#).is_err(), "no kid");
+        assert!(
+            v.set_jwks(r#"{"keys":[{"kty":"oct","kid":"x","k":"c2VjcmV0"}]}"#)
+                .is_err()
+        );
+        assert!(
+            v.set_jwks(r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}"#)
+                .is_err(),
+            "no kid"
+        );
         assert!(v.set_jwks("not json").is_err());
     }
 }

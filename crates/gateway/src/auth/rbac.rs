@@ -139,7 +139,10 @@ impl Role {
         use Permission as P;
         match self {
             Role::PlatformAdmin => true,
-            Role::Owner => !matches!(p, P::TenantsWrite | P::PlansWrite | P::BillingRun | P::UsageWrite),
+            Role::Owner => !matches!(
+                p,
+                P::TenantsWrite | P::PlansWrite | P::BillingRun | P::UsageWrite
+            ),
             Role::Admin => matches!(
                 p,
                 P::TenantsRead
@@ -245,6 +248,9 @@ mod tests {
             }
         }
         assert!(!allowed(&[], Permission::TenantsRead));
-        assert!(allowed(&[Role::Viewer, Role::Admin], Permission::UsersWrite));
+        assert!(allowed(
+            &[Role::Viewer, Role::Admin],
+            Permission::UsersWrite
+        ));
     }
 }

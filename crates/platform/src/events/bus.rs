@@ -52,7 +52,9 @@ pub struct EventBus {
 
 impl std::fmt::Debug for EventBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventBus").field("prefix", &self.prefix).finish()
+        f.debug_struct("EventBus")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 

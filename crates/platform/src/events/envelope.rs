@@ -70,9 +70,13 @@ mod tests {
 
     #[test]
     fn round_trips_as_cloudevents_json() {
-        let ev = CloudEvent::new("/services/user", "user.created", serde_json::json!({"a": 1}))
-            .with_tenant("t_1")
-            .with_subject("u_1");
+        let ev = CloudEvent::new(
+            "/services/user",
+            "user.created",
+            serde_json::json!({"a": 1}),
+        )
+        .with_tenant("t_1")
+        .with_subject("u_1");
         let v = serde_json::to_value(&ev).unwrap();
         assert_eq!(v["specversion"], "1.0");
         assert_eq!(v["type"], "user.created");

@@ -13,6 +13,7 @@ use async_nats::jetstream::{AckKind, consumer::pull};
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{CloudEvent, EventBus, EventError};
 
@@ -146,33 +147,56 @@ pub async fn run_consumer<H: EventHandler>(
                 continue;
             }
         };
-        let span = tracing::info_span!("consume", consumer = %spec.name, event_id = %event.id, event_type = %event.event_type);
-        let _enter = span.enter();
-        match apply(&pool, &spec.name, &handler, &event).await {
-            Ok(outcome) => {
-                let label = match outcome {
-                    Outcome::Applied => "applied",
-                    Outcome::Duplicate => "duplicate",
-                };
-                metrics::counter!("events_consumed_total", "consumer" => spec.name.clone(), "outcome" => label).increment(1);
-                if let Err(e) = msg.ack().await {
-                    // The effect is committed; a redelivery will be recognised by the inbox.
-                    tracing::warn!(error = %e, "ack failed");
-                }
-            }
-            Err(HandlerError::Transient(reason)) if delivered < spec.max_deliver => {
-                tracing::warn!(%reason, delivered, "handler failed; will retry");
-                let _ = msg.ack_with(AckKind::Nak(Some(spec.delay(delivered)))).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, delivered, "handler gave up; dead-lettering");
-                dead_letter(&bus, &spec, &msg.payload, &e.to_string()).await;
-                metrics::counter!("events_dead_lettered_total", "consumer" => spec.name.clone()).increment(1);
-                let _ = msg.ack_with(AckKind::Term).await;
-            }
-        }
+        let span = tracing::info_span!(
+            "consume",
+            consumer = %spec.name,
+            event_id = %event.id,
+            event_type = %event.event_type,
+            delivered
+        );
+        settle(&bus, &pool, &spec, &handler, &msg, &event, delivered)
+            .instrument(span)
+            .await;
     }
     Ok(())
+}
+
+/// Applies one parsed event and acks, naks or dead-letters its message.
+async fn settle<H: EventHandler>(
+    bus: &EventBus,
+    pool: &PgPool,
+    spec: &ConsumerSpec,
+    handler: &H,
+    msg: &async_nats::jetstream::Message,
+    event: &CloudEvent,
+    delivered: i64,
+) {
+    match apply(pool, &spec.name, handler, event).await {
+        Ok(outcome) => {
+            let label = match outcome {
+                Outcome::Applied => "applied",
+                Outcome::Duplicate => "duplicate",
+            };
+            metrics::counter!("events_consumed_total", "consumer" => spec.name.clone(), "outcome" => label).increment(1);
+            if let Err(e) = msg.ack().await {
+                // The effect is committed; a redelivery will be recognised by the inbox.
+                tracing::warn!(error = %e, "ack failed");
+            }
+        }
+        Err(HandlerError::Transient(reason)) if delivered < spec.max_deliver => {
+            tracing::warn!(%reason, delivered, "handler failed; will retry");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(spec.delay(delivered))))
+                .await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, delivered, "handler gave up; dead-lettering");
+            dead_letter(bus, spec, &msg.payload, &e.to_string()).await;
+            metrics::counter!("events_dead_lettered_total", "consumer" => spec.name.clone())
+                .increment(1);
+            let _ = msg.ack_with(AckKind::Term).await;
+        }
+    }
 }
 
 async fn apply<H: EventHandler>(
@@ -204,11 +228,16 @@ async fn dead_letter(bus: &EventBus, spec: &ConsumerSpec, payload: &[u8], reason
     let subject = bus.subject(&format!("dlq.{}", spec.name.replace('.', "_")));
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Dlq-Reason", reason.replace(['\r', '\n'], " ").as_str());
-    if let Err(e) = bus
+    // Await the PubAck too: a dead letter that never reached the stream is a lost event.
+    let published = match bus
         .jetstream()
         .publish_with_headers(subject, headers, payload.to_vec().into())
         .await
     {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = published {
         tracing::error!(error = %e, "dead-letter publish failed");
     }
 }

@@ -140,16 +140,20 @@ impl OutboxRelay {
                 }
             }
         }
-        sqlx::query("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE seq = ANY($1)")
-            .bind(&sent)
+        sqlx::query(
+            "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE seq = ANY($1)",
+        )
+        .bind(&sent)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((seq, err)) = &failure {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1",
+            )
+            .bind(seq)
+            .bind(err.to_string())
             .execute(&mut *tx)
             .await?;
-        if let Some((seq, err)) = &failure {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1")
-                .bind(seq)
-                .bind(err.to_string())
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         metrics::counter!("outbox_published_total").increment(sent.len() as u64);

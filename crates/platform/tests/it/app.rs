@@ -43,7 +43,13 @@ async fn readiness_drives_http_probe_and_grpc_health() {
     let app = AppBuilder::new(config(&[]))
         .ready_check("database", move || {
             let ok = flag.load(std::sync::atomic::Ordering::SeqCst);
-            async move { if ok { Ok(()) } else { Err("connection refused".to_string()) } }
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err("connection refused".to_string())
+                }
+            }
         })
         .build();
     let svc = test_support::spawn(app).await;
@@ -51,8 +57,17 @@ async fn readiness_drives_http_probe_and_grpc_health() {
 
     let resp = reqwest::get(format!("{}/readyz", svc.url())).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(reqwest::get(format!("{}/healthz", svc.url())).await.unwrap().status().as_u16(), 200);
-    platform::grpc::check_health(channel.clone()).await.expect("serving");
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", svc.url()))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    platform::grpc::check_health(channel.clone())
+        .await
+        .expect("serving");
 
     ready.store(false, std::sync::atomic::Ordering::SeqCst);
     let resp = reqwest::get(format!("{}/readyz", svc.url())).await.unwrap();
@@ -84,13 +99,18 @@ async fn panics_and_timeouts_become_problems() {
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "internal");
-    assert!(!body.to_string().contains("handler bug"), "internals stay inside");
+    assert!(
+        !body.to_string().contains("handler bug"),
+        "internals stay inside"
+    );
 
     let resp = reqwest::get(format!("{}/slow", svc.url())).await.unwrap();
     assert_eq!(resp.status().as_u16(), 504);
 
     // Still serving after both.
-    let resp = reqwest::get(format!("{}/healthz", svc.url())).await.unwrap();
+    let resp = reqwest::get(format!("{}/healthz", svc.url()))
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     svc.stop().await;
 }
@@ -99,7 +119,11 @@ async fn panics_and_timeouts_become_problems() {
 async fn request_ids_are_set_and_propagated() {
     let svc = test_support::spawn(AppBuilder::new(config(&[])).build()).await;
     let client = reqwest::Client::new();
-    let resp = client.get(format!("{}/healthz", svc.url())).send().await.unwrap();
+    let resp = client
+        .get(format!("{}/healthz", svc.url()))
+        .send()
+        .await
+        .unwrap();
     let generated = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
     let resp = client
@@ -120,10 +144,24 @@ async fn shutdown_drains_in_flight_requests_then_refuses_new_ones() {
 
     let in_flight = tokio::spawn({
         let url = url.clone();
-        async move { reqwest::get(format!("{url}/slow")).await.unwrap().text().await.unwrap() }
+        async move {
+            reqwest::get(format!("{url}/slow"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     svc.stop().await; // returns once the server has drained
-    assert_eq!(in_flight.await.unwrap(), "done", "the in-flight request completed");
-    assert!(reqwest::get(format!("{url}/healthz")).await.is_err(), "no longer accepting");
+    assert_eq!(
+        in_flight.await.unwrap(),
+        "done",
+        "the in-flight request completed"
+    );
+    assert!(
+        reqwest::get(format!("{url}/healthz")).await.is_err(),
+        "no longer accepting"
+    );
 }

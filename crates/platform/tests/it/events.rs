@@ -71,7 +71,12 @@ impl Env {
             })
             .await
             .unwrap();
-        let mut batch = consumer.fetch().max_messages(count).messages().await.unwrap();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(count)
+            .messages()
+            .await
+            .unwrap();
         let mut ids = Vec::new();
         while let Some(msg) = batch.next().await {
             let ev: CloudEvent = serde_json::from_slice(&msg.unwrap().payload).unwrap();
@@ -210,9 +215,7 @@ struct Counter {
 
 impl EventHandler for Counter {
     async fn handle(&self, tx: &mut PgConnection, event: &CloudEvent) -> Result<(), HandlerError> {
-        let call = self
-            .calls
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if event.data["poison"] == true {
             return Err(HandlerError::Permanent("poison".into()));
         }
@@ -329,7 +332,10 @@ async fn poison_and_exhausted_events_are_dead_lettered() {
         .fetch_one(&env.pool)
         .await
         .unwrap();
-    assert_eq!(handled, 0, "failed events leave no inbox row, so a replay can still apply them");
+    assert_eq!(
+        handled, 0,
+        "failed events leave no inbox row, so a replay can still apply them"
+    );
     stop.cancel();
     consumer.await.unwrap().unwrap();
     env.done().await;
