@@ -142,8 +142,8 @@ pub async fn run_consumer<H: EventHandler>(
         let event = match serde_json::from_slice::<CloudEvent>(&msg.payload) {
             Ok(ev) => ev,
             Err(e) => {
-                dead_letter(&bus, &spec, &msg.payload, &format!("unparseable: {e}")).await;
-                let _ = msg.ack_with(AckKind::Term).await;
+                let reason = format!("unparseable: {e}");
+                retire(&bus, &spec, &msg, &reason, delivered).await;
                 continue;
             }
         };
@@ -191,10 +191,7 @@ async fn settle<H: EventHandler>(
         }
         Err(e) => {
             tracing::error!(error = %e, delivered, "handler gave up; dead-lettering");
-            dead_letter(bus, spec, &msg.payload, &e.to_string()).await;
-            metrics::counter!("events_dead_lettered_total", "consumer" => spec.name.clone())
-                .increment(1);
-            let _ = msg.ack_with(AckKind::Term).await;
+            retire(bus, spec, msg, &e.to_string(), delivered).await;
         }
     }
 }
@@ -224,7 +221,28 @@ async fn apply<H: EventHandler>(
     Ok(Outcome::Applied)
 }
 
-async fn dead_letter(bus: &EventBus, spec: &ConsumerSpec, payload: &[u8], reason: &str) {
+/// Moves a message to the dead-letter subject and terminates it; if the dead letter cannot be
+/// published, naks it instead so the event is not lost.
+async fn retire(
+    bus: &EventBus,
+    spec: &ConsumerSpec,
+    msg: &async_nats::jetstream::Message,
+    reason: &str,
+    delivered: i64,
+) {
+    if dead_letter(bus, spec, &msg.payload, reason).await {
+        metrics::counter!("events_dead_lettered_total", "consumer" => spec.name.clone())
+            .increment(1);
+        let _ = msg.ack_with(AckKind::Term).await;
+    } else {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(spec.delay(delivered))))
+            .await;
+    }
+}
+
+/// Publishes to `dlq.<consumer>`; false when that failed (the caller must not drop the event).
+async fn dead_letter(bus: &EventBus, spec: &ConsumerSpec, payload: &[u8], reason: &str) -> bool {
     let subject = bus.subject(&format!("dlq.{}", spec.name.replace('.', "_")));
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Dlq-Reason", reason.replace(['\r', '\n'], " ").as_str());
@@ -237,7 +255,11 @@ async fn dead_letter(bus: &EventBus, spec: &ConsumerSpec, payload: &[u8], reason
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = published {
-        tracing::error!(error = %e, "dead-letter publish failed");
+    match published {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "dead-letter publish failed; the event stays in its stream");
+            false
+        }
     }
 }
