@@ -3,5 +3,6 @@
 
 mod compose;
 mod docs;
+mod identity;
 mod stack;
 mod status;

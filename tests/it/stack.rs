@@ -4,6 +4,35 @@
 use platform::ServiceName;
 use test_support::{RunningService, TestDb};
 
+/// The HS256 secret the test gateway trusts.
+pub const SECRET: &str = "e2e-test-secret-0123456789abcdef-0123";
+
+/// A token for `tenant` with `roles`, valid for ten minutes.
+pub fn token(tenant: &str, subject: &str, roles: &[&str]) -> String {
+    token_with(tenant, subject, roles, |_| {})
+}
+
+/// Like [`token`], with the claims adjusted by `edit` (for the failure cases).
+pub fn token_with(
+    tenant: &str,
+    subject: &str,
+    roles: &[&str],
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = serde_json::json!({
+        "iss": "saas-platform-dev", "aud": "saas-platform", "sub": subject, "tid": tenant,
+        "roles": roles, "iat": now, "nbf": now, "exp": now + 600,
+    });
+    edit(&mut claims);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign test token")
+}
+
 pub struct Stack {
     pub gateway: RunningService,
     pub services: Vec<(ServiceName, RunningService)>,
@@ -41,8 +70,20 @@ impl Stack {
             &prefix,
             &upstream_vars,
         );
-        let gateway =
-            test_support::spawn(gateway::build(gateway_cfg).await.expect("gateway starts")).await;
+        let settings = gateway::config::GatewaySettings::from_lookup(|k| match k {
+            "JWT_HS256_SECRET" => Some(SECRET.to_string()),
+            // Revocation must show at once in tests.
+            "API_KEY_CACHE_SECS" => Some("0".to_string()),
+            "MAX_BODY_BYTES" => Some("65536".to_string()),
+            _ => None,
+        })
+        .expect("gateway settings");
+        let gateway = test_support::spawn(
+            gateway::build_with(gateway_cfg, settings)
+                .await
+                .expect("gateway starts"),
+        )
+        .await;
         Stack {
             gateway,
             services,

@@ -285,7 +285,7 @@ pub fn with_middleware(router: Router, service: &'static str, timeout: Duration)
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("request", service, method = %req.method(), path = %req.uri().path(), request_id = %rid)
+                tracing::info_span!("request", service, method = %req.method(), path = %req.uri().path(), request_id = %rid, tenant = tracing::field::Empty)
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

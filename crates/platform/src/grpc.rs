@@ -42,3 +42,79 @@ pub async fn check_health(channel: Channel) -> Result<(), String> {
         other => Err(format!("status {}", other.as_str_name())),
     }
 }
+
+/// The verified caller, as the gateway put it in the request metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Caller {
+    pub tenant_id: String,
+    pub subject: String,
+    pub roles: Vec<String>,
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    /// Reads the identity metadata; `None` when the tenant or subject is missing (a call that
+    /// did not come through the gateway).
+    pub fn from_metadata(md: &tonic::metadata::MetadataMap) -> Option<Caller> {
+        let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let tenant_id = get(metadata::TENANT_ID).filter(|t| !t.is_empty())?;
+        let subject = get(metadata::SUBJECT).filter(|s| !s.is_empty())?;
+        let roles = get(metadata::ROLES)
+            .map(|r| {
+                r.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Caller {
+            tenant_id,
+            subject,
+            roles,
+            request_id: get(metadata::REQUEST_ID),
+        })
+    }
+
+    /// Writes this identity into outgoing request metadata.
+    pub fn apply<T>(&self, req: &mut tonic::Request<T>) {
+        let md = req.metadata_mut();
+        for (key, value) in [
+            (metadata::TENANT_ID, self.tenant_id.clone()),
+            (metadata::SUBJECT, self.subject.clone()),
+            (metadata::ROLES, self.roles.join(",")),
+        ] {
+            if let Ok(v) = value.parse() {
+                md.insert(key, v);
+            }
+        }
+        if let Some(rid) = self.request_id.as_deref().and_then(|r| r.parse().ok()) {
+            md.insert(metadata::REQUEST_ID, rid);
+        }
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The metadata key naming the request field a validation error is about.
+pub const FIELD_METADATA: &str = "x-error-field";
+
+/// An INVALID_ARGUMENT status that names the offending field (the gateway turns it into a
+/// problem's `errors[].field`).
+pub fn invalid_field(field: &str, message: impl Into<String>) -> tonic::Status {
+    let mut status = tonic::Status::invalid_argument(message.into());
+    if let Ok(v) = field.parse() {
+        status.metadata_mut().insert(FIELD_METADATA, v);
+    }
+    status
+}
+
+/// RFC 3339-ish instants on the wire.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}

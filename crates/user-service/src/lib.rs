@@ -1,8 +1,14 @@
-//! The user-service: tenants, org users, roles, API keys and SCIM.
+//! The user service: tenants, org users, roles and API keys (SCIM next).
 //!
-//! It owns the `saas_user` database (migrated at start-up) and serves the `saas.user.v1`
-//! gRPC contract from `proto/user/v1/` beside health, readiness and metrics on one port.
-//! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`.
+//! It owns the `saas_user` database (migrated at start-up) and serves `saas.user.v1` from
+//! `proto/user/v1/` beside health, readiness and metrics on one port. Transport is in
+//! [`grpc`], pure rules in [`domain`], SQL in [`store`]; `tenant.*` and `user.*` events leave
+//! through the outbox in the same transaction as the change.
+
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod store;
 
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
 
@@ -13,9 +19,13 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
     let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
     let limiter = cfg.limiter();
+    let api = grpc::UserApi::new(backbone.pool.clone());
     Ok(AppBuilder::new(cfg)
         .backbone(&backbone)
         .limiter(limiter)
         .reflection(rpc::FILE_DESCRIPTOR_SET)
+        .grpc(rpc::user::v1::user_service_server::UserServiceServer::new(
+            api,
+        ))
         .build())
 }

@@ -1,4 +1,226 @@
-//! Who is calling: bearer JWTs (and, with the user service, API keys), and what they may do.
+//! Who is calling, and may they do this?
+//!
+//! [`Authenticator`] turns `Authorization: Bearer ...` into an [`Identity`]: a JWT (see
+//! [`jwt`]) or, for `sk_...` secrets, an API key verified by the user service and cached for
+//! a few seconds. [`permissions`] holds the one table from route to required permission; the
+//! [`authorize`] middleware applies both before any handler runs.
 
 pub mod jwt;
-pub mod rbac;
+pub mod permissions;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authz::{Permission, Role};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use platform::Problem;
+use platform::grpc::Caller;
+use rpc::user::v1::VerifyApiKeyRequest;
+use rpc::user::v1::user_service_client::UserServiceClient;
+use tonic::transport::Channel;
+
+use crate::auth::jwt::{AuthError, JwtVerifier};
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub tenant_id: String,
+    pub subject: String,
+    pub roles: Vec<Role>,
+    /// API keys carry explicit scopes instead of roles.
+    pub scopes: Vec<Permission>,
+    pub request_id: Option<String>,
+}
+
+impl Identity {
+    pub fn allows(&self, p: Permission) -> bool {
+        authz::allowed(&self.roles, p) || self.scopes.contains(&p)
+    }
+
+    pub fn is_platform_admin(&self) -> bool {
+        self.roles.contains(&Role::PlatformAdmin)
+    }
+
+    /// May this caller see `tenant_id` at all? Foreign tenants answer 404, not 403, so ids
+    /// of other tenants cannot be probed.
+    pub fn check_tenant(&self, tenant_id: &str) -> Result<(), Problem> {
+        if self.is_platform_admin() || self.tenant_id == tenant_id {
+            Ok(())
+        } else {
+            Err(Problem::not_found("tenant"))
+        }
+    }
+
+    /// The identity metadata forwarded to the services.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            tenant_id: self.tenant_id.clone(),
+            subject: self.subject.clone(),
+            roles: self.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// Verifies bearer credentials.
+#[derive(Clone)]
+pub struct Authenticator {
+    jwt: JwtVerifier,
+    users: UserServiceClient<Channel>,
+    cache: Arc<Mutex<HashMap<String, (Identity, Instant)>>>,
+    cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("jwt", &self.jwt)
+            .finish()
+    }
+}
+
+fn unauthorized(e: &AuthError) -> Response {
+    let mut resp = Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated")
+        .with_detail(e.to_string())
+        .into_response();
+    let challenge = format!(
+        "Bearer realm=\"saas-platform\", error=\"invalid_token\", error_description=\"{}\"",
+        e.to_string().replace('"', "'")
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+impl Authenticator {
+    pub fn new(jwt: JwtVerifier, users: Channel, cache_ttl: Duration) -> Self {
+        Authenticator {
+            jwt,
+            users: UserServiceClient::new(users),
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache_ttl,
+        }
+    }
+
+    pub fn jwt(&self) -> &JwtVerifier {
+        &self.jwt
+    }
+
+    /// The identity behind an `Authorization` header value.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Identity, Response> {
+        let token = authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized(&AuthError::Missing))?;
+        if token.starts_with("sk_") {
+            return self.api_key(token).await;
+        }
+        let claims = self.jwt.verify(token).map_err(|e| unauthorized(&e))?;
+        Ok(Identity {
+            tenant_id: claims.tid,
+            subject: claims.sub,
+            roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+            scopes: Vec::new(),
+            request_id: None,
+        })
+    }
+
+    async fn api_key(&self, secret: &str) -> Result<Identity, Response> {
+        let now = Instant::now();
+        if let Some((id, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(secret)
+            && now.duration_since(*at) < self.cache_ttl
+        {
+            return Ok(id.clone());
+        }
+        let mut users = self.users.clone();
+        match users
+            .verify_api_key(VerifyApiKeyRequest {
+                secret: secret.to_string(),
+            })
+            .await
+        {
+            Ok(resp) => {
+                let p = resp.into_inner();
+                let identity = Identity {
+                    tenant_id: p.tenant_id,
+                    subject: p.subject,
+                    roles: Vec::new(),
+                    scopes: p
+                        .scopes
+                        .iter()
+                        .filter_map(|s| Permission::parse(s))
+                        .collect(),
+                    request_id: None,
+                };
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                // Bounded: drop expired entries when it grows, so junk keys cannot fill memory.
+                if cache.len() > 10_000 {
+                    cache.retain(|_, (_, at)| now.duration_since(*at) < self.cache_ttl);
+                }
+                cache.insert(secret.to_string(), (identity.clone(), now));
+                Ok(identity)
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                Err(unauthorized(&AuthError::BadSignature))
+            }
+            Err(s) => {
+                tracing::warn!(status = %s, "API key verification unavailable");
+                Err(Problem::unavailable("cannot verify API keys right now").into_response())
+            }
+        }
+    }
+}
+
+/// Authenticates every route in the permission table and checks its permission; public
+/// routes pass through. Puts the [`Identity`] in the request extensions.
+pub async fn authorize(
+    State(auth): State<Authenticator>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let Some(path) = path else {
+        return next.run(req).await; // unmatched: the fallback answers 404
+    };
+    let Some(required) = permissions::required(req.method(), &path) else {
+        return next.run(req).await; // public
+    };
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut identity = match auth.authenticate(header.as_deref()).await {
+        Ok(i) => i,
+        Err(resp) => return resp,
+    };
+    if !identity.allows(required) {
+        return Problem::new(StatusCode::FORBIDDEN, "forbidden")
+            .with_detail(format!("this requires the {required} permission"))
+            .into_response();
+    }
+    identity.request_id = req
+        .headers()
+        .get(platform::app::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    tracing::Span::current().record("tenant", identity.tenant_id.as_str());
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}

@@ -1,4 +1,4 @@
-//! Roles and permissions (DESIGN.md §7).
+//! Roles and permissions (DESIGN.md §7), shared by the gateway and the user service.
 //!
 //! A route needs one permission; a caller has roles; a role grants a fixed set of permissions.
 //! The matrix is data, in one place, so the RBAC test can walk all of it. `platform_admin` is

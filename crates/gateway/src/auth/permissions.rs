@@ -1,0 +1,59 @@
+//! The one table from route to required permission. A route absent from it is public; the
+//! router test checks every `/v1` route is here (except `/v1/status`).
+
+use authz::Permission as P;
+use axum::http::Method;
+
+/// (method, matched path, permission)
+pub const ROUTES: &[(&str, &str, P)] = &[
+    ("POST", "/v1/tenants", P::TenantsWrite),
+    ("GET", "/v1/tenants", P::TenantsWrite),
+    ("GET", "/v1/tenants/{tenant_id}", P::TenantsRead),
+    ("PATCH", "/v1/tenants/{tenant_id}", P::TenantsWrite),
+    ("POST", "/v1/tenants/{tenant_id}/suspend", P::TenantsWrite),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/reactivate",
+        P::TenantsWrite,
+    ),
+    ("POST", "/v1/tenants/{tenant_id}/users", P::UsersWrite),
+    ("GET", "/v1/tenants/{tenant_id}/users", P::UsersRead),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/users/{user_id}",
+        P::UsersRead,
+    ),
+    (
+        "PATCH",
+        "/v1/tenants/{tenant_id}/users/{user_id}",
+        P::UsersWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/users/{user_id}/deactivate",
+        P::UsersWrite,
+    ),
+    (
+        "PUT",
+        "/v1/tenants/{tenant_id}/users/{user_id}/roles",
+        P::RolesWrite,
+    ),
+    ("GET", "/v1/tenants/{tenant_id}/roles", P::UsersRead),
+    ("POST", "/v1/tenants/{tenant_id}/api_keys", P::ApiKeysWrite),
+    ("GET", "/v1/tenants/{tenant_id}/api_keys", P::ApiKeysWrite),
+    (
+        "DELETE",
+        "/v1/tenants/{tenant_id}/api_keys/{key_id}",
+        P::ApiKeysWrite,
+    ),
+];
+
+/// Public routes under `/v1`.
+pub const PUBLIC: &[(&str, &str)] = &[("GET", "/v1/status")];
+
+pub fn required(method: &Method, path: &str) -> Option<P> {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| *p == path && *m == method.as_str())
+        .map(|(_, _, perm)| *perm)
+}

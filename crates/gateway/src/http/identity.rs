@@ -1,0 +1,543 @@
+//! Tenants, users, roles and API keys: `/v1/tenants/...`, forwarded to the user service.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::{Extension, Json, Router};
+use platform::Problem;
+use rpc::common::v1::PageRequest;
+use rpc::user::v1 as pb;
+use rpc::user::v1::user_service_client::UserServiceClient;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use super::error::{ApiJson, ApiQuery, from_status};
+use super::wire::{List, time};
+use crate::auth::Identity;
+
+type Users = UserServiceClient<Channel>;
+type Result<T> = std::result::Result<T, Problem>;
+
+pub fn router(users: Users) -> Router {
+    Router::new()
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route(
+            "/v1/tenants/{tenant_id}",
+            get(get_tenant).patch(update_tenant),
+        )
+        .route("/v1/tenants/{tenant_id}/suspend", post(suspend_tenant))
+        .route(
+            "/v1/tenants/{tenant_id}/reactivate",
+            post(reactivate_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/users",
+            post(create_user).get(list_users),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/users/{user_id}",
+            get(get_user).patch(update_user),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/users/{user_id}/deactivate",
+            post(deactivate_user),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/users/{user_id}/roles",
+            put(set_roles),
+        )
+        .route("/v1/tenants/{tenant_id}/roles", get(list_roles))
+        .route(
+            "/v1/tenants/{tenant_id}/api_keys",
+            post(create_api_key).get(list_api_keys),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/api_keys/{key_id}",
+            delete(revoke_api_key),
+        )
+        .with_state(users)
+}
+
+/// A gRPC request carrying the caller's identity.
+fn call<T>(id: &Identity, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    id.caller().apply(&mut req);
+    req
+}
+
+#[derive(Debug, Serialize)]
+pub struct Tenant {
+    id: String,
+    name: String,
+    slug: String,
+    status: &'static str,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+impl From<pb::Tenant> for Tenant {
+    fn from(t: pb::Tenant) -> Self {
+        Tenant {
+            status: match t.status() {
+                pb::TenantStatus::Suspended => "suspended",
+                _ => "active",
+            },
+            id: t.id,
+            name: t.name,
+            slug: t.slug,
+            created_at: time(t.created_at),
+            updated_at: time(t.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct User {
+    id: String,
+    tenant_id: String,
+    email: String,
+    display_name: String,
+    status: &'static str,
+    roles: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+}
+
+impl From<pb::User> for User {
+    fn from(u: pb::User) -> Self {
+        User {
+            status: match u.status() {
+                pb::UserStatus::Deactivated => "deactivated",
+                _ => "active",
+            },
+            id: u.id,
+            tenant_id: u.tenant_id,
+            email: u.email,
+            display_name: u.display_name,
+            roles: u.roles,
+            external_id: (!u.external_id.is_empty()).then_some(u.external_id),
+            created_at: time(u.created_at),
+            updated_at: time(u.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApiKey {
+    id: String,
+    tenant_id: String,
+    name: String,
+    prefix: String,
+    scopes: Vec<String>,
+    created_at: Option<String>,
+    revoked_at: Option<String>,
+    last_used_at: Option<String>,
+    /// Present only in the response that created the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl From<pb::ApiKey> for ApiKey {
+    fn from(k: pb::ApiKey) -> Self {
+        ApiKey {
+            id: k.id,
+            tenant_id: k.tenant_id,
+            name: k.name,
+            prefix: k.prefix,
+            scopes: k.scopes,
+            created_at: time(k.created_at),
+            revoked_at: time(k.revoked_at),
+            last_used_at: time(k.last_used_at),
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    email: Option<String>,
+    status: Option<String>,
+}
+
+impl PageQuery {
+    fn page(&self) -> Result<Option<PageRequest>> {
+        let limit = self.limit.unwrap_or(0);
+        if limit > 100 {
+            return Err(Problem::bad_request("limit must be from 1 to 100")
+                .with_field("limit", "at most 100"));
+        }
+        Ok(Some(PageRequest {
+            limit,
+            cursor: self.cursor.clone().unwrap_or_default(),
+        }))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    name: String,
+    slug: String,
+    #[serde(default)]
+    owner_email: Option<String>,
+}
+
+async fn create_tenant(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<(StatusCode, Json<Tenant>)> {
+    let t = users
+        .create_tenant(call(
+            &id,
+            pb::CreateTenantRequest {
+                name: body.name,
+                slug: body.slug,
+                owner_email: body.owner_email.unwrap_or_default(),
+            },
+        ))
+        .await
+        .map_err(from_status)?;
+    Ok((StatusCode::CREATED, Json(t.into_inner().into())))
+}
+
+async fn list_tenants(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<List<Tenant>>> {
+    let r = users
+        .list_tenants(call(&id, pb::ListTenantsRequest { page: q.page()? }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(Json(List::new(
+        r.tenants.into_iter().map(Into::into).collect(),
+        r.page,
+    )))
+}
+
+async fn get_tenant(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<Tenant>> {
+    id.check_tenant(&tenant_id)?;
+    let t = users
+        .get_tenant(call(&id, pb::GetTenantRequest { tenant_id }))
+        .await
+        .map_err(from_status)?;
+    Ok(Json(t.into_inner().into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    name: Option<String>,
+}
+
+async fn update_tenant(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> Result<Json<Tenant>> {
+    id.check_tenant(&tenant_id)?;
+    let t = users
+        .update_tenant(call(
+            &id,
+            pb::UpdateTenantRequest {
+                tenant_id,
+                name: body.name,
+            },
+        ))
+        .await
+        .map_err(from_status)?;
+    Ok(Json(t.into_inner().into()))
+}
+
+async fn set_tenant_status(
+    users: &mut Users,
+    id: &Identity,
+    tenant_id: String,
+    status: pb::TenantStatus,
+) -> Result<Json<Tenant>> {
+    id.check_tenant(&tenant_id)?;
+    let t = users
+        .set_tenant_status(call(
+            id,
+            pb::SetTenantStatusRequest {
+                tenant_id,
+                status: status as i32,
+            },
+        ))
+        .await
+        .map_err(from_status)?;
+    Ok(Json(t.into_inner().into()))
+}
+
+async fn suspend_tenant(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<Tenant>> {
+    set_tenant_status(&mut users, &id, tenant_id, pb::TenantStatus::Suspended).await
+}
+
+async fn reactivate_tenant(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<Tenant>> {
+    set_tenant_status(&mut users, &id, tenant_id, pb::TenantStatus::Active).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    email: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+async fn create_user(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<User>)> {
+    id.check_tenant(&tenant_id)?;
+    let u = users
+        .create_user(call(
+            &id,
+            pb::CreateUserRequest {
+                tenant_id,
+                email: body.email,
+                display_name: body.display_name,
+                roles: body.roles,
+            },
+        ))
+        .await
+        .map_err(from_status)?;
+    Ok((StatusCode::CREATED, Json(u.into_inner().into())))
+}
+
+async fn list_users(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<List<User>>> {
+    id.check_tenant(&tenant_id)?;
+    let status = match q.status.as_deref() {
+        None => pb::UserStatus::Unspecified,
+        Some("active") => pb::UserStatus::Active,
+        Some("deactivated") => pb::UserStatus::Deactivated,
+        Some(_) => {
+            return Err(Problem::bad_request("status must be active or deactivated")
+                .with_field("status", "must be active or deactivated"));
+        }
+    };
+    let r = users
+        .list_users(call(
+            &id,
+            pb::ListUsersRequest {
+                tenant_id,
+                page: q.page()?,
+                email: q.email.clone(),
+                status: status as i32,
+            },
+        ))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(Json(List::new(
+        r.users.into_iter().map(Into::into).collect(),
+        r.page,
+    )))
+}
+
+async fn get_user(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path((tenant_id, user_id)): Path<(String, String)>,
+) -> Result<Json<User>> {
+    id.check_tenant(&tenant_id)?;
+    let u = users
+        .get_user(call(&id, pb::GetUserRequest { tenant_id, user_id }))
+        .await
+        .map_err(from_status)?;
+    Ok(Json(u.into_inner().into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    email: Option<String>,
+    display_name: Option<String>,
+}
+
+async fn update_user(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path((tenant_id, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> Result<Json<User>> {
+    id.check_tenant(&tenant_id)?;
+    let u = users
+        .update_user(call(
+            &id,
+            pb::UpdateUserRequest {
+                tenant_id,
+                user_id,
+                email: body.email,
+                display_name: body.display_name,
+            },
+        ))
+        .await
+        .map_err(from_status)?;
+    Ok(Json(u.into_inner().into()))
+}
+
+async fn deactivate_user(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path((tenant_id, user_id)): Path<(String, String)>,
+) -> Result<Json<User>> {
+    id.check_tenant(&tenant_id)?;
+    let u = users
+        .deactivate_user(call(&id, pb::GetUserRequest { tenant_id, user_id }))
+        .await
+        .map_err(from_status)?;
+    Ok(Json(u.into_inner().into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRoles {
+    roles: Vec<String>,
+}
+
+async fn set_roles(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path((tenant_id, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetRoles>,
+) -> Result<Json<User>> {
+    id.check_tenant(&tenant_id)?;
+    let u = users
+        .set_user_roles(call(
+            &id,
+            pb::SetUserRolesRequest {
+                tenant_id,
+                user_id,
+                roles: body.roles,
+            },
+        ))
+        .await
+        .map_err(from_status)?;
+    Ok(Json(u.into_inner().into()))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Role {
+    name: String,
+    permissions: Vec<String>,
+}
+
+async fn list_roles(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<List<Role>>> {
+    id.check_tenant(&tenant_id)?;
+    let r = users
+        .list_roles(call(&id, pb::ListRolesRequest { tenant_id }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let data = r
+        .roles
+        .into_iter()
+        .map(|r| Role {
+            name: r.name,
+            permissions: r.permissions,
+        })
+        .collect();
+    Ok(Json(List::new(data, None)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    name: String,
+    scopes: Vec<String>,
+}
+
+async fn create_api_key(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+    ApiJson(body): ApiJson<CreateApiKey>,
+) -> Result<(StatusCode, Json<ApiKey>)> {
+    id.check_tenant(&tenant_id)?;
+    let r = users
+        .create_api_key(call(
+            &id,
+            pb::CreateApiKeyRequest {
+                tenant_id,
+                name: body.name,
+                scopes: body.scopes,
+            },
+        ))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let mut key: ApiKey = r.key.unwrap_or_default().into();
+    key.secret = Some(r.secret);
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+async fn list_api_keys(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<List<ApiKey>>> {
+    id.check_tenant(&tenant_id)?;
+    let r = users
+        .list_api_keys(call(
+            &id,
+            pb::ListApiKeysRequest {
+                tenant_id,
+                page: q.page()?,
+            },
+        ))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(Json(List::new(
+        r.keys.into_iter().map(Into::into).collect(),
+        r.page,
+    )))
+}
+
+async fn revoke_api_key(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path((tenant_id, key_id)): Path<(String, String)>,
+) -> Result<Json<ApiKey>> {
+    id.check_tenant(&tenant_id)?;
+    let k = users
+        .revoke_api_key(call(&id, pb::RevokeApiKeyRequest { tenant_id, key_id }))
+        .await
+        .map_err(from_status)?;
+    Ok(Json(k.into_inner().into()))
+}

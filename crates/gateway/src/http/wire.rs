@@ -1,0 +1,30 @@
+//! JSON shapes of the public API and their conversion from the gRPC messages.
+
+use serde::Serialize;
+
+/// RFC 3339 with millisecond precision, UTC.
+pub fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
+    let t = t?;
+    chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// A page of a list: Stripe-style `data` + `has_more`, with an opaque `next_cursor`.
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl<T> List<T> {
+    pub fn new(data: Vec<T>, page: Option<rpc::common::v1::PageResponse>) -> Self {
+        let page = page.unwrap_or_default();
+        List {
+            data,
+            has_more: page.has_more,
+            next_cursor: (!page.next_cursor.is_empty()).then_some(page.next_cursor),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Pure rules of the identity domain: ids, validation, secrets. No I/O.
+
+pub mod ids;
+pub mod secrets;
+pub mod validate;

@@ -1,0 +1,156 @@
+//! The `users` and `role_bindings` tables.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub status: String,
+    pub external_id: Option<String>,
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Users with their roles aggregated, so one query answers a page.
+const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.display_name, u.status, u.external_id, \
+     COALESCE(array_agg(rb.role ORDER BY rb.role) FILTER (WHERE rb.role IS NOT NULL), '{}') AS roles, \
+     u.created_at, u.updated_at \
+     FROM users u LEFT JOIN role_bindings rb ON rb.user_id = u.id AND rb.tenant_id = u.tenant_id";
+
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub roles: &'a [String],
+}
+
+pub async fn insert(conn: &mut PgConnection, u: NewUser<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, tenant_id, email, display_name, status) VALUES ($1, $2, $3, $4, 'active')",
+    )
+    .bind(u.id)
+    .bind(u.tenant_id)
+    .bind(u.email)
+    .bind(u.display_name)
+    .execute(&mut *conn)
+    .await?;
+    set_roles(conn, u.tenant_id, u.id, u.roles).await
+}
+
+pub async fn set_roles(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    user_id: &str,
+    roles: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM role_bindings WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO role_bindings (tenant_id, user_id, role) SELECT $1, $2, unnest($3::text[])",
+    )
+    .bind(tenant_id)
+    .bind(user_id)
+    .bind(roles)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE u.tenant_id = $1 AND u.id = $2 GROUP BY u.id"
+    )))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Locks the user row for an update within the caller's transaction.
+pub async fn lock(conn: &mut PgConnection, tenant_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    email: Option<&str>,
+    display_name: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET email = COALESCE($3, email), display_name = COALESCE($4, display_name), \
+         version = version + 1, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(email)
+    .bind(display_name)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Returns whether the user was active before (so deactivation is reported once).
+pub async fn deactivate(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query(
+        "UPDATE users SET status = 'deactivated', version = version + 1, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 AND status = 'active'",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+pub struct ListFilter<'a> {
+    pub email: Option<&'a str>,
+    pub status: Option<&'a str>,
+}
+
+pub async fn list(
+    pool: &PgPool,
+    tenant_id: &str,
+    filter: ListFilter<'_>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE u.tenant_id = $1 AND ($2::text IS NULL OR lower(u.email) = lower($2)) \
+         AND ($3::text IS NULL OR u.status = $3) AND ($4::text IS NULL OR u.id > $4) \
+         GROUP BY u.id ORDER BY u.id LIMIT $5"
+    )))
+    .bind(tenant_id)
+    .bind(filter.email)
+    .bind(filter.status)
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await
+}
