@@ -124,8 +124,10 @@ async fn authentication_failures_answer_401_problems() {
         (
             "unknown kid",
             {
-                let mut h = jsonwebtoken::Header::default();
-                h.kid = Some("nope".into());
+                let h = jsonwebtoken::Header {
+                    kid: Some("nope".into()),
+                    ..Default::default()
+                };
                 jsonwebtoken::encode(&h, &json!({"sub":"x","tid":"t","exp": 9_999_999_999u64,"iss":"saas-platform-dev","aud":"saas-platform"}), &jsonwebtoken::EncodingKey::from_secret(crate::stack::SECRET.as_bytes())).unwrap()
             },
             "unknown key id",

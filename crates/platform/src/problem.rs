@@ -19,9 +19,21 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// An RFC 9457 problem details object.
+/// An RFC 9457 problem: boxed, so `Result<T, Problem>` stays small on the happy path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
+#[serde(transparent)]
+pub struct Problem(Box<ProblemDetails>);
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDetails;
+    fn deref(&self) -> &ProblemDetails {
+        &self.0
+    }
+}
+
+/// The fields of an RFC 9457 problem details object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemDetails {
     #[serde(rename = "type")]
     pub type_uri: String,
     pub title: String,
@@ -41,7 +53,7 @@ pub struct Problem {
 impl Problem {
     /// A problem with the given status and stable code; the title is the status' reason phrase.
     pub fn new(status: StatusCode, code: &str) -> Self {
-        Problem {
+        Problem(Box::new(ProblemDetails {
             type_uri: format!("{TYPE_BASE}{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
@@ -50,21 +62,21 @@ impl Problem {
             code: code.to_string(),
             errors: Vec::new(),
             request_id: None,
-        }
+        }))
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     pub fn with_title(mut self, title: impl Into<String>) -> Self {
-        self.title = title.into();
+        self.0.title = title.into();
         self
     }
 
     pub fn with_field(mut self, field: impl Into<String>, message: impl Into<String>) -> Self {
-        self.errors.push(FieldError {
+        self.0.errors.push(FieldError {
             field: field.into(),
             message: message.into(),
         });
@@ -72,7 +84,7 @@ impl Problem {
     }
 
     pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
-        self.instance = Some(instance.into());
+        self.0.instance = Some(instance.into());
         self
     }
 
