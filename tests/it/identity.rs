@@ -545,3 +545,97 @@ async fn rbac_matrix_matches_the_permission_table() {
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_replay_refuse_and_dedupe() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let (t, owner) = tenant(&api, "idem-co").await;
+    let url = format!("{}/v1/tenants/{t}/users", api.base);
+    let post = |key: &str, body: Value| {
+        api.http
+            .post(&url)
+            .bearer_auth(&owner)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+
+    let first = post("k-1", json!({"email": "once@idem.example"}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    let again = post("k-1", json!({"email": "once@idem.example"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        again["id"], first["id"],
+        "the stored response, not a second user"
+    );
+
+    let other = post("k-1", json!({"email": "other@idem.example"}))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let other: Value = other.json().await.unwrap();
+    assert_eq!(other["code"], "idempotency_key_reused");
+
+    let bad = post(&"x".repeat(300), json!({"email": "b@idem.example"}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // Eight concurrent duplicates: one executes; the rest replay or are told it is in progress.
+    let results = futures_join(
+        (0..8)
+            .map(|_| post("k-burst", json!({"email": "burst@idem.example"})))
+            .collect(),
+    )
+    .await;
+    let statuses: Vec<StatusCode> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().status())
+        .collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+    let fresh = results
+        .iter()
+        .filter(|r| {
+            let r = r.as_ref().unwrap();
+            r.status() == StatusCode::CREATED && r.headers().get("idempotent-replayed").is_none()
+        })
+        .count();
+    assert_eq!(fresh, 1, "{statuses:?}");
+    let (_, page) = api
+        .send(
+            Method::GET,
+            &format!("/v1/tenants/{t}/users?email=burst@idem.example"),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    stack.stop().await;
+}
+
+async fn futures_join<F: std::future::Future + Send + 'static>(futs: Vec<F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

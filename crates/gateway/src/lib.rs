@@ -23,12 +23,16 @@ pub async fn build_with(
 ) -> Result<App, StartError> {
     let upstreams = upstream::Upstreams::new(&cfg)?;
     let mut builder = AppBuilder::new(cfg.clone());
-    match platform::cache::connect(&cfg.redis_url).await {
-        Ok(conn) => builder = builder.redis(conn),
-        Err(e) => {
-            tracing::warn!(error = %e, "Redis unavailable at start-up; continuing without it")
+    let redis = match platform::cache::connect(&cfg.redis_url).await {
+        Ok(conn) => {
+            builder = builder.redis(conn.clone());
+            Some(conn)
         }
-    }
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis unavailable at start-up; continuing without it");
+            None
+        }
+    };
     let (auth, jwks_reload) = auth_from(&settings, &upstreams)?;
     if let Some(reload) = jwks_reload {
         builder = builder.task("jwks-reload", reload);
@@ -44,6 +48,7 @@ pub async fn build_with(
             upstream_health,
             users,
             auth,
+            redis,
             settings.max_body_bytes,
         ))
         .build())

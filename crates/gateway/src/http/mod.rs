@@ -2,6 +2,7 @@
 //! permission table.
 
 pub mod error;
+pub mod idempotency;
 mod identity;
 mod status;
 mod wire;
@@ -19,12 +20,22 @@ pub fn router(
     upstream_health: Readiness,
     users: Channel,
     auth: Authenticator,
+    redis: Option<redis::aio::ConnectionManager>,
     max_body_bytes: usize,
 ) -> Router {
+    let idem = idempotency::Idempotency {
+        redis,
+        max_body_bytes,
+    };
     Router::new()
         .merge(status::router(upstream_health))
         .merge(identity::router(UserServiceClient::new(users)))
-        // route_layer: runs after routing, so the middleware sees the matched path.
+        // route_layer runs after routing, so these see the matched path. The last added runs
+        // first: authenticate and authorize, then idempotency (which needs the identity).
+        .route_layer(axum::middleware::from_fn_with_state(
+            idem,
+            idempotency::layer,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(auth, authorize))
         .layer(DefaultBodyLimit::max(max_body_bytes))
 }
