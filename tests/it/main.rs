@@ -4,5 +4,6 @@
 mod compose;
 mod docs;
 mod identity;
+mod limits;
 mod stack;
 mod status;

@@ -41,6 +41,12 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Self::start_with(&[]).await
+    }
+
+    /// A stack whose gateway reads `overrides` (gateway settings and `ServiceConfig`
+    /// variables such as `REDIS_URL`) over the test defaults.
+    pub async fn start_with(overrides: &[(&str, &str)]) -> Stack {
         test_support::init_logging();
         let prefix = test_support::unique_prefix();
         let mut services = Vec::new();
@@ -64,18 +70,29 @@ impl Stack {
             services.push((service, running));
             dbs.push(db);
         }
+        let overridden = |k: &str| {
+            overrides
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        };
+        if let Some(url) = overridden("REDIS_URL") {
+            upstream_vars.push(("REDIS_URL", url));
+        }
         let gateway_cfg = test_support::config(
             ServiceName::Gateway,
             "postgres://unused/unused",
             &prefix,
             &upstream_vars,
         );
-        let settings = gateway::config::GatewaySettings::from_lookup(|k| match k {
-            "JWT_HS256_SECRET" => Some(SECRET.to_string()),
-            // Revocation must show at once in tests.
-            "API_KEY_CACHE_SECS" => Some("0".to_string()),
-            "MAX_BODY_BYTES" => Some("65536".to_string()),
-            _ => None,
+        let settings = gateway::config::GatewaySettings::from_lookup(|k| {
+            overridden(k).or(match k {
+                "JWT_HS256_SECRET" => Some(SECRET.to_string()),
+                // Revocation must show at once in tests.
+                "API_KEY_CACHE_SECS" => Some("0".to_string()),
+                "MAX_BODY_BYTES" => Some("65536".to_string()),
+                _ => None,
+            })
         })
         .expect("gateway settings");
         let gateway = test_support::spawn(

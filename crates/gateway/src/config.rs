@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use platform::config::ConfigError;
 
+use crate::http::ratelimit::Quota;
+
 /// Variables only the gateway reads: name, default, meaning (the README lists them).
 pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
@@ -29,6 +31,26 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "how long a verified API key is cached (a revoked key stops working after at most this)",
     ),
     ("MAX_BODY_BYTES", "1048576", "largest request body accepted"),
+    (
+        "RATE_LIMIT_CALLER_PER_SEC",
+        "50",
+        "sustained requests per second per caller (token subject or API key), per replica",
+    ),
+    (
+        "RATE_LIMIT_CALLER_BURST",
+        "100",
+        "requests a caller may send at once, per replica",
+    ),
+    (
+        "RATE_LIMIT_TENANT_PER_SEC",
+        "200",
+        "sustained requests per second per tenant, shared by all replicas through Redis",
+    ),
+    (
+        "RATE_LIMIT_TENANT_BURST",
+        "400",
+        "requests a tenant may send at once, across all replicas",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -40,6 +62,8 @@ pub struct GatewaySettings {
     pub leeway_secs: u64,
     pub api_key_cache: Duration,
     pub max_body_bytes: usize,
+    pub per_caller: Quota,
+    pub per_tenant: Quota,
 }
 
 impl GatewaySettings {
@@ -80,6 +104,14 @@ impl GatewaySettings {
             leeway_secs: num("JWT_LEEWAY_SECS", 30, 600)?,
             api_key_cache: Duration::from_secs(num("API_KEY_CACHE_SECS", 5, 3600)?),
             max_body_bytes: num("MAX_BODY_BYTES", 1 << 20, 64 << 20)? as usize,
+            per_caller: Quota {
+                per_sec: num("RATE_LIMIT_CALLER_PER_SEC", 50, 1_000_000)?.max(1) as u32,
+                burst: num("RATE_LIMIT_CALLER_BURST", 100, 1_000_000)?.max(1) as u32,
+            },
+            per_tenant: Quota {
+                per_sec: num("RATE_LIMIT_TENANT_PER_SEC", 200, 1_000_000)?.max(1) as u32,
+                burst: num("RATE_LIMIT_TENANT_BURST", 400, 1_000_000)?.max(1) as u32,
+            },
         })
     }
 }

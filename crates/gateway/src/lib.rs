@@ -49,6 +49,7 @@ pub async fn build_with(
             users,
             auth,
             redis,
+            (settings.per_caller, settings.per_tenant),
             settings.max_body_bytes,
         ))
         .build())

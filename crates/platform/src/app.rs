@@ -357,8 +357,13 @@ impl App {
             });
         }
         let stop = shutdown.clone();
-        let server = axum::serve(listener, self.router)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let server = axum::serve(
+            listener,
+            // Peer addresses reach handlers (rate limits key anonymous callers by IP).
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await });
         let mut server = std::pin::pin!(server.into_future());
         let early = tokio::select! {
             r = &mut server => Some(r),

@@ -1,0 +1,262 @@
+//! Rate limits: per caller in this process, and per tenant across every gateway replica.
+//!
+//! Both use GCRA (a leaky bucket kept as one "theoretical arrival time" per key): `burst`
+//! requests at once, refilled at `per_sec`. The per-tenant limit lives in Redis and is
+//! updated by one Lua script, so replicas share it atomically. If Redis is down the gateway
+//! keeps serving on the local limit alone and says so in the log, never with a 500.
+//! Answers over the limit are 429 problems with `Retry-After`; every limited route carries
+//! `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use platform::Problem;
+use redis::aio::ConnectionManager;
+
+use crate::auth::Identity;
+
+/// A budget: `burst` at once, `per_sec` sustained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// Until the next request would be allowed (zero when allowed).
+    pub retry_after: Duration,
+}
+
+/// GCRA over in-memory state; `now` is injectable for tests.
+#[derive(Debug, Default)]
+pub struct LocalGcra {
+    tat: Mutex<HashMap<String, Instant>>,
+}
+
+impl LocalGcra {
+    pub fn check(&self, key: &str, q: Quota, now: Instant) -> Decision {
+        let t = Duration::from_nanos(1_000_000_000 / u64::from(q.per_sec.max(1)));
+        let cap = t * q.burst.max(1);
+        let mut map = self.tat.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            // Forget keys whose buckets are full again: they carry no state worth keeping.
+            map.retain(|_, tat| *tat > now);
+        }
+        let tat = map
+            .get(key)
+            .copied()
+            .filter(|tat| *tat > now)
+            .unwrap_or(now);
+        let diff = tat + t - now;
+        if diff > cap {
+            return Decision {
+                allowed: false,
+                limit: q.burst,
+                remaining: 0,
+                reset: diff - t,
+                retry_after: diff - cap,
+            };
+        }
+        map.insert(key.to_string(), tat + t);
+        Decision {
+            allowed: true,
+            limit: q.burst,
+            remaining: ((cap - diff).as_nanos() / t.as_nanos().max(1)) as u32,
+            reset: diff,
+            retry_after: Duration::ZERO,
+        }
+    }
+}
+
+/// Atomic GCRA in Redis; times in microseconds from the server's clock, so replicas with
+/// skewed clocks still agree.
+const GCRA_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local cap = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local diff = tat + interval - now
+if diff > cap then
+  return {0, diff - cap, diff - interval}
+end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(diff / 1000) + 1000)
+return {1, math.floor((cap - diff) / interval), diff}
+";
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    pub local: Arc<LocalGcra>,
+    pub per_caller: Quota,
+    pub per_tenant: Quota,
+    pub redis: Option<ConnectionManager>,
+    script: Arc<redis::Script>,
+    redis_down: Arc<AtomicBool>,
+}
+
+impl RateLimiter {
+    pub fn new(per_caller: Quota, per_tenant: Quota, redis: Option<ConnectionManager>) -> Self {
+        RateLimiter {
+            local: Arc::new(LocalGcra::default()),
+            per_caller,
+            per_tenant,
+            redis,
+            script: Arc::new(redis::Script::new(GCRA_LUA)),
+            redis_down: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    async fn tenant(&self, tenant: &str) -> Option<Decision> {
+        let mut conn = self.redis.clone()?;
+        let interval_us = (1_000_000 / u64::from(self.per_tenant.per_sec.max(1))).max(1);
+        let r: Result<Vec<i64>, _> = self
+            .script
+            .key(format!("rl:tenant:{tenant}"))
+            .arg(interval_us)
+            .arg(self.per_tenant.burst.max(1))
+            .invoke_async(&mut conn)
+            .await;
+        match r {
+            Ok(v) if v.len() == 3 => {
+                if self.redis_down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("Redis is back: shared tenant rate limits restored");
+                }
+                let us = |n: i64| Duration::from_micros(n.max(0) as u64);
+                Some(if v[0] == 1 {
+                    Decision {
+                        allowed: true,
+                        limit: self.per_tenant.burst,
+                        remaining: v[1].max(0) as u32,
+                        reset: us(v[2]),
+                        retry_after: Duration::ZERO,
+                    }
+                } else {
+                    Decision {
+                        allowed: false,
+                        limit: self.per_tenant.burst,
+                        remaining: 0,
+                        reset: us(v[2]),
+                        retry_after: us(v[1]),
+                    }
+                })
+            }
+            Ok(_) | Err(_) => {
+                if !self.redis_down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "Redis unavailable: tenant rate limits fall back to this replica's local limit"
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+fn secs_ceil(d: Duration) -> u64 {
+    d.as_micros().div_ceil(1_000_000) as u64
+}
+
+fn set_headers(h: &mut HeaderMap, d: &Decision) {
+    for (name, value) in [
+        ("ratelimit-limit", u64::from(d.limit)),
+        ("ratelimit-remaining", u64::from(d.remaining)),
+        ("ratelimit-reset", secs_ceil(d.reset)),
+    ] {
+        h.insert(name, HeaderValue::from(value));
+    }
+}
+
+fn too_many(d: &Decision, scope: &str) -> Response {
+    let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        .with_detail(format!(
+            "{scope} rate limit exceeded; retry after the Retry-After delay"
+        ))
+        .into_response();
+    set_headers(resp.headers_mut(), d);
+    resp.headers_mut().insert(
+        "retry-after",
+        HeaderValue::from(secs_ceil(d.retry_after).max(1)),
+    );
+    resp
+}
+
+/// The tighter of two decisions, for the headers.
+fn tighter(a: Decision, b: Decision) -> Decision {
+    if b.remaining < a.remaining { b } else { a }
+}
+
+pub async fn layer(State(rl): State<RateLimiter>, req: Request, next: Next) -> Response {
+    let identity = req.extensions().get::<Identity>().cloned();
+    let caller_key = match &identity {
+        Some(i) => format!("{}:{}", i.tenant_id, i.subject),
+        None => req
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| format!("ip:{}", c.0.ip()))
+            .unwrap_or_else(|| "ip:unknown".to_string()),
+    };
+    let local = rl.local.check(&caller_key, rl.per_caller, Instant::now());
+    if !local.allowed {
+        return too_many(&local, "caller");
+    }
+    let mut shown = local;
+    if let Some(i) = &identity
+        && let Some(t) = rl.tenant(&i.tenant_id).await
+    {
+        if !t.allowed {
+            return too_many(&t, "tenant");
+        }
+        shown = tighter(local, t);
+    }
+    let mut resp = next.run(req).await;
+    set_headers(resp.headers_mut(), &shown);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_a_burst_then_the_sustained_rate() {
+        let g = LocalGcra::default();
+        let q = Quota {
+            per_sec: 10,
+            burst: 5,
+        };
+        let t0 = Instant::now();
+        for i in 0..5 {
+            let d = g.check("k", q, t0);
+            assert!(d.allowed, "request {i} of the burst");
+            assert_eq!(d.remaining, 4 - i);
+        }
+        let d = g.check("k", q, t0);
+        assert!(!d.allowed);
+        assert!(d.retry_after > Duration::ZERO && d.retry_after <= Duration::from_millis(100));
+        // One emission interval later, exactly one more.
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(g.check("k", q, t1).allowed);
+        assert!(!g.check("k", q, t1).allowed);
+        // Other keys are independent.
+        assert!(g.check("other", q, t1).allowed);
+        // After a full refill, the whole burst again.
+        let t2 = t1 + Duration::from_secs(1);
+        for _ in 0..5 {
+            assert!(g.check("k", q, t2).allowed);
+        }
+    }
+}
