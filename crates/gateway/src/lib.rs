@@ -38,20 +38,17 @@ pub async fn build_with(
         builder = builder.task("jwks-reload", reload);
     }
     let upstream_health = upstreams.health_checks();
-    let users = upstreams
-        .channel(ServiceName::User)
-        .cloned()
-        .ok_or_else(|| StartError::Other("no user service channel".into()))?;
     Ok(builder
         .readiness(upstream_health.clone())
-        .http(http::router(
+        .http(http::router(http::Deps {
             upstream_health,
-            users,
+            upstreams,
             auth,
             redis,
-            (settings.per_caller, settings.per_tenant),
-            settings.max_body_bytes,
-        ))
+            per_caller: settings.per_caller,
+            per_tenant: settings.per_tenant,
+            max_body_bytes: settings.max_body_bytes,
+        }))
         .build())
 }
 
@@ -112,10 +109,7 @@ fn auth_from(
             "neither JWT_HS256_SECRET nor JWT_JWKS_FILE is set: only API keys can authenticate"
         );
     }
-    let users = upstreams
-        .channel(ServiceName::User)
-        .cloned()
-        .ok_or_else(|| StartError::Other("no user service channel".into()))?;
+    let users = upstreams.channel(ServiceName::User).clone();
     Ok((
         auth::Authenticator::new(verifier, users, settings.api_key_cache),
         reload,

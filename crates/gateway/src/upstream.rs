@@ -40,7 +40,10 @@ impl Upstreams {
         checks
     }
 
-    pub fn channel(&self, service: ServiceName) -> Option<&Channel> {
-        self.channels.get(&service)
+    /// The channel to an internal service (every one has a channel; the gateway has none).
+    pub fn channel(&self, service: ServiceName) -> &Channel {
+        self.channels
+            .get(&service)
+            .expect("Upstreams::new makes a channel for every internal service")
     }
 }

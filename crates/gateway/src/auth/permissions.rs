@@ -49,7 +49,12 @@ pub const ROUTES: &[(&str, &str, P)] = &[
 ];
 
 /// Public routes under `/v1`.
-pub const PUBLIC: &[(&str, &str)] = &[("GET", "/v1/status")];
+pub const PUBLIC: &[(&str, &str)] = &[
+    ("GET", "/v1/status"),
+    // PSP callbacks authenticate by the PSP's signature, checked by the payment service.
+    ("POST", "/v1/webhooks/psp/stripe"),
+    ("POST", "/v1/webhooks/psp/adyen"),
+];
 
 pub fn required(method: &Method, path: &str) -> Option<P> {
     ROUTES

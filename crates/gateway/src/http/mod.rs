@@ -6,33 +6,55 @@ pub mod idempotency;
 mod identity;
 pub mod ratelimit;
 mod status;
+mod webhooks;
 mod wire;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use platform::ServiceName;
 use platform::health::Readiness;
+use rpc::payment::v1::payment_service_client::PaymentServiceClient;
 use rpc::user::v1::user_service_client::UserServiceClient;
-use tonic::transport::Channel;
+
+use crate::upstream::Upstreams;
 
 use crate::auth::{Authenticator, authorize};
 
+/// What the public routes need.
+pub struct Deps {
+    /// One gRPC health check per internal service (for `/v1/status`).
+    pub upstream_health: Readiness,
+    pub upstreams: Upstreams,
+    pub auth: Authenticator,
+    /// Shared rate limits and idempotency records; `None` while Redis is unreachable.
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub per_caller: ratelimit::Quota,
+    pub per_tenant: ratelimit::Quota,
+    pub max_body_bytes: usize,
+}
+
 /// Everything under `/v1`.
-pub fn router(
-    upstream_health: Readiness,
-    users: Channel,
-    auth: Authenticator,
-    redis: Option<redis::aio::ConnectionManager>,
-    limits: (ratelimit::Quota, ratelimit::Quota),
-    max_body_bytes: usize,
-) -> Router {
-    let limiter = ratelimit::RateLimiter::new(limits.0, limits.1, redis.clone());
+pub fn router(deps: Deps) -> Router {
+    let Deps {
+        upstream_health,
+        upstreams,
+        auth,
+        redis,
+        per_caller,
+        per_tenant,
+        max_body_bytes,
+    } = deps;
+    let users = UserServiceClient::new(upstreams.channel(ServiceName::User).clone());
+    let payments = PaymentServiceClient::new(upstreams.channel(ServiceName::Payment).clone());
+    let limiter = ratelimit::RateLimiter::new(per_caller, per_tenant, redis.clone());
     let idem = idempotency::Idempotency {
         redis,
         max_body_bytes,
     };
     Router::new()
         .merge(status::router(upstream_health))
-        .merge(identity::router(UserServiceClient::new(users)))
+        .merge(identity::router(users))
+        .merge(webhooks::router(payments))
         // route_layer runs after routing, so these see the matched path. The last added runs
         // first: authenticate and authorize, rate-limit (per caller, per tenant), then
         // idempotency (which needs the identity).
