@@ -5,5 +5,6 @@ mod compose;
 mod docs;
 mod identity;
 mod limits;
+mod openapi;
 mod stack;
 mod status;

@@ -230,6 +230,17 @@ impl AppBuilder {
         let router = self
             .http
             .merge(crate::health::router(name, self.readiness, self.limiter))
+            .method_not_allowed_fallback(|req: Request| async move {
+                Problem::new(
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                )
+                .with_detail(format!(
+                    "{} is not allowed on {}",
+                    req.method(),
+                    req.uri().path()
+                ))
+            })
             .fallback(move |req: Request| {
                 let grpc = grpc_router.clone();
                 async move {

@@ -508,6 +508,15 @@ impl UserService for UserApi {
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
         let (after, limit) = cursor(&r.page)?;
+        if let Some(email) = &r.email
+            && (email.len() > 254 || email.chars().any(char::is_control))
+        {
+            return Err(UserError::Invalid {
+                field: "email",
+                reason: "not an e-mail address".into(),
+            }
+            .into());
+        }
         let status = match pb::UserStatus::try_from(r.status) {
             Ok(pb::UserStatus::Active) => Some("active"),
             Ok(pb::UserStatus::Deactivated) => Some("deactivated"),

@@ -2,59 +2,37 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use platform::Problem;
 use rpc::common::v1::PageRequest;
 use rpc::user::v1 as pb;
 use rpc::user::v1::user_service_client::UserServiceClient;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiQuery, from_status};
+use super::openapi::ProblemDoc;
 use super::wire::{List, time};
 use crate::auth::Identity;
 
 type Users = UserServiceClient<Channel>;
 type Result<T> = std::result::Result<T, Problem>;
 
-pub fn router(users: Users) -> Router {
-    Router::new()
-        .route("/v1/tenants", post(create_tenant).get(list_tenants))
-        .route(
-            "/v1/tenants/{tenant_id}",
-            get(get_tenant).patch(update_tenant),
-        )
-        .route("/v1/tenants/{tenant_id}/suspend", post(suspend_tenant))
-        .route(
-            "/v1/tenants/{tenant_id}/reactivate",
-            post(reactivate_tenant),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/users",
-            post(create_user).get(list_users),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/users/{user_id}",
-            get(get_user).patch(update_user),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/users/{user_id}/deactivate",
-            post(deactivate_user),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/users/{user_id}/roles",
-            put(set_roles),
-        )
-        .route("/v1/tenants/{tenant_id}/roles", get(list_roles))
-        .route(
-            "/v1/tenants/{tenant_id}/api_keys",
-            post(create_api_key).get(list_api_keys),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/api_keys/{key_id}",
-            delete(revoke_api_key),
-        )
+pub fn router(users: Users) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant, list_tenants))
+        .routes(routes!(get_tenant, update_tenant))
+        .routes(routes!(suspend_tenant))
+        .routes(routes!(reactivate_tenant))
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(deactivate_user))
+        .routes(routes!(set_roles))
+        .routes(routes!(list_roles))
+        .routes(routes!(create_api_key, list_api_keys))
+        .routes(routes!(revoke_api_key))
         .with_state(users)
 }
 
@@ -65,7 +43,7 @@ fn call<T>(id: &Identity, msg: T) -> tonic::Request<T> {
     req
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     id: String,
     name: String,
@@ -91,7 +69,7 @@ impl From<pb::Tenant> for Tenant {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct User {
     id: String,
     tenant_id: String,
@@ -124,7 +102,7 @@ impl From<pb::User> for User {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     id: String,
     tenant_id: String,
@@ -155,8 +133,9 @@ impl From<pb::ApiKey> for ApiKey {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     limit: Option<u32>,
     cursor: Option<String>,
@@ -178,7 +157,7 @@ impl PageQuery {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     name: String,
@@ -187,6 +166,8 @@ pub struct CreateTenant {
     owner_email: Option<String>,
 }
 
+/// Create a tenant (platform_admin), optionally with its first owner.
+#[utoipa::path(post, path = "/v1/tenants", tag = "identity", request_body = CreateTenant, responses((status = 201, body = Tenant), (status = 409, description = "slug taken", body = ProblemDoc), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn create_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -206,6 +187,8 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(t.into_inner().into())))
 }
 
+/// List tenants (platform_admin).
+#[utoipa::path(get, path = "/v1/tenants", tag = "identity", params(PageQuery), responses((status = 200, body = List<Tenant>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn list_tenants(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -222,6 +205,8 @@ async fn list_tenants(
     )))
 }
 
+/// Get a tenant.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn get_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -235,12 +220,14 @@ async fn get_tenant(
     Ok(Json(t.into_inner().into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     name: Option<String>,
 }
 
+/// Rename a tenant.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = UpdateTenant, responses((status = 200, body = Tenant), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn update_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -281,6 +268,8 @@ async fn set_tenant_status(
     Ok(Json(t.into_inner().into()))
 }
 
+/// Suspend a tenant: its API keys stop working.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn suspend_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -289,6 +278,8 @@ async fn suspend_tenant(
     set_tenant_status(&mut users, &id, tenant_id, pb::TenantStatus::Suspended).await
 }
 
+/// Reactivate a suspended tenant.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/reactivate", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn reactivate_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -297,7 +288,7 @@ async fn reactivate_tenant(
     set_tenant_status(&mut users, &id, tenant_id, pb::TenantStatus::Active).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     email: String,
@@ -307,6 +298,8 @@ pub struct CreateUser {
     roles: Vec<String>,
 }
 
+/// Create an org user (e-mail unique per tenant, case-insensitive).
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = CreateUser, responses((status = 201, body = User), (status = 409, description = "e-mail taken in this tenant", body = ProblemDoc), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn create_user(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -329,6 +322,8 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(u.into_inner().into())))
 }
 
+/// List users, filtered by e-mail or status.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), PageQuery), responses((status = 200, body = List<User>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn list_users(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -364,6 +359,8 @@ async fn list_users(
     )))
 }
 
+/// Get a user.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), responses((status = 200, body = User), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn get_user(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -377,13 +374,15 @@ async fn get_user(
     Ok(Json(u.into_inner().into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     email: Option<String>,
     display_name: Option<String>,
 }
 
+/// Change a user's e-mail or display name.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), request_body = UpdateUser, responses((status = 200, body = User), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn update_user(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -406,6 +405,8 @@ async fn update_user(
     Ok(Json(u.into_inner().into()))
 }
 
+/// Deactivate a user (idempotent).
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users/{user_id}/deactivate", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), responses((status = 200, body = User), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn deactivate_user(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -419,12 +420,14 @@ async fn deactivate_user(
     Ok(Json(u.into_inner().into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRoles {
     roles: Vec<String>,
 }
 
+/// Replace a user's roles.
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/users/{user_id}/roles", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), request_body = SetRoles, responses((status = 200, body = User), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn set_roles(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -446,12 +449,14 @@ async fn set_roles(
     Ok(Json(u.into_inner().into()))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Role {
     name: String,
     permissions: Vec<String>,
 }
 
+/// The roles and the permissions each grants.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/roles", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = List<Role>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn list_roles(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -474,13 +479,15 @@ async fn list_roles(
     Ok(Json(List::new(data, None)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     name: String,
     scopes: Vec<String>,
 }
 
+/// Create an API key; the secret is in this response only.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/api_keys", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = CreateApiKey, responses((status = 201, body = ApiKey), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn create_api_key(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -505,6 +512,8 @@ async fn create_api_key(
     Ok((StatusCode::CREATED, Json(key)))
 }
 
+/// List API keys (never their secrets).
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api_keys", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), PageQuery), responses((status = 200, body = List<ApiKey>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn list_api_keys(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -529,6 +538,8 @@ async fn list_api_keys(
     )))
 }
 
+/// Revoke an API key.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/api_keys/{key_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("key_id" = String, Path, description = "API key id, e.g. key_…")), responses((status = 200, body = ApiKey), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
 async fn revoke_api_key(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,

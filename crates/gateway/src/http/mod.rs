@@ -4,6 +4,7 @@
 pub mod error;
 pub mod idempotency;
 mod identity;
+pub mod openapi;
 pub mod ratelimit;
 mod status;
 mod webhooks;
@@ -15,6 +16,7 @@ use platform::ServiceName;
 use platform::health::Readiness;
 use rpc::payment::v1::payment_service_client::PaymentServiceClient;
 use rpc::user::v1::user_service_client::UserServiceClient;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::upstream::Upstreams;
 
@@ -51,10 +53,13 @@ pub fn router(deps: Deps) -> Router {
         redis,
         max_body_bytes,
     };
-    Router::new()
+    let (router, doc) = OpenApiRouter::new()
         .merge(status::router(upstream_health))
         .merge(identity::router(users))
         .merge(webhooks::router(payments))
+        .split_for_parts();
+    router
+        .merge(openapi::route(openapi::finish(doc)))
         // route_layer runs after routing, so these see the matched path. The last added runs
         // first: authenticate and authorize, rate-limit (per caller, per tenant), then
         // idempotency (which needs the identity).

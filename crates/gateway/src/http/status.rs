@@ -2,27 +2,31 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use platform::health::{CheckResult, Readiness};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-#[derive(Debug, Serialize)]
-struct Status {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Status {
     /// `ok` when every service is serving, else `degraded`.
     status: &'static str,
     /// Per service: `ok`, `error` (why not), `latency_ms` of its gRPC health check.
+    #[schema(value_type = Object)]
     services: BTreeMap<String, CheckResult>,
 }
 
 /// `upstreams` holds one gRPC health check per internal service.
-pub fn router(upstreams: Readiness) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
+pub fn router(upstreams: Readiness) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(status))
         .with_state(upstreams)
 }
 
+/// The health of every internal service (public).
+#[utoipa::path(get, path = "/v1/status", tag = "operations", responses((status = 200, body = Status)))]
 async fn status(State(upstreams): State<Readiness>) -> Json<Status> {
     let report = upstreams.report("gateway").await;
     Json(Status {

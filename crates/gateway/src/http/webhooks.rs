@@ -2,29 +2,31 @@
 //! headers go to the payment service untouched, because the PSP's signature covers the exact
 //! bytes. The payment service verifies and de-duplicates them; the gateway only forwards.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
 use platform::Problem;
 use rpc::payment::v1::payment_service_client::PaymentServiceClient;
 use rpc::payment::v1::{Provider, PspCallback};
 use serde::Serialize;
 use tonic::transport::Channel;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::from_status;
+use super::openapi::ProblemDoc;
 
 type Payments = PaymentServiceClient<Channel>;
 
-pub fn router(payments: Payments) -> Router {
-    Router::new()
-        .route("/v1/webhooks/psp/stripe", post(stripe))
-        .route("/v1/webhooks/psp/adyen", post(adyen))
+pub fn router(payments: Payments) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(stripe))
+        .routes(routes!(adyen))
         .with_state(payments)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Received {
     received: bool,
     /// False when the event was seen before (still a 200, so the PSP stops retrying).
@@ -60,6 +62,8 @@ async fn forward(
     }))
 }
 
+/// Stripe webhook: raw body and `Stripe-Signature` forwarded to the payment service.
+#[utoipa::path(post, path = "/v1/webhooks/psp/stripe", tag = "webhooks", request_body(content = String, content_type = "application/json"), responses((status = 200, body = Received), (status = 400, description = "bad signature or payload", body = ProblemDoc)))]
 async fn stripe(
     State(p): State<Payments>,
     headers: HeaderMap,
@@ -68,6 +72,8 @@ async fn stripe(
     forward(p, Provider::Stripe, headers, body).await
 }
 
+/// Adyen notification: raw body forwarded to the payment service (HMAC checked there).
+#[utoipa::path(post, path = "/v1/webhooks/psp/adyen", tag = "webhooks", request_body(content = String, content_type = "application/json"), responses((status = 200, body = Received), (status = 400, description = "bad signature or payload", body = ProblemDoc)))]
 async fn adyen(
     State(p): State<Payments>,
     headers: HeaderMap,

@@ -10,7 +10,7 @@ pub fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
 }
 
 /// A page of a list: Stripe-style `data` + `has_more`, with an opaque `next_cursor`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct List<T> {
     pub data: Vec<T>,
     pub has_more: bool,

@@ -18,6 +18,7 @@ pub fn decode_cursor(cursor: &str) -> Option<String> {
         .decode(cursor)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| s.len() <= 64 && !s.chars().any(char::is_control))
 }
 
 /// Page size: 1..=100, default 20.
