@@ -6,5 +6,6 @@ mod docs;
 mod identity;
 mod limits;
 mod openapi;
+mod scim;
 mod stack;
 mod status;

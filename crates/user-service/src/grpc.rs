@@ -9,10 +9,10 @@ use rpc::user::v1::user_service_server::UserService;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use crate::domain::ids::{ApiKeyId, TenantId, UserId};
+use crate::domain::ids::{ApiKeyId, ScimTokenId, TenantId, UserId};
 use crate::domain::{secrets, validate};
 use crate::error::UserError;
-use crate::store::{self, api_keys, tenants, users};
+use crate::store::{self, api_keys, scim_tokens, tenants, users};
 
 const SOURCE: &str = "/services/user";
 
@@ -133,7 +133,8 @@ fn key_pb(k: api_keys::ApiKeyRow) -> pb::ApiKey {
     }
 }
 
-fn user_event(kind: &str, u: &users::UserRow) -> CloudEvent {
+/// A `user.*` event for the outbox.
+pub(crate) fn user_event(kind: &str, u: &users::UserRow) -> CloudEvent {
     CloudEvent::new(
         SOURCE,
         kind,
@@ -627,19 +628,54 @@ impl UserService for UserApi {
 
     async fn create_scim_token(
         &self,
-        _: Request<pb::CreateScimTokenRequest>,
+        req: Request<pb::CreateScimTokenRequest>,
     ) -> Reply<pb::CreateScimTokenResponse> {
-        Err(UserError::Unimplemented("SCIM tokens").into())
+        let c = caller(&req)?;
+        let tenant = scoped_tenant(&c, &req.get_ref().tenant_id)?;
+        if tenants::get(&self.pool, tenant.as_str())
+            .await
+            .map_err(UserError::from)?
+            .is_none()
+        {
+            return Err(UserError::NotFound("tenant").into());
+        }
+        let secret = secrets::generate("scim_");
+        let id = ScimTokenId::generate();
+        scim_tokens::insert(
+            &self.pool,
+            id.as_str(),
+            tenant.as_str(),
+            &secrets::hash(&secret),
+        )
+        .await
+        .map_err(UserError::from)?;
+        Ok(Response::new(pb::CreateScimTokenResponse {
+            token_id: id.to_string(),
+            secret,
+        }))
     }
 
     async fn revoke_scim_token(
         &self,
-        _: Request<pb::RevokeScimTokenRequest>,
+        req: Request<pb::RevokeScimTokenRequest>,
     ) -> Reply<pb::RevokeScimTokenResponse> {
-        Err(UserError::Unimplemented("SCIM tokens").into())
+        let c = caller(&req)?;
+        let r = req.into_inner();
+        let tenant = scoped_tenant(&c, &r.tenant_id)?;
+        let id = ScimTokenId::parse(&r.token_id).ok_or(UserError::NotFound("SCIM token"))?;
+        if !scim_tokens::revoke(&self.pool, tenant.as_str(), id.as_str())
+            .await
+            .map_err(UserError::from)?
+        {
+            return Err(UserError::NotFound("SCIM token").into());
+        }
+        Ok(Response::new(pb::RevokeScimTokenResponse {}))
     }
 
-    async fn scim(&self, _: Request<pb::ScimRequest>) -> Reply<pb::ScimResponse> {
-        Err(UserError::Unimplemented("SCIM").into())
+    /// Authenticated by the SCIM token inside the request, not by gateway metadata.
+    async fn scim(&self, req: Request<pb::ScimRequest>) -> Reply<pb::ScimResponse> {
+        Ok(Response::new(
+            crate::scim::handle(&self.pool, req.into_inner()).await,
+        ))
     }
 }

@@ -8,6 +8,7 @@
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod scim;
 pub mod store;
 
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};

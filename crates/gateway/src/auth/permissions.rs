@@ -46,6 +46,12 @@ pub const ROUTES: &[(&str, &str, P)] = &[
         "/v1/tenants/{tenant_id}/api_keys/{key_id}",
         P::ApiKeysWrite,
     ),
+    ("POST", "/v1/tenants/{tenant_id}/scim_tokens", P::UsersWrite),
+    (
+        "DELETE",
+        "/v1/tenants/{tenant_id}/scim_tokens/{token_id}",
+        P::UsersWrite,
+    ),
 ];
 
 /// Public routes under `/v1`.

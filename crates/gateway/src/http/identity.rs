@@ -33,6 +33,8 @@ pub fn router(users: Users) -> OpenApiRouter {
         .routes(routes!(list_roles))
         .routes(routes!(create_api_key, list_api_keys))
         .routes(routes!(revoke_api_key))
+        .routes(routes!(create_scim_token))
+        .routes(routes!(revoke_scim_token))
         .with_state(users)
 }
 
@@ -551,4 +553,57 @@ async fn revoke_api_key(
         .await
         .map_err(from_status)?;
     Ok(Json(k.into_inner().into()))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScimToken {
+    id: String,
+    /// The bearer token for the identity provider; shown only here.
+    secret: String,
+    /// Where to point the identity provider.
+    scim_base_path: &'static str,
+}
+
+/// Create a SCIM bearer token for this tenant's identity provider (shown once).
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/scim_tokens", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id")), responses((status = 201, body = ScimToken), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found", body = ProblemDoc)), security(("bearer" = [])))]
+async fn create_scim_token(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path(tenant_id): Path<String>,
+) -> Result<(StatusCode, Json<ScimToken>)> {
+    id.check_tenant(&tenant_id)?;
+    let r = users
+        .create_scim_token(call(&id, pb::CreateScimTokenRequest { tenant_id }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok((
+        StatusCode::CREATED,
+        Json(ScimToken {
+            id: r.token_id,
+            secret: r.secret,
+            scim_base_path: "/scim/v2",
+        }),
+    ))
+}
+
+/// Revoke a SCIM token.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/scim_tokens/{token_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id"), ("token_id" = String, Path, description = "SCIM token id, e.g. sct_…")), responses((status = 204, description = "revoked"), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found", body = ProblemDoc)), security(("bearer" = [])))]
+async fn revoke_scim_token(
+    State(mut users): State<Users>,
+    Extension(id): Extension<Identity>,
+    Path((tenant_id, token_id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    id.check_tenant(&tenant_id)?;
+    users
+        .revoke_scim_token(call(
+            &id,
+            pb::RevokeScimTokenRequest {
+                tenant_id,
+                token_id,
+            },
+        ))
+        .await
+        .map_err(from_status)?;
+    Ok(StatusCode::NO_CONTENT)
 }

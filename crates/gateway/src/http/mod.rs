@@ -6,6 +6,7 @@ pub mod idempotency;
 mod identity;
 pub mod openapi;
 pub mod ratelimit;
+mod scim;
 mod status;
 mod webhooks;
 mod wire;
@@ -55,11 +56,12 @@ pub fn router(deps: Deps) -> Router {
     };
     let (router, doc) = OpenApiRouter::new()
         .merge(status::router(upstream_health))
-        .merge(identity::router(users))
+        .merge(identity::router(users.clone()))
         .merge(webhooks::router(payments))
         .split_for_parts();
     router
         .merge(openapi::route(openapi::finish(doc)))
+        .merge(scim::router(users, max_body_bytes))
         // route_layer runs after routing, so these see the matched path. The last added runs
         // first: authenticate and authorize, rate-limit (per caller, per tenant), then
         // idempotency (which needs the identity).

@@ -11,6 +11,9 @@ pub struct UserRow {
     pub display_name: String,
     pub status: String,
     pub external_id: Option<String>,
+    pub given_name: String,
+    pub family_name: String,
+    pub version: i64,
     pub roles: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -18,6 +21,7 @@ pub struct UserRow {
 
 /// Users with their roles aggregated, so one query answers a page.
 const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.display_name, u.status, u.external_id, \
+     u.given_name, u.family_name, u.version, \
      COALESCE(array_agg(rb.role ORDER BY rb.role) FILTER (WHERE rb.role IS NOT NULL), '{}') AS roles, \
      u.created_at, u.updated_at \
      FROM users u LEFT JOIN role_bindings rb ON rb.user_id = u.id AND rb.tenant_id = u.tenant_id";
@@ -153,4 +157,88 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(pool)
     .await
+}
+
+/// Every user of a tenant, oldest first, up to `limit` (SCIM filters are evaluated on these).
+pub async fn all(pool: &PgPool, tenant_id: &str, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE u.tenant_id = $1 GROUP BY u.id ORDER BY u.id LIMIT $2"
+    )))
+    .bind(tenant_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The SCIM-managed attributes of a user.
+pub struct ScimFields<'a> {
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub given_name: &'a str,
+    pub family_name: &'a str,
+    pub external_id: Option<&'a str>,
+    pub active: bool,
+}
+
+pub async fn insert_scim(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    f: &ScimFields<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, tenant_id, email, display_name, given_name, family_name, external_id, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 'active' ELSE 'deactivated' END)",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(f.email)
+    .bind(f.display_name)
+    .bind(f.given_name)
+    .bind(f.family_name)
+    .bind(f.external_id)
+    .bind(f.active)
+    .execute(&mut *conn)
+    .await?;
+    set_roles(conn, tenant_id, id, &["member".to_string()]).await
+}
+
+pub async fn replace_scim(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    f: &ScimFields<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET email = $3, display_name = $4, given_name = $5, family_name = $6, external_id = $7, \
+         status = CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, version = version + 1, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(f.email)
+    .bind(f.display_name)
+    .bind(f.given_name)
+    .bind(f.family_name)
+    .bind(f.external_id)
+    .bind(f.active)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(conn)
+            .await?
+            .rows_affected()
+            == 1,
+    )
 }

@@ -1,0 +1,362 @@
+//! The SCIM User resource as this platform stores it, and the PATCH operations that change it.
+//!
+//! Identity providers differ in small ways this module absorbs: Okta sends PATCH operations
+//! without a `path` and with an object `value` (`{"op":"replace","value":{"active":false}}`);
+//! Entra ID sends capitalised ops and string booleans (`{"op":"Replace","path":"active",
+//! "value":"False"}`). Both work.
+
+use serde_json::{Value, json};
+
+use super::ScimError;
+use crate::domain::validate;
+
+/// The attributes we keep. `userName` doubles as the e-mail when no e-mail is given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScimUser {
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub given_name: String,
+    pub family_name: String,
+    pub display_name: String,
+    pub email: String,
+    pub active: bool,
+}
+
+fn get<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
+    obj.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+fn string(v: &Value, attr: &str) -> Result<String, ScimError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        _ => Err(ScimError::invalid_value(format!("{attr} must be a string"))),
+    }
+}
+
+/// Booleans, or the strings "true"/"false" in any case (Entra ID sends those).
+fn boolean(v: &Value, attr: &str) -> Result<bool, ScimError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(ScimError::invalid_value(format!(
+            "{attr} must be a boolean"
+        ))),
+    }
+}
+
+/// The primary e-mail of an `emails` array, else the first.
+fn primary_email(emails: &Value) -> Option<String> {
+    let arr = emails.as_array()?;
+    arr.iter()
+        .find(|e| get(e, "primary").and_then(Value::as_bool) == Some(true))
+        .or_else(|| arr.first())
+        .and_then(|e| get(e, "value"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+impl ScimUser {
+    /// From a POST/PUT body.
+    pub fn from_json(body: &Value) -> Result<ScimUser, ScimError> {
+        if !body.is_object() {
+            return Err(ScimError::invalid_syntax("the body must be a JSON object"));
+        }
+        let user_name = get(body, "userName")
+            .map(|v| string(v, "userName"))
+            .transpose()?
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ScimError::invalid_value("userName is required"))?;
+        let mut u = ScimUser {
+            user_name,
+            active: true,
+            ..Default::default()
+        };
+        for (k, v) in body.as_object().into_iter().flatten() {
+            u.set(k, v)?;
+        }
+        u.finish()
+    }
+
+    /// Applies one attribute (top level or `name.x`); unknown attributes are ignored, as
+    /// SCIM allows for attributes a service provider does not support.
+    fn set(&mut self, attr: &str, v: &Value) -> Result<(), ScimError> {
+        match attr.to_ascii_lowercase().as_str() {
+            "username" => self.user_name = string(v, "userName")?,
+            "externalid" => {
+                let s = string(v, "externalId")?;
+                self.external_id = (!s.is_empty()).then_some(s);
+            }
+            "displayname" => self.display_name = string(v, "displayName")?,
+            "active" => self.active = boolean(v, "active")?,
+            "name" => {
+                if let Some(g) = get(v, "givenName") {
+                    self.given_name = string(g, "name.givenName")?;
+                }
+                if let Some(f) = get(v, "familyName") {
+                    self.family_name = string(f, "name.familyName")?;
+                }
+            }
+            "name.givenname" => self.given_name = string(v, "name.givenName")?,
+            "name.familyname" => self.family_name = string(v, "name.familyName")?,
+            "emails" => {
+                if let Some(e) = primary_email(v) {
+                    self.email = e;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Fills defaults and validates what we store.
+    fn finish(mut self) -> Result<ScimUser, ScimError> {
+        if self.email.is_empty() {
+            self.email = self.user_name.clone();
+        }
+        self.email = validate::email(&self.email).map_err(|_| {
+            ScimError::invalid_value("emails (or userName) must hold an e-mail address")
+        })?;
+        if self.display_name.is_empty() {
+            self.display_name = format!("{} {}", self.given_name, self.family_name)
+                .trim()
+                .to_string();
+        }
+        for (attr, s) in [
+            ("userName", &self.user_name),
+            ("displayName", &self.display_name),
+            ("name.givenName", &self.given_name),
+            ("name.familyName", &self.family_name),
+        ] {
+            if s.chars().count() > 200 || s.chars().any(char::is_control) {
+                return Err(ScimError::invalid_value(format!(
+                    "{attr} is too long or has control characters"
+                )));
+            }
+        }
+        if let Some(x) = &self.external_id
+            && (x.len() > 200 || x.chars().any(char::is_control))
+        {
+            return Err(ScimError::invalid_value(
+                "externalId is too long or has control characters",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Applies a PatchOp request body (RFC 7644 §3.5.2).
+    pub fn patch(mut self, body: &Value) -> Result<ScimUser, ScimError> {
+        let ops = get(body, "Operations")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ScimError::invalid_syntax("Operations must be an array"))?;
+        if ops.len() > 100 {
+            return Err(ScimError::invalid_syntax("at most 100 operations"));
+        }
+        for op in ops {
+            let kind = get(op, "op")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .ok_or_else(|| ScimError::invalid_syntax("each operation needs an op"))?;
+            let path = get(op, "path").and_then(Value::as_str);
+            let value = get(op, "value").cloned().unwrap_or(Value::Null);
+            match (kind.as_str(), path) {
+                ("add" | "replace", None) => {
+                    let obj = value.as_object().ok_or_else(|| {
+                        ScimError::invalid_value(
+                            "an operation without a path needs an object value",
+                        )
+                    })?;
+                    for (k, v) in obj {
+                        self.set(k, v)?;
+                    }
+                }
+                ("add" | "replace", Some(p)) => self.set_path(p, &value)?,
+                ("remove", Some(p)) => self.remove_path(p)?,
+                ("remove", None) => return Err(ScimError::no_target("remove needs a path")),
+                (other, _) => {
+                    return Err(ScimError::invalid_syntax(format!("unknown op {other:?}")));
+                }
+            }
+        }
+        self.finish()
+    }
+
+    /// `emails[type eq "work"].value` and the like address the (single) e-mail we keep.
+    fn set_path(&mut self, path: &str, v: &Value) -> Result<(), ScimError> {
+        let lower = path.to_ascii_lowercase();
+        if lower.starts_with("emails[") && lower.ends_with("].value") {
+            self.email = string(v, "emails.value")?;
+            return Ok(());
+        }
+        if lower.contains('[') {
+            return Err(ScimError::invalid_path(format!(
+                "unsupported path {path:?}"
+            )));
+        }
+        let attr = lower.rsplit(':').next().unwrap_or(&lower);
+        self.set(attr, v)
+    }
+
+    fn remove_path(&mut self, path: &str) -> Result<(), ScimError> {
+        match path.to_ascii_lowercase().as_str() {
+            "externalid" => self.external_id = None,
+            "displayname" => self.display_name.clear(),
+            "name.givenname" => self.given_name.clear(),
+            "name.familyname" => self.family_name.clear(),
+            "name" => {
+                self.given_name.clear();
+                self.family_name.clear();
+            }
+            "username" | "active" | "emails" => {
+                return Err(ScimError::mutability(format!("{path} cannot be removed")));
+            }
+            _ => {
+                return Err(ScimError::invalid_path(format!(
+                    "unsupported path {path:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a stored user looks like to a SCIM client.
+pub struct Stored<'a> {
+    pub id: &'a str,
+    pub user: &'a ScimUser,
+    pub version: i64,
+    pub created: &'a str,
+    pub last_modified: &'a str,
+    pub location: String,
+}
+
+pub fn to_json(s: &Stored<'_>) -> Value {
+    let u = s.user;
+    let mut v = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": s.id,
+        "userName": u.user_name,
+        "name": {
+            "givenName": u.given_name,
+            "familyName": u.family_name,
+            "formatted": format!("{} {}", u.given_name, u.family_name).trim(),
+        },
+        "displayName": u.display_name,
+        "emails": [{"value": u.email, "type": "work", "primary": true}],
+        "active": u.active,
+        "meta": {
+            "resourceType": "User",
+            "created": s.created,
+            "lastModified": s.last_modified,
+            "location": s.location,
+            "version": etag(s.version),
+        }
+    });
+    if let Some(x) = &u.external_id {
+        v["externalId"] = json!(x);
+    }
+    v
+}
+
+/// A weak ETag from the row version.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ScimUser {
+        ScimUser::from_json(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada@example.com",
+            "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "emails": [{"value": "ada@example.com", "primary": true, "type": "work"}],
+            "externalId": "00u1",
+            "active": true
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn create_from_okta_body() {
+        let u = base();
+        assert_eq!(u.email, "ada@example.com");
+        assert_eq!(u.display_name, "Ada Lovelace");
+        assert_eq!(u.external_id.as_deref(), Some("00u1"));
+        assert!(u.active);
+        assert!(
+            ScimUser::from_json(&json!({"name": {}})).is_err(),
+            "userName required"
+        );
+        assert!(ScimUser::from_json(&json!({"userName": "not-an-email"})).is_err());
+        assert!(ScimUser::from_json(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn okta_style_patch_deactivates() {
+        let u = base()
+            .patch(
+                &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": false}}]}),
+            )
+            .unwrap();
+        assert!(!u.active);
+    }
+
+    #[test]
+    fn entra_style_patch_with_paths_and_string_booleans() {
+        let u = base()
+            .patch(&json!({"Operations": [
+                {"op": "Replace", "path": "active", "value": "False"},
+                {"op": "Replace", "path": "displayName", "value": "Ada L."},
+                {"op": "Add", "path": "name.givenName", "value": "Augusta"},
+                {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "augusta@example.com"},
+                {"op": "Remove", "path": "externalId"}
+            ]}))
+            .unwrap();
+        assert!(!u.active);
+        assert_eq!(u.display_name, "Ada L.");
+        assert_eq!(u.given_name, "Augusta");
+        assert_eq!(u.email, "augusta@example.com");
+        assert_eq!(u.external_id, None);
+    }
+
+    #[test]
+    fn bad_patches_are_scim_errors() {
+        for (body, scim_type) in [
+            (json!({}), "invalidSyntax"),
+            (json!({"Operations": [{"path": "active"}]}), "invalidSyntax"),
+            (
+                json!({"Operations": [{"op": "move", "path": "active"}]}),
+                "invalidSyntax",
+            ),
+            (json!({"Operations": [{"op": "remove"}]}), "noTarget"),
+            (
+                json!({"Operations": [{"op": "remove", "path": "userName"}]}),
+                "mutability",
+            ),
+            (
+                json!({"Operations": [{"op": "replace", "path": "active", "value": "maybe"}]}),
+                "invalidValue",
+            ),
+            (
+                json!({"Operations": [{"op": "replace", "path": "groups[value eq \"x\"]", "value": 1}]}),
+                "invalidPath",
+            ),
+            (
+                json!({"Operations": [{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "nope"}]}),
+                "invalidValue",
+            ),
+        ] {
+            let e = base().patch(&body).unwrap_err();
+            assert_eq!(e.scim_type, Some(scim_type), "{body}");
+            assert_eq!(e.status, 400, "{body}");
+        }
+    }
+}
