@@ -39,6 +39,7 @@ pub async fn build_with(
     }
     let upstream_health = upstreams.health_checks();
     Ok(builder
+        .cors()
         .readiness(upstream_health.clone())
         .http(http::router(http::Deps {
             upstream_health,

@@ -42,6 +42,7 @@ pub struct AppBuilder {
     tasks: Vec<(String, Task)>,
     limiter: Option<concurrency::Limiter>,
     descriptors: Vec<&'static [u8]>,
+    cors: bool,
 }
 
 impl AppBuilder {
@@ -54,6 +55,7 @@ impl AppBuilder {
             tasks: Vec::new(),
             limiter: None,
             descriptors: Vec::new(),
+            cors: false,
         }
     }
 
@@ -92,6 +94,14 @@ impl AppBuilder {
     /// (`rpc::FILE_DESCRIPTOR_SET`), so `grpcurl` and friends can list and call them.
     pub fn reflection(mut self, encoded_descriptor_set: &'static [u8]) -> Self {
         self.descriptors.push(encoded_descriptor_set);
+        self
+    }
+
+    /// Answers CORS preflights and allows any origin. For a public API authenticated by
+    /// bearer tokens (no cookies, so no credentials mode); it must wrap the whole router,
+    /// or preflights for routes without an OPTIONS handler would answer 405.
+    pub fn cors(mut self) -> Self {
+        self.cors = true;
         self
     }
 
@@ -257,9 +267,22 @@ impl AppBuilder {
                     }
                 }
             });
+        let router = with_middleware(router, name, self.cfg.request_timeout);
+        let router = if self.cors {
+            router.layer(
+                tower_http::cors::CorsLayer::new()
+                    .allow_origin(tower_http::cors::Any)
+                    .allow_methods(tower_http::cors::Any)
+                    .allow_headers(tower_http::cors::Any)
+                    .expose_headers(tower_http::cors::Any)
+                    .max_age(Duration::from_secs(600)),
+            )
+        } else {
+            router
+        };
         App {
             name,
-            router: with_middleware(router, name, self.cfg.request_timeout),
+            router,
             tasks,
             grace: self.cfg.shutdown_grace,
         }
@@ -297,7 +320,15 @@ pub fn with_middleware(router: Router, service: &'static str, timeout: Duration)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
                 tracing::info_span!("request", service, method = %req.method(), path = %req.uri().path(), request_id = %rid, tenant = tracing::field::Empty)
-            }),
+            })
+            // One structured access-log line per request: status and latency, inside the
+            // request span (so with its id, path and tenant).
+            .on_response(
+                tower_http::trace::DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(tower_http::LatencyUnit::Micros),
+            )
+            .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

@@ -75,4 +75,6 @@ pub fn router(deps: Deps) -> Router {
         ))
         .route_layer(axum::middleware::from_fn_with_state(auth, authorize))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Large list responses are compressed when the client accepts it.
+        .layer(tower_http::compression::CompressionLayer::new())
 }
