@@ -7,6 +7,7 @@
 //! - `bench <name> [-- args]`: a benchmark (see BENCHMARKS.md).
 //! - `token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]`: a dev JWT.
 
+mod bench_gateway;
 mod infra;
 mod stack;
 mod token;
@@ -20,7 +21,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   up                      run all seven services (Ctrl-C stops everything)
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
-  bench <name> [-- ARGS]  run a benchmark: pipeline
+  bench <name> [-- ARGS]  run a benchmark: pipeline, gateway
   token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]
                           mint a development JWT (HS256, JWT_HS256_SECRET or the dev default)
   infra                   only start the infrastructure and wait (for debugging)
@@ -113,7 +114,10 @@ const BENCHES: &[(&str, &[&str])] = &[(
 )];
 
 fn bench(args: &[String]) -> Result<ExitCode> {
-    let names: Vec<&str> = BENCHES.iter().map(|(n, _)| *n).collect();
+    if args.first().map(String::as_str) == Some("gateway") {
+        return bench_gateway::run(passthrough(&args[1..]));
+    }
+    let names: Vec<&str> = BENCHES.iter().map(|(n, _)| *n).chain(["gateway"]).collect();
     let Some((name, rest)) = args.split_first() else {
         bail!("which benchmark? one of: {}", names.join(", "));
     };

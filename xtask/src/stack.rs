@@ -49,7 +49,7 @@ pub fn infra_only() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn target_dir() -> Result<std::path::PathBuf> {
+pub fn target_dir() -> Result<std::path::PathBuf> {
     let out = crate::cargo()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()

@@ -1,0 +1,249 @@
+//! `cargo xtask bench gateway`: an authenticated `GET /v1/tenants/{id}` through the gateway,
+//! the same lookup sent straight to the user service over gRPC, and nginx serving a static
+//! reply of the same body (the machine's ceiling), all driven by the same load generator
+//! (`crates/gateway/examples/loadgen.rs`) in one run. Release builds; logs at `warn`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::infra::{self, Infra};
+
+fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    Ok((
+        status,
+        resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    ))
+}
+
+fn wait_http(addr: &str, path: &str) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok((200, _)) = http(addr, "GET", path, "", "") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("{addr}{path} not ready after 60 s")
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let seconds = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "10".into());
+    let connections = args
+        .iter()
+        .position(|a| a == "--connections")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "64".into());
+    let nginx =
+        which_nginx().context("nginx is needed for the baseline: apt-get install nginx-light")?;
+    for build in [
+        vec![
+            "build",
+            "--release",
+            "-p",
+            "gateway",
+            "-p",
+            "user-service",
+            "--bins",
+        ],
+        vec![
+            "build",
+            "--release",
+            "-p",
+            "gateway",
+            "--example",
+            "loadgen",
+        ],
+    ] {
+        if !crate::cargo().args(&build).status()?.success() {
+            bail!("release build failed");
+        }
+    }
+    let release = crate::stack::target_dir()?.join("release");
+    let infra = Infra::ensure()?;
+    let tag = std::process::id();
+    let user_port = infra::free_port()?;
+    let gw_port = infra::free_port()?;
+    let nginx_port = infra::free_port()?;
+    let token = crate::token::mint(
+        "ten_00000000000000000000000000000000",
+        "bench",
+        &["platform_admin"],
+        3600,
+    )?;
+    let mut children: Vec<Child> = Vec::new();
+    let result = (|| -> Result<()> {
+        let common = |c: &mut Command| {
+            c.env("REDIS_URL", infra.redis_url())
+                .env("NATS_URL", infra.nats_url())
+                .env("EVENT_PREFIX", format!("bench{tag}"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null());
+        };
+        let mut user = Command::new(release.join("user-service"));
+        common(&mut user);
+        user.env("LISTEN_ADDR", format!("127.0.0.1:{user_port}"))
+            .env(
+                "DATABASE_URL",
+                infra.database_url(&format!("bench_user_{tag}")),
+            );
+        children.push(user.spawn().context("user-service")?);
+        let mut gw = Command::new(release.join("gateway"));
+        common(&mut gw);
+        gw.env("LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
+            .env("USER_SERVICE_ADDR", format!("http://127.0.0.1:{user_port}"))
+            .env("JWT_HS256_SECRET", crate::token::DEV_SECRET)
+            .env("RATE_LIMIT_CALLER_PER_SEC", "1000000")
+            .env("RATE_LIMIT_CALLER_BURST", "1000000")
+            .env("RATE_LIMIT_TENANT_PER_SEC", "1000000")
+            .env("RATE_LIMIT_TENANT_BURST", "1000000");
+        children.push(gw.spawn().context("gateway")?);
+        let gw_addr = format!("127.0.0.1:{gw_port}");
+        wait_http(&format!("127.0.0.1:{user_port}"), "/readyz")?;
+        wait_http(&gw_addr, "/healthz")?;
+        let (status, body) = http(
+            &gw_addr,
+            "POST",
+            "/v1/tenants",
+            &token,
+            &format!(r#"{{"name":"Bench","slug":"bench-{tag}"}}"#),
+        )?;
+        if status != 201 {
+            bail!("creating the bench tenant answered {status}: {body}");
+        }
+        let tenant: serde_json::Value = serde_json::from_str(&body)?;
+        let tenant_id = tenant["id"].as_str().context("tenant id")?.to_string();
+        let (_, reply) = http(
+            &gw_addr,
+            "GET",
+            &format!("/v1/tenants/{tenant_id}"),
+            &token,
+            "",
+        )?;
+
+        // nginx returns the same bytes the gateway does.
+        let dir = infra::workspace_root()
+            .join("target")
+            .join("xtask")
+            .join(format!("nginx-{tag}"));
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let conf = format!(
+            "worker_processes 2;\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 1024; }}\n\
+             http {{ access_log off; server {{ listen 127.0.0.1:{nginx_port}; location / {{ default_type application/json; return 200 '{body}'; }} }} }}\n",
+            pid = dir.join("nginx.pid").display(),
+            err = dir.join("logs/error.log").display(),
+            body = reply.replace('\'', "")
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        children.push(
+            Command::new(&nginx)
+                .args(["-p"])
+                .arg(&dir)
+                .args(["-c"])
+                .arg(dir.join("nginx.conf"))
+                .args(["-g", "daemon off;"])
+                .spawn()
+                .context("nginx")?,
+        );
+        std::thread::sleep(Duration::from_millis(500));
+
+        let loadgen = release.join("examples").join("loadgen");
+        let opts = [
+            "--connections",
+            connections.as_str(),
+            "--seconds",
+            seconds.as_str(),
+        ];
+        Command::new(&loadgen).arg("header").status()?;
+        for (label, args) in [
+            (
+                "nginx static reply",
+                vec![
+                    "http".to_string(),
+                    format!("http://127.0.0.1:{nginx_port}/"),
+                ],
+            ),
+            (
+                "gateway: GET /v1/tenants/{id} (JWT, RBAC, rate limits, gRPC to user service, Postgres)",
+                vec![
+                    "http".into(),
+                    format!("http://{gw_addr}/v1/tenants/{tenant_id}"),
+                    "--header".into(),
+                    format!("Authorization: Bearer {token}"),
+                ],
+            ),
+            (
+                "user service directly: gRPC GetTenant (Postgres)",
+                vec![
+                    "grpc-get-tenant".into(),
+                    format!("http://127.0.0.1:{user_port}"),
+                    tenant_id.clone(),
+                ],
+            ),
+        ] {
+            let ok = Command::new(&loadgen)
+                .args(&args)
+                .args(opts)
+                .args(["--label", label])
+                .status()?
+                .success();
+            if !ok {
+                bail!("load generator failed for {label}");
+            }
+        }
+        Ok(())
+    })();
+    for c in children.iter_mut().rev() {
+        infra::terminate(c, Duration::from_secs(10));
+    }
+    let _ = Command::new("psql")
+        .args([
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &infra.pg_port.to_string(),
+            "-U",
+            "postgres",
+            "-c",
+        ])
+        .arg(format!(
+            "DROP DATABASE IF EXISTS bench_user_{tag} WITH (FORCE)"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    drop(infra);
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+fn which_nginx() -> Option<std::path::PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
