@@ -29,6 +29,7 @@ impl UserApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
 fn caller<T>(req: &Request<T>) -> Result<Caller, UserError> {
     Caller::from_metadata(req.metadata()).ok_or(UserError::Unauthenticated)
@@ -252,12 +253,8 @@ impl UserApi {
         )
         .await
         .map_err(email_taken)?;
-        let row = users::get(&mut tx, tenant.as_str(), id.as_str())
-            .await?
-            .ok_or(UserError::NotFound("user"))?;
-        enqueue(&mut tx, &user_event("user.created", &row)).await?;
-        tx.commit().await?;
-        Ok(user_pb(row))
+        self.commit_user(tx, &tenant, &id, Some("user.created"))
+            .await
     }
 
     async fn get_user_row(
@@ -274,6 +271,35 @@ impl UserApi {
             .ok_or(UserError::NotFound("user"))
     }
 
+    /// Begins a transaction holding the user's row lock; NOT_FOUND if the tenant has no such
+    /// user.
+    async fn lock_user(&self, tenant: &TenantId, id: &UserId) -> Result<Tx, UserError> {
+        let mut tx = self.pool.begin().await?;
+        if !users::lock(&mut tx, tenant.as_str(), id.as_str()).await? {
+            return Err(UserError::NotFound("user"));
+        }
+        Ok(tx)
+    }
+
+    /// Reads the user back, emits `event` (if any) through the outbox in the same
+    /// transaction, commits and answers the user.
+    async fn commit_user(
+        &self,
+        mut tx: Tx,
+        tenant: &TenantId,
+        id: &UserId,
+        event: Option<&str>,
+    ) -> Result<pb::User, UserError> {
+        let row = users::get(&mut tx, tenant.as_str(), id.as_str())
+            .await?
+            .ok_or(UserError::NotFound("user"))?;
+        if let Some(kind) = event {
+            enqueue(&mut tx, &user_event(kind, &row)).await?;
+        }
+        tx.commit().await?;
+        Ok(user_pb(row))
+    }
+
     async fn update_user_inner(
         &self,
         c: &Caller,
@@ -287,10 +313,7 @@ impl UserApi {
             .as_deref()
             .map(|n| validate::name("display_name", n))
             .transpose()?;
-        let mut tx = self.pool.begin().await?;
-        if !users::lock(&mut tx, tenant.as_str(), id.as_str()).await? {
-            return Err(UserError::NotFound("user"));
-        }
+        let mut tx = self.lock_user(&tenant, &id).await?;
         users::update(
             &mut tx,
             tenant.as_str(),
@@ -300,12 +323,8 @@ impl UserApi {
         )
         .await
         .map_err(email_taken)?;
-        let row = users::get(&mut tx, tenant.as_str(), id.as_str())
-            .await?
-            .ok_or(UserError::NotFound("user"))?;
-        enqueue(&mut tx, &user_event("user.updated", &row)).await?;
-        tx.commit().await?;
-        Ok(user_pb(row))
+        self.commit_user(tx, &tenant, &id, Some("user.updated"))
+            .await
     }
 
     async fn deactivate_user_inner(
@@ -315,20 +334,11 @@ impl UserApi {
     ) -> Result<pb::User, UserError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
         let id = UserId::parse(&r.user_id).ok_or(UserError::NotFound("user"))?;
-        let mut tx = self.pool.begin().await?;
-        if !users::lock(&mut tx, tenant.as_str(), id.as_str()).await? {
-            return Err(UserError::NotFound("user"));
-        }
+        let mut tx = self.lock_user(&tenant, &id).await?;
         let changed = users::deactivate(&mut tx, tenant.as_str(), id.as_str()).await?;
-        let row = users::get(&mut tx, tenant.as_str(), id.as_str())
-            .await?
-            .ok_or(UserError::NotFound("user"))?;
         // Deactivating twice is fine, and reported once.
-        if changed {
-            enqueue(&mut tx, &user_event("user.deactivated", &row)).await?;
-        }
-        tx.commit().await?;
-        Ok(user_pb(row))
+        let event = changed.then_some("user.deactivated");
+        self.commit_user(tx, &tenant, &id, event).await
     }
 
     async fn set_roles_inner(
@@ -339,17 +349,10 @@ impl UserApi {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
         let id = UserId::parse(&r.user_id).ok_or(UserError::NotFound("user"))?;
         let roles = validate::roles(&r.roles)?;
-        let mut tx = self.pool.begin().await?;
-        if !users::lock(&mut tx, tenant.as_str(), id.as_str()).await? {
-            return Err(UserError::NotFound("user"));
-        }
+        let mut tx = self.lock_user(&tenant, &id).await?;
         users::set_roles(&mut tx, tenant.as_str(), id.as_str(), &roles).await?;
-        let row = users::get(&mut tx, tenant.as_str(), id.as_str())
-            .await?
-            .ok_or(UserError::NotFound("user"))?;
-        enqueue(&mut tx, &user_event("user.updated", &row)).await?;
-        tx.commit().await?;
-        Ok(user_pb(row))
+        self.commit_user(tx, &tenant, &id, Some("user.updated"))
+            .await
     }
 
     async fn set_tenant_status_inner(
