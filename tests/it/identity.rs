@@ -639,3 +639,77 @@ where
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_changes_reach_jetstream_through_the_outbox() {
+    use futures::StreamExt;
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let (t, owner) = tenant(&api, "events-co").await;
+    let (_, u) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/users"),
+            &owner,
+            Some(json!({"email": "ev@e.example"})),
+        )
+        .await;
+    let user = u["id"].as_str().unwrap().to_string();
+    api.send(
+        Method::POST,
+        &format!("/v1/tenants/{t}/users/{user}/deactivate"),
+        &owner,
+        None,
+    )
+    .await;
+
+    let bus = platform::events::EventBus::connect(&test_support::nats_url(), &stack.prefix)
+        .await
+        .unwrap();
+    let stream = bus
+        .jetstream()
+        .get_stream(bus.stream_name("USER"))
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The relay publishes within moments of each commit.
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for _ in 0..50 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(20)
+            .expires(std::time::Duration::from_millis(200))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(Ok(m)) = batch.next().await {
+            let ev: platform::events::CloudEvent = serde_json::from_slice(&m.payload).unwrap();
+            seen.push((ev.event_type, ev.subject.unwrap_or_default()));
+        }
+        if seen.iter().any(|(k, _)| k == "user.deactivated") {
+            break;
+        }
+    }
+    let kinds: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(kinds.contains(&"tenant.created"), "{kinds:?}");
+    assert!(
+        seen.contains(&("user.created".to_string(), user.clone())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("user.deactivated".to_string(), user.clone())),
+        "{seen:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "user.deactivated").count(),
+        1
+    );
+    bus.delete_streams().await.ok();
+    stack.stop().await;
+}

@@ -36,6 +36,8 @@ pub fn token_with(
 pub struct Stack {
     pub gateway: RunningService,
     pub services: Vec<(ServiceName, RunningService)>,
+    /// The stack's NATS namespace (EVENT_PREFIX).
+    pub prefix: String,
     dbs: Vec<TestDb>,
 }
 
@@ -104,6 +106,7 @@ impl Stack {
         Stack {
             gateway,
             services,
+            prefix,
             dbs,
         }
     }
@@ -120,6 +123,12 @@ impl Stack {
         }
         for db in self.dbs {
             db.drop_db().await;
+        }
+        // Streams are per test prefix; leave nothing behind in the shared NATS.
+        if let Ok(bus) =
+            platform::events::EventBus::connect(&test_support::nats_url(), &self.prefix).await
+        {
+            let _ = bus.delete_streams().await;
         }
     }
 }
