@@ -281,8 +281,9 @@ async fn entra_patches_filters_errors_and_isolation() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(e["scimType"], "invalidValue");
-    let (s, _, _) = a.call(Method::GET, "/Groups", None, &[]).await;
-    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+    let (s, groups, _) = a.call(Method::GET, "/Groups", None, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(groups["totalResults"], 0);
 
     // Tenant B's token sees nothing of A.
     let (s, _, _) = b
@@ -326,5 +327,127 @@ async fn entra_patches_filters_errors_and_isolation() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _, _) = a.call(Method::GET, "/Users", None, &[]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_grant_the_role_they_are_named_after() {
+    let stack = Stack::start().await;
+    let (tenant, owner, scim) = setup(&stack, "groups-co").await;
+    let (_, _, other) = setup(&stack, "groups-other").await;
+    let mut ids = Vec::new();
+    for who in ["ann@g.example", "bob@g.example"] {
+        let (s, u, _) = scim
+            .call(Method::POST, "/Users", Some(okta_user(who)), &[])
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    let (ann, bob) = (ids[0].clone(), ids[1].clone());
+    let roles = |uid: String| {
+        let http = scim.http.clone();
+        let url = stack.url(&format!("/v1/tenants/{tenant}/users/{uid}"));
+        let owner = owner.clone();
+        async move {
+            let u: Value = http
+                .get(url)
+                .bearer_auth(owner)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            u["roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let (s, g, _) = scim
+        .call(Method::POST, "/Groups", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Admin", "members": [{"value": ann}]})), &[])
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+    assert_eq!(roles(ann.clone()).await, vec!["admin", "member"]);
+
+    // Okta moves the role from Ann to Bob.
+    let (s, g, _) = scim
+        .call(
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+                    {"op": "add", "path": "members", "value": [{"value": bob}]},
+                    {"op": "remove", "path": format!("members[value eq \"{ann}\"]")}
+                ]}),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(g["members"].as_array().unwrap().len(), 1);
+    assert_eq!(roles(ann.clone()).await, vec!["member"]);
+    assert_eq!(roles(bob.clone()).await, vec!["admin", "member"]);
+
+    // A direct role change through the API keeps the group's grant.
+    let s = scim
+        .http
+        .put(stack.url(&format!("/v1/tenants/{tenant}/users/{bob}/roles")))
+        .bearer_auth(&owner)
+        .json(&json!({"roles": ["viewer"]}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(roles(bob.clone()).await, vec!["admin", "viewer"]);
+
+    // "Owner" is never granted through SCIM; other tenants' users cannot be members.
+    let (s, _, _) = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Owner", "members": [{"value": ann}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(!roles(ann.clone()).await.contains(&"owner".to_string()));
+    let (_, foreign, _) = other
+        .call(
+            Method::POST,
+            "/Users",
+            Some(okta_user("zed@other.example")),
+            &[],
+        )
+        .await;
+    let (s, e, _) = scim
+        .call(Method::PATCH, &format!("/Groups/{gid}"), Some(json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": foreign["id"]}]}]})), &[])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    let (s, _, _) = other
+        .call(Method::GET, &format!("/Groups/{gid}"), None, &[])
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (_, found, _) = scim
+        .call(
+            Method::GET,
+            "/Groups?filter=displayName%20eq%20%22admin%22",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(found["totalResults"], 1);
+
+    let (s, _, _) = scim
+        .call(Method::DELETE, &format!("/Groups/{gid}"), None, &[])
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(roles(bob.clone()).await, vec!["viewer"]);
     stack.stop().await;
 }

@@ -2,22 +2,23 @@
 //! authentication per tenant, Users (list with filter and paging, get, create, replace, patch,
 //! delete), discovery documents, and SCIM-shaped errors.
 //!
-//! Filters are evaluated on the tenant's users in memory (up to [`MAX_SCAN`]); that covers
-//! identity providers' typical calls (`userName eq "..."`) for tenants of that size, and is
-//! the honest limit until filters are translated to SQL. Groups are not provisioned yet
-//! (501).
+//! Filters are evaluated on the tenant's users (or groups) in memory (up to [`MAX_SCAN`]);
+//! that covers identity providers' typical calls (`userName eq "..."`) for tenants of that
+//! size, and is the honest limit until filters are translated to SQL. Groups grant the role
+//! they are named after (see `domain::scim::group`).
 
 use platform::events::enqueue;
 use rpc::user::v1::{ScimRequest, ScimResponse};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::domain::ids::UserId;
+use crate::domain::ids::{GroupId, UserId};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter;
+use crate::domain::scim::group;
 use crate::domain::scim::user::{ScimUser, Stored, etag, to_json};
 use crate::domain::secrets;
-use crate::store::{self, scim_tokens, users};
+use crate::store::{self, groups, scim_tokens, users};
 
 /// Users a filter is evaluated over, at most.
 pub const MAX_SCAN: i64 = 10_000;
@@ -150,10 +151,27 @@ async fn route(pool: &PgPool, req: &ScimRequest) -> Result<ScimResponse, ScimErr
             .await
         }
         ("DELETE", ["Users", id]) => delete(pool, &tenant, id).await,
-        (_, ["Groups", ..]) => Err(ScimError::not_implemented(
-            "Groups are not provisioned yet; assign roles through the API",
-        )),
-        (_, ["Users", ..]) | (_, ["ServiceProviderConfig" | "ResourceTypes" | "Schemas"]) => {
+        ("GET", ["Groups"]) => list_groups(pool, &tenant, &base, &req.query).await,
+        ("POST", ["Groups"]) => create_group(pool, &tenant, &base, &body_json(req)?).await,
+        ("GET", ["Groups", id]) => {
+            let row = find_group(pool, &tenant, id).await?;
+            let (v, tag) = render_group(&row, &base);
+            if header(req, "if-none-match") == Some(tag.as_str()) {
+                return Ok(respond(304, None, &[("etag", tag)]));
+            }
+            Ok(respond(200, Some(v), &[("etag", tag)]))
+        }
+        ("PUT", ["Groups", id]) => {
+            let change = group::from_json(&body_json(req)?)?;
+            write_group(pool, &tenant, &base, id, header(req, "if-match"), change).await
+        }
+        ("PATCH", ["Groups", id]) => {
+            let change = group::from_patch(&body_json(req)?)?;
+            write_group(pool, &tenant, &base, id, header(req, "if-match"), change).await
+        }
+        ("DELETE", ["Groups", id]) => delete_group(pool, &tenant, id).await,
+        (_, ["Users" | "Groups", ..])
+        | (_, ["ServiceProviderConfig" | "ResourceTypes" | "Schemas"]) => {
             Err(ScimError::method(format!("{method} is not supported here")))
         }
         _ => Err(ScimError::not_found("endpoint")),
@@ -202,6 +220,13 @@ async fn list(
     base: &str,
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
+    let rows = users::all(pool, tenant, MAX_SCAN).await.map_err(db)?;
+    page(rows.iter().map(|r| render(r, base).0).collect(), query)
+}
+
+/// Filters rendered resources and answers one ListResponse page (`startIndex` is 1-based;
+/// values below 1 mean 1, RFC 7644 §3.4.2.4).
+fn page(resources: Vec<Value>, query: &str) -> Result<ScimResponse, ScimError> {
     let params = query_params(query);
     let get = |k: &str| {
         params
@@ -222,13 +247,10 @@ async fn list(
                 .map_err(|_| ScimError::invalid_value(format!("{k} must be an integer"))),
         }
     };
-    // startIndex is 1-based; values below 1 mean 1 (RFC 7644 §3.4.2.4).
     let start = num("startIndex", 1)?.max(1);
     let count = num("count", 100)?.min(1000);
-    let rows = users::all(pool, tenant, MAX_SCAN).await.map_err(db)?;
-    let matching: Vec<Value> = rows
-        .iter()
-        .map(|r| render(r, base).0)
+    let matching: Vec<Value> = resources
+        .into_iter()
         .filter(|v| filter.as_ref().is_none_or(|f| f.matches(v)))
         .collect();
     let total = matching.len();
@@ -379,13 +401,21 @@ fn service_provider_config() -> Value {
 fn resource_types() -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": 1,
+        "totalResults": 2,
         "Resources": [{
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
             "id": "User",
             "name": "User",
             "endpoint": "/Users",
             "schema": "urn:ietf:params:scim:schemas:core:2.0:User",
+            "meta": {"resourceType": "ResourceType"}
+        }, {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+            "id": "Group",
+            "name": "Group",
+            "endpoint": "/Groups",
+            "description": "Members get the tenant role the group is named after (Admin, Billing Admin, Member, Viewer)",
+            "schema": "urn:ietf:params:scim:schemas:core:2.0:Group",
             "meta": {"resourceType": "ResourceType"}
         }]
     })
@@ -416,4 +446,200 @@ fn schemas() -> Value {
             "meta": {"resourceType": "Schema"}
         }]
     })
+}
+
+fn render_group(row: &groups::GroupRow, base: &str) -> (Value, String) {
+    let fmt =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let members: Vec<Value> = row
+        .members
+        .iter()
+        .map(|m| json!({"value": m, "$ref": format!("{base}/Users/{m}"), "type": "User"}))
+        .collect();
+    let mut v = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "id": row.id,
+        "displayName": row.display_name,
+        "members": members,
+        "meta": {
+            "resourceType": "Group",
+            "created": fmt(row.created_at),
+            "lastModified": fmt(row.updated_at),
+            "location": format!("{base}/Groups/{}", row.id),
+            "version": etag(row.version),
+        }
+    });
+    if let Some(x) = &row.external_id {
+        v["externalId"] = json!(x);
+    }
+    (v, etag(row.version))
+}
+
+async fn find_group(pool: &PgPool, tenant: &str, id: &str) -> Result<groups::GroupRow, ScimError> {
+    let id = GroupId::parse(id).ok_or_else(|| ScimError::not_found("Group"))?;
+    let mut conn = pool.acquire().await.map_err(db)?;
+    groups::get(&mut conn, tenant, id.as_str())
+        .await
+        .map_err(db)?
+        .ok_or_else(|| ScimError::not_found("Group"))
+}
+
+async fn list_groups(
+    pool: &PgPool,
+    tenant: &str,
+    base: &str,
+    query: &str,
+) -> Result<ScimResponse, ScimError> {
+    let rows = groups::all(pool, tenant, MAX_SCAN).await.map_err(db)?;
+    let rendered: Vec<Value> = rows.iter().map(|g| render_group(g, base).0).collect();
+    page(rendered, query)
+}
+
+async fn create_group(
+    pool: &PgPool,
+    tenant: &str,
+    base: &str,
+    body: &Value,
+) -> Result<ScimResponse, ScimError> {
+    let change = group::from_json(body)?;
+    let name = change.display_name.clone().unwrap_or_default();
+    let external = change.external_id.clone().flatten();
+    let role = group::role_for(&name).map(|r| r.as_str());
+    let id = GroupId::generate();
+    let mut tx = pool.begin().await.map_err(db)?;
+    groups::insert(
+        &mut tx,
+        id.as_str(),
+        tenant,
+        &name,
+        external.as_deref(),
+        role,
+    )
+    .await
+    .map_err(db)?;
+    let members = dedup(change.set_members.unwrap_or_default());
+    apply_members(&mut tx, tenant, id.as_str(), &[], &members, role).await?;
+    let row = groups::get(&mut tx, tenant, id.as_str())
+        .await
+        .map_err(db)?
+        .ok_or_else(ScimError::internal)?;
+    tx.commit().await.map_err(db)?;
+    let (v, tag) = render_group(&row, base);
+    let location = v["meta"]["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(respond(
+        201,
+        Some(v),
+        &[("etag", tag), ("location", location)],
+    ))
+}
+
+fn dedup(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Stores the membership (and the roles it grants) and tells billing and others which users
+/// changed, through `user.updated` events in the same transaction.
+async fn apply_members(
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    group_id: &str,
+    before: &[String],
+    after: &[String],
+    role: Option<&str>,
+) -> Result<(), ScimError> {
+    let unknown = groups::set_members(tx, tenant, group_id, after, role)
+        .await
+        .map_err(db)?;
+    if !unknown.is_empty() {
+        return Err(ScimError::invalid_value(format!(
+            "members are not users of this tenant: {}",
+            unknown.join(", ")
+        )));
+    }
+    let changed = before
+        .iter()
+        .filter(|m| !after.contains(m))
+        .chain(after.iter().filter(|m| !before.contains(m)));
+    for uid in changed {
+        if let Some(row) = users::get(tx, tenant, uid).await.map_err(db)? {
+            enqueue(tx, &crate::grpc::user_event("user.updated", &row))
+                .await
+                .map_err(|_| ScimError::internal())?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_group(
+    pool: &PgPool,
+    tenant: &str,
+    base: &str,
+    id: &str,
+    if_match: Option<&str>,
+    change: group::GroupChange,
+) -> Result<ScimResponse, ScimError> {
+    let id = GroupId::parse(id).ok_or_else(|| ScimError::not_found("Group"))?;
+    let mut tx = pool.begin().await.map_err(db)?;
+    if !groups::lock(&mut tx, tenant, id.as_str())
+        .await
+        .map_err(db)?
+    {
+        return Err(ScimError::not_found("Group"));
+    }
+    let before = groups::get(&mut tx, tenant, id.as_str())
+        .await
+        .map_err(db)?
+        .ok_or_else(|| ScimError::not_found("Group"))?;
+    if let Some(tag) = if_match
+        && tag != "*"
+        && tag != etag(before.version)
+    {
+        return Err(ScimError::precondition());
+    }
+    let name = change
+        .display_name
+        .unwrap_or_else(|| before.display_name.clone());
+    let external = change
+        .external_id
+        .unwrap_or_else(|| before.external_id.clone());
+    let mut members = change.set_members.unwrap_or_else(|| before.members.clone());
+    members.extend(change.add_members);
+    members.retain(|m| !change.remove_members.contains(m));
+    let members = dedup(members);
+    let role = group::role_for(&name).map(|r| r.as_str());
+    groups::update(&mut tx, id.as_str(), &name, external.as_deref(), role)
+        .await
+        .map_err(db)?;
+    apply_members(
+        &mut tx,
+        tenant,
+        id.as_str(),
+        &before.members,
+        &members,
+        role,
+    )
+    .await?;
+    let row = groups::get(&mut tx, tenant, id.as_str())
+        .await
+        .map_err(db)?
+        .ok_or_else(ScimError::internal)?;
+    tx.commit().await.map_err(db)?;
+    let (v, tag) = render_group(&row, base);
+    Ok(respond(200, Some(v), &[("etag", tag)]))
+}
+
+async fn delete_group(pool: &PgPool, tenant: &str, id: &str) -> Result<ScimResponse, ScimError> {
+    let row = find_group(pool, tenant, id).await?;
+    let mut tx = pool.begin().await.map_err(db)?;
+    apply_members(&mut tx, tenant, &row.id, &row.members, &[], None).await?;
+    if !groups::delete(&mut tx, tenant, &row.id).await.map_err(db)? {
+        return Err(ScimError::not_found("Group"));
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(respond(204, None, &[]))
 }

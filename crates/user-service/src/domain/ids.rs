@@ -45,6 +45,7 @@ prefixed_id!(TenantId, "ten_");
 prefixed_id!(UserId, "usr_");
 prefixed_id!(ApiKeyId, "key_");
 prefixed_id!(ScimTokenId, "sct_");
+prefixed_id!(GroupId, "grp_");
 
 #[cfg(test)]
 mod tests {

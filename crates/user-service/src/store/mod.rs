@@ -2,6 +2,7 @@
 //! takes the tenant id and filters by it: isolation is in the SQL, not only in the callers.
 
 pub mod api_keys;
+pub mod groups;
 pub mod scim_tokens;
 pub mod tenants;
 pub mod users;

@@ -22,7 +22,7 @@ pub struct UserRow {
 /// Users with their roles aggregated, so one query answers a page.
 const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.display_name, u.status, u.external_id, \
      u.given_name, u.family_name, u.version, \
-     COALESCE(array_agg(rb.role ORDER BY rb.role) FILTER (WHERE rb.role IS NOT NULL), '{}') AS roles, \
+     COALESCE(array_agg(DISTINCT rb.role ORDER BY rb.role) FILTER (WHERE rb.role IS NOT NULL), '{}') AS roles, \
      u.created_at, u.updated_at \
      FROM users u LEFT JOIN role_bindings rb ON rb.user_id = u.id AND rb.tenant_id = u.tenant_id";
 
@@ -53,11 +53,14 @@ pub async fn set_roles(
     user_id: &str,
     roles: &[String],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM role_bindings WHERE tenant_id = $1 AND user_id = $2")
-        .bind(tenant_id)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
+    // Only direct grants: roles that come from SCIM groups stay until the group changes.
+    sqlx::query(
+        "DELETE FROM role_bindings WHERE tenant_id = $1 AND user_id = $2 AND source = 'direct'",
+    )
+    .bind(tenant_id)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO role_bindings (tenant_id, user_id, role) SELECT $1, $2, unnest($3::text[])",
     )

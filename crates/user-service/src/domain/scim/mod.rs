@@ -1,6 +1,7 @@
 //! SCIM 2.0 (RFC 7643/7644) domain logic: filters, the User resource, PATCH, errors. No I/O.
 
 pub mod filter;
+pub mod group;
 pub mod user;
 
 use serde_json::{Value, json};
