@@ -4,6 +4,7 @@
 mod compose;
 mod docs;
 mod identity;
+mod jwks;
 mod limits;
 mod openapi;
 mod scim;

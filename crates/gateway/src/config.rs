@@ -18,6 +18,16 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "(unset)",
         "JWKS file with the RS256/ES256 keys tokens are verified against; reloaded every 60 s",
     ),
+    (
+        "JWT_JWKS_URL",
+        "(unset)",
+        "JWKS URL of the identity provider (used when JWT_JWKS_FILE is unset); refetched periodically and on unknown key ids",
+    ),
+    (
+        "JWT_JWKS_REFRESH_SECS",
+        "300",
+        "how often the JWKS URL is refetched",
+    ),
     ("JWT_ISSUER", "saas-platform-dev", "required `iss` claim"),
     ("JWT_AUDIENCE", "saas-platform", "required `aud` claim"),
     (
@@ -57,6 +67,8 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
 pub struct GatewaySettings {
     pub hs256_secret: Option<String>,
     pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
     pub issuer: String,
     pub audience: String,
     pub leeway_secs: u64,
@@ -99,6 +111,18 @@ impl GatewaySettings {
         Ok(GatewaySettings {
             hs256_secret,
             jwks_file: get("JWT_JWKS_FILE"),
+            jwks_url: match get("JWT_JWKS_URL") {
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+                Some(u) => {
+                    return Err(ConfigError {
+                        var: "JWT_JWKS_URL",
+                        value: u,
+                        reason: "expected an https:// (or, for development, http://) URL".into(),
+                    });
+                }
+                None => None,
+            },
+            jwks_refresh: Duration::from_secs(num("JWT_JWKS_REFRESH_SECS", 300, 86_400)?.max(10)),
             issuer: get("JWT_ISSUER").unwrap_or_else(|| "saas-platform-dev".into()),
             audience: get("JWT_AUDIENCE").unwrap_or_else(|| "saas-platform".into()),
             leeway_secs: num("JWT_LEEWAY_SECS", 30, 600)?,

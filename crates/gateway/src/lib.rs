@@ -33,9 +33,25 @@ pub async fn build_with(
             None
         }
     };
-    let (auth, jwks_reload) = auth_from(&settings, &upstreams)?;
-    if let Some(reload) = jwks_reload {
-        builder = builder.task("jwks-reload", reload);
+    // reqwest (JWKS over HTTPS) and any later TLS client use rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (auth, refresher) = auth_from(&settings, &upstreams)?;
+    if let Some(refresher) = refresher {
+        // A JWKS file must be readable at start-up (a typo should stop the deploy); a JWKS
+        // URL may be briefly unreachable, so the refresher keeps trying in the background.
+        let loaded = refresher.load().await;
+        let last = match (&loaded, &settings.jwks_file) {
+            (Err(e), Some(_)) => return Err(StartError::Other(e.clone())),
+            (Err(e), None) => {
+                tracing::warn!(error = %e, "JWKS not loaded yet; retrying in the background");
+                None
+            }
+            (Ok(n), _) => {
+                tracing::info!(keys = n, "JWKS loaded");
+                Some(std::time::Instant::now())
+            }
+        };
+        builder = builder.task("jwks-refresh", move |stop| refresher.run(stop, last));
     }
     let upstream_health = upstreams.health_checks();
     Ok(builder
@@ -53,20 +69,12 @@ pub async fn build_with(
         .build())
 }
 
-type ReloadTask = Box<
-    dyn FnOnce(
-            platform::CancellationToken,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-        + Send,
->;
-
-/// The JWT verifier (HS256 secret and/or JWKS file) and API-key path, plus the task that
-/// reloads the JWKS file every minute (key rotation without a restart).
+/// The JWT verifier (HS256 secret and/or JWKS from a file or URL) and API-key path, plus the
+/// refresher that keeps the JWKS current.
 fn auth_from(
     settings: &config::GatewaySettings,
     upstreams: &upstream::Upstreams,
-) -> Result<(auth::Authenticator, Option<ReloadTask>), StartError> {
-    let mut reload: Option<ReloadTask> = None;
+) -> Result<(auth::Authenticator, Option<auth::jwks::Refresher>), StartError> {
     let verifier = auth::jwt::JwtVerifier::new(
         auth::jwt::JwtSettings {
             issuer: settings.issuer.clone(),
@@ -75,44 +83,25 @@ fn auth_from(
         },
         settings.hs256_secret.as_deref().map(str::as_bytes),
     );
-    if let Some(path) = &settings.jwks_file {
-        let load = |v: &auth::jwt::JwtVerifier| -> Result<usize, String> {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("JWT_JWKS_FILE={path}: {e}"))?;
-            v.set_jwks(&text)
-                .map_err(|e| format!("JWT_JWKS_FILE={path}: {e}"))
-        };
-        load(&verifier).map_err(StartError::Other)?;
-        let v = verifier.clone();
-        let path = path.clone();
-        reload = Some(Box::new(move |stop: platform::CancellationToken| {
-            Box::pin(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
-                    }
-                    match std::fs::read_to_string(&path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|t| v.set_jwks(&t).map_err(|e| e.to_string()))
-                    {
-                        Ok(n) => tracing::debug!(keys = n, "JWKS reloaded"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "JWKS reload failed; keeping the previous keys")
-                        }
-                    }
-                }
-            })
-        }));
-    }
-    if settings.hs256_secret.is_none() && settings.jwks_file.is_none() {
+    let source = match (&settings.jwks_file, &settings.jwks_url) {
+        (Some(f), _) => Some((
+            auth::jwks::Source::File(f.clone()),
+            std::time::Duration::from_secs(60),
+        )),
+        (None, Some(u)) => Some((auth::jwks::Source::Url(u.clone()), settings.jwks_refresh)),
+        (None, None) => None,
+    };
+    if settings.hs256_secret.is_none() && source.is_none() {
         tracing::warn!(
-            "neither JWT_HS256_SECRET nor JWT_JWKS_FILE is set: only API keys can authenticate"
+            "none of JWT_HS256_SECRET, JWT_JWKS_FILE, JWT_JWKS_URL is set: only API keys can authenticate"
         );
     }
+    let refresher =
+        source.map(|(src, every)| auth::jwks::Refresher::new(verifier.clone(), src, every));
     let users = upstreams.channel(ServiceName::User).clone();
-    Ok((
-        auth::Authenticator::new(verifier, users, settings.api_key_cache),
-        reload,
-    ))
+    let mut authenticator = auth::Authenticator::new(verifier, users, settings.api_key_cache);
+    if let Some(r) = &refresher {
+        authenticator = authenticator.with_jwks_kicker(r.kicker());
+    }
+    Ok((authenticator, refresher))
 }

@@ -176,6 +176,7 @@ impl Drop for RunningService {
 
 /// Serves `app` on 127.0.0.1:0.
 pub async fn spawn(app: App) -> RunningService {
+    install_tls_provider();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind an ephemeral port");
@@ -189,7 +190,14 @@ pub async fn spawn(app: App) -> RunningService {
     }
 }
 
-/// Installs a test-friendly log subscriber (honours `RUST_LOG`).
+/// reqwest is built with rustls but no default crypto provider (the gateway installs ring at
+/// start-up); test clients may run before any gateway, so tests install it too.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Installs a test-friendly log subscriber (honours `RUST_LOG`) and the TLS provider.
 pub fn init_logging() {
+    install_tls_provider();
     platform::telemetry::init_logging(platform::config::LogFormat::Pretty);
 }

@@ -5,6 +5,7 @@
 //! a few seconds. [`permissions`] holds the one table from route to required permission; the
 //! [`authorize`] middleware applies both before any handler runs.
 
+pub mod jwks;
 pub mod jwt;
 pub mod permissions;
 
@@ -73,6 +74,7 @@ pub struct Authenticator {
     users: UserServiceClient<Channel>,
     cache: Arc<Mutex<HashMap<String, (Identity, Instant)>>>,
     cache_ttl: Duration,
+    jwks_kick: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -104,7 +106,14 @@ impl Authenticator {
             users: UserServiceClient::new(users),
             cache: Arc::new(Mutex::new(HashMap::new())),
             cache_ttl,
+            jwks_kick: None,
         }
+    }
+
+    /// Lets an unknown key id wake the JWKS refresher (key rotation at the identity provider).
+    pub fn with_jwks_kicker(mut self, kick: Arc<tokio::sync::Notify>) -> Self {
+        self.jwks_kick = Some(kick);
+        self
     }
 
     pub fn jwt(&self) -> &JwtVerifier {
@@ -124,7 +133,14 @@ impl Authenticator {
         if token.starts_with("sk_") {
             return self.api_key(token).await;
         }
-        let claims = self.jwt.verify(token).map_err(|e| unauthorized(&e))?;
+        let claims = self.jwt.verify(token).map_err(|e| {
+            if e == AuthError::UnknownKey
+                && let Some(kick) = &self.jwks_kick
+            {
+                kick.notify_one();
+            }
+            unauthorized(&e)
+        })?;
         Ok(Identity {
             tenant_id: claims.tid,
             subject: claims.sub,
