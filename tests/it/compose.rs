@@ -41,7 +41,10 @@ fn every_platform_service_is_in_compose_with_known_variables() {
             let var = var.as_str().expect("variable names are strings");
             assert!(
                 platform::config::is_known_var(var)
-                    || gateway::config::ENV_VARS.iter().any(|(v, _, _)| *v == var),
+                    || gateway::config::ENV_VARS.iter().any(|(v, _, _)| *v == var)
+                    || subscription_service::settings::ENV_VARS
+                        .iter()
+                        .any(|(v, _, _)| *v == var),
                 "{name}: {var} is not a variable the services read"
             );
         }

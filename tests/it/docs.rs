@@ -10,6 +10,7 @@ fn readme_documents_every_config_variable() {
     let all: Vec<_> = platform::config::ENV_VARS
         .iter()
         .chain(gateway::config::ENV_VARS)
+        .chain(subscription_service::settings::ENV_VARS)
         .collect();
     for (var, default, _) in &all {
         let row = format!("| `{var}` | `{default}` |");

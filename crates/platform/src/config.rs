@@ -378,7 +378,8 @@ fn url_var(
     }
 }
 
-fn num_var(
+/// A whole-number variable in `min..=max` (a service's own settings read theirs with it).
+pub fn num_var(
     get: &impl Fn(&'static str) -> Option<String>,
     var: &'static str,
     default: u32,

@@ -1,9 +1,22 @@
-//! The subscription-service: plans, subscriptions, seats, usage windows and entitlement checks.
+//! The subscription service: the plan catalog, each tenant's subscription and seats, usage
+//! ingestion with hourly and per-period rollups, and entitlement checks.
 //!
-//! It owns the `saas_subscription` database (migrated at start-up) and serves the `saas.subscription.v1`
-//! gRPC contract from `proto/subscription/v1/` beside health, readiness and metrics on one port.
-//! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`.
+//! It owns the `saas_subscription` database (migrated at start-up) and serves
+//! `saas.subscription.v1` from `proto/subscription/v1/`. Prices are computed by the `pricing`
+//! crate; pure rules live in [`domain`], SQL in [`store`], transport in [`grpc`], reactions to
+//! other services' events and the clock in [`events`]. Entitlement answers are cached in Redis
+//! ([`cache`]).
 
+pub mod cache;
+pub mod convert;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod settings;
+pub mod store;
+
+use platform::events::{ConsumerSpec, run_consumer};
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
 
 /// This service's schema migrations.
@@ -11,11 +24,57 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 
 /// Connects to the infrastructure and assembles the service.
 pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
+    let settings = settings::Settings::from_env().map_err(|e| StartError::Other(e.to_string()))?;
+    build_with(cfg, settings).await
+}
+
+/// [`build`] with explicit settings (tests).
+pub async fn build_with(
+    cfg: ServiceConfig,
+    settings: settings::Settings,
+) -> Result<App, StartError> {
     let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
+    let redis = platform::cache::connect(&cfg.redis_url).await?;
     let limiter = cfg.limiter();
+    let cache = cache::EntitlementCache::new(redis.clone(), settings.entitlement_ttl);
+    let tick_every = settings.tick;
+    let api = grpc::SubscriptionApi::new(backbone.pool.clone(), cache.clone(), settings);
+    let (bus, pool) = (backbone.bus.clone(), backbone.pool.clone());
+    let members = events::MemberEvents {
+        cache: cache.clone(),
+    };
+    let tenants = events::TenantEvents {
+        cache: cache.clone(),
+    };
+    let (bus2, pool2, pool3) = (bus.clone(), pool.clone(), pool.clone());
     Ok(AppBuilder::new(cfg)
         .backbone(&backbone)
+        .redis(redis)
         .limiter(limiter)
         .reflection(rpc::FILE_DESCRIPTOR_SET)
+        .grpc(
+            rpc::subscription::v1::subscription_service_server::SubscriptionServiceServer::new(api),
+        )
+        .task("seat-consumer", move |stop| async move {
+            let spec = ConsumerSpec::new("subscription-members", "USER", "user.>");
+            if let Err(e) = run_consumer(bus, pool, spec, members, stop).await {
+                tracing::error!(error = %e, "user event consumer stopped");
+            }
+        })
+        .task("tenant-consumer", move |stop| async move {
+            let spec = ConsumerSpec::new("subscription-tenants", "USER", "tenant.>");
+            if let Err(e) = run_consumer(bus2, pool2, spec, tenants, stop).await {
+                tracing::error!(error = %e, "tenant event consumer stopped");
+            }
+        })
+        .task("subscription-tick", move |stop| {
+            events::run_ticker(
+                pool3,
+                store::plans::PlanCache::default(),
+                cache,
+                tick_every,
+                stop,
+            )
+        })
         .build())
 }

@@ -1,0 +1,153 @@
+//! Usage record validation, before any lookup: shape, sizes, time window.
+
+use chrono::{DateTime, Duration, Utc};
+use pricing::Decimal;
+
+use super::is_key;
+
+/// At most this many records per request.
+pub const MAX_BATCH: usize = 10_000;
+/// Records may be stamped at most this far in the future (clock skew).
+pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
+/// Quantities beyond this are rejected (far above any real meter, far below overflow).
+pub const MAX_QUANTITY: i64 = 1_000_000_000_000;
+
+/// Why a record is refused (the wire's `RejectReason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    UnknownTenant,
+    UnknownMetric,
+    TooOld,
+    Invalid,
+}
+
+/// A record that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub tenant_id: String,
+    pub id: String,
+    pub user_id: String,
+    pub metric: String,
+    pub quantity: Decimal,
+    pub ts: DateTime<Utc>,
+}
+
+/// Raw fields as they arrived.
+pub struct RawRecord<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub user_id: &'a str,
+    pub metric: &'a str,
+    pub quantity: &'a str,
+    pub ts: Option<DateTime<Utc>>,
+}
+
+fn printable_id(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Checks one record; `now - grace` is the oldest timestamp accepted.
+pub fn validate(
+    r: &RawRecord<'_>,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> Result<Record, (Reject, String)> {
+    let invalid = |m: String| Err((Reject::Invalid, m));
+    if !printable_id(r.id, 128) {
+        return invalid("id: 1 to 128 printable ASCII characters".into());
+    }
+    if !printable_id(r.tenant_id, 64) {
+        return invalid("tenant_id: 1 to 64 printable ASCII characters".into());
+    }
+    if !r.user_id.is_empty() && !printable_id(r.user_id, 64) {
+        return invalid("user_id: up to 64 printable ASCII characters".into());
+    }
+    if !is_key(r.metric) {
+        return invalid("metric: lower-case letters, digits, _ - . (1 to 64)".into());
+    }
+    let quantity = match r.quantity.trim().parse::<Decimal>() {
+        Ok(q) if q.is_sign_negative() && !q.is_zero() => {
+            return invalid("quantity: must not be negative".into());
+        }
+        Ok(q) if q > Decimal::from(MAX_QUANTITY) => {
+            return invalid(format!("quantity: at most {MAX_QUANTITY}"));
+        }
+        Ok(q) if q.scale() > 12 => return invalid("quantity: at most 12 decimal places".into()),
+        Ok(q) => q.normalize(),
+        Err(_) => {
+            return invalid(format!(
+                "quantity: {:?} is not a decimal number",
+                r.quantity
+            ));
+        }
+    };
+    let Some(ts) = r.ts else {
+        return invalid("timestamp: required".into());
+    };
+    if ts > now + MAX_FUTURE_SKEW {
+        return invalid("timestamp: more than 5 minutes in the future".into());
+    }
+    if ts < now - grace {
+        return Err((
+            Reject::TooOld,
+            format!(
+                "timestamp: older than the {} h grace window",
+                grace.num_hours()
+            ),
+        ));
+    }
+    Ok(Record {
+        tenant_id: r.tenant_id.to_string(),
+        id: r.id.to_string(),
+        user_id: r.user_id.to_string(),
+        metric: r.metric.to_string(),
+        quantity,
+        ts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw<'a>(quantity: &'a str, ts: Option<DateTime<Utc>>) -> RawRecord<'a> {
+        RawRecord {
+            id: "evt-1",
+            tenant_id: "ten_1",
+            user_id: "",
+            metric: "api_calls",
+            quantity,
+            ts,
+        }
+    }
+
+    #[test]
+    fn accepts_and_rejects() {
+        let now = Utc::now();
+        let grace = Duration::hours(72);
+        let ok = validate(&raw("1.50", Some(now)), now, grace).unwrap();
+        assert_eq!(ok.quantity, Decimal::new(15, 1));
+        for (q, ts) in [
+            ("-1", Some(now)),
+            ("abc", Some(now)),
+            ("1e400", Some(now)),
+            ("10000000000000", Some(now)),
+            ("1", None),
+            ("1", Some(now + Duration::hours(1))),
+        ] {
+            assert_eq!(
+                validate(&raw(q, ts), now, grace).unwrap_err().0,
+                Reject::Invalid,
+                "{q} {ts:?}"
+            );
+        }
+        let old = validate(&raw("1", Some(now - Duration::hours(73))), now, grace);
+        assert_eq!(old.unwrap_err().0, Reject::TooOld);
+        let mut r = raw("1", Some(now));
+        r.metric = "API Calls";
+        assert!(validate(&r, now, grace).is_err());
+        r.metric = "api_calls";
+        r.id = "has space";
+        assert!(validate(&r, now, grace).is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! The subscription service's errors and their one mapping to gRPC status.
+
+use crate::domain::Invalid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("missing caller identity")]
+    Unauthenticated,
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("events: {0}")]
+    Events(#[from] platform::events::EventError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<Invalid> for SubError {
+    fn from(i: Invalid) -> Self {
+        SubError::Invalid {
+            field: i.field,
+            reason: i.reason,
+        }
+    }
+}
+
+impl SubError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        SubError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<SubError> for tonic::Status {
+    fn from(e: SubError) -> Self {
+        match e {
+            SubError::NotFound(_) => tonic::Status::not_found(e.to_string()),
+            SubError::Invalid { field, reason } => {
+                platform::grpc::invalid_field(field, format!("{field}: {reason}"))
+            }
+            SubError::Conflict(m) => tonic::Status::already_exists(m),
+            SubError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
+            SubError::Forbidden(m) => tonic::Status::permission_denied(m),
+            SubError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
+            // Class 22 (data exception) is bad input that got past validation.
+            SubError::Db(sqlx::Error::Database(ref d))
+                if d.code().is_some_and(|c| c.starts_with("22")) =>
+            {
+                tracing::warn!(error = %e, "data exception from input");
+                tonic::Status::invalid_argument("a value in the request cannot be stored")
+            }
+            SubError::Db(_) | SubError::Events(_) | SubError::Corrupt(_) => {
+                tracing::error!(error = %e, "internal error");
+                tonic::Status::internal("internal error")
+            }
+        }
+    }
+}

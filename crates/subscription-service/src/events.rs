@@ -1,0 +1,217 @@
+//! What the service reacts to: `user.*` (seats follow active org users), `tenant.*`
+//! (a suspended tenant's subscription is suspended), and the clock (trials end, periods roll
+//! over, scheduled cancellations take effect).
+//!
+//! Redeliveries are harmless twice over: the platform inbox applies an event id once, and the
+//! member table is a set keyed by user, so applying the same state again changes nothing.
+
+use chrono::{DateTime, Utc};
+use platform::events::{CloudEvent, EventHandler, HandlerError, enqueue};
+use pricing::period_containing;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::EntitlementCache;
+use crate::domain::status::SubStatus;
+use crate::error::SubError;
+use crate::grpc::subscription_event;
+use crate::store::plans::PlanCache;
+use crate::store::{seats, subscriptions};
+
+impl From<SubError> for HandlerError {
+    fn from(e: SubError) -> Self {
+        match e {
+            SubError::Db(_) | SubError::Events(_) => HandlerError::Transient(e.to_string()),
+            other => HandlerError::Permanent(other.to_string()),
+        }
+    }
+}
+
+fn field<'a>(event: &'a CloudEvent, name: &str) -> Result<&'a str, HandlerError> {
+    event
+        .data
+        .get(name)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            HandlerError::Permanent(format!("{}: data.{name} missing", event.event_type))
+        })
+}
+
+/// Re-counts a follow-users subscription's seats after a member change.
+async fn recount(conn: &mut PgConnection, tenant: &str, at: DateTime<Utc>) -> Result<(), SubError> {
+    let Some(mut sub) = subscriptions::get(conn, tenant, true).await? else {
+        return Ok(());
+    };
+    if sub.fixed_seats.is_some() || !sub.status()?.is_live() {
+        return Ok(());
+    }
+    let n = seats::count_active(conn, tenant).await?;
+    if n as i32 == sub.seats {
+        return Ok(());
+    }
+    let before = sub.seats;
+    seats::set_seats(conn, tenant, n, at.max(sub.created_at)).await?;
+    sub.seats = n as i32;
+    let row = subscriptions::save(conn, &sub).await?;
+    enqueue(
+        conn,
+        &subscription_event(
+            "subscription.seats_changed",
+            &row,
+            serde_json::json!({"previous_seats": before}),
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `user.*` → members → seats.
+#[derive(Debug, Clone)]
+pub struct MemberEvents {
+    pub cache: EntitlementCache,
+}
+
+impl EventHandler for MemberEvents {
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        let tenant = field(event, "tenant_id")?;
+        let user = field(event, "user_id")?;
+        let active = event.event_type != "user.deleted"
+            && event.data.get("status").and_then(|s| s.as_str()) == Some("active");
+        if seats::upsert_member(conn, tenant, user, active, event.time).await? {
+            recount(conn, tenant, event.time).await?;
+            self.cache.invalidate(vec![tenant.to_string()]);
+        }
+        Ok(())
+    }
+}
+
+/// `tenant.suspended` / `tenant.reactivated` → subscription status.
+#[derive(Debug, Clone)]
+pub struct TenantEvents {
+    pub cache: EntitlementCache,
+}
+
+impl EventHandler for TenantEvents {
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        let suspended = match event.event_type.as_str() {
+            "tenant.suspended" => true,
+            "tenant.reactivated" => false,
+            _ => return Ok(()),
+        };
+        let tenant = field(event, "tenant_id")?;
+        let Some(mut sub) = subscriptions::get(conn, tenant, true).await? else {
+            return Ok(());
+        };
+        let Some(next) = sub.status()?.on_tenant_suspension(suspended) else {
+            return Ok(());
+        };
+        sub.status = next.as_str().into();
+        let row = subscriptions::save(conn, &sub).await?;
+        let kind = if suspended {
+            "subscription.suspended"
+        } else {
+            "subscription.reactivated"
+        };
+        enqueue(conn, &subscription_event(kind, &row, serde_json::json!({})))
+            .await
+            .map_err(SubError::from)?;
+        self.cache.invalidate(vec![tenant.to_string()]);
+        Ok(())
+    }
+}
+
+/// Applies what is due for one tenant at `now`; returns the events emitted.
+async fn advance(
+    conn: &mut PgConnection,
+    plans: &PlanCache,
+    tenant: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<&'static str>, SubError> {
+    let mut emitted = vec![];
+    let Some(mut sub) = subscriptions::get(conn, tenant, true).await? else {
+        return Ok(emitted);
+    };
+    let status = sub.status()?;
+    if status == SubStatus::Trialing && sub.trial_end.is_some_and(|t| t <= now) {
+        sub.status = SubStatus::Active.as_str().into();
+        emitted.push("subscription.trial_ended");
+    }
+    if status != SubStatus::Canceled && sub.period_end <= now {
+        if sub.cancel_at_period_end {
+            sub.status = SubStatus::Canceled.as_str().into();
+            sub.canceled_at = Some(sub.period_end);
+            seats::close(conn, tenant, sub.period_end).await?;
+            emitted.push("subscription.canceled");
+        } else {
+            let plan = plans
+                .get(conn, &sub.plan_id, sub.plan_version())
+                .await?
+                .ok_or_else(|| SubError::Corrupt("subscription without its plan".into()))?;
+            let p = period_containing(sub.period_anchor, plan.def.interval, now)
+                .ok_or_else(|| SubError::Corrupt("period out of range".into()))?;
+            sub.period_start = p.start;
+            sub.period_end = p.end;
+            emitted.push("subscription.renewed");
+        }
+    }
+    if emitted.is_empty() {
+        return Ok(emitted);
+    }
+    let row = subscriptions::save(conn, &sub).await?;
+    for kind in &emitted {
+        enqueue(conn, &subscription_event(kind, &row, serde_json::json!({}))).await?;
+    }
+    Ok(emitted)
+}
+
+/// One pass over every subscription with something due at `now`.
+pub async fn tick(
+    pool: &PgPool,
+    plans: &PlanCache,
+    cache: &EntitlementCache,
+    now: DateTime<Utc>,
+) -> Result<usize, SubError> {
+    let mut conn = pool.acquire().await?;
+    let due = subscriptions::due(&mut conn, now).await?;
+    let mut changed = Vec::new();
+    for tenant in due {
+        let mut tx = pool.begin().await?;
+        if !advance(&mut tx, plans, &tenant, now).await?.is_empty() {
+            changed.push(tenant);
+        }
+        tx.commit().await?;
+    }
+    let n = changed.len();
+    cache.invalidate(changed);
+    Ok(n)
+}
+
+/// Runs [`tick`] every `every` until `stop`.
+pub async fn run_ticker(
+    pool: PgPool,
+    plans: PlanCache,
+    cache: EntitlementCache,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut interval = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = interval.tick() => {
+                if let Err(e) = tick(&pool, &plans, &cache, Utc::now()).await {
+                    tracing::warn!(error = %e, "subscription tick failed; retrying next tick");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Postgres access, one module per aggregate. Tenant-scoped queries take the tenant id and
+//! filter by it.
+
+pub mod plans;
+pub mod seats;
+pub mod subscriptions;
+pub mod usage;
+
+/// Postgres unique_violation.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
+}

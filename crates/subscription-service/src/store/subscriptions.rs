@@ -1,0 +1,171 @@
+//! Subscriptions (one per tenant).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use crate::domain::status::SubStatus;
+use crate::error::SubError;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SubRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub plan_id: String,
+    pub plan_version: i32,
+    pub status: String,
+    pub period_anchor: DateTime<Utc>,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub trial_end: Option<DateTime<Utc>>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<DateTime<Utc>>,
+    pub fixed_seats: Option<i32>,
+    pub seats: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl SubRow {
+    pub fn status(&self) -> Result<SubStatus, SubError> {
+        SubStatus::parse(&self.status)
+            .ok_or_else(|| SubError::Corrupt(format!("subscription status {:?}", self.status)))
+    }
+
+    pub fn plan_version(&self) -> u32 {
+        u32::try_from(self.plan_version).unwrap_or(0)
+    }
+}
+
+const COLUMNS: &str = "id, tenant_id, plan_id, plan_version, status, period_anchor, period_start, \
+                       period_end, trial_end, cancel_at_period_end, canceled_at, fixed_seats, \
+                       seats, created_at";
+
+pub async fn get(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    lock: bool,
+) -> Result<Option<SubRow>, SubError> {
+    let q = format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(tenant_id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Subscriptions of the given tenants (all when `tenants` is empty), ordered by tenant.
+pub async fn list(conn: &mut PgConnection, tenants: &[String]) -> Result<Vec<SubRow>, SubError> {
+    let q = format!(
+        "SELECT {COLUMNS} FROM subscriptions \
+         WHERE cardinality($1::text[]) = 0 OR tenant_id = ANY($1) ORDER BY tenant_id"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(tenants)
+        .fetch_all(conn)
+        .await?)
+}
+
+pub struct NewSub<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub plan_id: &'a str,
+    pub plan_version: u32,
+    pub status: SubStatus,
+    pub anchor: DateTime<Utc>,
+    pub period: pricing::Period,
+    pub trial_end: Option<DateTime<Utc>>,
+    pub fixed_seats: Option<u32>,
+    pub seats: u32,
+}
+
+pub async fn insert(conn: &mut PgConnection, s: &NewSub<'_>) -> Result<SubRow, SubError> {
+    let q = format!(
+        "INSERT INTO subscriptions (id, tenant_id, plan_id, plan_version, status, period_anchor, \
+         period_start, period_end, trial_end, fixed_seats, seats) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(s.id)
+        .bind(s.tenant_id)
+        .bind(s.plan_id)
+        .bind(s.plan_version as i32)
+        .bind(s.status.as_str())
+        .bind(s.anchor)
+        .bind(s.period.start)
+        .bind(s.period.end)
+        .bind(s.trial_end)
+        .bind(s.fixed_seats.map(|n| n as i32))
+        .bind(s.seats as i32)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Writes back the mutable fields of `s`.
+pub async fn save(conn: &mut PgConnection, s: &SubRow) -> Result<SubRow, SubError> {
+    let q = format!(
+        "UPDATE subscriptions SET plan_id = $2, plan_version = $3, status = $4, \
+         period_anchor = $5, period_start = $6, period_end = $7, trial_end = $8, \
+         cancel_at_period_end = $9, canceled_at = $10, fixed_seats = $11, seats = $12, \
+         updated_at = now() WHERE tenant_id = $1 RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(&s.tenant_id)
+        .bind(&s.plan_id)
+        .bind(s.plan_version)
+        .bind(&s.status)
+        .bind(s.period_anchor)
+        .bind(s.period_start)
+        .bind(s.period_end)
+        .bind(s.trial_end)
+        .bind(s.cancel_at_period_end)
+        .bind(s.canceled_at)
+        .bind(s.fixed_seats)
+        .bind(s.seats)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Tenants whose subscription has something due at `now` (trial over, period over).
+pub async fn due(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<String>, SubError> {
+    Ok(sqlx::query_scalar(
+        "SELECT tenant_id FROM subscriptions WHERE status <> 'canceled' \
+         AND (period_end <= $1 OR (status = 'trialing' AND trial_end <= $1)) \
+         ORDER BY tenant_id LIMIT 500",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn record_plan_change(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    from: (&str, u32),
+    to: (&str, u32),
+    at: DateTime<Utc>,
+    period: &pricing::Period,
+    currency: &str,
+    proration: &pricing::PlanChangeProration,
+) -> Result<(), SubError> {
+    sqlx::query(
+        "INSERT INTO plan_changes (tenant_id, from_plan_id, from_version, to_plan_id, to_version, \
+         changed_at, period_start, period_end, currency, credit_minor, charge_minor) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(tenant_id)
+    .bind(from.0)
+    .bind(from.1 as i32)
+    .bind(to.0)
+    .bind(to.1 as i32)
+    .bind(at)
+    .bind(period.start)
+    .bind(period.end)
+    .bind(currency)
+    .bind(proration.credit_minor)
+    .bind(proration.charge_minor)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

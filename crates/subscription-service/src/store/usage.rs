@@ -1,0 +1,225 @@
+//! Raw usage records and their rollups.
+//!
+//! Ingestion is one statement per batch: the records are inserted with `ON CONFLICT DO
+//! NOTHING` (the primary key is the de-duplication), and only the rows actually inserted feed
+//! the hourly, per-period and tenant-total rollups in the same statement. Every multi-row
+//! write is ordered by its key, so concurrent batches lock rows in one canonical order and
+//! cannot deadlock; a concurrent re-send of the same ids waits for the first and then finds
+//! them taken, so a record is counted once.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use pricing::Decimal;
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::usage::Record;
+use crate::error::SubError;
+
+/// A valid record with the billing period its timestamp falls in.
+pub struct Placed {
+    pub record: Record,
+    pub period: pricing::Period,
+}
+
+/// Stores `batch` (no two records with the same tenant and id); returns how many were new and
+/// the tenants that got new usage.
+pub async fn ingest(
+    conn: &mut PgConnection,
+    batch: &[Placed],
+) -> Result<(u64, Vec<String>), SubError> {
+    if batch.is_empty() {
+        return Ok((0, vec![]));
+    }
+    let n = batch.len();
+    let (mut tenants, mut ids, mut users, mut metrics) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut qty, mut ts, mut starts, mut ends) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for p in batch {
+        tenants.push(p.record.tenant_id.as_str());
+        ids.push(p.record.id.as_str());
+        users.push(p.record.user_id.as_str());
+        metrics.push(p.record.metric.as_str());
+        qty.push(p.record.quantity);
+        ts.push(p.record.ts);
+        starts.push(p.period.start);
+        ends.push(p.period.end);
+    }
+    let (inserted, touched): (i64, Vec<String>) = sqlx::query_as(
+        "WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                                 $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+                AS t(tenant_id, id, user_id, metric, quantity, ts, period_start, period_end)
+        ), ins AS (
+            INSERT INTO usage_records (tenant_id, id, user_id, metric, quantity, ts)
+            SELECT tenant_id, id, user_id, metric, quantity, ts FROM input ORDER BY tenant_id, id
+            ON CONFLICT (tenant_id, id) DO NOTHING
+            RETURNING tenant_id, id
+        ), fresh AS (
+            SELECT input.* FROM input JOIN ins USING (tenant_id, id)
+        ), hourly AS (
+            INSERT INTO usage_hourly AS u (tenant_id, metric, hour, user_id, quantity)
+            SELECT tenant_id, metric, date_trunc('hour', ts, 'UTC'), user_id, sum(quantity)
+            FROM fresh GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            ON CONFLICT (tenant_id, metric, hour, user_id)
+            DO UPDATE SET quantity = u.quantity + excluded.quantity
+        ), period AS (
+            INSERT INTO usage_period AS u (tenant_id, metric, period_start, user_id, period_end, quantity)
+            SELECT tenant_id, metric, period_start, user_id, max(period_end), sum(quantity)
+            FROM fresh GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            ON CONFLICT (tenant_id, metric, period_start, user_id)
+            DO UPDATE SET quantity = u.quantity + excluded.quantity
+        ), total AS (
+            INSERT INTO usage_period_total AS u (tenant_id, metric, period_start, period_end, quantity)
+            SELECT tenant_id, metric, period_start, max(period_end), sum(quantity)
+            FROM fresh GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            ON CONFLICT (tenant_id, metric, period_start)
+            DO UPDATE SET quantity = u.quantity + excluded.quantity
+        )
+        SELECT (SELECT count(*) FROM ins), ARRAY(SELECT DISTINCT tenant_id FROM ins)",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(&users)
+    .bind(&metrics)
+    .bind(&qty)
+    .bind(&ts)
+    .bind(&starts)
+    .bind(&ends)
+    .fetch_one(conn)
+    .await?;
+    Ok((inserted as u64, touched))
+}
+
+/// The tenant's usage of `metric` in the period starting at `period_start`.
+pub async fn period_total(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    metric: &str,
+    period_start: DateTime<Utc>,
+) -> Result<Decimal, SubError> {
+    Ok(sqlx::query_scalar(
+        "SELECT quantity FROM usage_period_total \
+         WHERE tenant_id = $1 AND metric = $2 AND period_start = $3",
+    )
+    .bind(tenant_id)
+    .bind(metric)
+    .bind(period_start)
+    .fetch_optional(conn)
+    .await?
+    .unwrap_or(Decimal::ZERO))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+    /// Billing periods (by their start).
+    Period,
+}
+
+/// Points of `metric` for the tenant (one user when `user` is set) with bucket starts in
+/// `[from, to)`, oldest first. Reads the rollups only.
+pub async fn series(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    metric: &str,
+    user: Option<&str>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: Bucket,
+) -> Result<Vec<(DateTime<Utc>, Decimal)>, SubError> {
+    let q = match (bucket, user) {
+        (Bucket::Hour | Bucket::Day, _) => {
+            "SELECT date_trunc($6, hour, 'UTC') AS b, sum(quantity) FROM usage_hourly \
+             WHERE tenant_id = $1 AND metric = $2 AND hour >= $3 AND hour < $4 \
+             AND ($5::text IS NULL OR user_id = $5) GROUP BY b ORDER BY b"
+        }
+        (Bucket::Period, Some(_)) => {
+            "SELECT period_start, sum(quantity) FROM usage_period \
+             WHERE tenant_id = $1 AND metric = $2 AND period_start >= $3 AND period_start < $4 \
+             AND user_id = $5 AND $6::text IS NOT NULL GROUP BY 1 ORDER BY 1"
+        }
+        (Bucket::Period, None) => {
+            "SELECT period_start, quantity FROM usage_period_total \
+             WHERE tenant_id = $1 AND metric = $2 AND period_start >= $3 AND period_start < $4 \
+             AND $5::text IS NULL AND $6::text IS NOT NULL ORDER BY 1"
+        }
+    };
+    Ok(sqlx::query_as(q)
+        .bind(tenant_id)
+        .bind(metric)
+        .bind(from)
+        .bind(to)
+        .bind(user)
+        .bind(if bucket == Bucket::Day { "day" } else { "hour" })
+        .fetch_all(conn)
+        .await?)
+}
+
+/// A raw record as streamed to billing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RawRow {
+    pub tenant_id: String,
+    pub id: String,
+    pub user_id: String,
+    pub metric: String,
+    pub quantity: Decimal,
+    pub ts: DateTime<Utc>,
+}
+
+/// Streams the records of `tenants` with `from <= ts < to` into `out` in batches of `size`,
+/// from one query (one snapshot). A full channel pauses the query; a closed one ends it.
+pub async fn stream(
+    pool: &PgPool,
+    tenants: &[String],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    size: usize,
+    out: tokio::sync::mpsc::Sender<Result<Vec<RawRow>, SubError>>,
+) {
+    if let Err(e) = stream_into(pool, tenants, from, to, size, &out).await {
+        let _ = out.send(Err(e)).await;
+    }
+}
+
+async fn stream_into(
+    pool: &PgPool,
+    tenants: &[String],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    size: usize,
+    out: &tokio::sync::mpsc::Sender<Result<Vec<RawRow>, SubError>>,
+) -> Result<(), SubError> {
+    let mut conn = pool.acquire().await?;
+    let mut rows = sqlx::query_as::<_, RawRow>(
+        "SELECT tenant_id, id, user_id, metric, quantity, ts FROM usage_records \
+         WHERE tenant_id = ANY($1) AND ts >= $2 AND ts < $3",
+    )
+    .bind(tenants)
+    .bind(from)
+    .bind(to)
+    .fetch(&mut *conn);
+    let mut batch = Vec::with_capacity(size);
+    while let Some(row) = rows.try_next().await? {
+        batch.push(row);
+        if batch.len() == size {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(size));
+            if out.send(Ok(full)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = out.send(Ok(batch)).await;
+    }
+    Ok(())
+}
