@@ -1,49 +1,12 @@
 //! Tenants, users, roles and API keys through the gateway: authentication failures, tenant
 //! isolation, the RBAC matrix and bad input, against the real user service.
 
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, token, token_with};
+use crate::stack::{Api, Stack, token, token_with};
 
 const ADMIN_TENANT: &str = "ten_00000000000000000000000000000000";
-
-struct Api {
-    http: Client,
-    base: String,
-}
-
-impl Api {
-    fn new(stack: &Stack) -> Api {
-        Api {
-            http: Client::new(),
-            base: stack.url(""),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        bearer: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if !bearer.is_empty() {
-            req = req.bearer_auth(bearer);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("gateway answers");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
 
 fn admin() -> String {
     token(ADMIN_TENANT, "operator", &["platform_admin"])

@@ -6,6 +6,7 @@ mod docs;
 mod identity;
 mod jwks;
 mod limits;
+mod metering;
 mod openapi;
 mod scim;
 mod stack;

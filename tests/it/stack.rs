@@ -132,3 +132,42 @@ impl Stack {
         }
     }
 }
+
+/// A JSON client of the stack's gateway.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(stack: &Stack) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: stack.url(""),
+        }
+    }
+
+    /// Sends `body` as JSON with `bearer` (none when empty); the answer as JSON (or a string).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if !bearer.is_empty() {
+            req = req.bearer_auth(bearer);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("gateway answers");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+}

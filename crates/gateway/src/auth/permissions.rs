@@ -52,6 +52,38 @@ pub const ROUTES: &[(&str, &str, P)] = &[
         "/v1/tenants/{tenant_id}/scim_tokens/{token_id}",
         P::UsersWrite,
     ),
+    ("POST", "/v1/usage", P::UsageWrite),
+    ("GET", "/v1/tenants/{tenant_id}/usage", P::UsageRead),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/entitlements/{feature}",
+        P::EntitlementsRead,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/subscription",
+        P::SubscriptionsWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/subscription",
+        P::SubscriptionsRead,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/subscription/change_plan",
+        P::SubscriptionsWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/subscription/cancel",
+        P::SubscriptionsWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/subscription/seats",
+        P::SubscriptionsRead,
+    ),
 ];
 
 /// Public routes under `/v1`.

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiQuery, from_status};
 use super::openapi::ProblemDoc;
-use super::wire::{List, time};
+use super::wire::{List, call, time};
 use crate::auth::Identity;
 
 type Users = UserServiceClient<Channel>;
@@ -36,13 +36,6 @@ pub fn router(users: Users) -> OpenApiRouter {
         .routes(routes!(create_scim_token))
         .routes(routes!(revoke_scim_token))
         .with_state(users)
-}
-
-/// A gRPC request carrying the caller's identity.
-fn call<T>(id: &Identity, msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    id.caller().apply(&mut req);
-    req
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod idempotency;
 mod identity;
+mod metering;
 pub mod openapi;
 pub mod ratelimit;
 mod scim;
@@ -16,6 +17,7 @@ use axum::extract::DefaultBodyLimit;
 use platform::ServiceName;
 use platform::health::Readiness;
 use rpc::payment::v1::payment_service_client::PaymentServiceClient;
+use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use rpc::user::v1::user_service_client::UserServiceClient;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -49,6 +51,7 @@ pub fn router(deps: Deps) -> Router {
     } = deps;
     let users = UserServiceClient::new(upstreams.channel(ServiceName::User).clone());
     let payments = PaymentServiceClient::new(upstreams.channel(ServiceName::Payment).clone());
+    let subs = SubscriptionServiceClient::new(upstreams.channel(ServiceName::Subscription).clone());
     let limiter = ratelimit::RateLimiter::new(per_caller, per_tenant, redis.clone());
     let idem = idempotency::Idempotency {
         redis,
@@ -57,6 +60,7 @@ pub fn router(deps: Deps) -> Router {
     let (router, doc) = OpenApiRouter::new()
         .merge(status::router(upstream_health))
         .merge(identity::router(users.clone()))
+        .merge(metering::router(subs))
         .merge(webhooks::router(payments))
         .split_for_parts();
     router

@@ -2,6 +2,15 @@
 
 use serde::Serialize;
 
+use crate::auth::Identity;
+
+/// A gRPC request carrying the caller's identity.
+pub fn call<T>(id: &Identity, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    id.caller().apply(&mut req);
+    req
+}
+
 /// RFC 3339 with millisecond precision, UTC.
 pub fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
     let t = t?;
