@@ -69,7 +69,7 @@ pub struct Subscription {
 impl From<pb::Subscription> for Subscription {
     fn from(s: pb::Subscription) -> Self {
         use pb::SubscriptionStatus as S;
-        let period = s.current_period.clone().unwrap_or_default();
+        let period = s.current_period.unwrap_or_default();
         Subscription {
             status: match s.status() {
                 S::Trialing => "trialing",
