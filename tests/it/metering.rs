@@ -1,75 +1,86 @@
 //! Subscriptions, usage and entitlements through the gateway: permissions, isolation,
 //! partial-success ingestion, rollup queries and entitlement answers.
 
-use platform::ServiceName;
-use platform::grpc::Caller;
 use reqwest::{Method, StatusCode};
-use rpc::common::v1::Decimal;
-use rpc::subscription::v1 as pb;
 use serde_json::json;
 
 use crate::stack::{Api, Stack, token};
 
-/// A plan with one metered price and a hard limit of 100 api_calls, made over gRPC as the
-/// operator (the catalog's REST routes are not built yet).
-async fn seed_plan(stack: &Stack) {
-    let url = stack
-        .services
-        .iter()
-        .find(|(s, _)| *s == ServiceName::Subscription)
-        .map(|(_, r)| r.url())
-        .unwrap();
-    let channel = platform::grpc::lazy_channel(&url, std::time::Duration::from_secs(10)).unwrap();
-    let mut client = pb::subscription_service_client::SubscriptionServiceClient::new(channel);
-    let d = |v: &str| Some(Decimal { value: v.into() });
-    let mut req = tonic::Request::new(pb::CreatePlanRequest {
-        plan: Some(pb::Plan {
-            id: "metered".into(),
-            name: "Metered".into(),
-            currency: "EUR".into(),
-            interval: pb::Interval::Month as i32,
-            prices: vec![pb::Price {
-                id: "calls".into(),
-                kind: pb::ChargeKind::Metered as i32,
-                metric: "api_calls".into(),
-                model: Some(pb::PriceModel {
-                    model: Some(pb::price_model::Model::PerUnit(pb::price_model::PerUnit {
-                        unit_amount: d("0.5"),
-                    })),
-                }),
-                ..Default::default()
-            }],
-            features: vec![pb::Feature {
-                key: "calls".into(),
-                value: Some(pb::feature::Value::Limit(pb::feature::MeteredLimit {
-                    metric: "api_calls".into(),
-                    limit: d("100"),
-                    kind: pb::LimitKind::Hard as i32,
-                })),
-            }],
-            ..Default::default()
-        }),
+/// A plan with one metered price and a hard limit of 100 api_calls, made through the catalog
+/// routes; checks the catalog's permissions, versioning and validation on the way.
+async fn seed_plan(api: &Api, operator: &str, member: &str) {
+    let plan = json!({
+        "id": "metered", "name": "Metered", "currency": "EUR", "interval": "month",
+        "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
+                    "model": {"type": "graduated", "tiers": [
+                        {"up_to": "10", "unit_amount": "0"}, {"unit_amount": 0.5}]}}],
+        "features": [{"key": "calls", "type": "limit", "metric": "api_calls", "limit": "100",
+                      "limit_kind": "hard"}, {"key": "sso", "type": "boolean", "enabled": true}],
     });
-    Caller {
-        tenant_id: "ten_platform".into(),
-        subject: "operator".into(),
-        roles: vec!["platform_admin".into()],
-        request_id: None,
-    }
-    .apply(&mut req);
-    client.create_plan(req).await.unwrap();
+    let (s, _) = api
+        .send(Method::POST, "/v1/plans", member, Some(plan.clone()))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, p) = api
+        .send(Method::POST, "/v1/plans", operator, Some(plan.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert_eq!(
+        (
+            p["version"].clone(),
+            p["prices"][0]["model"]["tiers"][1]["unit_amount"].clone()
+        ),
+        (json!(1), json!("0.5"))
+    );
+    // An edit is a new version; the first stays readable.
+    let (s, p) = api
+        .send(
+            Method::PUT,
+            "/v1/plans/metered",
+            operator,
+            Some(plan.clone()),
+        )
+        .await;
+    assert_eq!((s, p["version"].clone()), (StatusCode::OK, json!(2)));
+    let (s, p) = api
+        .send(Method::GET, "/v1/plans/metered?version=1", member, None)
+        .await;
+    assert_eq!((s, p["version"].clone()), (StatusCode::OK, json!(1)));
+    let (s, l) = api.send(Method::GET, "/v1/plans", member, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        l["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "metered")
+    );
+    // Bad definitions are named.
+    let mut bad = plan.clone();
+    bad["id"] = json!("broken");
+    bad["prices"][0]["model"]["tiers"] = json!([{"up_to": "10", "unit_amount": "1"}]);
+    let (s, p) = api
+        .send(Method::POST, "/v1/plans", operator, Some(bad))
+        .await;
+    assert_eq!(
+        (s, p["errors"][0]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("tiers.up_to")),
+        "{p}"
+    );
+    let (s, _) = api.send(Method::GET, "/v1/plans/nope", member, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_and_entitlements_through_the_gateway() {
     let stack = Stack::start().await;
     let api = Api::new(&stack);
-    seed_plan(&stack).await;
     let (a, b) = ("ten_metering_a", "ten_metering_b");
     let owner_a = token(a, "owner", &["owner"]);
     let member_a = token(a, "member", &["member"]);
     let owner_b = token(b, "owner", &["owner"]);
     let operator = token("ten_platform", "operator", &["platform_admin"]);
+    seed_plan(&api, &operator, &member_a).await;
 
     let (s, sub) = api
         .send(

@@ -52,6 +52,10 @@ pub const ROUTES: &[(&str, &str, P)] = &[
         "/v1/tenants/{tenant_id}/scim_tokens/{token_id}",
         P::UsersWrite,
     ),
+    ("POST", "/v1/plans", P::PlansWrite),
+    ("GET", "/v1/plans", P::PlansRead),
+    ("GET", "/v1/plans/{plan_id}", P::PlansRead),
+    ("PUT", "/v1/plans/{plan_id}", P::PlansWrite),
     ("POST", "/v1/usage", P::UsageWrite),
     ("GET", "/v1/tenants/{tenant_id}/usage", P::UsageRead),
     (

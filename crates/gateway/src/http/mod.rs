@@ -1,6 +1,7 @@
 //! The gateway's public HTTP routes, one module per resource, behind authentication and the
 //! permission table.
 
+mod catalog;
 pub mod error;
 pub mod idempotency;
 mod identity;
@@ -60,7 +61,8 @@ pub fn router(deps: Deps) -> Router {
     let (router, doc) = OpenApiRouter::new()
         .merge(status::router(upstream_health))
         .merge(identity::router(users.clone()))
-        .merge(metering::router(subs))
+        .merge(metering::router(subs.clone()))
+        .merge(catalog::router(subs))
         .merge(webhooks::router(payments))
         .split_for_parts();
     router
