@@ -75,11 +75,12 @@ CREATE TABLE members (
 );
 
 -- Raw usage. The primary key is the de-duplication; (tenant_id, ts) serves period scans.
+-- Keys are ASCII ids: "C" collation (byte order) makes their sorts and index compares cheap.
 CREATE TABLE usage_records (
-    tenant_id   text        NOT NULL,
-    id          text        NOT NULL,
-    user_id     text        NOT NULL DEFAULT '',
-    metric      text        NOT NULL,
+    tenant_id   text COLLATE "C" NOT NULL,
+    id          text COLLATE "C" NOT NULL,
+    user_id     text COLLATE "C" NOT NULL DEFAULT '',
+    metric      text COLLATE "C" NOT NULL,
     quantity    numeric     NOT NULL,
     ts          timestamptz NOT NULL,
     ingested_at timestamptz NOT NULL DEFAULT now(),
@@ -89,19 +90,19 @@ CREATE INDEX usage_records_tenant_ts ON usage_records (tenant_id, ts);
 
 -- Rollups kept current at ingestion (same transaction), so checks never scan raw records.
 CREATE TABLE usage_hourly (
-    tenant_id text        NOT NULL,
-    metric    text        NOT NULL,
+    tenant_id text COLLATE "C" NOT NULL,
+    metric    text COLLATE "C" NOT NULL,
     hour      timestamptz NOT NULL,
-    user_id   text        NOT NULL,
+    user_id   text COLLATE "C" NOT NULL,
     quantity  numeric     NOT NULL,
     PRIMARY KEY (tenant_id, metric, hour, user_id)
 );
 
 CREATE TABLE usage_period (
-    tenant_id    text        NOT NULL,
-    metric       text        NOT NULL,
+    tenant_id    text COLLATE "C" NOT NULL,
+    metric       text COLLATE "C" NOT NULL,
     period_start timestamptz NOT NULL,
-    user_id      text        NOT NULL,
+    user_id      text COLLATE "C" NOT NULL,
     period_end   timestamptz NOT NULL,
     quantity     numeric     NOT NULL,
     PRIMARY KEY (tenant_id, metric, period_start, user_id)
@@ -109,8 +110,8 @@ CREATE TABLE usage_period (
 
 -- The tenant-wide total per period: one row read per entitlement check.
 CREATE TABLE usage_period_total (
-    tenant_id    text        NOT NULL,
-    metric       text        NOT NULL,
+    tenant_id    text COLLATE "C" NOT NULL,
+    metric       text COLLATE "C" NOT NULL,
     period_start timestamptz NOT NULL,
     period_end   timestamptz NOT NULL,
     quantity     numeric     NOT NULL,

@@ -12,7 +12,13 @@ use anyhow::{Context, Result, bail};
 
 use crate::infra::{self, Infra};
 
-fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> Result<(u16, String)> {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -34,7 +40,7 @@ fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> Result
     ))
 }
 
-fn wait_http(addr: &str, path: &str) -> Result<()> {
+pub(crate) fn wait_http(addr: &str, path: &str) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if let Ok((200, _)) = http(addr, "GET", path, "", "") {
@@ -220,23 +226,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     for c in children.iter_mut().rev() {
         infra::terminate(c, Duration::from_secs(10));
     }
-    let _ = Command::new("psql")
-        .args([
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &infra.pg_port.to_string(),
-            "-U",
-            "postgres",
-            "-c",
-        ])
-        .arg(format!(
-            "DROP DATABASE IF EXISTS bench_user_{tag} WITH (FORCE)"
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let _ = psql(
+        &infra,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS bench_user_{tag} WITH (FORCE)"),
+    );
     drop(infra);
     result.map(|_| ExitCode::SUCCESS)
 }
@@ -246,4 +240,16 @@ fn which_nginx() -> Option<std::path::PathBuf> {
         .iter()
         .map(std::path::PathBuf::from)
         .find(|p| p.is_file())
+}
+
+/// Runs one SQL command with psql against `database`; true when it succeeded.
+pub(crate) fn psql(infra: &Infra, database: &str, sql: &str) -> Result<bool> {
+    Ok(Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+        .arg(infra.pg_port.to_string())
+        .args(["-U", "postgres", "-d", database, "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .context("psql")?
+        .success())
 }

@@ -1,16 +1,25 @@
-//! A small closed-loop load generator: N concurrent workers send the same request back to
-//! back for a fixed time; prints requests/s and latency percentiles as one Markdown row.
+//! A small closed-loop load generator: N concurrent workers send requests back to back;
+//! prints throughput and latency percentiles as one Markdown row.
 //!
-//! HTTP: `loadgen http URL [--header 'K: V'] [--connections 64] [--seconds 10]`
-//!   (one keep-alive connection per worker, like wrk).
-//! gRPC: `loadgen grpc-get-tenant URL TENANT_ID [--connections 64] [--seconds 10]`
-//!   (UserService.GetTenant with platform_admin identity metadata; workers share one HTTP/2
-//!   channel, as gateways and services do).
+//! - `loadgen http URL [--header 'K: V'] [--connections 64] [--seconds 10]`: GET, one
+//!   keep-alive connection per worker (like wrk).
+//! - `loadgen grpc-get-tenant URL TENANT_ID [opts]`: UserService.GetTenant.
+//! - `loadgen grpc-entitlement URL TENANT_ID FEATURE [opts]`: SubscriptionService.CheckEntitlement.
+//! - `loadgen ingest URL TENANT_ID --records N --batch B [--header ..] [--connections C]`:
+//!   `POST /v1/usage` with fresh record ids until N records are sent; reports records/s.
+//! - `loadgen grpc-ingest URL TENANT_ID --records N --batch B [--connections C]`: the same
+//!   batches straight to SubscriptionService.IngestUsage.
 //!
-//! Driven by `cargo xtask bench gateway`, which runs all three targets in one go.
+//! gRPC workers share one HTTP/2 channel, as gateways and services do. Driven by
+//! `cargo xtask bench gateway` and `cargo xtask bench metering`.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use rpc::subscription::v1 as sub;
+use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use rpc::user::v1::GetTenantRequest;
 use rpc::user::v1::user_service_client::UserServiceClient;
 
@@ -19,6 +28,8 @@ struct Opts {
     seconds: u64,
     headers: Vec<(String, String)>,
     label: String,
+    records: usize,
+    batch: usize,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -27,6 +38,8 @@ fn parse_opts(args: &[String]) -> Opts {
         seconds: 10,
         headers: Vec::new(),
         label: String::new(),
+        records: 100_000,
+        batch: 1000,
     };
     let mut i = 0;
     while i < args.len() {
@@ -35,9 +48,12 @@ fn parse_opts(args: &[String]) -> Opts {
                 .cloned()
                 .unwrap_or_else(|| panic!("{} needs a value", args[i]))
         };
+        let num = |v: String| -> usize { v.parse().expect("a number") };
         match args[i].as_str() {
-            "--connections" => o.connections = val().parse().expect("--connections takes a number"),
-            "--seconds" => o.seconds = val().parse().expect("--seconds takes a number"),
+            "--connections" => o.connections = num(val()),
+            "--seconds" => o.seconds = num(val()) as u64,
+            "--records" => o.records = num(val()),
+            "--batch" => o.batch = num(val()).max(1),
             "--label" => o.label = val(),
             "--header" => {
                 let h = val();
@@ -51,13 +67,51 @@ fn parse_opts(args: &[String]) -> Opts {
     o
 }
 
-/// Collected latencies in microseconds plus error count.
+/// Latencies in microseconds plus the error count of one worker.
+#[derive(Default)]
 struct Sample {
     micros: Vec<u64>,
     errors: u64,
 }
 
-fn report(label: &str, samples: Vec<Sample>, elapsed: Duration, connections: usize) {
+/// Runs `connections` workers; each repeatedly asks `step` for its next request (None = done)
+/// and times it. `init` makes a worker's client.
+async fn drive<C, I, F, Fut>(connections: usize, init: I, step: F) -> (Vec<Sample>, Duration)
+where
+    C: Clone + Send + 'static,
+    I: Fn() -> C,
+    F: Fn(C) -> Option<Fut> + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let step = Arc::new(step);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let client = init();
+        let step = step.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = Sample::default();
+            while let Some(call) = step(client.clone()) {
+                let t = Instant::now();
+                if call.await {
+                    s.micros.push(t.elapsed().as_micros() as u64);
+                } else {
+                    s.errors += 1;
+                }
+            }
+            s
+        }));
+    }
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.push(t.await.expect("worker"));
+    }
+    (samples, start.elapsed())
+}
+
+/// `| label | connections | per second | p50 | p99 | p99.9 | errors |`, per second counted in
+/// `unit`s per request (1 for requests, the batch size for ingestion).
+fn report(label: &str, samples: Vec<Sample>, elapsed: Duration, connections: usize, unit: usize) {
     let mut all: Vec<u64> = samples
         .iter()
         .flat_map(|s| s.micros.iter().copied())
@@ -73,123 +127,245 @@ fn report(label: &str, samples: Vec<Sample>, elapsed: Duration, connections: usi
     };
     println!(
         "| {label} | {connections} | {:.0} | {:.2} | {:.2} | {:.2} | {errors} |",
-        all.len() as f64 / elapsed.as_secs_f64(),
+        (all.len() * unit) as f64 / elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.99),
         pct(0.999),
     );
 }
 
-async fn http(url: String, o: Opts) {
-    let deadline = Instant::now() + Duration::from_secs(o.seconds);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..o.connections {
-        let url = url.clone();
-        let headers = o.headers.clone();
-        tasks.push(tokio::spawn(async move {
-            // One client per worker: one keep-alive connection each.
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .http1_only()
-                .build()
-                .expect("client");
-            let mut s = Sample {
-                micros: Vec::new(),
-                errors: 0,
-            };
-            while Instant::now() < deadline {
-                let mut req = client.get(&url);
-                for (k, v) in &headers {
-                    req = req.header(k, v);
-                }
-                let t = Instant::now();
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        s.micros.push(t.elapsed().as_micros() as u64);
-                    }
-                    _ => s.errors += 1,
-                }
-            }
-            s
-        }));
-    }
-    let mut samples = Vec::new();
-    for t in tasks {
-        samples.push(t.await.expect("worker"));
-    }
-    report(&o.label, samples, start.elapsed(), o.connections);
+fn http_client() -> reqwest::Client {
+    // One client per worker: one keep-alive connection each.
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .http1_only()
+        .build()
+        .expect("client")
 }
 
-async fn grpc(url: String, tenant: String, o: Opts) {
-    let channel = tonic::transport::Endpoint::from_shared(url)
+async fn channel(url: String) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url)
         .expect("gRPC URL")
         .connect()
         .await
-        .expect("connect to the service");
+        .expect("connect to the service")
+}
+
+fn operator<T>(msg: T, tenant: &str, roles: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    let md = req.metadata_mut();
+    md.insert("x-tenant-id", tenant.parse().expect("ascii tenant id"));
+    md.insert("x-subject", "loadgen".parse().expect("ascii"));
+    md.insert("x-roles", roles.parse().expect("ascii"));
+    req
+}
+
+async fn http(url: String, o: Opts) {
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..o.connections {
-        let mut client = UserServiceClient::new(channel.clone());
-        let tenant = tenant.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut s = Sample {
-                micros: Vec::new(),
-                errors: 0,
-            };
-            while Instant::now() < deadline {
-                let mut req = tonic::Request::new(GetTenantRequest {
-                    tenant_id: tenant.clone(),
-                });
-                let md = req.metadata_mut();
-                md.insert(
-                    "x-tenant-id",
-                    "ten_00000000000000000000000000000000"
-                        .parse()
-                        .expect("ascii"),
-                );
-                md.insert("x-subject", "loadgen".parse().expect("ascii"));
-                md.insert("x-roles", "platform_admin".parse().expect("ascii"));
-                let t = Instant::now();
-                match client.get_tenant(req).await {
-                    Ok(_) => s.micros.push(t.elapsed().as_micros() as u64),
-                    Err(_) => s.errors += 1,
+    let headers = o.headers.clone();
+    let (samples, elapsed) = drive(o.connections, http_client, move |client| {
+        (Instant::now() < deadline).then(|| {
+            let mut req = client.get(&url);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            async move {
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
                 }
             }
-            s
-        }));
-    }
-    let mut samples = Vec::new();
-    for t in tasks {
-        samples.push(t.await.expect("worker"));
-    }
-    report(&o.label, samples, start.elapsed(), o.connections);
+        })
+    })
+    .await;
+    report(&o.label, samples, elapsed, o.connections, 1);
+}
+
+async fn grpc_get_tenant(url: String, tenant: String, o: Opts) {
+    let deadline = Instant::now() + Duration::from_secs(o.seconds);
+    let ch = channel(url).await;
+    let (samples, elapsed) = drive(
+        o.connections,
+        || UserServiceClient::new(ch.clone()),
+        move |mut client| {
+            let tenant = tenant.clone();
+            (Instant::now() < deadline).then(|| async move {
+                let req = operator(
+                    GetTenantRequest { tenant_id: tenant },
+                    "ten_00000000000000000000000000000000",
+                    "platform_admin",
+                );
+                client.get_tenant(req).await.is_ok()
+            })
+        },
+    )
+    .await;
+    report(&o.label, samples, elapsed, o.connections, 1);
+}
+
+async fn grpc_entitlement(url: String, tenant: String, feature: String, o: Opts) {
+    let deadline = Instant::now() + Duration::from_secs(o.seconds);
+    let ch = channel(url).await;
+    let (samples, elapsed) = drive(
+        o.connections,
+        || SubscriptionServiceClient::new(ch.clone()),
+        move |mut client| {
+            let (tenant, feature) = (tenant.clone(), feature.clone());
+            (Instant::now() < deadline).then(|| async move {
+                let req = operator(
+                    sub::CheckEntitlementRequest {
+                        tenant_id: tenant.clone(),
+                        user_id: None,
+                        feature,
+                    },
+                    &tenant,
+                    "member",
+                );
+                client.check_entitlement(req).await.is_ok()
+            })
+        },
+    )
+    .await;
+    report(&o.label, samples, elapsed, o.connections, 1);
+}
+
+/// Batch `n` of a run: `size` fresh (record id, user id) pairs, ids unique per run and batch.
+fn batch_ids(run: &str, n: usize, size: usize) -> Vec<(String, String)> {
+    (0..size)
+        .map(|i| (format!("{run}-{n}-{i}"), format!("usr_{}", i % 100)))
+        .collect()
+}
+
+async fn ingest(url: String, tenant: String, o: Opts) {
+    let batches = o.records.div_ceil(o.batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let run = format!("h{:x}", std::process::id());
+    let now = chrono::Utc::now().to_rfc3339();
+    let (size, headers) = (o.batch, o.headers.clone());
+    let (samples, elapsed) = drive(o.connections, http_client, move |client| {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        (n < batches).then(|| {
+            let records: Vec<serde_json::Value> = batch_ids(&run, n, size)
+                .into_iter()
+                .map(|(id, user)| {
+                    serde_json::json!({"id": id, "tenant_id": tenant, "user_id": user,
+                        "metric": "api_calls", "quantity": "1", "timestamp": now})
+                })
+                .collect();
+            let body =
+                serde_json::to_vec(&serde_json::json!({ "records": records })).expect("JSON body");
+            let mut req = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            async move {
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let v: serde_json::Value = r.json().await.unwrap_or_default();
+                        v["accepted"].as_u64() == Some(size as u64)
+                    }
+                    _ => false,
+                }
+            }
+        })
+    })
+    .await;
+    report(&o.label, samples, elapsed, o.connections, o.batch);
+}
+
+async fn grpc_ingest(url: String, tenant: String, o: Opts) {
+    let batches = o.records.div_ceil(o.batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let run = format!("g{:x}", std::process::id());
+    let now = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp(),
+        nanos: 0,
+    };
+    let size = o.batch;
+    let ch = channel(url).await;
+    let (samples, elapsed) = drive(
+        o.connections,
+        || SubscriptionServiceClient::new(ch.clone()),
+        move |mut client| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            (n < batches).then(|| {
+                let records = batch_ids(&run, n, size)
+                    .into_iter()
+                    .map(|(id, user)| sub::UsageRecord {
+                        id,
+                        tenant_id: tenant.clone(),
+                        user_id: user,
+                        metric: "api_calls".into(),
+                        quantity: Some(rpc::common::v1::Decimal { value: "1".into() }),
+                        timestamp: Some(now),
+                    })
+                    .collect();
+                let req = operator(
+                    sub::IngestUsageRequest { records },
+                    "ten_platform",
+                    "platform_admin",
+                );
+                async move {
+                    client
+                        .ingest_usage(req)
+                        .await
+                        .is_ok_and(|r| r.into_inner().accepted as usize == size)
+                }
+            })
+        },
+    )
+    .await;
+    report(&o.label, samples, elapsed, o.connections, o.batch);
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // reqwest is built without a default TLS provider (see the gateway's main).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    let arg = |i: usize, what: &str| {
+        args.get(i)
+            .unwrap_or_else(|| panic!("{what} missing"))
+            .clone()
+    };
     match args.first().map(String::as_str) {
-        Some("http") => {
-            let url = args.get(1).expect("http URL").clone();
-            rt.block_on(http(url, parse_opts(&args[2..])));
-        }
-        Some("grpc-get-tenant") => {
-            let url = args.get(1).expect("gRPC URL").clone();
-            let tenant = args.get(2).expect("tenant id").clone();
-            rt.block_on(grpc(url, tenant, parse_opts(&args[3..])));
-        }
+        Some("http") => rt.block_on(http(arg(1, "URL"), parse_opts(&args[2..]))),
+        Some("grpc-get-tenant") => rt.block_on(grpc_get_tenant(
+            arg(1, "URL"),
+            arg(2, "tenant"),
+            parse_opts(&args[3..]),
+        )),
+        Some("grpc-entitlement") => rt.block_on(grpc_entitlement(
+            arg(1, "URL"),
+            arg(2, "tenant"),
+            arg(3, "feature"),
+            parse_opts(&args[4..]),
+        )),
+        Some("ingest") => rt.block_on(ingest(
+            arg(1, "URL"),
+            arg(2, "tenant"),
+            parse_opts(&args[3..]),
+        )),
+        Some("grpc-ingest") => rt.block_on(grpc_ingest(
+            arg(1, "URL"),
+            arg(2, "tenant"),
+            parse_opts(&args[3..]),
+        )),
         Some("header") => {
-            println!("| target | connections | requests/s | p50 ms | p99 ms | p99.9 ms | errors |");
+            let unit = args.get(1).map_or("requests/s", String::as_str);
+            println!("| target | connections | {unit} | p50 ms | p99 ms | p99.9 ms | errors |");
             println!("| --- | --- | --- | --- | --- | --- | --- |");
         }
-        _ => {
-            eprintln!("usage: loadgen http URL [opts] | grpc-get-tenant URL TENANT [opts] | header")
-        }
+        _ => eprintln!(
+            "usage: loadgen http URL | grpc-get-tenant URL TENANT | grpc-entitlement URL TENANT FEATURE \
+             | ingest URL TENANT | grpc-ingest URL TENANT | header [UNIT]  [--connections N] [--seconds S] \
+             [--records N] [--batch B] [--header 'K: V'] [--label L]"
+        ),
     }
 }

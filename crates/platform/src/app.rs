@@ -399,6 +399,13 @@ impl App {
             });
         }
         let stop = shutdown.clone();
+        // Small gRPC and HTTP replies must not wait for Nagle's algorithm (a 40 ms stall
+        // against delayed ACKs under load); axum leaves TCP_NODELAY off by default.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         let server = axum::serve(
             listener,
             // Peer addresses reach handlers (rate limits key anonymous callers by IP).

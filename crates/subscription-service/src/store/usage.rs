@@ -54,9 +54,12 @@ pub async fn ingest(
         ends.push(p.period.end);
     }
     let (inserted, touched): (i64, Vec<String>) = sqlx::query_as(
-        "WITH input AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],
-                                 $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+        r#"WITH input AS (
+            SELECT t.tenant_id COLLATE "C" AS tenant_id, t.id COLLATE "C" AS id,
+                   t.user_id COLLATE "C" AS user_id, t.metric COLLATE "C" AS metric,
+                   t.quantity, t.ts, t.period_start, t.period_end
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                        $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
                 AS t(tenant_id, id, user_id, metric, quantity, ts, period_start, period_end)
         ), ins AS (
             INSERT INTO usage_records (tenant_id, id, user_id, metric, quantity, ts)
@@ -65,26 +68,31 @@ pub async fn ingest(
             RETURNING tenant_id, id
         ), fresh AS (
             SELECT input.* FROM input JOIN ins USING (tenant_id, id)
+        ), agg AS (
+            -- One pass over the new records; the three rollups aggregate these few rows.
+            SELECT tenant_id, metric, date_trunc('hour', ts, 'UTC') AS hour, user_id,
+                   period_start, max(period_end) AS period_end, sum(quantity) AS quantity
+            FROM fresh GROUP BY 1, 2, 3, 4, 5
         ), hourly AS (
             INSERT INTO usage_hourly AS u (tenant_id, metric, hour, user_id, quantity)
-            SELECT tenant_id, metric, date_trunc('hour', ts, 'UTC'), user_id, sum(quantity)
-            FROM fresh GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            SELECT tenant_id, metric, hour, user_id, sum(quantity)
+            FROM agg GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
             ON CONFLICT (tenant_id, metric, hour, user_id)
             DO UPDATE SET quantity = u.quantity + excluded.quantity
         ), period AS (
             INSERT INTO usage_period AS u (tenant_id, metric, period_start, user_id, period_end, quantity)
             SELECT tenant_id, metric, period_start, user_id, max(period_end), sum(quantity)
-            FROM fresh GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            FROM agg GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
             ON CONFLICT (tenant_id, metric, period_start, user_id)
             DO UPDATE SET quantity = u.quantity + excluded.quantity
         ), total AS (
             INSERT INTO usage_period_total AS u (tenant_id, metric, period_start, period_end, quantity)
             SELECT tenant_id, metric, period_start, max(period_end), sum(quantity)
-            FROM fresh GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            FROM agg GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             ON CONFLICT (tenant_id, metric, period_start)
             DO UPDATE SET quantity = u.quantity + excluded.quantity
         )
-        SELECT (SELECT count(*) FROM ins), ARRAY(SELECT DISTINCT tenant_id FROM ins)",
+        SELECT (SELECT count(*) FROM ins), ARRAY(SELECT DISTINCT tenant_id FROM ins)"#,
     )
     .bind(&tenants)
     .bind(&ids)

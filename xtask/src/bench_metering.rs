@@ -1,0 +1,246 @@
+//! `cargo xtask bench metering`: usage ingestion and entitlement checks.
+//!
+//! One run, release builds, logs at `warn`:
+//! 1. Postgres `COPY` of N usage records into `usage_records` (the ceiling), then the same
+//!    number of records through the gateway (`POST /v1/usage`, batches of 1,000) and straight
+//!    to the subscription service over gRPC — all into the same table, records/s.
+//! 2. Entitlement checks through the gateway and in-service (gRPC), requests/s and latency.
+//!
+//! Options: `--records N` (default 200000), `--connections C` for ingestion (default 4),
+//! `--seconds S` for entitlement runs (default 10).
+
+use std::io::Write;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench_gateway::{http, psql, wait_http};
+use crate::infra::{self, Infra};
+
+fn opt(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.into())
+}
+
+const PLAN: &str = r#"{"id": "bench", "name": "Bench", "currency": "USD", "interval": "month",
+  "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
+              "model": {"type": "per_unit", "unit_amount": "0.01"}}],
+  "features": [{"key": "calls", "type": "limit", "metric": "api_calls",
+                "limit": "1000000000000", "limit_kind": "hard"}]}"#;
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let records: usize = opt(args, "--records", "200000")
+        .parse()
+        .context("--records")?;
+    let connections = opt(args, "--connections", "4");
+    let seconds = opt(args, "--seconds", "10");
+    for build in [
+        vec![
+            "build",
+            "--release",
+            "-p",
+            "gateway",
+            "-p",
+            "subscription-service",
+            "--bins",
+        ],
+        vec![
+            "build",
+            "--release",
+            "-p",
+            "gateway",
+            "--example",
+            "loadgen",
+        ],
+    ] {
+        if !crate::cargo().args(&build).status()?.success() {
+            bail!("release build failed");
+        }
+    }
+    let release = crate::stack::target_dir()?.join("release");
+    let infra = Infra::ensure()?;
+    let tag = std::process::id();
+    let db = format!("bench_sub_{tag}");
+    let sub_port = infra::free_port()?;
+    let gw_port = infra::free_port()?;
+    let operator = crate::token::mint("ten_platform", "bench", &["platform_admin"], 3600)?;
+    let tenant = "ten_bench";
+    let member = crate::token::mint(tenant, "bench", &["member"], 3600)?;
+    let csv = infra::workspace_root()
+        .join("target")
+        .join("xtask")
+        .join(format!("usage-{tag}.csv"));
+    let mut children: Vec<Child> = Vec::new();
+    let result = (|| -> Result<()> {
+        let common = |c: &mut Command| {
+            c.env("REDIS_URL", infra.redis_url())
+                .env("NATS_URL", infra.nats_url())
+                .env("EVENT_PREFIX", format!("bench{tag}"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null());
+        };
+        let mut svc = Command::new(release.join("subscription-service"));
+        common(&mut svc);
+        svc.env("LISTEN_ADDR", format!("127.0.0.1:{sub_port}"))
+            .env("DATABASE_URL", infra.database_url(&db));
+        children.push(svc.spawn().context("subscription-service")?);
+        let mut gw = Command::new(release.join("gateway"));
+        common(&mut gw);
+        gw.env("LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
+            .env(
+                "SUBSCRIPTION_SERVICE_ADDR",
+                format!("http://127.0.0.1:{sub_port}"),
+            )
+            .env("JWT_HS256_SECRET", crate::token::DEV_SECRET)
+            .env("GRPC_TIMEOUT_MS", "60000")
+            .env("RATE_LIMIT_CALLER_PER_SEC", "1000000")
+            .env("RATE_LIMIT_CALLER_BURST", "1000000")
+            .env("RATE_LIMIT_TENANT_PER_SEC", "1000000")
+            .env("RATE_LIMIT_TENANT_BURST", "1000000");
+        children.push(gw.spawn().context("gateway")?);
+        let gw_addr = format!("127.0.0.1:{gw_port}");
+        wait_http(&format!("127.0.0.1:{sub_port}"), "/readyz")?;
+        wait_http(&gw_addr, "/healthz")?;
+        for (path, body) in [
+            ("/v1/plans".to_string(), PLAN.to_string()),
+            (
+                format!("/v1/tenants/{tenant}/subscription"),
+                r#"{"plan_id": "bench"}"#.into(),
+            ),
+            (
+                "/v1/tenants/ten_copy/subscription".into(),
+                r#"{"plan_id": "bench"}"#.into(),
+            ),
+        ] {
+            let (status, reply) = http(&gw_addr, "POST", &path, &operator, &body)?;
+            if status != 201 {
+                bail!("POST {path} answered {status}: {reply}");
+            }
+        }
+
+        // The ceiling: COPY of the same number of rows into the same table.
+        {
+            if let Some(dir) = csv.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+            let now = chrono::Utc::now().to_rfc3339();
+            for i in 0..records {
+                writeln!(f, "ten_copy,c-{i},usr_{},api_calls,1,{now}", i % 100)?;
+            }
+        }
+        let loadgen = release.join("examples").join("loadgen");
+        Command::new(&loadgen)
+            .args(["header", "records/s"])
+            .status()?;
+        let started = Instant::now();
+        let copy = format!(
+            "\\copy usage_records (tenant_id, id, user_id, metric, quantity, ts) FROM '{}' WITH (FORMAT csv)",
+            csv.display()
+        );
+        if !psql(&infra, &db, &copy)? {
+            bail!("COPY failed");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "| Postgres COPY into usage_records (ceiling; psql, one stream) | 1 | {:.0} | - | - | - | 0 |",
+            records as f64 / secs
+        );
+        let n = records.to_string();
+        for (label, mode, url, extra) in [
+            (
+                "gateway: POST /v1/usage, 1,000-record batches (JWT, RBAC, JSON, gRPC, dedup, rollups)",
+                "ingest",
+                format!("http://{gw_addr}/v1/usage"),
+                vec![
+                    "--header".to_string(),
+                    format!("Authorization: Bearer {operator}"),
+                ],
+            ),
+            (
+                "subscription service directly: gRPC IngestUsage, 1,000-record batches",
+                "grpc-ingest",
+                format!("http://127.0.0.1:{sub_port}"),
+                vec![],
+            ),
+        ] {
+            let ok = Command::new(&loadgen)
+                .args([mode, &url, tenant])
+                .args(&extra)
+                .args([
+                    "--records",
+                    &n,
+                    "--batch",
+                    "1000",
+                    "--connections",
+                    &connections,
+                    "--label",
+                    label,
+                ])
+                .status()?
+                .success();
+            if !ok {
+                bail!("load generator failed for {label}");
+            }
+        }
+
+        println!();
+        Command::new(&loadgen)
+            .args(["header", "checks/s"])
+            .status()?;
+        for conns in ["1", "64"] {
+            for (label, args) in [
+                (
+                    "gateway: GET /v1/tenants/{id}/entitlements/calls",
+                    vec![
+                        "http".to_string(),
+                        format!("http://{gw_addr}/v1/tenants/{tenant}/entitlements/calls"),
+                        "--header".into(),
+                        format!("Authorization: Bearer {member}"),
+                    ],
+                ),
+                (
+                    "in-service: gRPC CheckEntitlement (Redis-cached)",
+                    vec![
+                        "grpc-entitlement".into(),
+                        format!("http://127.0.0.1:{sub_port}"),
+                        tenant.into(),
+                        "calls".into(),
+                    ],
+                ),
+            ] {
+                let ok = Command::new(&loadgen)
+                    .args(&args)
+                    .args([
+                        "--connections",
+                        conns,
+                        "--seconds",
+                        &seconds,
+                        "--label",
+                        label,
+                    ])
+                    .status()?
+                    .success();
+                if !ok {
+                    bail!("load generator failed for {label}");
+                }
+            }
+        }
+        Ok(())
+    })();
+    for c in children.iter_mut().rev() {
+        infra::terminate(c, Duration::from_secs(10));
+    }
+    let _ = std::fs::remove_file(&csv);
+    let _ = psql(
+        &infra,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    drop(infra);
+    result.map(|_| ExitCode::SUCCESS)
+}
