@@ -189,7 +189,7 @@ async fn grpc_get_tenant(url: String, tenant: String, o: Opts) {
         || UserServiceClient::new(ch.clone()),
         move |mut client| {
             let tenant = tenant.clone();
-            (Instant::now() < deadline).then(|| async move {
+            (Instant::now() < deadline).then_some(async move {
                 let req = operator(
                     GetTenantRequest { tenant_id: tenant },
                     "ten_00000000000000000000000000000000",
@@ -211,7 +211,7 @@ async fn grpc_entitlement(url: String, tenant: String, feature: String, o: Opts)
         || SubscriptionServiceClient::new(ch.clone()),
         move |mut client| {
             let (tenant, feature) = (tenant.clone(), feature.clone());
-            (Instant::now() < deadline).then(|| async move {
+            (Instant::now() < deadline).then_some(async move {
                 let req = operator(
                     sub::CheckEntitlementRequest {
                         tenant_id: tenant.clone(),
