@@ -69,6 +69,24 @@ async fn seed_plan(api: &Api, operator: &str, member: &str) {
     );
     let (s, _) = api.send(Method::GET, "/v1/plans/nope", member, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // The README's example plan is accepted as written.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let at = readme
+        .find("localhost:8080/v1/plans -H")
+        .expect("README shows POST /v1/plans");
+    let body = readme[at..]
+        .split("-d '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let example: serde_json::Value = serde_json::from_str(body).expect("README plan is JSON");
+    let (s, p) = api
+        .send(Method::POST, "/v1/plans", operator, Some(example))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "README example plan: {p}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
