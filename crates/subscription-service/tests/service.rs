@@ -347,6 +347,25 @@ async fn plans_are_versioned_and_subscriptions_prorate_plan_changes() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    // Every change left a `subscription.*` event in the outbox, in the changing transaction.
+    let events: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT payload FROM outbox ORDER BY seq")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "subscription.created",
+            "subscription.plan_changed",
+            "subscription.cancel_scheduled",
+            "subscription.canceled"
+        ]
+    );
+    assert_eq!(events[1]["data"]["proration_credit_minor"], credit);
+    assert_eq!(events[1]["data"]["proration_charge_minor"], charge);
+    assert!(events.iter().all(|e| e["tenantid"] == "ten_a"));
     h.stop().await;
 }
 
