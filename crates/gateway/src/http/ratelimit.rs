@@ -2,7 +2,10 @@
 //!
 //! Both use GCRA (a leaky bucket kept as one "theoretical arrival time" per key): `burst`
 //! requests at once, refilled at `per_sec`. The per-tenant limit lives in Redis and is
-//! updated by one Lua script, so replicas share it atomically. If Redis is down the gateway
+//! updated by one Lua script, so replicas share it atomically. A replica does not ask Redis
+//! for every request: it leases a few tokens at a time (about a tenth of a second's worth, at
+//! most 100 and a quarter of the burst) and spends them locally for up to 100 ms; unspent
+//! tokens lapse, so the shared limit can only err on the strict side. If Redis is down the gateway
 //! keeps serving on the local limit alone and says so in the log, never with a 500.
 //! Answers over the limit are 429 problems with `Retry-After`; every limited route carries
 //! `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
@@ -81,22 +84,39 @@ impl LocalGcra {
     }
 }
 
-/// Atomic GCRA in Redis; times in microseconds from the server's clock, so replicas with
-/// skewed clocks still agree.
+/// Atomic GCRA in Redis granting up to `ARGV[3]` tokens at once; times in microseconds from
+/// the server's clock, so replicas with skewed clocks still agree. Returns `{granted,
+/// remaining, reset}` when at least one token is granted, else `{0, retry_after, reset}`.
 const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local cap = interval * tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local diff = tat + interval - now
-if diff > cap then
+local room = math.floor((cap - (tat - now)) / interval)
+if room < 1 then
+  local diff = tat + interval - now
   return {0, diff - cap, diff - interval}
 end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(diff / 1000) + 1000)
-return {1, math.floor((cap - diff) / interval), diff}
+local n = math.min(want, room)
+local new_tat = tat + n * interval
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {n, room - n, new_tat - now}
 ";
+
+/// How long leased tenant tokens may be spent locally before they lapse.
+const LEASE_TTL: Duration = Duration::from_millis(100);
+
+/// Tokens of a tenant's shared budget held by this replica.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    tokens: u32,
+    expires: Instant,
+    /// The shared budget's state when leased, for the headers.
+    at_grant: Decision,
+}
 
 #[derive(Clone)]
 pub struct RateLimiter {
@@ -106,6 +126,7 @@ pub struct RateLimiter {
     pub redis: Option<ConnectionManager>,
     script: Arc<redis::Script>,
     redis_down: Arc<AtomicBool>,
+    leases: Arc<Mutex<HashMap<String, Lease>>>,
 }
 
 impl RateLimiter {
@@ -117,10 +138,37 @@ impl RateLimiter {
             redis,
             script: Arc::new(redis::Script::new(GCRA_LUA)),
             redis_down: Arc::new(AtomicBool::new(false)),
+            leases: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
+    /// Tokens asked of Redis per call: ~0.1 s of the rate, at most 100 and a quarter of the
+    /// burst, at least 1.
+    fn lease_size(&self) -> u32 {
+        let q = self.per_tenant;
+        (q.per_sec / 10).min(100).min(q.burst / 4).max(1)
+    }
+
+    /// Spends one leased token of `tenant`, if any is left and fresh.
+    fn spend_leased(&self, tenant: &str, now: Instant) -> Option<Decision> {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let lease = leases.get_mut(tenant)?;
+        if lease.tokens == 0 || lease.expires <= now {
+            leases.remove(tenant);
+            return None;
+        }
+        lease.tokens -= 1;
+        Some(Decision {
+            remaining: lease.at_grant.remaining + lease.tokens,
+            ..lease.at_grant
+        })
+    }
+
     async fn tenant(&self, tenant: &str) -> Option<Decision> {
+        let now = Instant::now();
+        if let Some(d) = self.spend_leased(tenant, now) {
+            return Some(d);
+        }
         let mut conn = self.redis.clone()?;
         let interval_us = (1_000_000 / u64::from(self.per_tenant.per_sec.max(1))).max(1);
         let r: Result<Vec<i64>, _> = self
@@ -128,6 +176,7 @@ impl RateLimiter {
             .key(format!("rl:tenant:{tenant}"))
             .arg(interval_us)
             .arg(self.per_tenant.burst.max(1))
+            .arg(self.lease_size())
             .invoke_async(&mut conn)
             .await;
         match r {
@@ -136,13 +185,32 @@ impl RateLimiter {
                     tracing::info!("Redis is back: shared tenant rate limits restored");
                 }
                 let us = |n: i64| Duration::from_micros(n.max(0) as u64);
-                Some(if v[0] == 1 {
-                    Decision {
+                Some(if v[0] >= 1 {
+                    let granted = v[0] as u32;
+                    let d = Decision {
                         allowed: true,
                         limit: self.per_tenant.burst,
                         remaining: v[1].max(0) as u32,
                         reset: us(v[2]),
                         retry_after: Duration::ZERO,
+                    };
+                    if granted > 1 {
+                        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+                        if leases.len() > 100_000 {
+                            leases.retain(|_, l| l.expires > now);
+                        }
+                        let lease = leases.entry(tenant.to_string()).or_insert(Lease {
+                            tokens: 0,
+                            expires: now,
+                            at_grant: d,
+                        });
+                        lease.tokens += granted - 1;
+                        lease.expires = now + LEASE_TTL;
+                        lease.at_grant = d;
+                    }
+                    Decision {
+                        remaining: d.remaining + granted - 1,
+                        ..d
                     }
                 } else {
                     Decision {
@@ -230,6 +298,59 @@ pub async fn layer(State(rl): State<RateLimiter>, req: Request, next: Next) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two replicas leasing from one Redis budget never let more through than the budget
+    /// (plus what refills while the test runs), and spend their leases before asking again.
+    #[tokio::test]
+    async fn leased_tenant_tokens_respect_the_shared_budget() {
+        let redis = platform::cache::connect(&test_support::redis_url())
+            .await
+            .expect("tests need Redis");
+        let q = Quota {
+            per_sec: 50,
+            burst: 20,
+        };
+        let caller = Quota {
+            per_sec: 1000,
+            burst: 1000,
+        };
+        let replicas = [
+            RateLimiter::new(caller, q, Some(redis.clone())),
+            RateLimiter::new(caller, q, Some(redis.clone())),
+        ];
+        assert_eq!(replicas[0].lease_size(), 5);
+        let tenant = format!("ten_lease_{}", test_support::unique_prefix());
+        let started = Instant::now();
+        let mut allowed = 0;
+        for i in 0..60 {
+            let d = replicas[i % 2]
+                .tenant(&tenant)
+                .await
+                .expect("Redis answers");
+            if d.allowed {
+                allowed += 1;
+            } else {
+                assert!(d.retry_after > Duration::ZERO);
+            }
+        }
+        let refilled = (started.elapsed().as_millis() / 20) as u32;
+        assert!(
+            (20..=20 + refilled + 1).contains(&allowed),
+            "{allowed} allowed, {refilled} refilled"
+        );
+        // A lease is spent locally: five calls, one Redis grant.
+        let solo = RateLimiter::new(caller, q, Some(redis));
+        let other = format!("ten_lease_{}", test_support::unique_prefix());
+        let first = solo.tenant(&other).await.unwrap();
+        assert_eq!(first.remaining, 19);
+        for left in (15..19).rev() {
+            assert_eq!(
+                solo.spend_leased(&other, Instant::now()).unwrap().remaining,
+                left
+            );
+        }
+        assert!(solo.spend_leased(&other, Instant::now()).is_none());
+    }
 
     #[test]
     fn gcra_allows_a_burst_then_the_sustained_rate() {
