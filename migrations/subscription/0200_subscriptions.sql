@@ -15,10 +15,10 @@ CREATE TABLE plans (
     PRIMARY KEY (id, version)
 );
 
--- One subscription per tenant.
+-- One live subscription per tenant; canceled ones stay for billing and history.
 CREATE TABLE subscriptions (
     id                   text        PRIMARY KEY,
-    tenant_id            text        NOT NULL UNIQUE,
+    tenant_id            text        NOT NULL,
     plan_id              text        NOT NULL,
     plan_version         integer     NOT NULL,
     status               text        NOT NULL
@@ -37,6 +37,8 @@ CREATE TABLE subscriptions (
     updated_at           timestamptz NOT NULL DEFAULT now(),
     FOREIGN KEY (plan_id, plan_version) REFERENCES plans (id, version)
 );
+CREATE UNIQUE INDEX subscriptions_live ON subscriptions (tenant_id) WHERE status <> 'canceled';
+CREATE INDEX subscriptions_tenant ON subscriptions (tenant_id, created_at);
 
 -- Mid-period plan changes and their proration lines, for billing to pick up.
 CREATE TABLE plan_changes (

@@ -276,7 +276,10 @@ impl SubscriptionApi {
                 format!("at most {MAX_TRIAL_DAYS}"),
             ));
         }
-        if subscriptions::get(&mut tx, &tenant, true).await?.is_some() {
+        // A canceled subscription stays (billing and history need it); a new one may follow.
+        if let Some(existing) = subscriptions::get(&mut tx, &tenant, true).await?
+            && existing.status()?.is_live()
+        {
             return Err(SubError::Conflict(
                 "the tenant already has a subscription".into(),
             ));

@@ -868,6 +868,37 @@ async fn entitlements_change_with_usage_and_suspension() {
         entitlement(&h, "ten_a", "sso", None).await.reason,
         "subscription_canceled"
     );
+    // Subscribing again starts fresh (the canceled subscription stays for billing): the
+    // new period's usage starts at zero.
+    let again = subscribe(&h, "ten_a", "pro").await;
+    assert_eq!(again.status, pb::SubscriptionStatus::Active as i32);
+    let e = entitlement(&h, "ten_a", "sso", None).await;
+    assert!(e.allowed, "{e:?}");
+    let billable = h
+        .client()
+        .list_billable_subscriptions(admin(pb::ListBillableSubscriptionsRequest {
+            period: Some(common::Period {
+                start: ts(now - chrono::Duration::days(1)),
+                end: ts(now + chrono::Duration::days(1)),
+            }),
+            tenant_ids: vec!["ten_a".into()],
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Vec<_>>()
+        .await;
+    let statuses: Vec<i32> = billable
+        .into_iter()
+        .map(|b| b.unwrap().subscription.unwrap().status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            pb::SubscriptionStatus::Canceled as i32,
+            pb::SubscriptionStatus::Active as i32
+        ]
+    );
     h.stop().await;
 }
 

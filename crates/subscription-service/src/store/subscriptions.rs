@@ -39,13 +39,15 @@ const COLUMNS: &str = "id, tenant_id, plan_id, plan_version, status, period_anch
                        period_end, trial_end, cancel_at_period_end, canceled_at, fixed_seats, \
                        seats, created_at";
 
+/// The tenant's current subscription: the live one, else the latest canceled one.
 pub async fn get(
     conn: &mut PgConnection,
     tenant_id: &str,
     lock: bool,
 ) -> Result<Option<SubRow>, SubError> {
     let q = format!(
-        "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1{}",
+        "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 \
+         ORDER BY created_at DESC, id DESC LIMIT 1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(q))
@@ -54,11 +56,12 @@ pub async fn get(
         .await?)
 }
 
-/// Subscriptions of the given tenants (all when `tenants` is empty), ordered by tenant.
+/// Subscriptions of the given tenants (all when `tenants` is empty; canceled ones included),
+/// ordered by tenant and age.
 pub async fn list(conn: &mut PgConnection, tenants: &[String]) -> Result<Vec<SubRow>, SubError> {
     let q = format!(
         "SELECT {COLUMNS} FROM subscriptions \
-         WHERE cardinality($1::text[]) = 0 OR tenant_id = ANY($1) ORDER BY tenant_id"
+         WHERE cardinality($1::text[]) = 0 OR tenant_id = ANY($1) ORDER BY tenant_id, created_at"
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(q))
         .bind(tenants)
@@ -107,10 +110,10 @@ pub async fn save(conn: &mut PgConnection, s: &SubRow) -> Result<SubRow, SubErro
         "UPDATE subscriptions SET plan_id = $2, plan_version = $3, status = $4, \
          period_anchor = $5, period_start = $6, period_end = $7, trial_end = $8, \
          cancel_at_period_end = $9, canceled_at = $10, fixed_seats = $11, seats = $12, \
-         updated_at = now() WHERE tenant_id = $1 RETURNING {COLUMNS}"
+         updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(q))
-        .bind(&s.tenant_id)
+        .bind(&s.id)
         .bind(&s.plan_id)
         .bind(s.plan_version)
         .bind(&s.status)
