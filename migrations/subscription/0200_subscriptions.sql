@@ -7,6 +7,9 @@ CREATE TABLE plans (
     interval    text        NOT NULL CHECK (interval IN ('month', 'year')),
     trial_days  integer     NOT NULL DEFAULT 0 CHECK (trial_days >= 0),
     fixed_seats boolean     NOT NULL DEFAULT false,
+    -- The API rate limit subscribers get (NULL = the gateway's default).
+    rate_per_sec integer    CHECK (rate_per_sec > 0),
+    rate_burst  integer     CHECK (rate_burst > 0),
     -- pricing::Price / domain::Feature as JSON: immutable per version, read whole.
     prices      jsonb       NOT NULL,
     features    jsonb       NOT NULL,

@@ -111,3 +111,61 @@ async fn redis_down_keeps_serving_and_refuses_idempotency_keys() {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_limit_is_sized_by_its_plan() {
+    let stack = Stack::start_with(&[
+        ("RATE_LIMIT_TENANT_PER_SEC", "1000"),
+        ("RATE_LIMIT_TENANT_BURST", "1000"),
+        ("RATE_LIMIT_CALLER_PER_SEC", "10000"),
+        ("RATE_LIMIT_CALLER_BURST", "10000"),
+    ])
+    .await;
+    let api = crate::stack::Api::new(&stack);
+    let operator = token(
+        "ten_00000000000000000000000000000000",
+        "operator",
+        &["platform_admin"],
+    );
+    let (s, p) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/plans",
+            &operator,
+            Some(
+                json!({"id": "tiny", "name": "Tiny", "currency": "USD", "interval": "month",
+                        "rate_limit": {"per_sec": 1, "burst": 3}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert_eq!(p["rate_limit"], json!({"per_sec": 1, "burst": 3}));
+    let small = create_tenant(&stack, "small-plan").await;
+    let other = create_tenant(&stack, "default-plan").await;
+    let (s, _) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{small}/subscription"),
+            &operator,
+            Some(json!({"plan_id": "tiny"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let viewer = token(&small, "v", &["viewer"]);
+    for i in 0..3 {
+        let r = get(&stack, &small, &viewer).await;
+        assert_eq!(r.status(), StatusCode::OK, "request {i}");
+        assert_eq!(r.headers()["ratelimit-limit"], "3");
+    }
+    let r = get(&stack, &small, &viewer).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A tenant without such a plan keeps the configured default.
+    let v2 = token(&other, "v", &["viewer"]);
+    for _ in 0..5 {
+        let r = get(&stack, &other, &v2).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["ratelimit-limit"], "1000");
+    }
+    stack.stop().await;
+}

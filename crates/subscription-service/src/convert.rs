@@ -193,6 +193,7 @@ pub fn plan_def(p: &pb::Plan) -> Result<PlanDef, SubError> {
         interval,
         trial_days: p.trial_days,
         fixed_seats: p.fixed_seats,
+        rate_limit: p.rate_limit.map(|r| (r.per_sec, r.burst)),
         prices,
         features,
         archived: p.archived,
@@ -252,6 +253,9 @@ pub fn plan_pb(row: &PlanRow) -> pb::Plan {
         archived: d.archived,
         created_at: Some(timestamp(row.created_at)),
         fixed_seats: d.fixed_seats,
+        rate_limit: d
+            .rate_limit
+            .map(|(per_sec, burst)| pb::RateLimit { per_sec, burst }),
     }
 }
 

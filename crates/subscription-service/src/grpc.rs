@@ -779,6 +779,30 @@ impl SubscriptionApi {
         Ok(answer)
     }
 
+    async fn tenant_limits_inner(
+        &self,
+        c: &Caller,
+        r: pb::GetTenantLimitsRequest,
+    ) -> Result<pb::TenantLimits, SubError> {
+        let tenant = scoped_tenant(c, &r.tenant_id)?;
+        let mut conn = self.inner.pool.acquire().await?;
+        let Some(sub) = subscriptions::get(&mut conn, &tenant, false).await? else {
+            return Ok(pb::TenantLimits::default());
+        };
+        if !sub.status()?.is_live() {
+            return Ok(pb::TenantLimits::default());
+        }
+        let plan = self
+            .plan_version(&mut conn, &sub.plan_id, sub.plan_version())
+            .await?;
+        Ok(pb::TenantLimits {
+            rate_limit: plan
+                .def
+                .rate_limit
+                .map(|(per_sec, burst)| pb::RateLimit { per_sec, burst }),
+        })
+    }
+
     async fn stream_usage_inner(
         &self,
         c: &Caller,
@@ -947,6 +971,14 @@ impl SubscriptionService for SubscriptionApi {
     ) -> Reply<pb::Entitlement> {
         let c = caller(&req)?;
         reply(self.check_inner(&c, req.into_inner()).await)
+    }
+
+    async fn get_tenant_limits(
+        &self,
+        req: Request<pb::GetTenantLimitsRequest>,
+    ) -> Reply<pb::TenantLimits> {
+        let c = caller(&req)?;
+        reply(self.tenant_limits_inner(&c, req.into_inner()).await)
     }
 
     type StreamUsageStream = UsageStream;

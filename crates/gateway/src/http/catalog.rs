@@ -133,6 +133,14 @@ pub struct FeatureJson {
     limit_kind: Option<String>,
 }
 
+/// The tenant-wide API rate limit of a plan's subscribers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitJson {
+    per_sec: u32,
+    burst: u32,
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanBody {
@@ -150,6 +158,9 @@ pub struct PlanBody {
     fixed_seats: bool,
     #[serde(default)]
     archived: bool,
+    /// Omit for the gateway's default tenant limit.
+    #[serde(default)]
+    rate_limit: Option<RateLimitJson>,
     #[serde(default)]
     prices: Vec<PriceJson>,
     #[serde(default)]
@@ -166,6 +177,8 @@ pub struct Plan {
     trial_days: u32,
     fixed_seats: bool,
     archived: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<RateLimitJson>,
     prices: Vec<PriceJson>,
     features: Vec<FeatureJson>,
     created_at: Option<String>,
@@ -269,6 +282,10 @@ impl PlanBody {
             archived: self.archived,
             created_at: None,
             fixed_seats: self.fixed_seats,
+            rate_limit: self.rate_limit.map(|r| pb::RateLimit {
+                per_sec: r.per_sec,
+                burst: r.burst,
+            }),
         })
     }
 }
@@ -368,6 +385,10 @@ impl From<pb::Plan> for Plan {
             trial_days: p.trial_days,
             fixed_seats: p.fixed_seats,
             archived: p.archived,
+            rate_limit: p.rate_limit.map(|r| RateLimitJson {
+                per_sec: r.per_sec,
+                burst: r.burst,
+            }),
             prices,
             features,
             created_at: time(p.created_at),

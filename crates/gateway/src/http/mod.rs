@@ -53,7 +53,12 @@ pub fn router(deps: Deps) -> Router {
     let users = UserServiceClient::new(upstreams.channel(ServiceName::User).clone());
     let payments = PaymentServiceClient::new(upstreams.channel(ServiceName::Payment).clone());
     let subs = SubscriptionServiceClient::new(upstreams.channel(ServiceName::Subscription).clone());
-    let limiter = ratelimit::RateLimiter::new(per_caller, per_tenant, redis.clone());
+    let limiter = ratelimit::RateLimiter::new(
+        per_caller,
+        per_tenant,
+        redis.clone(),
+        Some(ratelimit::PlanQuotas::new(subs.clone())),
+    );
     let idem = idempotency::Idempotency {
         redis,
         max_body_bytes,

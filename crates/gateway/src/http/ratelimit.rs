@@ -7,6 +7,8 @@
 //! most 100 and a quarter of the burst) and spends them locally for up to 100 ms; unspent
 //! tokens lapse, so the shared limit can only err on the strict side. If Redis is down the gateway
 //! keeps serving on the local limit alone and says so in the log, never with a 500.
+//! The per-tenant budget is the tenant's plan's (`rate_limit` on the plan, asked of the
+//! subscription service and cached for a minute per replica), else `RATE_LIMIT_TENANT_*`.
 //! Answers over the limit are 429 problems with `Retry-After`; every limited route carries
 //! `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
 
@@ -21,6 +23,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use redis::aio::ConnectionManager;
+use rpc::subscription::v1::GetTenantLimitsRequest;
+use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
+use tonic::transport::Channel;
 
 use crate::auth::Identity;
 
@@ -118,6 +123,66 @@ struct Lease {
     at_grant: Decision,
 }
 
+/// How long a tenant's plan quota is trusted before it is asked again.
+const PLAN_QUOTA_TTL: Duration = Duration::from_secs(60);
+/// After a failed lookup, the default is used this long before trying again.
+const PLAN_QUOTA_RETRY: Duration = Duration::from_secs(5);
+
+/// Tenants' plan-sized quotas, from the subscription service, cached per replica.
+#[derive(Clone)]
+pub struct PlanQuotas {
+    client: SubscriptionServiceClient<Channel>,
+    cache: Arc<Mutex<HashMap<String, (Quota, Instant)>>>,
+}
+
+impl PlanQuotas {
+    pub fn new(client: SubscriptionServiceClient<Channel>) -> Self {
+        PlanQuotas {
+            client,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The tenant's quota: its plan's, else `default`. Never fails: a lookup error means the
+    /// default for a few seconds.
+    async fn get(&self, id: &Identity, default: Quota) -> Quota {
+        let now = Instant::now();
+        if let Some((q, until)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id.tenant_id)
+            && *until > now
+        {
+            return *q;
+        }
+        let mut req = tonic::Request::new(GetTenantLimitsRequest {
+            tenant_id: id.tenant_id.clone(),
+        });
+        id.caller().apply(&mut req);
+        req.set_timeout(Duration::from_millis(500));
+        let (quota, ttl) = match self.client.clone().get_tenant_limits(req).await {
+            Ok(r) => (
+                r.into_inner().rate_limit.map_or(default, |l| Quota {
+                    per_sec: l.per_sec.max(1),
+                    burst: l.burst.max(1),
+                }),
+                PLAN_QUOTA_TTL,
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, tenant = %id.tenant_id, "plan quota lookup failed; using the default");
+                (default, PLAN_QUOTA_RETRY)
+            }
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            cache.retain(|_, (_, until)| *until > now);
+        }
+        cache.insert(id.tenant_id.clone(), (quota, now + ttl));
+        quota
+    }
+}
+
 #[derive(Clone)]
 pub struct RateLimiter {
     pub local: Arc<LocalGcra>,
@@ -127,10 +192,16 @@ pub struct RateLimiter {
     script: Arc<redis::Script>,
     redis_down: Arc<AtomicBool>,
     leases: Arc<Mutex<HashMap<String, Lease>>>,
+    plans: Option<PlanQuotas>,
 }
 
 impl RateLimiter {
-    pub fn new(per_caller: Quota, per_tenant: Quota, redis: Option<ConnectionManager>) -> Self {
+    pub fn new(
+        per_caller: Quota,
+        per_tenant: Quota,
+        redis: Option<ConnectionManager>,
+        plans: Option<PlanQuotas>,
+    ) -> Self {
         RateLimiter {
             local: Arc::new(LocalGcra::default()),
             per_caller,
@@ -139,13 +210,20 @@ impl RateLimiter {
             script: Arc::new(redis::Script::new(GCRA_LUA)),
             redis_down: Arc::new(AtomicBool::new(false)),
             leases: Arc::new(Mutex::new(HashMap::new())),
+            plans,
+        }
+    }
+
+    async fn tenant_quota(&self, id: &Identity) -> Quota {
+        match &self.plans {
+            Some(p) => p.get(id, self.per_tenant).await,
+            None => self.per_tenant,
         }
     }
 
     /// Tokens asked of Redis per call: ~0.1 s of the rate, at most 100 and a quarter of the
     /// burst, at least 1.
-    fn lease_size(&self) -> u32 {
-        let q = self.per_tenant;
+    fn lease_size(q: Quota) -> u32 {
         (q.per_sec / 10).min(100).min(q.burst / 4).max(1)
     }
 
@@ -164,19 +242,19 @@ impl RateLimiter {
         })
     }
 
-    async fn tenant(&self, tenant: &str) -> Option<Decision> {
+    async fn tenant(&self, tenant: &str, quota: Quota) -> Option<Decision> {
         let now = Instant::now();
         if let Some(d) = self.spend_leased(tenant, now) {
             return Some(d);
         }
         let mut conn = self.redis.clone()?;
-        let interval_us = (1_000_000 / u64::from(self.per_tenant.per_sec.max(1))).max(1);
+        let interval_us = (1_000_000 / u64::from(quota.per_sec.max(1))).max(1);
         let r: Result<Vec<i64>, _> = self
             .script
             .key(format!("rl:tenant:{tenant}"))
             .arg(interval_us)
-            .arg(self.per_tenant.burst.max(1))
-            .arg(self.lease_size())
+            .arg(quota.burst.max(1))
+            .arg(Self::lease_size(quota))
             .invoke_async(&mut conn)
             .await;
         match r {
@@ -189,7 +267,7 @@ impl RateLimiter {
                     let granted = v[0] as u32;
                     let d = Decision {
                         allowed: true,
-                        limit: self.per_tenant.burst,
+                        limit: quota.burst,
                         remaining: v[1].max(0) as u32,
                         reset: us(v[2]),
                         retry_after: Duration::ZERO,
@@ -215,7 +293,7 @@ impl RateLimiter {
                 } else {
                     Decision {
                         allowed: false,
-                        limit: self.per_tenant.burst,
+                        limit: quota.burst,
                         remaining: 0,
                         reset: us(v[2]),
                         retry_after: us(v[1]),
@@ -283,7 +361,7 @@ pub async fn layer(State(rl): State<RateLimiter>, req: Request, next: Next) -> R
     }
     let mut shown = local;
     if let Some(i) = &identity
-        && let Some(t) = rl.tenant(&i.tenant_id).await
+        && let Some(t) = rl.tenant(&i.tenant_id, rl.tenant_quota(i).await).await
     {
         if !t.allowed {
             return too_many(&t, "tenant");
@@ -315,16 +393,16 @@ mod tests {
             burst: 1000,
         };
         let replicas = [
-            RateLimiter::new(caller, q, Some(redis.clone())),
-            RateLimiter::new(caller, q, Some(redis.clone())),
+            RateLimiter::new(caller, q, Some(redis.clone()), None),
+            RateLimiter::new(caller, q, Some(redis.clone()), None),
         ];
-        assert_eq!(replicas[0].lease_size(), 5);
+        assert_eq!(RateLimiter::lease_size(q), 5);
         let tenant = format!("ten_lease_{}", test_support::unique_prefix());
         let started = Instant::now();
         let mut allowed = 0;
         for i in 0..60 {
             let d = replicas[i % 2]
-                .tenant(&tenant)
+                .tenant(&tenant, q)
                 .await
                 .expect("Redis answers");
             if d.allowed {
@@ -339,9 +417,9 @@ mod tests {
             "{allowed} allowed, {refilled} refilled"
         );
         // A lease is spent locally: five calls, one Redis grant.
-        let solo = RateLimiter::new(caller, q, Some(redis));
+        let solo = RateLimiter::new(caller, q, Some(redis), None);
         let other = format!("ten_lease_{}", test_support::unique_prefix());
-        let first = solo.tenant(&other).await.unwrap();
+        let first = solo.tenant(&other, q).await.unwrap();
         assert_eq!(first.remaining, 19);
         for left in (15..19).rev() {
             assert_eq!(

@@ -44,6 +44,8 @@ pub struct PlanDef {
     pub interval: Interval,
     pub trial_days: u32,
     pub fixed_seats: bool,
+    /// `(per_sec, burst)` of the tenant-wide API rate limit; `None` = the gateway's default.
+    pub rate_limit: Option<(u32, u32)>,
     pub prices: Vec<Price>,
     pub features: Vec<Feature>,
     pub archived: bool,
@@ -67,6 +69,13 @@ impl PlanDef {
                 "trial_days",
                 format!("at most {MAX_TRIAL_DAYS}"),
             ));
+        }
+        if let Some((per_sec, burst)) = self.rate_limit {
+            for (field, v) in [("rate_limit.per_sec", per_sec), ("rate_limit.burst", burst)] {
+                if !(1..=1_000_000).contains(&v) {
+                    return Err(Invalid::new(field, format!("1 to 1000000 (got {v})")));
+                }
+            }
         }
         if self.prices.len() > MAX_PRICES {
             return Err(Invalid::new("prices", format!("at most {MAX_PRICES}")));
@@ -172,6 +181,7 @@ pub(crate) mod tests {
             interval: Interval::Month,
             trial_days: 14,
             fixed_seats: false,
+            rate_limit: Some((100, 200)),
             prices: vec![
                 Price {
                     id: "base".into(),
@@ -241,6 +251,14 @@ pub(crate) mod tests {
         let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|p| p.name = " ".into()), "name"),
             (Box::new(|p| p.trial_days = 10_000), "trial_days"),
+            (
+                Box::new(|p| p.rate_limit = Some((0, 10))),
+                "rate_limit.per_sec",
+            ),
+            (
+                Box::new(|p| p.rate_limit = Some((10, 0))),
+                "rate_limit.burst",
+            ),
             (Box::new(|p| p.prices[1].id = "base".into()), "prices.id"),
             (Box::new(|p| p.prices[0].id = "Base!".into()), "prices.id"),
             (

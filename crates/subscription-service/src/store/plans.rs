@@ -18,39 +18,50 @@ pub struct PlanRow {
     pub created_at: DateTime<Utc>,
 }
 
-type Raw = (
-    String,
-    i32,
-    String,
-    String,
-    String,
-    i32,
-    bool,
-    serde_json::Value,
-    serde_json::Value,
-    bool,
-    DateTime<Utc>,
-);
+#[derive(sqlx::FromRow)]
+struct Raw {
+    id: String,
+    version: i32,
+    name: String,
+    currency: String,
+    interval: String,
+    trial_days: i32,
+    fixed_seats: bool,
+    rate_per_sec: Option<i32>,
+    rate_burst: Option<i32>,
+    prices: serde_json::Value,
+    features: serde_json::Value,
+    archived: bool,
+    created_at: DateTime<Utc>,
+}
 
-const COLUMNS: &str = "id, version, name, currency, interval, trial_days, fixed_seats, prices, \
-                       features, archived, created_at";
+const COLUMNS: &str = "id, version, name, currency, interval, trial_days, fixed_seats, \
+                       rate_per_sec, rate_burst, prices, features, archived, created_at";
 
 fn decode(r: Raw) -> Result<PlanRow, SubError> {
-    let corrupt = |what: &str| SubError::Corrupt(format!("plan {} v{}: {what}", r.0, r.1));
+    let corrupt = |what: &str| SubError::Corrupt(format!("plan {} v{}: {what}", r.id, r.version));
+    let rate_limit = match (r.rate_per_sec, r.rate_burst) {
+        (Some(p), Some(b)) => Some((
+            u32::try_from(p).map_err(|_| corrupt("rate_per_sec"))?,
+            u32::try_from(b).map_err(|_| corrupt("rate_burst"))?,
+        )),
+        _ => None,
+    };
     Ok(PlanRow {
         def: PlanDef {
-            name: r.2.clone(),
-            currency: Currency::parse(&r.3).map_err(|_| corrupt("currency"))?,
-            interval: Interval::parse(&r.4).ok_or_else(|| corrupt("interval"))?,
-            trial_days: u32::try_from(r.5).map_err(|_| corrupt("trial_days"))?,
-            fixed_seats: r.6,
-            prices: serde_json::from_value(r.7.clone()).map_err(|_| corrupt("prices"))?,
-            features: serde_json::from_value(r.8.clone()).map_err(|_| corrupt("features"))?,
-            archived: r.9,
+            currency: Currency::parse(&r.currency).map_err(|_| corrupt("currency"))?,
+            interval: Interval::parse(&r.interval).ok_or_else(|| corrupt("interval"))?,
+            trial_days: u32::try_from(r.trial_days).map_err(|_| corrupt("trial_days"))?,
+            fixed_seats: r.fixed_seats,
+            rate_limit,
+            prices: serde_json::from_value(r.prices).map_err(|_| corrupt("prices"))?,
+            features: serde_json::from_value(r.features).map_err(|_| corrupt("features"))?,
+            archived: r.archived,
+            name: r.name,
         },
-        id: r.0,
-        version: u32::try_from(r.1).map_err(|_| SubError::Corrupt("version".into()))?,
-        created_at: r.10,
+        version: u32::try_from(r.version).map_err(|_| corrupt("version"))?,
+        id: r.id,
+        created_at: r.created_at,
     })
 }
 
@@ -61,7 +72,8 @@ pub async fn insert(
     def: &PlanDef,
 ) -> Result<PlanRow, SubError> {
     let q = format!(
-        "INSERT INTO plans ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now()) \
+        "INSERT INTO plans ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
          RETURNING {COLUMNS}"
     );
     let to_json = |v: serde_json::Result<serde_json::Value>| {
@@ -75,6 +87,8 @@ pub async fn insert(
         .bind(def.interval.as_str())
         .bind(def.trial_days as i32)
         .bind(def.fixed_seats)
+        .bind(def.rate_limit.map(|(p, _)| p as i32))
+        .bind(def.rate_limit.map(|(_, b)| b as i32))
         .bind(to_json(serde_json::to_value(&def.prices))?)
         .bind(to_json(serde_json::to_value(&def.features))?)
         .bind(def.archived)
