@@ -66,30 +66,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .unwrap_or_else(|| "64".into());
     let nginx =
         which_nginx().context("nginx is needed for the baseline: apt-get install nginx-light")?;
-    for build in [
-        vec![
-            "build",
-            "--release",
-            "-p",
-            "gateway",
-            "-p",
-            "user-service",
-            "--bins",
-        ],
-        vec![
-            "build",
-            "--release",
-            "-p",
-            "gateway",
-            "--example",
-            "loadgen",
-        ],
-    ] {
-        if !crate::cargo().args(&build).status()?.success() {
-            bail!("release build failed");
-        }
-    }
-    let release = crate::stack::target_dir()?.join("release");
+    let release = build_release(&["gateway", "user-service"])?;
     let infra = Infra::ensure()?;
     let tag = std::process::id();
     let user_port = infra::free_port()?;
@@ -118,15 +95,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 infra.database_url(&format!("bench_user_{tag}")),
             );
         children.push(user.spawn().context("user-service")?);
-        let mut gw = Command::new(release.join("gateway"));
+        let mut gw = gateway_command(&release, gw_port);
         common(&mut gw);
-        gw.env("LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
-            .env("USER_SERVICE_ADDR", format!("http://127.0.0.1:{user_port}"))
-            .env("JWT_HS256_SECRET", crate::token::DEV_SECRET)
-            .env("RATE_LIMIT_CALLER_PER_SEC", "1000000")
-            .env("RATE_LIMIT_CALLER_BURST", "1000000")
-            .env("RATE_LIMIT_TENANT_PER_SEC", "1000000")
-            .env("RATE_LIMIT_TENANT_BURST", "1000000");
+        gw.env("USER_SERVICE_ADDR", format!("http://127.0.0.1:{user_port}"));
         children.push(gw.spawn().context("gateway")?);
         let gw_addr = format!("127.0.0.1:{gw_port}");
         wait_http(&format!("127.0.0.1:{user_port}"), "/readyz")?;
@@ -252,4 +223,42 @@ pub(crate) fn psql(infra: &Infra, database: &str, sql: &str) -> Result<bool> {
         .status()
         .context("psql")?
         .success())
+}
+
+/// Release builds of `packages`' binaries and of the load generator; the release directory.
+pub(crate) fn build_release(packages: &[&str]) -> Result<std::path::PathBuf> {
+    let mut bins = vec!["build", "--release"];
+    for p in packages {
+        bins.extend(["-p", p]);
+    }
+    bins.push("--bins");
+    for build in [
+        bins,
+        vec![
+            "build",
+            "--release",
+            "-p",
+            "gateway",
+            "--example",
+            "loadgen",
+        ],
+    ] {
+        if !crate::cargo().args(&build).status()?.success() {
+            bail!("release build failed");
+        }
+    }
+    Ok(crate::stack::target_dir()?.join("release"))
+}
+
+/// The gateway as the benchmarks run it: on `port`, trusting the development JWT secret, with
+/// rate limits out of the way (they are measured by their own tests, not here).
+pub(crate) fn gateway_command(release: &std::path::Path, port: u16) -> Command {
+    let mut gw = Command::new(release.join("gateway"));
+    gw.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_HS256_SECRET", crate::token::DEV_SECRET)
+        .env("RATE_LIMIT_CALLER_PER_SEC", "1000000")
+        .env("RATE_LIMIT_CALLER_BURST", "1000000")
+        .env("RATE_LIMIT_TENANT_PER_SEC", "1000000")
+        .env("RATE_LIMIT_TENANT_BURST", "1000000");
+    gw
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_gateway::{http, psql, wait_http};
+use crate::bench_gateway::{build_release, gateway_command, http, psql, wait_http};
 use crate::infra::{self, Infra};
 
 fn opt(args: &[String], name: &str, default: &str) -> String {
@@ -38,30 +38,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .context("--records")?;
     let connections = opt(args, "--connections", "4");
     let seconds = opt(args, "--seconds", "10");
-    for build in [
-        vec![
-            "build",
-            "--release",
-            "-p",
-            "gateway",
-            "-p",
-            "subscription-service",
-            "--bins",
-        ],
-        vec![
-            "build",
-            "--release",
-            "-p",
-            "gateway",
-            "--example",
-            "loadgen",
-        ],
-    ] {
-        if !crate::cargo().args(&build).status()?.success() {
-            bail!("release build failed");
-        }
-    }
-    let release = crate::stack::target_dir()?.join("release");
+    let release = build_release(&["gateway", "subscription-service"])?;
     let infra = Infra::ensure()?;
     let tag = std::process::id();
     let db = format!("bench_sub_{tag}");
@@ -88,19 +65,13 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         svc.env("LISTEN_ADDR", format!("127.0.0.1:{sub_port}"))
             .env("DATABASE_URL", infra.database_url(&db));
         children.push(svc.spawn().context("subscription-service")?);
-        let mut gw = Command::new(release.join("gateway"));
+        let mut gw = gateway_command(&release, gw_port);
         common(&mut gw);
-        gw.env("LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
-            .env(
-                "SUBSCRIPTION_SERVICE_ADDR",
-                format!("http://127.0.0.1:{sub_port}"),
-            )
-            .env("JWT_HS256_SECRET", crate::token::DEV_SECRET)
-            .env("GRPC_TIMEOUT_MS", "60000")
-            .env("RATE_LIMIT_CALLER_PER_SEC", "1000000")
-            .env("RATE_LIMIT_CALLER_BURST", "1000000")
-            .env("RATE_LIMIT_TENANT_PER_SEC", "1000000")
-            .env("RATE_LIMIT_TENANT_BURST", "1000000");
+        gw.env(
+            "SUBSCRIPTION_SERVICE_ADDR",
+            format!("http://127.0.0.1:{sub_port}"),
+        )
+        .env("GRPC_TIMEOUT_MS", "60000");
         children.push(gw.spawn().context("gateway")?);
         let gw_addr = format!("127.0.0.1:{gw_port}");
         wait_http(&format!("127.0.0.1:{sub_port}"), "/readyz")?;

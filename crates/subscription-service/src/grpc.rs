@@ -20,10 +20,10 @@ use tonic::{Request, Response, Status};
 use crate::cache::EntitlementCache;
 use crate::convert::{self, dec_pb, plan_pb, segment_pb, sub_pb};
 use crate::domain::entitlement::{Facts, decide};
-use crate::domain::is_key;
 use crate::domain::plan::{FeatureValue, MAX_TRIAL_DAYS};
 use crate::domain::status::SubStatus;
 use crate::domain::usage::{self, MAX_BATCH, RawRecord, Reject};
+use crate::domain::{is_key, key, optional_user};
 use crate::error::SubError;
 use crate::settings::Settings;
 use crate::store::plans::{self, PlanCache, PlanRow};
@@ -82,14 +82,8 @@ fn scoped_tenant(c: &Caller, tenant_id: &str) -> Result<String, SubError> {
 }
 
 fn plan_id(field: &'static str, id: &str) -> Result<String, SubError> {
-    if is_key(id) {
-        Ok(id.to_string())
-    } else {
-        Err(SubError::invalid(
-            field,
-            "lower-case letters, digits, _ - . (1 to 64)",
-        ))
-    }
+    key(field, id)?;
+    Ok(id.to_string())
 }
 
 pub(crate) fn subscription_event(kind: &str, s: &SubRow, extra: serde_json::Value) -> CloudEvent {
@@ -641,12 +635,7 @@ impl SubscriptionApi {
         r: pb::GetUsageRequest,
     ) -> Result<pb::GetUsageResponse, SubError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
-        if !is_key(&r.metric) {
-            return Err(SubError::invalid(
-                "metric",
-                "lower-case letters, digits, _ - . (1 to 64)",
-            ));
-        }
+        key("metric", &r.metric)?;
         let from = convert::time("from", &r.from)?;
         let to = convert::time("to", &r.to)?;
         if to <= from {
@@ -669,16 +658,7 @@ impl SubscriptionApi {
                 ),
             ));
         }
-        let user = match r.user_id.as_deref() {
-            None | Some("") => None,
-            Some(u) if u.len() <= 64 && u.bytes().all(|b| b.is_ascii_graphic()) => Some(u),
-            Some(_) => {
-                return Err(SubError::invalid(
-                    "user_id",
-                    "up to 64 printable ASCII characters",
-                ));
-            }
-        };
+        let user = optional_user(r.user_id.as_deref())?;
         let mut conn = self.inner.pool.acquire().await?;
         let points =
             store::usage::series(&mut conn, &tenant, &r.metric, user, from, to, bucket).await?;
@@ -758,22 +738,8 @@ impl SubscriptionApi {
     ) -> Result<pb::Entitlement, SubError> {
         let started = Instant::now();
         let tenant = scoped_tenant(c, &r.tenant_id)?;
-        if !is_key(&r.feature) {
-            return Err(SubError::invalid(
-                "feature",
-                "lower-case letters, digits, _ - . (1 to 64)",
-            ));
-        }
-        let user = match r.user_id.as_deref() {
-            None | Some("") => None,
-            Some(u) if u.len() <= 64 && u.bytes().all(|b| b.is_ascii_graphic()) => Some(u),
-            Some(_) => {
-                return Err(SubError::invalid(
-                    "user_id",
-                    "up to 64 printable ASCII characters",
-                ));
-            }
-        };
+        key("feature", &r.feature)?;
+        let user = optional_user(r.user_id.as_deref())?;
         let answer = self.check(&tenant, user, &r.feature).await?;
         metrics::histogram!("entitlement_check_seconds").record(started.elapsed().as_secs_f64());
         Ok(answer)

@@ -41,3 +41,27 @@ pub fn is_key(s: &str) -> bool {
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.".contains(c))
 }
+
+/// `value` as a key (see [`is_key`]), or the error naming `field`.
+pub fn key(field: &'static str, value: &str) -> Result<(), Invalid> {
+    if is_key(value) {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            field,
+            format!("{value:?}: lower-case letters, digits, _ - . (1 to 64)"),
+        ))
+    }
+}
+
+/// An optional user id: absent or empty is none; otherwise 1 to 64 printable ASCII bytes.
+pub fn optional_user(user_id: Option<&str>) -> Result<Option<&str>, Invalid> {
+    match user_id {
+        None | Some("") => Ok(None),
+        Some(u) if u.len() <= 64 && u.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(u)),
+        Some(_) => Err(Invalid::new(
+            "user_id",
+            "up to 64 printable ASCII characters",
+        )),
+    }
+}

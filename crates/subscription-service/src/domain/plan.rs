@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use pricing::{ChargeKind, Currency, Decimal, Interval, Price};
 use serde::{Deserialize, Serialize};
 
-use super::{Invalid, is_key};
+use super::{Invalid, key};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,36 +85,21 @@ impl PlanDef {
         }
         let mut ids = BTreeSet::new();
         for p in &self.prices {
-            if !is_key(&p.id) {
-                return Err(Invalid::new(
-                    "prices.id",
-                    format!("{:?}: lower-case letters, digits, _ - . (1 to 64)", p.id),
-                ));
-            }
+            key("prices.id", &p.id)?;
             if !ids.insert(p.id.as_str()) {
                 return Err(Invalid::new(
                     "prices.id",
                     format!("{:?} appears twice", p.id),
                 ));
             }
-            if let Some(m) = &p.metric
-                && !is_key(m)
-            {
-                return Err(Invalid::new(
-                    "prices.metric",
-                    format!("{m:?}: lower-case letters, digits, _ - . (1 to 64)"),
-                ));
+            if let Some(m) = &p.metric {
+                key("prices.metric", m)?;
             }
             p.validate()?;
         }
         let mut keys = BTreeSet::new();
         for f in &self.features {
-            if !is_key(&f.key) {
-                return Err(Invalid::new(
-                    "features.key",
-                    format!("{:?}: lower-case letters, digits, _ - . (1 to 64)", f.key),
-                ));
-            }
+            key("features.key", &f.key)?;
             if !keys.insert(f.key.as_str()) {
                 return Err(Invalid::new(
                     "features.key",
@@ -122,12 +107,7 @@ impl PlanDef {
                 ));
             }
             if let FeatureValue::Limit { metric, limit, .. } = &f.value {
-                if !is_key(metric) {
-                    return Err(Invalid::new(
-                        "features.limit.metric",
-                        format!("{metric:?}: lower-case letters, digits, _ - . (1 to 64)"),
-                    ));
-                }
+                key("features.limit.metric", metric)?;
                 if limit.is_sign_negative() {
                     return Err(Invalid::new("features.limit.limit", "must not be negative"));
                 }

@@ -173,17 +173,6 @@ pub async fn series(
         .await?)
 }
 
-/// A raw record as streamed to billing.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RawRow {
-    pub tenant_id: String,
-    pub id: String,
-    pub user_id: String,
-    pub metric: String,
-    pub quantity: Decimal,
-    pub ts: DateTime<Utc>,
-}
-
 /// Streams the records of `tenants` with `from <= ts < to` into `out` in batches of `size`,
 /// from one query (one snapshot). A full channel pauses the query; a closed one ends it.
 pub async fn stream(
@@ -192,7 +181,7 @@ pub async fn stream(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     size: usize,
-    out: tokio::sync::mpsc::Sender<Result<Vec<RawRow>, SubError>>,
+    out: tokio::sync::mpsc::Sender<Result<Vec<Record>, SubError>>,
 ) {
     if let Err(e) = stream_into(pool, tenants, from, to, size, &out).await {
         let _ = out.send(Err(e)).await;
@@ -205,10 +194,11 @@ async fn stream_into(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     size: usize,
-    out: &tokio::sync::mpsc::Sender<Result<Vec<RawRow>, SubError>>,
+    out: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SubError>>,
 ) -> Result<(), SubError> {
     let mut conn = pool.acquire().await?;
-    let mut rows = sqlx::query_as::<_, RawRow>(
+    type Row = (String, String, String, String, Decimal, DateTime<Utc>);
+    let mut rows = sqlx::query_as::<_, Row>(
         "SELECT tenant_id, id, user_id, metric, quantity, ts FROM usage_records \
          WHERE tenant_id = ANY($1) AND ts >= $2 AND ts < $3",
     )
@@ -217,8 +207,15 @@ async fn stream_into(
     .bind(to)
     .fetch(&mut *conn);
     let mut batch = Vec::with_capacity(size);
-    while let Some(row) = rows.try_next().await? {
-        batch.push(row);
+    while let Some((tenant_id, id, user_id, metric, quantity, ts)) = rows.try_next().await? {
+        batch.push(Record {
+            tenant_id,
+            id,
+            user_id,
+            metric,
+            quantity,
+            ts,
+        });
         if batch.len() == size {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(size));
             if out.send(Ok(full)).await.is_err() {
