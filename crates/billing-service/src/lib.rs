@@ -2,7 +2,13 @@
 //!
 //! It owns the `saas_billing` database (migrated at start-up) and serves the `saas.billing.v1`
 //! gRPC contract from `proto/billing/v1/` beside health, readiness and metrics on one port.
-//! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`.
+//! Built so far: the usage fold ([`domain`]) and the summary writes in canonical lock order
+//! ([`store::summaries`]), proven by the ConcurFlow regression suite
+//! (`tests/concurflow.rs`). The runs API and pipeline follow; until then the contract's
+//! methods answer `UNIMPLEMENTED`.
+
+pub mod domain;
+pub mod store;
 
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
 

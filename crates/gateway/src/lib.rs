@@ -65,6 +65,7 @@ pub async fn build_with(
             per_caller: settings.per_caller,
             per_tenant: settings.per_tenant,
             max_body_bytes: settings.max_body_bytes,
+            redis_namespace: cfg.event_prefix.clone(),
         }))
         .build())
 }

@@ -145,7 +145,7 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
         "EVENT_PREFIX",
         "(empty)",
-        "prefix for JetStream stream names and subjects; isolates stacks sharing one NATS",
+        "prefix for JetStream stream names and subjects and for Redis keys; isolates stacks sharing one NATS and Redis",
     ),
     (
         "MAX_WORKERS",

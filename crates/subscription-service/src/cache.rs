@@ -19,6 +19,8 @@ const SECOND_DELETE_AFTER: Duration = Duration::from_millis(300);
 pub struct EntitlementCache {
     redis: redis::aio::ConnectionManager,
     ttl: Duration,
+    /// `EVENT_PREFIX` plus `:` (or empty): stacks sharing one Redis stay apart.
+    namespace: String,
 }
 
 impl std::fmt::Debug for EntitlementCache {
@@ -29,17 +31,26 @@ impl std::fmt::Debug for EntitlementCache {
     }
 }
 
-fn key(tenant: &str) -> String {
-    format!("sub:ent:{tenant}")
-}
-
 fn field(feature: &str, user: Option<&str>) -> String {
     format!("{feature}|{}", user.unwrap_or(""))
 }
 
 impl EntitlementCache {
-    pub fn new(redis: redis::aio::ConnectionManager, ttl: Duration) -> Self {
-        EntitlementCache { redis, ttl }
+    pub fn new(redis: redis::aio::ConnectionManager, ttl: Duration, prefix: &str) -> Self {
+        let namespace = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}:")
+        };
+        EntitlementCache {
+            redis,
+            ttl,
+            namespace,
+        }
+    }
+
+    fn key(&self, tenant: &str) -> String {
+        format!("{}sub:ent:{tenant}", self.namespace)
     }
 
     pub async fn get(
@@ -50,7 +61,7 @@ impl EntitlementCache {
     ) -> Option<Entitlement> {
         let mut r = self.redis.clone();
         match r
-            .hget::<_, _, Option<Vec<u8>>>(key(tenant), field(feature, user))
+            .hget::<_, _, Option<Vec<u8>>>(self.key(tenant), field(feature, user))
             .await
         {
             Ok(Some(bytes)) => Entitlement::decode(bytes.as_slice()).ok(),
@@ -64,7 +75,7 @@ impl EntitlementCache {
 
     pub async fn put(&self, tenant: &str, feature: &str, user: Option<&str>, e: &Entitlement) {
         let mut r = self.redis.clone();
-        let k = key(tenant);
+        let k = self.key(tenant);
         let res: redis::RedisResult<()> = redis::pipe()
             .hset(&k, field(feature, user), e.encode_to_vec())
             .ignore()
@@ -77,36 +88,39 @@ impl EntitlementCache {
         }
     }
 
+    async fn delete(redis: &redis::aio::ConnectionManager, keys: Vec<String>) {
+        let mut c = redis.clone();
+        if let Err(e) = c.del::<_, ()>(keys).await {
+            tracing::warn!(error = %e, "entitlement cache invalidation failed (TTL bounds staleness)");
+        }
+    }
+
     /// Drops every cached answer of `tenants`, now and once more shortly after.
     pub fn invalidate(&self, tenants: Vec<String>) {
         if tenants.is_empty() {
             return;
         }
+        let keys: Vec<String> = tenants.iter().map(|t| self.key(t)).collect();
         let r = self.redis.clone();
         tokio::spawn(async move {
-            for round in 0..2 {
-                if round == 1 {
-                    tokio::time::sleep(SECOND_DELETE_AFTER).await;
-                }
-                let keys: Vec<String> = tenants.iter().map(|t| key(t)).collect();
-                let mut c = r.clone();
-                if let Err(e) = c.del::<_, ()>(keys).await {
-                    tracing::warn!(error = %e, "entitlement cache invalidation failed (TTL bounds staleness)");
-                }
-            }
+            Self::delete(&r, keys.clone()).await;
+            tokio::time::sleep(SECOND_DELETE_AFTER).await;
+            Self::delete(&r, keys).await;
         });
     }
 
-    /// Drops `tenants` now and waits for it (callers that must see the effect at once).
+    /// Drops `tenants` now and waits for it (callers that must see the effect at once), then
+    /// once more shortly after.
     pub async fn invalidate_now(&self, tenants: &[String]) {
-        let keys: Vec<String> = tenants.iter().map(|t| key(t)).collect();
-        if keys.is_empty() {
+        if tenants.is_empty() {
             return;
         }
-        let mut c = self.redis.clone();
-        if let Err(e) = c.del::<_, ()>(keys).await {
-            tracing::warn!(error = %e, "entitlement cache invalidation failed (TTL bounds staleness)");
-        }
-        self.invalidate(tenants.to_vec());
+        Self::delete(&self.redis, tenants.iter().map(|t| self.key(t)).collect()).await;
+        let keys: Vec<String> = tenants.iter().map(|t| self.key(t)).collect();
+        let r = self.redis.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SECOND_DELETE_AFTER).await;
+            Self::delete(&r, keys).await;
+        });
     }
 }

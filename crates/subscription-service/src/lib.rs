@@ -36,7 +36,8 @@ pub async fn build_with(
     let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
     let redis = platform::cache::connect(&cfg.redis_url).await?;
     let limiter = cfg.limiter();
-    let cache = cache::EntitlementCache::new(redis.clone(), settings.entitlement_ttl);
+    let cache =
+        cache::EntitlementCache::new(redis.clone(), settings.entitlement_ttl, &cfg.event_prefix);
     let tick_every = settings.tick;
     let api = grpc::SubscriptionApi::new(backbone.pool.clone(), cache.clone(), settings);
     let (bus, pool) = (backbone.bus.clone(), backbone.pool.clone());

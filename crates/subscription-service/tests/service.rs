@@ -937,7 +937,11 @@ async fn the_clock_ends_trials_and_applies_scheduled_cancellations() {
     let redis = platform::cache::connect(&test_support::redis_url())
         .await
         .unwrap();
-    let cache = subscription_service::cache::EntitlementCache::new(redis, Duration::from_secs(60));
+    let cache = subscription_service::cache::EntitlementCache::new(
+        redis,
+        Duration::from_secs(60),
+        "tick-test",
+    );
     let plans = subscription_service::store::plans::PlanCache::default();
     let later = Utc::now() + chrono::Duration::days(40);
     let n = subscription_service::events::tick(&h.pool, &plans, &cache, later)

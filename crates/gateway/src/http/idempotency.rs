@@ -31,6 +31,8 @@ const CLAIM_SECS: u64 = 120;
 pub struct Idempotency {
     pub redis: Option<ConnectionManager>,
     pub max_body_bytes: usize,
+    /// Prepended to every key (`EVENT_PREFIX`), so stacks sharing one Redis stay apart.
+    pub namespace: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,7 +109,12 @@ pub async fn layer(State(idem): State<Idempotency>, req: Request, next: Next) ->
         }
     };
     let fp = fingerprint(&parts.method, parts.uri.path(), &bytes);
-    let redis_key = format!("idem:{}:{}:{key}", identity.tenant_id, identity.subject);
+    let ns = if idem.namespace.is_empty() {
+        String::new()
+    } else {
+        format!("{}:", idem.namespace)
+    };
+    let redis_key = format!("{ns}idem:{}:{}:{key}", identity.tenant_id, identity.subject);
 
     let claim = serde_json::to_string(&Record::InProgress {
         fingerprint: fp.clone(),

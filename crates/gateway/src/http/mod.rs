@@ -37,6 +37,8 @@ pub struct Deps {
     pub per_caller: ratelimit::Quota,
     pub per_tenant: ratelimit::Quota,
     pub max_body_bytes: usize,
+    /// Prefix of every Redis key (`EVENT_PREFIX`): stacks sharing one Redis stay apart.
+    pub redis_namespace: String,
 }
 
 /// Everything under `/v1`.
@@ -49,6 +51,7 @@ pub fn router(deps: Deps) -> Router {
         per_caller,
         per_tenant,
         max_body_bytes,
+        redis_namespace,
     } = deps;
     let users = UserServiceClient::new(upstreams.channel(ServiceName::User).clone());
     let payments = PaymentServiceClient::new(upstreams.channel(ServiceName::Payment).clone());
@@ -58,10 +61,12 @@ pub fn router(deps: Deps) -> Router {
         per_tenant,
         redis.clone(),
         Some(ratelimit::PlanQuotas::new(subs.clone())),
-    );
+    )
+    .with_namespace(&redis_namespace);
     let idem = idempotency::Idempotency {
         redis,
         max_body_bytes,
+        namespace: redis_namespace,
     };
     let (router, doc) = OpenApiRouter::new()
         .merge(status::router(upstream_health))

@@ -193,6 +193,8 @@ pub struct RateLimiter {
     redis_down: Arc<AtomicBool>,
     leases: Arc<Mutex<HashMap<String, Lease>>>,
     plans: Option<PlanQuotas>,
+    /// Prepended to Redis keys, so stacks sharing one Redis stay apart.
+    namespace: String,
 }
 
 impl RateLimiter {
@@ -211,7 +213,18 @@ impl RateLimiter {
             redis_down: Arc::new(AtomicBool::new(false)),
             leases: Arc::new(Mutex::new(HashMap::new())),
             plans,
+            namespace: String::new(),
         }
+    }
+
+    /// Prefixes this limiter's Redis keys with `prefix` (`EVENT_PREFIX`), when not empty.
+    pub fn with_namespace(mut self, prefix: &str) -> Self {
+        self.namespace = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}:")
+        };
+        self
     }
 
     async fn tenant_quota(&self, id: &Identity) -> Quota {
@@ -251,7 +264,7 @@ impl RateLimiter {
         let interval_us = (1_000_000 / u64::from(quota.per_sec.max(1))).max(1);
         let r: Result<Vec<i64>, _> = self
             .script
-            .key(format!("rl:tenant:{tenant}"))
+            .key(format!("{}rl:tenant:{tenant}", self.namespace))
             .arg(interval_us)
             .arg(quota.burst.max(1))
             .arg(Self::lease_size(quota))

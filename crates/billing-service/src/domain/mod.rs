@@ -1,0 +1,3 @@
+//! Pure billing rules: how usage records fold into per-(tenant, user, metric) totals.
+
+pub mod aggregate;

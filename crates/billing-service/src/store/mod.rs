@@ -1,0 +1,8 @@
+//! Postgres access for billing.
+
+pub mod summaries;
+
+/// Postgres `deadlock_detected`.
+pub fn is_deadlock(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("40P01"))
+}
