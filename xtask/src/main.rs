@@ -22,7 +22,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   up                      run all seven services (Ctrl-C stops everything)
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
-  bench <name> [-- ARGS]  run a benchmark: pipeline, gateway, metering
+  bench <name> [-- ARGS]  run a benchmark: pipeline, billing, gateway, metering
   token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]
                           mint a development JWT (HS256, JWT_HS256_SECRET or the dev default)
   infra                   only start the infrastructure and wait (for debugging)
@@ -101,18 +101,33 @@ fn test(extra: &[String]) -> Result<ExitCode> {
 }
 
 /// Benchmarks by name: what `cargo xtask bench <name>` runs.
-const BENCHES: &[(&str, &[&str])] = &[(
-    "pipeline",
-    &[
-        "run",
-        "--release",
-        "-p",
-        "concurrency",
-        "--example",
-        "pipeline_bench",
-        "--",
-    ],
-)];
+const BENCHES: &[(&str, &[&str])] = &[
+    (
+        "pipeline",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "concurrency",
+            "--example",
+            "pipeline_bench",
+            "--",
+        ],
+    ),
+    (
+        "billing",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "billing-service",
+            "--bin",
+            "billing-service",
+            "--",
+            "run",
+        ],
+    ),
+];
 
 fn bench(args: &[String]) -> Result<ExitCode> {
     if args.first().map(String::as_str) == Some("gateway") {

@@ -7,7 +7,9 @@
 //! (`tests/concurflow.rs`). The runs API and pipeline follow; until then the contract's
 //! methods answer `UNIMPLEMENTED`.
 
+pub mod cli;
 pub mod domain;
+pub mod pipeline;
 pub mod store;
 
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};

@@ -1,7 +1,7 @@
 //! Folding usage records into totals. Workers fold their batches independently and the
 //! partial totals merge by addition, so the order records arrive in does not matter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
 
@@ -56,17 +56,23 @@ impl TenantDelta {
     }
 }
 
-/// Folds `records` into one delta per tenant, tenants ascending.
+/// Folds `records` into one delta per tenant, tenants ascending. Keys are borrowed while
+/// folding and copied once per distinct key, not once per record.
 pub fn fold<'a>(records: impl IntoIterator<Item = &'a Usage>) -> Vec<TenantDelta> {
-    let mut by_tenant: BTreeMap<&str, BTreeMap<(String, String), Total>> = BTreeMap::new();
+    let mut sums: HashMap<(&str, &str, &str), Total> = HashMap::new();
     for r in records {
-        let t = by_tenant
-            .entry(r.tenant_id.as_str())
-            .or_default()
-            .entry((r.user_id.clone(), r.metric.clone()))
+        let t = sums
+            .entry((r.tenant_id.as_str(), r.user_id.as_str(), r.metric.as_str()))
             .or_default();
         t.records += 1;
         t.quantity += r.quantity;
+    }
+    let mut by_tenant: BTreeMap<&str, BTreeMap<(String, String), Total>> = BTreeMap::new();
+    for ((tenant, user, metric), total) in sums {
+        by_tenant
+            .entry(tenant)
+            .or_default()
+            .insert((user.to_string(), metric.to_string()), total);
     }
     by_tenant
         .into_iter()
