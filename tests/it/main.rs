@@ -1,6 +1,7 @@
 //! End-to-end tests: the whole platform in-process against real Postgres, Redis and NATS,
 //! driven through the gateway's public HTTP API.
 
+mod billing;
 mod compose;
 mod docs;
 mod identity;

@@ -56,7 +56,13 @@ impl Stack {
         let mut upstream_vars = Vec::new();
         for service in ServiceName::internal() {
             let db = TestDb::new().await;
-            let cfg = test_support::config(service, &db.url, &prefix, &[]);
+            // Services started so far are reachable by the later ones (billing reads usage
+            // from the subscription service).
+            let peers: Vec<(&str, String)> = upstream_vars
+                .iter()
+                .map(|(k, v): &(&str, String)| (*k, v.clone()))
+                .collect();
+            let cfg = test_support::config(service, &db.url, &prefix, &peers);
             let app = match service {
                 ServiceName::User => user_service::build(cfg).await,
                 ServiceName::Subscription => subscription_service::build(cfg).await,

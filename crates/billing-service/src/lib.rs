@@ -9,7 +9,9 @@
 
 pub mod cli;
 pub mod domain;
+pub mod grpc;
 pub mod pipeline;
+pub mod runner;
 pub mod store;
 
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
@@ -21,9 +23,40 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
     let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
     let limiter = cfg.limiter();
+    let usage_channel = platform::grpc::lazy_channel(
+        cfg.upstream(platform::ServiceName::Subscription),
+        cfg.grpc_timeout,
+    )
+    .map_err(|e| StartError::Other(format!("SUBSCRIPTION_SERVICE_ADDR: {e}")))?;
+    let runner = runner::Runner {
+        pool: backbone.pool.clone(),
+        usage: rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient::new(
+            usage_channel,
+        ),
+        limiter: limiter.clone(),
+    };
+    let api = grpc::BillingApi {
+        pool: backbone.pool.clone(),
+        runner: runner.clone(),
+    };
+    let (ids_tx, ids_rx) = tokio::sync::mpsc::unbounded_channel();
+    let requested = runner::RunRequested { ids: ids_tx };
+    let (bus, pool) = (backbone.bus.clone(), backbone.pool.clone());
     Ok(AppBuilder::new(cfg)
         .backbone(&backbone)
         .limiter(limiter)
         .reflection(rpc::FILE_DESCRIPTOR_SET)
+        .grpc(rpc::billing::v1::billing_service_server::BillingServiceServer::new(api))
+        .task("run-requests", move |stop| async move {
+            let spec = platform::events::ConsumerSpec::new(
+                "billing-run-requests",
+                "BILLING",
+                "billing.run.requested",
+            );
+            if let Err(e) = platform::events::run_consumer(bus, pool, spec, requested, stop).await {
+                tracing::error!(error = %e, "billing.run.requested consumer stopped");
+            }
+        })
+        .task("runner", move |stop| runner.serve(ids_rx, stop))
         .build())
 }

@@ -1,5 +1,6 @@
 //! Postgres access for billing.
 
+pub mod runs;
 pub mod summaries;
 
 /// Postgres `deadlock_detected`.

@@ -57,6 +57,9 @@ pub const ROUTES: &[(&str, &str, P)] = &[
     ("GET", "/v1/plans/{plan_id}", P::PlansRead),
     ("PUT", "/v1/plans/{plan_id}", P::PlansWrite),
     ("POST", "/v1/usage", P::UsageWrite),
+    ("POST", "/v1/billing/runs", P::BillingRun),
+    ("GET", "/v1/billing/runs", P::BillingRead),
+    ("GET", "/v1/billing/runs/{run_id}", P::BillingRead),
     ("GET", "/v1/tenants/{tenant_id}/usage", P::UsageRead),
     (
         "GET",

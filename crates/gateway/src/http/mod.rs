@@ -1,6 +1,7 @@
 //! The gateway's public HTTP routes, one module per resource, behind authentication and the
 //! permission table.
 
+mod billing;
 mod catalog;
 pub mod error;
 pub mod idempotency;
@@ -17,6 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use platform::ServiceName;
 use platform::health::Readiness;
+use rpc::billing::v1::billing_service_client::BillingServiceClient;
 use rpc::payment::v1::payment_service_client::PaymentServiceClient;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use rpc::user::v1::user_service_client::UserServiceClient;
@@ -73,6 +75,9 @@ pub fn router(deps: Deps) -> Router {
         .merge(identity::router(users.clone()))
         .merge(metering::router(subs.clone()))
         .merge(catalog::router(subs))
+        .merge(billing::router(BillingServiceClient::new(
+            upstreams.channel(ServiceName::Billing).clone(),
+        )))
         .merge(webhooks::router(payments))
         .split_for_parts();
     router

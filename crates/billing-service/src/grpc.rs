@@ -1,0 +1,238 @@
+//! `saas.billing.v1.BillingService`: transport only.
+
+use chrono::{DateTime, Utc};
+use platform::events::enqueue;
+use platform::grpc::{Caller, timestamp};
+use rpc::billing::v1 as pb;
+use rpc::billing::v1::billing_service_server::BillingService;
+use rpc::common::v1::PageResponse;
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+
+use crate::runner::{Runner, requested_event};
+use crate::store::runs::{self, NewRun, RunRow};
+
+/// The longest deadline a run may ask for.
+const MAX_DEADLINE_SECS: u32 = 3600;
+
+#[derive(Debug, Clone)]
+pub struct BillingApi {
+    pub pool: PgPool,
+    pub runner: Runner,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    Caller::from_metadata(req.metadata())
+        .ok_or_else(|| Status::unauthenticated("missing caller identity"))
+}
+
+fn is_admin(c: &Caller) -> bool {
+    c.has_role(authz::Role::PlatformAdmin.as_str())
+}
+
+fn db(e: sqlx::Error) -> Status {
+    tracing::error!(error = %e, "database error");
+    Status::internal("internal error")
+}
+
+fn time(field: &str, t: &Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
+    let t = t
+        .as_ref()
+        .ok_or_else(|| platform::grpc::invalid_field(field, format!("{field}: required")))?;
+    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+        .ok_or_else(|| platform::grpc::invalid_field(field, format!("{field}: out of range")))
+}
+
+/// A run as the caller may see it: the operator sees all; a tenant only runs naming it.
+fn visible(c: &Caller, r: &RunRow) -> bool {
+    is_admin(c) || r.tenant_ids.contains(&c.tenant_id)
+}
+
+fn run_pb(r: RunRow) -> pb::BillingRun {
+    let status = match r.status.as_str() {
+        "queued" => pb::RunStatus::Queued,
+        "running" => pb::RunStatus::Running,
+        "completed" => pb::RunStatus::Completed,
+        "failed" => pb::RunStatus::Failed,
+        "exceeded_deadline" => pb::RunStatus::ExceededDeadline,
+        _ => pb::RunStatus::Unspecified,
+    };
+    let duration_ms = match (r.started_at, r.finished_at) {
+        (Some(s), Some(f)) => (f - s).num_milliseconds().max(0) as u64,
+        _ => 0,
+    };
+    pb::BillingRun {
+        id: r.id,
+        period: Some(rpc::common::v1::Period {
+            start: Some(timestamp(r.period_start)),
+            end: Some(timestamp(r.period_end)),
+        }),
+        tenant_ids: r.tenant_ids,
+        status: status as i32,
+        progress: Some(pb::RunProgress {
+            records_processed: r.records_processed.max(0) as u64,
+            records_per_second: r.records_per_second,
+            tenants_done: 0,
+            tenants_total: 0,
+        }),
+        started_at: r.started_at.map(timestamp),
+        finished_at: r.finished_at.map(timestamp),
+        duration_ms,
+        // Money totals arrive with pricing; record and quantity totals are in the event.
+        totals: vec![],
+        error: r.error,
+        corrects_run_id: r.corrects_run_id,
+        created_at: Some(timestamp(r.created_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl BillingService for BillingApi {
+    async fn start_run(&self, req: Request<pb::StartRunRequest>) -> Reply<pb::BillingRun> {
+        let c = caller(&req)?;
+        if !is_admin(&c) {
+            return Err(Status::permission_denied("platform_admin only"));
+        }
+        let r = req.into_inner();
+        let p = r
+            .period
+            .ok_or_else(|| platform::grpc::invalid_field("period", "period: required"))?;
+        let (start, end) = (time("period.start", &p.start)?, time("period.end", &p.end)?);
+        if end <= start {
+            return Err(platform::grpc::invalid_field(
+                "period.end",
+                "period.end: must be after period.start",
+            ));
+        }
+        let deadline = match r.deadline_seconds {
+            0 => concurrency::DEFAULT_RUN_DEADLINE.as_secs() as u32,
+            n @ 1..=MAX_DEADLINE_SECS => n,
+            _ => {
+                return Err(platform::grpc::invalid_field(
+                    "deadline_seconds",
+                    format!("deadline_seconds: 1 to {MAX_DEADLINE_SECS}"),
+                ));
+            }
+        };
+        if r.synthetic_records > 0 {
+            // Load-test mode: nothing is recorded; the answer says how fast it went.
+            let n = r.synthetic_records.min(10_000_000);
+            let (done, secs) = self
+                .runner
+                .synthetic(n)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let now = Utc::now();
+            return Ok(Response::new(pb::BillingRun {
+                id: String::new(),
+                status: pb::RunStatus::Completed as i32,
+                progress: Some(pb::RunProgress {
+                    records_processed: done,
+                    records_per_second: done as f64 / secs.max(1e-9),
+                    tenants_done: 0,
+                    tenants_total: 0,
+                }),
+                duration_ms: (secs * 1000.0) as u64,
+                created_at: Some(timestamp(now)),
+                ..Default::default()
+            }));
+        }
+        let mut tenants: Vec<String> = r.tenant_ids;
+        if tenants
+            .iter()
+            .any(|t| t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(platform::grpc::invalid_field(
+                "tenant_ids",
+                "tenant_ids: 1 to 64 printable ASCII characters each",
+            ));
+        }
+        tenants.sort();
+        tenants.dedup();
+        if r.rerun {
+            return Err(Status::unimplemented(
+                "corrective re-runs arrive with pricing (adjustment lines)",
+            ));
+        }
+        let id = format!("run_{}", uuid::Uuid::now_v7().simple());
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let (row, fresh) = runs::insert_or_existing(
+            &mut tx,
+            &NewRun {
+                id: &id,
+                period: (start, end),
+                tenant_ids: &tenants,
+                deadline_seconds: deadline as i32,
+                corrects_run_id: None,
+            },
+        )
+        .await
+        .map_err(db)?;
+        if fresh {
+            enqueue(&mut tx, &requested_event(&row))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(Response::new(run_pb(row)))
+    }
+
+    async fn get_run(&self, req: Request<pb::GetRunRequest>) -> Reply<pb::BillingRun> {
+        let c = caller(&req)?;
+        let id = req.into_inner().run_id;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        match runs::get(&mut conn, &id).await.map_err(db)? {
+            Some(r) if visible(&c, &r) => Ok(Response::new(run_pb(r))),
+            _ => Err(Status::not_found("run not found")),
+        }
+    }
+
+    async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Reply<pb::ListRunsResponse> {
+        let c = caller(&req)?;
+        let r = req.into_inner();
+        let page = r.page.unwrap_or_default();
+        let limit = match page.limit {
+            0 => 20,
+            n => i64::from(n.min(100)),
+        };
+        // The operator may filter by tenant; anyone else sees only their own tenant's runs.
+        let tenant = if is_admin(&c) {
+            r.tenant_id
+        } else {
+            Some(c.tenant_id.clone())
+        };
+        let before = (!page.cursor.is_empty()).then_some(page.cursor.as_str());
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut rows = runs::list(&mut conn, before, limit, tenant.as_deref())
+            .await
+            .map_err(db)?;
+        if !is_admin(&c) {
+            rows.retain(|r| visible(&c, r));
+        }
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if has_more {
+            rows.last().map(|r| r.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: rows.into_iter().map(run_pb).collect(),
+            page: Some(PageResponse {
+                next_cursor,
+                has_more,
+            }),
+        }))
+    }
+
+    async fn list_charges(
+        &self,
+        _req: Request<pb::ListChargesRequest>,
+    ) -> Reply<pb::ListChargesResponse> {
+        Err(Status::unimplemented(
+            "charges arrive with pricing of billing runs",
+        ))
+    }
+}

@@ -1,0 +1,265 @@
+//! Executes billing runs: claim the queued run, stream its usage from the subscription service
+//! (`StreamUsage`) into the pipeline under the run's deadline, report progress while it goes,
+//! and finish it — `completed` with `billing.run.completed` (per-tenant totals) through the
+//! outbox, or `failed` / `exceeded_deadline` with its partial summaries deleted in the same
+//! transaction, so they are never visible.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concurrency::{Limiter, ThroughputTracker, batch_channel, with_deadline};
+use platform::events::{CloudEvent, enqueue};
+use platform::grpc::{Caller, timestamp};
+use rpc::subscription::v1 as sub;
+use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::domain::aggregate::Usage;
+use crate::pipeline::{self, MemorySink, PipelineError, SummarySink};
+use crate::store::runs::{self, RunRow};
+
+const SOURCE: &str = "/services/billing";
+/// Records per `StreamUsage` message and per pipeline batch.
+const BATCH: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("usage stream: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("bad usage record: {0}")]
+    Record(String),
+    #[error("events: {0}")]
+    Events(#[from] platform::events::EventError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub pool: PgPool,
+    pub usage: SubscriptionServiceClient<Channel>,
+    pub limiter: Limiter,
+}
+
+fn dec(d: Option<rpc::common::v1::Decimal>) -> Result<rust_decimal::Decimal, RunError> {
+    let v = d.map(|d| d.value).unwrap_or_default();
+    v.parse()
+        .map_err(|_| RunError::Record(format!("quantity {v:?}")))
+}
+
+impl Runner {
+    /// Runs queued runs as their ids arrive (and any left queued at start-up) until `stop`.
+    pub async fn serve(self, mut ids: mpsc::UnboundedReceiver<String>, stop: CancellationToken) {
+        let queued: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM billing_runs WHERE status = 'queued' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
+        for id in queued {
+            self.execute_logged(&id).await;
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                id = ids.recv() => match id {
+                    Some(id) => self.execute_logged(&id).await,
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn execute_logged(&self, id: &str) {
+        if let Err(e) = self.execute(id).await {
+            tracing::error!(run = %id, error = %e, "billing run could not be recorded");
+        }
+    }
+
+    /// Executes one run if it is still queued.
+    pub async fn execute(&self, id: &str) -> Result<(), RunError> {
+        let Some(run) = runs::claim(&mut *self.pool.acquire().await?, id).await? else {
+            return Ok(());
+        };
+        let span = tracing::info_span!("billing_run", run = %run.id);
+        let _entered = span.enter();
+        drop(_entered);
+        let started = Instant::now();
+        let tracker = Arc::new(ThroughputTracker::new());
+        let reporter = {
+            let (pool, tracker, id) = (self.pool.clone(), tracker.clone(), run.id.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    every.tick().await;
+                    let s = tracker.snapshot();
+                    if let Ok(mut c) = pool.acquire().await {
+                        let _ = runs::progress(&mut c, &id, s.total as i64, s.window_per_sec).await;
+                    }
+                }
+            })
+        };
+        let deadline = Duration::from_secs(run.deadline_seconds.max(1) as u64);
+        let outcome = with_deadline(deadline, self.pipeline(&run, tracker.clone())).await;
+        reporter.abort();
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let records = tracker.total();
+        let rate = records as f64 / secs;
+        metrics::counter!("billing_records_processed_total").increment(records);
+        metrics::histogram!("billing_run_seconds").record(secs);
+        let (status, error) = match &outcome {
+            Ok(Ok(())) => ("completed", String::new()),
+            Ok(Err(e)) => ("failed", e.to_string()),
+            Err(e) => {
+                metrics::counter!("billing_run_deadline_exceeded_total").increment(1);
+                ("exceeded_deadline", e.to_string())
+            }
+        };
+        tracing::info!(run = %run.id, status, records, records_per_second = rate, "billing run finished");
+        let mut tx = self.pool.begin().await?;
+        let row = runs::finish(&mut tx, &run.id, status, records as i64, rate, &error).await?;
+        let event = if status == "completed" {
+            let totals: Vec<_> = runs::totals(&mut tx, &run.id)
+                .await?
+                .into_iter()
+                .map(|(tenant, records, quantity)| {
+                    serde_json::json!({"tenant_id": tenant, "records": records, "quantity": quantity.to_string()})
+                })
+                .collect();
+            run_event(
+                "billing.run.completed",
+                &row,
+                serde_json::json!({ "totals": totals }),
+            )
+        } else {
+            run_event(
+                "billing.run.failed",
+                &row,
+                serde_json::json!({ "error": error }),
+            )
+        };
+        enqueue(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pipeline(
+        &self,
+        run: &RunRow,
+        tracker: Arc<ThroughputTracker>,
+    ) -> Result<(), RunError> {
+        let (mut tx, rx) = batch_channel(self.limiter.max_workers() * 2, BATCH);
+        let sink = Arc::new(SummarySink {
+            pool: self.pool.clone(),
+            run_id: run.id.clone(),
+        });
+        let mut req = tonic::Request::new(sub::StreamUsageRequest {
+            tenant_ids: run.tenant_ids.clone(),
+            period: Some(rpc::common::v1::Period {
+                start: Some(timestamp(run.period_start)),
+                end: Some(timestamp(run.period_end)),
+            }),
+            batch_size: BATCH as u32,
+        });
+        Caller {
+            tenant_id: "platform".into(),
+            subject: "billing-service".into(),
+            roles: vec!["platform_admin".into()],
+            request_id: Some(run.id.clone()),
+        }
+        .apply(&mut req);
+        req.set_timeout(Duration::from_secs(run.deadline_seconds.max(1) as u64));
+        let mut stream = self.usage.clone().stream_usage(req).await?.into_inner();
+        let producer = async move {
+            while let Some(batch) = stream.message().await? {
+                for r in batch.records {
+                    let usage = Usage {
+                        quantity: dec(r.quantity)?,
+                        tenant_id: r.tenant_id,
+                        user_id: r.user_id,
+                        metric: r.metric,
+                    };
+                    if tx.push(usage).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            let _ = tx.finish().await;
+            Ok::<(), RunError>(())
+        };
+        let consumer = async {
+            pipeline::run(rx, &self.limiter, sink, tracker)
+                .await
+                .map_err(RunError::from)
+        };
+        tokio::try_join!(producer, consumer)?;
+        Ok(())
+    }
+
+    /// The load-test mode of the API: `n` generated records through the same pipeline into
+    /// memory; returns (records, seconds).
+    pub async fn synthetic(&self, n: u64) -> Result<(u64, f64), RunError> {
+        let (mut tx, rx) = batch_channel(self.limiter.max_workers() * 2, BATCH);
+        let started = Instant::now();
+        let producer = tokio::spawn(async move {
+            for r in pipeline::synthetic(n, 100) {
+                if tx.push(r).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.finish().await;
+        });
+        let tracker = Arc::new(ThroughputTracker::new());
+        let done =
+            pipeline::run(rx, &self.limiter, Arc::new(MemorySink::default()), tracker).await?;
+        producer.abort();
+        Ok((done, started.elapsed().as_secs_f64()))
+    }
+}
+
+fn run_event(kind: &str, r: &RunRow, extra: serde_json::Value) -> CloudEvent {
+    let mut data = serde_json::json!({
+        "run_id": r.id,
+        "period_start": r.period_start,
+        "period_end": r.period_end,
+        "tenant_ids": r.tenant_ids,
+        "status": r.status,
+        "records_processed": r.records_processed,
+    });
+    if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
+        d.extend(e);
+    }
+    CloudEvent::new(SOURCE, kind, data).with_subject(&r.id)
+}
+
+/// `billing.run.requested` → the runner (the run record is durable; the event is the nudge).
+#[derive(Debug, Clone)]
+pub struct RunRequested {
+    pub ids: mpsc::UnboundedSender<String>,
+}
+
+impl platform::events::EventHandler for RunRequested {
+    async fn handle(
+        &self,
+        _tx: &mut sqlx::PgConnection,
+        event: &CloudEvent,
+    ) -> Result<(), platform::events::HandlerError> {
+        let id = event
+            .data
+            .get("run_id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                platform::events::HandlerError::Permanent("data.run_id missing".into())
+            })?;
+        let _ = self.ids.send(id.to_string());
+        Ok(())
+    }
+}
+
+pub(crate) fn requested_event(r: &RunRow) -> CloudEvent {
+    run_event("billing.run.requested", r, serde_json::json!({}))
+}

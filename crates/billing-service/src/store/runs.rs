@@ -1,0 +1,178 @@
+//! Billing run records.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    pub id: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub tenant_ids: Vec<String>,
+    pub status: String,
+    pub deadline_seconds: i32,
+    pub records_processed: i64,
+    pub records_per_second: f64,
+    pub error: String,
+    pub corrects_run_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, period_start, period_end, tenant_ids, status, deadline_seconds, \
+    records_processed, records_per_second, error, corrects_run_id, created_at, started_at, \
+    finished_at";
+
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub period: (DateTime<Utc>, DateTime<Utc>),
+    /// Sorted and de-duplicated.
+    pub tenant_ids: &'a [String],
+    pub deadline_seconds: i32,
+    pub corrects_run_id: Option<&'a str>,
+}
+
+/// Inserts the run, or returns the existing one for the same period and tenants (`false`).
+pub async fn insert_or_existing(
+    conn: &mut PgConnection,
+    r: &NewRun<'_>,
+) -> Result<(RunRow, bool), sqlx::Error> {
+    let key = r.tenant_ids.join(",");
+    let q = format!(
+        "INSERT INTO billing_runs (id, period_start, period_end, tenant_ids, tenant_key, status, \
+         deadline_seconds, corrects_run_id) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7) \
+         ON CONFLICT (period_start, period_end, tenant_key) WHERE corrects_run_id IS NULL \
+         DO NOTHING RETURNING {COLUMNS}"
+    );
+    let inserted: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(r.id)
+        .bind(r.period.0)
+        .bind(r.period.1)
+        .bind(r.tenant_ids)
+        .bind(&key)
+        .bind(r.deadline_seconds)
+        .bind(r.corrects_run_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = inserted {
+        return Ok((row, true));
+    }
+    let q = format!(
+        "SELECT {COLUMNS} FROM billing_runs WHERE period_start = $1 AND period_end = $2 \
+         AND tenant_key = $3 AND corrects_run_id IS NULL"
+    );
+    let row = sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(r.period.0)
+        .bind(r.period.1)
+        .bind(&key)
+        .fetch_one(conn)
+        .await?;
+    Ok((row, false))
+}
+
+pub async fn get(conn: &mut PgConnection, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
+    let q = format!("SELECT {COLUMNS} FROM billing_runs WHERE id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Newest first, after the cursor id, `limit + 1` rows (to tell whether more exist).
+pub async fn list(
+    conn: &mut PgConnection,
+    before: Option<&str>,
+    limit: i64,
+    tenant: Option<&str>,
+) -> Result<Vec<RunRow>, sqlx::Error> {
+    let q = format!(
+        "SELECT {COLUMNS} FROM billing_runs WHERE ($1::text IS NULL OR id < $1) \
+         AND ($2::text IS NULL OR cardinality(tenant_ids) = 0 OR $2 = ANY(tenant_ids)) \
+         ORDER BY id DESC LIMIT $3"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(before)
+        .bind(tenant)
+        .bind(limit + 1)
+        .fetch_all(conn)
+        .await
+}
+
+/// Claims a queued run for execution; `None` when another worker has it or it is done.
+pub async fn claim(conn: &mut PgConnection, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
+    let q = format!(
+        "UPDATE billing_runs SET status = 'running', started_at = now() \
+         WHERE id = $1 AND status = 'queued' RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn progress(
+    conn: &mut PgConnection,
+    id: &str,
+    records: i64,
+    per_second: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE billing_runs SET records_processed = $2, records_per_second = $3 \
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(records)
+    .bind(per_second)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends the run with `status`; a run that did not complete loses its partial summaries in the
+/// same transaction, so they are never visible.
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: &str,
+    status: &str,
+    records: i64,
+    per_second: f64,
+    error: &str,
+) -> Result<RunRow, sqlx::Error> {
+    if status != "completed" {
+        sqlx::query("DELETE FROM user_usage_summaries WHERE run_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM tenant_summaries WHERE run_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let q = format!(
+        "UPDATE billing_runs SET status = $2, records_processed = $3, records_per_second = $4, \
+         error = $5, finished_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(id)
+        .bind(status)
+        .bind(records)
+        .bind(per_second)
+        .bind(error)
+        .fetch_one(conn)
+        .await
+}
+
+/// Per-tenant totals of a run: (tenant, records, quantity).
+pub async fn totals(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Vec<(String, i64, rust_decimal::Decimal)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT tenant_id, records, quantity FROM tenant_summaries WHERE run_id = $1 \
+         ORDER BY tenant_id",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,215 @@
+//! A billing run end to end against real Postgres, Redis and NATS: usage ingested into the
+//! subscription service, `StartRun` on the billing service, the run consumed from JetStream,
+//! executed through `StreamUsage` and the pipeline, and completed with exact summaries.
+
+use std::time::Duration;
+
+use billing_service::store::runs;
+use chrono::Utc;
+use platform::ServiceName;
+use platform::grpc::Caller;
+use rpc::billing::v1 as bpb;
+use rpc::billing::v1::billing_service_client::BillingServiceClient;
+use rpc::common::v1::{Decimal, Period};
+use rpc::subscription::v1 as spb;
+use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
+use test_support::TestDb;
+
+fn admin<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    Caller {
+        tenant_id: "ten_platform".into(),
+        subject: "operator".into(),
+        roles: vec!["platform_admin".into()],
+        request_id: None,
+    }
+    .apply(&mut req);
+    req
+}
+
+fn d(v: &str) -> Option<Decimal> {
+    Some(Decimal { value: v.into() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_bills_the_period_once_with_exact_totals() {
+    test_support::init_logging();
+    let prefix = test_support::unique_prefix();
+    let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
+    let subs_app = subscription_service::build(test_support::config(
+        ServiceName::Subscription,
+        &sdb.url,
+        &prefix,
+        &[],
+    ))
+    .await
+    .unwrap();
+    let subs_svc = test_support::spawn(subs_app).await;
+    let billing_app = billing_service::build(test_support::config(
+        ServiceName::Billing,
+        &bdb.url,
+        &prefix,
+        &[("SUBSCRIPTION_SERVICE_ADDR", subs_svc.url())],
+    ))
+    .await
+    .unwrap();
+    let billing_svc = test_support::spawn(billing_app).await;
+    let ch = |url: String| platform::grpc::lazy_channel(&url, Duration::from_secs(30)).unwrap();
+    let mut subs = SubscriptionServiceClient::new(ch(subs_svc.url()));
+    let mut billing = BillingServiceClient::new(ch(billing_svc.url()));
+
+    subs.create_plan(admin(spb::CreatePlanRequest {
+        plan: Some(spb::Plan {
+            id: "metered".into(),
+            name: "Metered".into(),
+            currency: "USD".into(),
+            interval: spb::Interval::Month as i32,
+            prices: vec![spb::Price {
+                id: "calls".into(),
+                kind: spb::ChargeKind::Metered as i32,
+                metric: "api_calls".into(),
+                model: Some(spb::PriceModel {
+                    model: Some(spb::price_model::Model::PerUnit(
+                        spb::price_model::PerUnit {
+                            unit_amount: d("0.5"),
+                        },
+                    )),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    }))
+    .await
+    .unwrap();
+    let now = Utc::now();
+    let mut expected = std::collections::BTreeMap::new();
+    for (t, n) in [("ten_a", 3000usize), ("ten_b", 1700)] {
+        subs.create_subscription(admin(spb::CreateSubscriptionRequest {
+            tenant_id: t.into(),
+            plan_id: "metered".into(),
+            trial_days: Some(0),
+            seats: None,
+        }))
+        .await
+        .unwrap();
+        let records: Vec<_> = (0..n)
+            .map(|i| spb::UsageRecord {
+                id: format!("{t}-{i}"),
+                tenant_id: t.into(),
+                user_id: format!("usr_{}", i % 13),
+                metric: "api_calls".into(),
+                quantity: d(&format!("{}.5", i % 7)),
+                timestamp: Some(platform::grpc::timestamp(
+                    now - chrono::Duration::minutes((i % 600) as i64),
+                )),
+            })
+            .collect();
+        let total: rust_decimal::Decimal = (0..n)
+            .map(|i| {
+                format!("{}.5", i % 7)
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            })
+            .sum();
+        expected.insert(t.to_string(), (n as i64, total));
+        let r = subs
+            .ingest_usage(admin(spb::IngestUsageRequest { records }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.accepted as usize, n);
+    }
+
+    let period = Period {
+        start: Some(platform::grpc::timestamp(now - chrono::Duration::days(1))),
+        end: Some(platform::grpc::timestamp(now + chrono::Duration::hours(1))),
+    };
+    let start = || bpb::StartRunRequest {
+        period: Some(period),
+        tenant_ids: vec!["ten_b".into(), "ten_a".into()],
+        ..Default::default()
+    };
+    let run = billing
+        .start_run(admin(start()))
+        .await
+        .unwrap()
+        .into_inner();
+    // The same tenants and period: the same run, not a second one.
+    let again = billing
+        .start_run(admin(start()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.id, run.id);
+    assert_eq!(run.tenant_ids, ["ten_a", "ten_b"]);
+
+    let mut done = None;
+    for _ in 0..200 {
+        let r = billing
+            .get_run(admin(bpb::GetRunRequest {
+                run_id: run.id.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.status != bpb::RunStatus::Queued as i32 && r.status != bpb::RunStatus::Running as i32 {
+            done = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = done.expect("the run finished");
+    assert_eq!(
+        done.status,
+        bpb::RunStatus::Completed as i32,
+        "{}",
+        done.error
+    );
+    assert_eq!(done.progress.unwrap().records_processed, 4700);
+    assert!(done.finished_at.is_some());
+
+    let pool = bdb.pool().await;
+    let mut conn = pool.acquire().await.unwrap();
+    let totals = runs::totals(&mut conn, &run.id).await.unwrap();
+    let got: std::collections::BTreeMap<_, _> = totals
+        .into_iter()
+        .map(|(t, records, q)| (t, (records, q)))
+        .collect();
+    assert_eq!(got, expected);
+    // billing.run.completed left through the outbox with the totals.
+    let event: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE payload->>'type' = 'billing.run.completed'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(event["data"]["run_id"], run.id.as_str());
+    assert_eq!(event["data"]["totals"].as_array().unwrap().len(), 2);
+
+    // A tenant sees runs naming it, and nothing else.
+    let mut req = tonic::Request::new(bpb::GetRunRequest {
+        run_id: run.id.clone(),
+    });
+    Caller {
+        tenant_id: "ten_c".into(),
+        subject: "x".into(),
+        roles: vec!["owner".into()],
+        request_id: None,
+    }
+    .apply(&mut req);
+    assert_eq!(
+        billing.get_run(req).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+
+    drop(conn);
+    pool.close().await;
+    billing_svc.stop().await;
+    subs_svc.stop().await;
+    sdb.drop_db().await;
+    bdb.drop_db().await;
+    if let Ok(bus) = platform::events::EventBus::connect(&test_support::nats_url(), &prefix).await {
+        let _ = bus.delete_streams().await;
+    }
+}
