@@ -7,6 +7,7 @@
 //! - `bench <name> [-- args]`: a benchmark (see BENCHMARKS.md).
 //! - `token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]`: a dev JWT.
 
+mod bench_billing;
 mod bench_gateway;
 mod bench_metering;
 mod infra;
@@ -22,7 +23,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   up                      run all seven services (Ctrl-C stops everything)
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
-  bench <name> [-- ARGS]  run a benchmark: pipeline, billing, gateway, metering
+  bench <name> [-- ARGS]  run a benchmark: pipeline, billing, billing-run, gateway, metering
   token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]
                           mint a development JWT (HS256, JWT_HS256_SECRET or the dev default)
   infra                   only start the infrastructure and wait (for debugging)
@@ -133,13 +134,16 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     if args.first().map(String::as_str) == Some("gateway") {
         return bench_gateway::run(passthrough(&args[1..]));
     }
+    if args.first().map(String::as_str) == Some("billing-run") {
+        return bench_billing::run(passthrough(&args[1..]));
+    }
     if args.first().map(String::as_str) == Some("metering") {
         return bench_metering::run(passthrough(&args[1..]));
     }
     let names: Vec<&str> = BENCHES
         .iter()
         .map(|(n, _)| *n)
-        .chain(["gateway", "metering"])
+        .chain(["billing-run", "gateway", "metering"])
         .collect();
     let Some((name, rest)) = args.split_first() else {
         bail!("which benchmark? one of: {}", names.join(", "));

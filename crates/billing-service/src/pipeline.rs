@@ -1,11 +1,14 @@
 //! The run pipeline: records in batches → a bounded channel → `Limiter::spawn` workers that
-//! fold a batch into per-(tenant, user, metric) totals → the sink, written inside
-//! `Limiter::run` (the database budget) → progress in a `ThroughputTracker`.
+//! fold a batch and merge it into the run's totals → once the input ends, the totals are
+//! written tenant by tenant, each inside `Limiter::run` (the database budget) and in
+//! canonical lock order → progress in a `ThroughputTracker`.
 //!
-//! Memory is bounded: the channel holds at most its capacity in batches, each worker one, and
-//! `Limiter::spawn` waits for a free worker, which makes the reader wait in turn.
+//! Memory is bounded: the channel holds at most its capacity in batches, each worker one
+//! (`Limiter::spawn` waits for a free worker, which makes the reader wait in turn), and the
+//! totals grow with distinct (tenant, user, metric) keys, not with records. Writing totals
+//! once instead of per batch makes the database work proportional to keys too.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -31,43 +34,82 @@ pub trait Sink: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), PipelineError>> + Send;
 }
 
-/// Runs every batch `rx` yields through the workers into `sink`; returns the records
-/// processed. The caller bounds it in time with `concurrency::with_deadline`.
+/// Runs every batch `rx` yields through the workers, then writes the totals to `sink`;
+/// returns the records processed. The caller bounds it in time with
+/// `concurrency::with_deadline`.
 pub async fn run<S: Sink>(
     mut rx: BatchReceiver<Usage>,
     limiter: &Limiter,
     sink: Arc<S>,
     progress: Arc<ThroughputTracker>,
 ) -> Result<u64, PipelineError> {
+    let totals: Arc<Mutex<Totals>> = Arc::default();
     let mut workers = Workers(Vec::new());
     while let Some(batch) = rx.recv().await {
-        let (sink, db, progress) = (sink.clone(), limiter.clone(), progress.clone());
+        let (totals, progress) = (totals.clone(), progress.clone());
         let n = batch.len() as u64;
         let worker = limiter
             .spawn(async move {
                 let deltas = fold(&batch);
                 drop(batch);
-                db.run(sink.write(deltas)).await?;
+                let mut all = totals.lock().unwrap_or_else(|p| p.into_inner());
+                for d in deltas {
+                    let tenant = all.entry(d.tenant_id).or_default();
+                    for (key, t) in d.users {
+                        tenant.entry(key).or_default().add(t);
+                    }
+                }
+                drop(all);
                 progress.record(n);
                 Ok::<(), PipelineError>(())
             })
             .await;
-        workers.0.push(worker);
-        // Stop early on the first failure rather than feed a broken sink.
-        if let Some(done) = workers.0.iter().position(|w| w.is_finished()) {
-            let w = workers.0.swap_remove(done);
-            w.await.map_err(|_| PipelineError::Worker)??;
-        }
+        workers.push(worker).await?;
     }
-    while let Some(w) = workers.0.pop() {
-        w.await.map_err(|_| PipelineError::Worker)??;
+    workers.join().await?;
+    // The write phase: one sink call per tenant, tenants ascending, under the DB budget.
+    let totals = std::mem::take(&mut *totals.lock().unwrap_or_else(|p| p.into_inner()));
+    for (tenant_id, users) in totals {
+        let (sink, db) = (sink.clone(), limiter.clone());
+        let delta = TenantDelta { tenant_id, users };
+        let writer = limiter
+            .spawn(async move { db.run(sink.write(vec![delta])).await })
+            .await;
+        workers.push(writer).await?;
     }
+    workers.join().await?;
     Ok(progress.total())
 }
+
+/// The run's totals so far: tenant → (user, metric) → total, all sorted.
+type Totals = BTreeMap<String, BTreeMap<(String, String), Total>>;
 
 /// The run's worker tasks. Dropping the run (deadline, failure) aborts the ones still going:
 /// their open transactions roll back and their permits return.
 struct Workers(Vec<tokio::task::JoinHandle<Result<(), PipelineError>>>);
+
+impl Workers {
+    /// Adds a worker; reaps one that already finished, failing fast on its error.
+    async fn push(
+        &mut self,
+        w: tokio::task::JoinHandle<Result<(), PipelineError>>,
+    ) -> Result<(), PipelineError> {
+        self.0.push(w);
+        if let Some(done) = self.0.iter().position(|w| w.is_finished()) {
+            let w = self.0.swap_remove(done);
+            w.await.map_err(|_| PipelineError::Worker)??;
+        }
+        Ok(())
+    }
+
+    /// Waits for every worker.
+    async fn join(&mut self) -> Result<(), PipelineError> {
+        while let Some(w) = self.0.pop() {
+            w.await.map_err(|_| PipelineError::Worker)??;
+        }
+        Ok(())
+    }
+}
 
 impl Drop for Workers {
     fn drop(&mut self) {

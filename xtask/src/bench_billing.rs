@@ -1,0 +1,254 @@
+//! `cargo xtask bench billing-run`: N usage records in Postgres, billed by one run end to end
+//! (`POST /v1/billing/runs` → `StreamUsage` → pipeline → summaries), side by side with
+//! Postgres' own `GROUP BY tenant_id, user_id, metric` over the same rows; the billing
+//! service's peak RSS; then the run again for MAX_WORKERS × MAX_DB_JOBS.
+//!
+//! Options: `--records N` (default 1000000), `--tenants T` (default 100).
+
+use std::io::Write;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench_gateway::{build_release, gateway_command, http, psql, wait_http};
+use crate::infra::{self, Infra};
+
+fn opt(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident set of a process, in MiB (Linux `VmHWM`).
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let records = opt(args, "--records", 1_000_000);
+    let tenants = opt(args, "--tenants", 100).max(1);
+    let release = build_release(&["gateway", "subscription-service", "billing-service"])?;
+    let infra = Infra::ensure()?;
+    let tag = std::process::id();
+    let (sub_db, bill_db) = (format!("bench_sub_{tag}"), format!("bench_bill_{tag}"));
+    let (sub_port, gw_port) = (infra::free_port()?, infra::free_port()?);
+    let operator = crate::token::mint("ten_platform", "bench", &["platform_admin"], 3600)?;
+    let csv = infra::workspace_root()
+        .join("target")
+        .join("xtask")
+        .join(format!("billing-{tag}.csv"));
+    let mut children: Vec<Child> = Vec::new();
+    let mut billing: Option<Child> = None;
+    let result = (|| -> Result<()> {
+        let common = |c: &mut Command| {
+            c.env("REDIS_URL", infra.redis_url())
+                .env("NATS_URL", infra.nats_url())
+                .env("EVENT_PREFIX", format!("bench{tag}"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null());
+        };
+        let mut svc = Command::new(release.join("subscription-service"));
+        common(&mut svc);
+        svc.env("LISTEN_ADDR", format!("127.0.0.1:{sub_port}"))
+            .env("DATABASE_URL", infra.database_url(&sub_db));
+        children.push(svc.spawn().context("subscription-service")?);
+        wait_http(&format!("127.0.0.1:{sub_port}"), "/readyz")?;
+        let start_billing = |workers: u64, db_jobs: u64| -> Result<(Child, String)> {
+            let port = infra::free_port()?;
+            let mut b = Command::new(release.join("billing-service"));
+            common(&mut b);
+            b.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+                .env("DATABASE_URL", infra.database_url(&bill_db))
+                .env(
+                    "SUBSCRIPTION_SERVICE_ADDR",
+                    format!("http://127.0.0.1:{sub_port}"),
+                )
+                .env("MAX_WORKERS", workers.to_string())
+                .env("MAX_DB_JOBS", db_jobs.to_string());
+            let child = b.spawn().context("billing-service")?;
+            wait_http(&format!("127.0.0.1:{port}"), "/readyz")?;
+            Ok((child, format!("http://127.0.0.1:{port}")))
+        };
+        let (child, billing_url) = start_billing(4, 8)?;
+        billing = Some(child);
+        let mut gw = gateway_command(&release, gw_port);
+        common(&mut gw);
+        gw.env(
+            "SUBSCRIPTION_SERVICE_ADDR",
+            format!("http://127.0.0.1:{sub_port}"),
+        )
+        .env("BILLING_SERVICE_ADDR", &billing_url);
+        children.push(gw.spawn().context("gateway")?);
+        let gw_addr = format!("127.0.0.1:{gw_port}");
+        wait_http(&gw_addr, "/healthz")?;
+
+        let plan = r#"{"id": "bench", "name": "Bench", "currency": "USD", "interval": "month",
+            "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
+                        "model": {"type": "per_unit", "unit_amount": "0.01"}}]}"#;
+        let (status, reply) = http(&gw_addr, "POST", "/v1/plans", &operator, plan)?;
+        if status != 201 {
+            bail!("creating the plan answered {status}: {reply}");
+        }
+        for t in 0..tenants {
+            let path = format!("/v1/tenants/ten_{t:05}/subscription");
+            let (status, reply) = http(
+                &gw_addr,
+                "POST",
+                &path,
+                &operator,
+                r#"{"plan_id": "bench"}"#,
+            )?;
+            if status != 201 {
+                bail!("POST {path} answered {status}: {reply}");
+            }
+        }
+        // The records, loaded straight into the subscription service's table (setup, untimed).
+        {
+            if let Some(dir) = csv.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+            let now = chrono::Utc::now();
+            for i in 0..records {
+                let ts = now - chrono::Duration::seconds((i % 86_400) as i64);
+                writeln!(
+                    f,
+                    "ten_{:05},r{i},usr_{:03},api_calls,{},{}",
+                    i % tenants,
+                    (i / tenants) % 200,
+                    1 + i % 100,
+                    ts.to_rfc3339()
+                )?;
+            }
+        }
+        let copy = format!(
+            "\\copy usage_records (tenant_id, id, user_id, metric, quantity, ts) FROM '{}' WITH (FORMAT csv)",
+            csv.display()
+        );
+        if !psql(&infra, &sub_db, &copy)? || !psql(&infra, &sub_db, "VACUUM ANALYZE usage_records")?
+        {
+            bail!("loading the records failed");
+        }
+        let now = chrono::Utc::now();
+        let from = (now - chrono::Duration::days(2)).to_rfc3339();
+        let to = (now + chrono::Duration::hours(1)).to_rfc3339();
+
+        let started = Instant::now();
+        let group_by = format!(
+            "SELECT tenant_id, user_id, metric, sum(quantity), count(*) FROM usage_records \
+             WHERE ts >= '{from}' AND ts < '{to}' GROUP BY 1, 2, 3"
+        );
+        if !psql(&infra, &sub_db, &group_by)? {
+            bail!("GROUP BY failed");
+        }
+        let group_secs = started.elapsed().as_secs_f64();
+
+        // One run end to end; a different period end per run, so each is a new run.
+        let bill = |gw: &str, n: u32| -> Result<(f64, serde_json::Value)> {
+            let end = (now + chrono::Duration::hours(1) + chrono::Duration::seconds(i64::from(n)))
+                .to_rfc3339();
+            let body = format!(
+                r#"{{"period_start": "{from}", "period_end": "{end}", "deadline_seconds": 600}}"#
+            );
+            let started = Instant::now();
+            let (status, reply) = http(gw, "POST", "/v1/billing/runs", &operator, &body)?;
+            if status != 202 {
+                bail!("starting the run answered {status}: {reply}");
+            }
+            let run: serde_json::Value = serde_json::from_str(&reply)?;
+            let id = run["id"].as_str().context("run id")?.to_string();
+            loop {
+                std::thread::sleep(Duration::from_millis(20));
+                let (_, reply) = http(gw, "GET", &format!("/v1/billing/runs/{id}"), &operator, "")?;
+                let r: serde_json::Value = serde_json::from_str(&reply)?;
+                match r["status"].as_str() {
+                    Some("completed") => return Ok((started.elapsed().as_secs_f64(), r)),
+                    Some("queued") | Some("running") => {}
+                    _ => bail!("the run ended {r}"),
+                }
+                if started.elapsed() > Duration::from_secs(900) {
+                    bail!("the run did not finish in 15 minutes");
+                }
+            }
+        };
+        let (run_secs, run) = bill(&gw_addr, 0)?;
+        let rss = billing.as_ref().and_then(|c| peak_rss_mib(c.id()));
+        println!("| target | records | seconds | records/s |");
+        println!("| --- | --- | --- | --- |");
+        println!(
+            "| Postgres: GROUP BY tenant_id, user_id, metric (psql) | {records} | {group_secs:.2} | {:.0} |",
+            records as f64 / group_secs
+        );
+        println!(
+            "| billing run end to end (MAX_WORKERS=4, MAX_DB_JOBS=8) | {} | {run_secs:.2} | {:.0} |",
+            run["records_processed"],
+            records as f64 / run_secs
+        );
+        println!(
+            "\nrun / GROUP BY: {:.2}x; billing-service peak RSS: {} MiB",
+            run_secs / group_secs,
+            rss.map_or("?".into(), |m| format!("{m:.0}"))
+        );
+
+        // The same run for each budget pair (a fresh billing service each time).
+        println!("\n| MAX_WORKERS | MAX_DB_JOBS | seconds | records/s |");
+        println!("| --- | --- | --- | --- |");
+        let mut n = 1;
+        for workers in [1u64, 2, 4, 8] {
+            for db_jobs in [1u64, 4, 16] {
+                if let Some(mut old) = billing.take() {
+                    infra::terminate(&mut old, Duration::from_secs(10));
+                }
+                let (child, url) = start_billing(workers, db_jobs)?;
+                billing = Some(child);
+                // Talk to this billing service through a gateway pointed at it.
+                let port = infra::free_port()?;
+                let mut g = gateway_command(&release, port);
+                common(&mut g);
+                g.env(
+                    "SUBSCRIPTION_SERVICE_ADDR",
+                    format!("http://127.0.0.1:{sub_port}"),
+                )
+                .env("BILLING_SERVICE_ADDR", &url);
+                let mut g = g.spawn().context("gateway")?;
+                let addr = format!("127.0.0.1:{port}");
+                let out = wait_http(&addr, "/healthz").and_then(|_| bill(&addr, n));
+                infra::terminate(&mut g, Duration::from_secs(10));
+                let (secs, _) = out?;
+                n += 1;
+                println!(
+                    "| {workers} | {db_jobs} | {secs:.2} | {:.0} |",
+                    records as f64 / secs
+                );
+            }
+        }
+        Ok(())
+    })();
+    if let Some(mut b) = billing.take() {
+        infra::terminate(&mut b, Duration::from_secs(10));
+    }
+    for c in children.iter_mut().rev() {
+        infra::terminate(c, Duration::from_secs(10));
+    }
+    let _ = std::fs::remove_file(&csv);
+    for db in [&sub_db, &bill_db] {
+        let _ = psql(
+            &infra,
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        );
+    }
+    drop(infra);
+    result.map(|_| ExitCode::SUCCESS)
+}
