@@ -80,13 +80,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     )?;
     let mut children: Vec<Child> = Vec::new();
     let result = (|| -> Result<()> {
-        let common = |c: &mut Command| {
-            c.env("REDIS_URL", infra.redis_url())
-                .env("NATS_URL", infra.nats_url())
-                .env("EVENT_PREFIX", format!("bench{tag}"))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null());
-        };
+        let common = |c: &mut Command| bench_env(c, &infra, tag);
         let mut user = Command::new(release.join("user-service"));
         common(&mut user);
         user.env("LISTEN_ADDR", format!("127.0.0.1:{user_port}"))
@@ -261,4 +255,14 @@ pub(crate) fn gateway_command(release: &std::path::Path, port: u16) -> Command {
         .env("RATE_LIMIT_TENANT_PER_SEC", "1000000")
         .env("RATE_LIMIT_TENANT_BURST", "1000000");
     gw
+}
+
+/// What every benchmarked service shares: the infrastructure, a namespace of its own (so
+/// nothing collides with a running stack), quiet logs.
+pub(crate) fn bench_env(c: &mut Command, infra: &Infra, tag: u32) {
+    c.env("REDIS_URL", infra.redis_url())
+        .env("NATS_URL", infra.nats_url())
+        .env("EVENT_PREFIX", format!("bench{tag}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
 }

@@ -10,12 +10,12 @@
 //! `--seconds S` for entitlement runs (default 10).
 
 use std::io::Write;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_gateway::{build_release, gateway_command, http, psql, wait_http};
+use crate::bench_gateway::{bench_env, build_release, gateway_command, http, psql, wait_http};
 use crate::infra::{self, Infra};
 
 fn opt(args: &[String], name: &str, default: &str) -> String {
@@ -53,13 +53,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .join(format!("usage-{tag}.csv"));
     let mut children: Vec<Child> = Vec::new();
     let result = (|| -> Result<()> {
-        let common = |c: &mut Command| {
-            c.env("REDIS_URL", infra.redis_url())
-                .env("NATS_URL", infra.nats_url())
-                .env("EVENT_PREFIX", format!("bench{tag}"))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null());
-        };
+        let common = |c: &mut Command| bench_env(c, &infra, tag);
         let mut svc = Command::new(release.join("subscription-service"));
         common(&mut svc);
         svc.env("LISTEN_ADDR", format!("127.0.0.1:{sub_port}"))

@@ -3,7 +3,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use chrono::DateTime;
 use platform::Problem;
 use rpc::billing::v1 as pb;
 use rpc::billing::v1::billing_service_client::BillingServiceClient;
@@ -15,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiQuery, from_status};
 use super::openapi::ProblemDoc;
-use super::wire::{List, call, time};
+use super::wire::{List, call, instant, time};
 use crate::auth::Identity;
 
 type Billing = BillingServiceClient<Channel>;
@@ -90,15 +89,6 @@ pub struct StartRun {
     /// Load test: stream this many generated records through the pipeline; nothing is stored.
     #[serde(default)]
     synthetic_records: Option<u64>,
-}
-
-fn instant(field: &str, v: &str) -> Result<prost_types::Timestamp> {
-    DateTime::parse_from_rfc3339(v)
-        .map(|t| platform::grpc::timestamp(t.to_utc()))
-        .map_err(|_| {
-            Problem::bad_request(format!("{field} must be an RFC 3339 time"))
-                .with_field(field, "RFC 3339, e.g. 2026-11-01T00:00:00Z")
-        })
 }
 
 /// Start a billing run (or get the existing one for the same period and tenants).

@@ -9,7 +9,6 @@
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use chrono::DateTime;
 use platform::Problem;
 use rpc::common::v1::Decimal;
 use rpc::subscription::v1 as pb;
@@ -21,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiQuery, from_status};
 use super::openapi::ProblemDoc;
-use super::wire::{call, time};
+use super::wire::{call, instant, time};
 use crate::auth::Identity;
 
 type Subs = SubscriptionServiceClient<Channel>;
@@ -307,7 +306,7 @@ async fn ingest_usage(
     let mut forwarded = Vec::with_capacity(body.records.len());
     let mut positions = Vec::with_capacity(body.records.len());
     for (i, r) in body.records.into_iter().enumerate() {
-        let ts = DateTime::parse_from_rfc3339(&r.timestamp);
+        let ts = chrono::DateTime::parse_from_rfc3339(&r.timestamp);
         let (Ok(ts), Some(q)) = (ts, quantity(&r.quantity)) else {
             rejected.push(Rejected {
                 index: i as u32,
@@ -380,15 +379,6 @@ pub struct Usage {
     granularity: String,
     points: Vec<UsagePoint>,
     total: String,
-}
-
-fn instant(field: &str, v: &str) -> Result<prost_types::Timestamp> {
-    DateTime::parse_from_rfc3339(v)
-        .map(|t| platform::grpc::timestamp(t.to_utc()))
-        .map_err(|_| {
-            Problem::bad_request(format!("{field} must be an RFC 3339 time"))
-                .with_field(field, "RFC 3339, e.g. 2026-11-01T00:00:00Z")
-        })
 }
 
 /// Usage of a metric over time, from the rollups.

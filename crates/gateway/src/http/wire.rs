@@ -11,6 +11,16 @@ pub fn call<T>(id: &Identity, msg: T) -> tonic::Request<T> {
     req
 }
 
+/// An RFC 3339 instant from a request, or a 400 problem naming `field`.
+pub fn instant(field: &str, v: &str) -> Result<prost_types::Timestamp, platform::Problem> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| platform::grpc::timestamp(t.to_utc()))
+        .map_err(|_| {
+            platform::Problem::bad_request(format!("{field} must be an RFC 3339 time"))
+                .with_field(field, "RFC 3339, e.g. 2026-11-01T00:00:00Z")
+        })
+}
+
 /// RFC 3339 with millisecond precision, UTC.
 pub fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
     let t = t?;
