@@ -16,6 +16,8 @@ mod model;
 mod money;
 mod period;
 mod proration;
+#[cfg(feature = "wire")]
+pub mod wire;
 
 pub use model::{ChargeKind, LineAmount, Price, PriceModel, Tier};
 pub use money::{Currency, Money, round_minor};

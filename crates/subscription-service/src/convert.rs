@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use platform::grpc::timestamp;
-use pricing::{ChargeKind, Currency, Decimal, Interval, Price, PriceModel, SeatSegment, Tier};
+use pricing::{Currency, Decimal, Interval, SeatSegment};
 use rpc::common::v1 as common;
 use rpc::subscription::v1 as pb;
 
@@ -64,76 +64,6 @@ pub fn period_pb(start: DateTime<Utc>, end: DateTime<Utc>) -> common::Period {
     }
 }
 
-fn tiers(t: &[pb::Tier]) -> Result<Vec<Tier>, SubError> {
-    t.iter()
-        .map(|t| {
-            Ok(Tier {
-                up_to: dec("tiers.up_to", &t.up_to)?,
-                unit_amount: dec("tiers.unit_amount", &t.unit_amount)?.unwrap_or_default(),
-                flat_amount: dec("tiers.flat_amount", &t.flat_amount)?.unwrap_or_default(),
-            })
-        })
-        .collect()
-}
-
-fn model(m: &Option<pb::PriceModel>) -> Result<PriceModel, SubError> {
-    use pb::price_model::Model;
-    let m = m
-        .as_ref()
-        .and_then(|m| m.model.as_ref())
-        .ok_or_else(|| SubError::invalid("prices.model", "required"))?;
-    Ok(match m {
-        Model::Flat(f) => PriceModel::Flat {
-            amount: required("prices.model.flat.amount", &f.amount)?,
-        },
-        Model::PerUnit(u) => PriceModel::PerUnit {
-            unit_amount: required("prices.model.per_unit.unit_amount", &u.unit_amount)?,
-        },
-        Model::Graduated(t) => PriceModel::Graduated {
-            tiers: tiers(&t.tiers)?,
-        },
-        Model::Volume(t) => PriceModel::Volume {
-            tiers: tiers(&t.tiers)?,
-        },
-        Model::Package(p) => PriceModel::Package {
-            package_size: required("prices.model.package.package_size", &p.package_size)?,
-            package_amount: required("prices.model.package.package_amount", &p.package_amount)?,
-        },
-    })
-}
-
-fn model_pb(m: &PriceModel) -> pb::PriceModel {
-    use pb::price_model::{self as pm, Model};
-    let tiers = |t: &[Tier]| pm::Tiers {
-        tiers: t
-            .iter()
-            .map(|t| pb::Tier {
-                up_to: t.up_to.map(dec_pb),
-                unit_amount: Some(dec_pb(t.unit_amount)),
-                flat_amount: Some(dec_pb(t.flat_amount)),
-            })
-            .collect(),
-    };
-    let model = match m {
-        PriceModel::Flat { amount } => Model::Flat(pm::Flat {
-            amount: Some(dec_pb(*amount)),
-        }),
-        PriceModel::PerUnit { unit_amount } => Model::PerUnit(pm::PerUnit {
-            unit_amount: Some(dec_pb(*unit_amount)),
-        }),
-        PriceModel::Graduated { tiers: t } => Model::Graduated(tiers(t)),
-        PriceModel::Volume { tiers: t } => Model::Volume(tiers(t)),
-        PriceModel::Package {
-            package_size,
-            package_amount,
-        } => Model::Package(pm::Package {
-            package_size: Some(dec_pb(*package_size)),
-            package_amount: Some(dec_pb(*package_amount)),
-        }),
-    };
-    pb::PriceModel { model: Some(model) }
-}
-
 pub fn plan_def(p: &pb::Plan) -> Result<PlanDef, SubError> {
     let currency = Currency::parse(&p.currency)
         .map_err(|_| SubError::invalid("currency", "a three-letter ISO 4217 code"))?;
@@ -145,24 +75,9 @@ pub fn plan_def(p: &pb::Plan) -> Result<PlanDef, SubError> {
     let prices = p
         .prices
         .iter()
-        .map(|x| {
-            let kind = match pb::ChargeKind::try_from(x.kind) {
-                Ok(pb::ChargeKind::Flat) => ChargeKind::Flat,
-                Ok(pb::ChargeKind::Seat) => ChargeKind::Seat,
-                Ok(pb::ChargeKind::Metered) => ChargeKind::Metered,
-                _ => return Err(SubError::invalid("prices.kind", "flat, seat or metered")),
-            };
-            Ok(Price {
-                id: x.id.clone(),
-                kind,
-                metric: (!x.metric.is_empty()).then(|| x.metric.clone()),
-                model: model(&x.model)?,
-                included_quantity: dec("prices.included_quantity", &x.included_quantity)?
-                    .unwrap_or_default(),
-                minimum_amount_minor: x.minimum_amount_cents,
-            })
-        })
-        .collect::<Result<Vec<_>, SubError>>()?;
+        .map(pricing::wire::price_from_pb)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(crate::domain::Invalid::from)?;
     let features = p
         .features
         .iter()
@@ -211,22 +126,7 @@ pub fn plan_pb(row: &PlanRow) -> pb::Plan {
             Interval::Month => pb::Interval::Month,
             Interval::Year => pb::Interval::Year,
         } as i32,
-        prices: d
-            .prices
-            .iter()
-            .map(|p| pb::Price {
-                id: p.id.clone(),
-                kind: match p.kind {
-                    ChargeKind::Flat => pb::ChargeKind::Flat,
-                    ChargeKind::Seat => pb::ChargeKind::Seat,
-                    ChargeKind::Metered => pb::ChargeKind::Metered,
-                } as i32,
-                metric: p.metric.clone().unwrap_or_default(),
-                model: Some(model_pb(&p.model)),
-                included_quantity: Some(dec_pb(p.included_quantity)),
-                minimum_amount_cents: p.minimum_amount_minor,
-            })
-            .collect(),
+        prices: d.prices.iter().map(pricing::wire::price_to_pb).collect(),
         features: d
             .features
             .iter()
