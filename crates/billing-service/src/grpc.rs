@@ -5,11 +5,12 @@ use platform::events::enqueue;
 use platform::grpc::{Caller, timestamp};
 use rpc::billing::v1 as pb;
 use rpc::billing::v1::billing_service_server::BillingService;
-use rpc::common::v1::PageResponse;
+use rpc::common::v1::{Money, PageResponse};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use crate::runner::{Runner, requested_event};
+use crate::store::charges;
 use crate::store::runs::{self, NewRun, RunRow};
 
 /// The longest deadline a run may ask for.
@@ -183,10 +184,28 @@ impl BillingService for BillingApi {
         let c = caller(&req)?;
         let id = req.into_inner().run_id;
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        match runs::get(&mut conn, &id).await.map_err(db)? {
-            Some(r) if visible(&c, &r) => Ok(Response::new(run_pb(r))),
-            _ => Err(Status::not_found("run not found")),
-        }
+        let run = match runs::get(&mut conn, &id).await.map_err(db)? {
+            Some(r) if visible(&c, &r) => r,
+            _ => return Err(Status::not_found("run not found")),
+        };
+        // Money totals exist once the run completed (a failed run's charges are deleted).
+        let totals = charges::totals(&mut conn, &id)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|(tenant, _, _)| is_admin(&c) || *tenant == c.tenant_id)
+            .map(|(tenant_id, currency, amount_cents)| pb::TenantTotal {
+                tenant_id,
+                total: Some(Money {
+                    amount_cents,
+                    currency,
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::BillingRun {
+            totals,
+            ..run_pb(run)
+        }))
     }
 
     async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Reply<pb::ListRunsResponse> {
@@ -229,10 +248,73 @@ impl BillingService for BillingApi {
 
     async fn list_charges(
         &self,
-        _req: Request<pb::ListChargesRequest>,
+        req: Request<pb::ListChargesRequest>,
     ) -> Reply<pb::ListChargesResponse> {
-        Err(Status::unimplemented(
-            "charges arrive with pricing of billing runs",
-        ))
+        let c = caller(&req)?;
+        let r = req.into_inner();
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        match runs::get(&mut conn, &r.run_id).await.map_err(db)? {
+            Some(run) if visible(&c, &run) => {}
+            _ => return Err(Status::not_found("run not found")),
+        }
+        // Another tenant's lines are never listed to a tenant.
+        let tenant = if is_admin(&c) {
+            r.tenant_id
+        } else {
+            Some(c.tenant_id.clone())
+        };
+        let page = r.page.unwrap_or_default();
+        let limit = match page.limit {
+            0 => 20,
+            n => i64::from(n.min(100)),
+        };
+        let after = if page.cursor.is_empty() {
+            0
+        } else {
+            page.cursor.parse::<i64>().map_err(|_| {
+                platform::grpc::invalid_field("cursor", "cursor: not a cursor this API issued")
+            })?
+        };
+        let mut rows = charges::list(&mut conn, &r.run_id, tenant.as_deref(), after, limit)
+            .await
+            .map_err(db)?;
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if has_more {
+            rows.last().map(|r| r.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListChargesResponse {
+            charges: rows
+                .into_iter()
+                .map(|r| pb::Charge {
+                    id: r.id.to_string(),
+                    run_id: r.run_id,
+                    tenant_id: r.tenant_id,
+                    user_id: None,
+                    kind: match r.kind.as_str() {
+                        "flat" => pb::ChargeKind::Flat,
+                        "seat" => pb::ChargeKind::Seat,
+                        "usage" => pb::ChargeKind::Usage,
+                        "minimum" => pb::ChargeKind::Minimum,
+                        "adjustment" => pb::ChargeKind::Adjustment,
+                        _ => pb::ChargeKind::Unspecified,
+                    } as i32,
+                    description: r.price_id,
+                    metric: r.metric,
+                    quantity: Some(pricing::wire::decimal_pb(r.quantity)),
+                    unit_amount: None,
+                    amount: Some(Money {
+                        amount_cents: r.amount_minor,
+                        currency: r.currency,
+                    }),
+                })
+                .collect(),
+            page: Some(PageResponse {
+                next_cursor,
+                has_more,
+            }),
+        }))
     }
 }

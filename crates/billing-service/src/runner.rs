@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::domain::aggregate::Usage;
+use crate::domain::charges::Billable;
 use crate::pipeline::{self, MemorySink, PipelineError, SummarySink};
+use crate::store::charges;
 use crate::store::runs::{self, RunRow};
 
 const SOURCE: &str = "/services/billing";
@@ -37,6 +39,8 @@ pub enum RunError {
     Record(String),
     #[error("events: {0}")]
     Events(#[from] platform::events::EventError),
+    #[error("pricing: {0}")]
+    Pricing(#[from] pricing::PricingError),
 }
 
 #[derive(Debug, Clone)]
@@ -130,10 +134,17 @@ impl Runner {
                     serde_json::json!({"tenant_id": tenant, "records": records, "quantity": quantity.to_string()})
                 })
                 .collect();
+            let amounts: Vec<_> = charges::totals(&mut tx, &run.id)
+                .await?
+                .into_iter()
+                .map(|(tenant, currency, amount_minor)| {
+                    serde_json::json!({"tenant_id": tenant, "currency": currency, "amount_minor": amount_minor})
+                })
+                .collect();
             run_event(
                 "billing.run.completed",
                 &row,
-                serde_json::json!({ "totals": totals }),
+                serde_json::json!({ "totals": totals, "amounts": amounts }),
             )
         } else {
             run_event(
@@ -157,22 +168,14 @@ impl Runner {
             pool: self.pool.clone(),
             run_id: run.id.clone(),
         });
-        let mut req = tonic::Request::new(sub::StreamUsageRequest {
-            tenant_ids: run.tenant_ids.clone(),
-            period: Some(rpc::common::v1::Period {
-                start: Some(timestamp(run.period_start)),
-                end: Some(timestamp(run.period_end)),
-            }),
-            batch_size: BATCH as u32,
-        });
-        Caller {
-            tenant_id: "platform".into(),
-            subject: "billing-service".into(),
-            roles: vec!["platform_admin".into()],
-            request_id: Some(run.id.clone()),
-        }
-        .apply(&mut req);
-        req.set_timeout(Duration::from_secs(run.deadline_seconds.max(1) as u64));
+        let req = as_operator(
+            run,
+            sub::StreamUsageRequest {
+                tenant_ids: run.tenant_ids.clone(),
+                period: Some(period_pb(run)),
+                batch_size: BATCH as u32,
+            },
+        );
         let mut stream = self.usage.clone().stream_usage(req).await?.into_inner();
         let producer = async move {
             while let Some(batch) = stream.message().await? {
@@ -197,6 +200,59 @@ impl Runner {
                 .map_err(RunError::from)
         };
         tokio::try_join!(producer, consumer)?;
+        self.price(run).await
+    }
+
+    /// Prices every billable subscription of the run's tenants into charge lines.
+    async fn price(&self, run: &RunRow) -> Result<(), RunError> {
+        let period = pricing::Period::new(run.period_start, run.period_end)?;
+        let req = as_operator(
+            run,
+            sub::ListBillableSubscriptionsRequest {
+                period: Some(period_pb(run)),
+                tenant_ids: run.tenant_ids.clone(),
+            },
+        );
+        let mut billables = self
+            .usage
+            .clone()
+            .list_billable_subscriptions(req)
+            .await?
+            .into_inner();
+        let mut tx = self.pool.begin().await?;
+        while let Some(b) = billables.message().await? {
+            let (s, plan) = (
+                b.subscription.unwrap_or_default(),
+                b.plan.unwrap_or_default(),
+            );
+            let billable = Billable {
+                currency: pricing::Currency::parse(&plan.currency)?,
+                prices: plan
+                    .prices
+                    .iter()
+                    .map(pricing::wire::price_from_pb)
+                    .collect::<Result<_, _>>()?,
+                created_at: instant(s.created_at).unwrap_or(run.period_start),
+                trial_end: s.trial_end.and_then(|t| instant(Some(t))),
+                canceled_at: s.canceled_at.and_then(|t| instant(Some(t))),
+                seats: b
+                    .seats
+                    .into_iter()
+                    .filter_map(|g| {
+                        Some(pricing::SeatSegment {
+                            from: instant(g.from)?,
+                            to: g.to.and_then(|t| instant(Some(t))),
+                            seats: g.seats,
+                        })
+                    })
+                    .collect(),
+                tenant_id: s.tenant_id,
+            };
+            let usage = charges::usage(&mut tx, &run.id, &billable.tenant_id).await?;
+            let lines = crate::domain::charges::price(&billable, &period, &usage)?;
+            charges::insert(&mut tx, &run.id, &lines).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -219,6 +275,32 @@ impl Runner {
         producer.abort();
         Ok((done, started.elapsed().as_secs_f64()))
     }
+}
+
+fn instant(t: Option<prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = t?;
+    chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+}
+
+fn period_pb(run: &RunRow) -> rpc::common::v1::Period {
+    rpc::common::v1::Period {
+        start: Some(timestamp(run.period_start)),
+        end: Some(timestamp(run.period_end)),
+    }
+}
+
+/// A call to the subscription service as the platform, bounded by the run's deadline.
+fn as_operator<T>(run: &RunRow, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    Caller {
+        tenant_id: "platform".into(),
+        subject: "billing-service".into(),
+        roles: vec!["platform_admin".into()],
+        request_id: Some(run.id.clone()),
+    }
+    .apply(&mut req);
+    req.set_timeout(Duration::from_secs(run.deadline_seconds.max(1) as u64));
+    req
 }
 
 fn run_event(kind: &str, r: &RunRow, extra: serde_json::Value) -> CloudEvent {

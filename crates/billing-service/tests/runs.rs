@@ -187,6 +187,42 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
     assert_eq!(event["data"]["run_id"], run.id.as_str());
     assert_eq!(event["data"]["totals"].as_array().unwrap().len(), 2);
 
+    // Priced at the plan: 0.5 minor units per call, one rounding per line.
+    let run = billing
+        .get_run(admin(bpb::GetRunRequest {
+            run_id: run.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let money: Vec<(String, i64)> = run
+        .totals
+        .iter()
+        .map(|t| (t.tenant_id.clone(), t.total.as_ref().unwrap().amount_cents))
+        .collect();
+    let want: Vec<(String, i64)> = expected
+        .iter()
+        .map(|(t, (_, q))| {
+            let exact = *q * rust_decimal::Decimal::new(5, 1);
+            let cents = exact
+                .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+            (t.clone(), i64::try_from(cents).unwrap())
+        })
+        .collect();
+    assert_eq!(money, want);
+    let lines = billing
+        .list_charges(admin(bpb::ListChargesRequest {
+            run_id: run.id.clone(),
+            tenant_id: Some("ten_a".into()),
+            page: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lines.charges.len(), 1);
+    assert_eq!(lines.charges[0].kind, bpb::ChargeKind::Usage as i32);
+    assert_eq!(event["data"]["amounts"].as_array().unwrap().len(), 2);
+
     // A tenant sees runs naming it, and nothing else.
     let mut req = tonic::Request::new(bpb::GetRunRequest {
         run_id: run.id.clone(),

@@ -1,5 +1,6 @@
 //! Postgres access for billing.
 
+pub mod charges;
 pub mod runs;
 pub mod summaries;
 

@@ -140,6 +140,10 @@ pub async fn finish(
     error: &str,
 ) -> Result<RunRow, sqlx::Error> {
     if status != "completed" {
+        sqlx::query("DELETE FROM charges WHERE run_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("DELETE FROM user_usage_summaries WHERE run_id = $1")
             .bind(id)
             .execute(&mut *conn)

@@ -1,0 +1,285 @@
+//! Pricing a tenant's period into charge lines — pure.
+//!
+//! Rules (ARCHITECTURE.md, billing):
+//! - The subscription is *active* in the period from the latest of period start, creation and
+//!   trial end, to the earliest of period end and cancellation. Nothing is charged for time
+//!   outside it; a period spent entirely in trial costs nothing, metered usage included.
+//! - Flat prices: the model's amount × active fraction (seconds), rounded once.
+//! - Seat prices: the time-weighted seats over the period (seat history clipped to the active
+//!   window, so the proration is in the quantity), priced by the model.
+//! - Metered prices: the period's usage of the metric, not prorated.
+//! - Included quantities apply before the model; a minimum applies after rounding, scaled by
+//!   the active fraction. Plan-change proration lines are not priced here yet.
+
+use chrono::{DateTime, Utc};
+use pricing::{
+    ChargeKind, Currency, Decimal, Period, Price, PricingError, SeatSegment, round_minor,
+};
+
+/// What billing knows of one tenant's subscription for a period.
+#[derive(Debug, Clone)]
+pub struct Billable {
+    pub tenant_id: String,
+    pub currency: Currency,
+    pub prices: Vec<Price>,
+    pub created_at: DateTime<Utc>,
+    pub trial_end: Option<DateTime<Utc>>,
+    pub canceled_at: Option<DateTime<Utc>>,
+    pub seats: Vec<SeatSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub tenant_id: String,
+    pub kind: ChargeKind,
+    pub price_id: String,
+    pub metric: Option<String>,
+    pub quantity: Decimal,
+    pub amount_minor: i64,
+    pub minimum_applied: bool,
+    pub currency: Currency,
+}
+
+impl Billable {
+    /// The active window within `period`, if any.
+    pub fn active(&self, period: &Period) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let start = period
+            .start
+            .max(self.created_at)
+            .max(self.trial_end.unwrap_or(self.created_at));
+        let end = self.canceled_at.map_or(period.end, |c| c.min(period.end));
+        (start < end).then_some((start, end))
+    }
+}
+
+/// `price` at `quantity`: the model's amount × `scale`, rounded once, raised to the minimum ×
+/// `min_scale`.
+fn priced(
+    price: &Price,
+    quantity: Decimal,
+    scale: Decimal,
+    min_scale: Decimal,
+) -> Result<(i64, bool), PricingError> {
+    let billable = (quantity - price.included_quantity).max(Decimal::ZERO);
+    let exact = price
+        .model
+        .exact_amount(billable)?
+        .checked_mul(scale)
+        .ok_or(PricingError::Overflow)?;
+    let rounded = round_minor(exact)?;
+    let minimum = price
+        .minimum_amount_minor
+        .map(|m| {
+            Decimal::from(m)
+                .checked_mul(min_scale)
+                .ok_or(PricingError::Overflow)
+                .and_then(round_minor)
+        })
+        .transpose()?;
+    Ok(match minimum {
+        Some(m) if rounded < m => (m, true),
+        _ => (rounded, false),
+    })
+}
+
+/// The charge lines of one tenant for `period`, given its usage per metric.
+pub fn price(
+    b: &Billable,
+    period: &Period,
+    usage: &std::collections::BTreeMap<String, Decimal>,
+) -> Result<Vec<Line>, PricingError> {
+    let Some((from, to)) = b.active(period) else {
+        return Ok(vec![]);
+    };
+    let total = Decimal::from(period.seconds().max(1));
+    let fraction = Decimal::from((to - from).num_seconds()) / total;
+    // Seat history clipped to the active window; time outside it counts as zero seats.
+    let clipped: Vec<SeatSegment> = b
+        .seats
+        .iter()
+        .filter_map(|s| {
+            let start = s.from.max(from);
+            let end = s.to.unwrap_or(to).min(to);
+            (start < end).then_some(SeatSegment {
+                from: start,
+                to: Some(end),
+                seats: s.seats,
+            })
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for p in &b.prices {
+        let (quantity, scale) = match p.kind {
+            ChargeKind::Flat => (Decimal::ONE, fraction),
+            ChargeKind::Seat => (pricing::seat_quantity(&clipped, period), Decimal::ONE),
+            ChargeKind::Metered => {
+                let metric = p.metric.as_deref().unwrap_or_default();
+                (usage.get(metric).copied().unwrap_or_default(), Decimal::ONE)
+            }
+        };
+        let (amount_minor, minimum_applied) = priced(p, quantity, scale, fraction)?;
+        lines.push(Line {
+            tenant_id: b.tenant_id.clone(),
+            kind: p.kind,
+            price_id: p.id.clone(),
+            metric: p.metric.clone(),
+            quantity,
+            amount_minor,
+            minimum_applied,
+            currency: b.currency,
+        });
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use pricing::{PriceModel, Tier};
+    use std::collections::BTreeMap;
+
+    fn at(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 4, d, 0, 0, 0).unwrap()
+    }
+
+    fn april() -> Period {
+        Period::new(at(1), Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap()).unwrap()
+    }
+
+    fn p(id: &str, kind: ChargeKind, metric: Option<&str>, model: PriceModel) -> Price {
+        Price {
+            id: id.into(),
+            kind,
+            metric: metric.map(Into::into),
+            model,
+            included_quantity: Decimal::ZERO,
+            minimum_amount_minor: None,
+        }
+    }
+
+    fn billable() -> Billable {
+        Billable {
+            tenant_id: "ten_a".into(),
+            currency: Currency::USD,
+            prices: vec![
+                p(
+                    "base",
+                    ChargeKind::Flat,
+                    None,
+                    PriceModel::Flat {
+                        amount: Decimal::from(3000),
+                    },
+                ),
+                p(
+                    "seats",
+                    ChargeKind::Seat,
+                    None,
+                    PriceModel::PerUnit {
+                        unit_amount: Decimal::from(1000),
+                    },
+                ),
+                Price {
+                    included_quantity: Decimal::from(100),
+                    minimum_amount_minor: Some(500),
+                    ..p(
+                        "calls",
+                        ChargeKind::Metered,
+                        Some("api_calls"),
+                        PriceModel::Graduated {
+                            tiers: vec![
+                                Tier {
+                                    up_to: Some(Decimal::from(1000)),
+                                    unit_amount: Decimal::ONE,
+                                    flat_amount: Decimal::ZERO,
+                                },
+                                Tier {
+                                    up_to: None,
+                                    unit_amount: Decimal::new(5, 1),
+                                    flat_amount: Decimal::ZERO,
+                                },
+                            ],
+                        },
+                    )
+                },
+            ],
+            created_at: at(1) - chrono::Duration::days(40),
+            trial_end: None,
+            canceled_at: None,
+            seats: vec![
+                SeatSegment {
+                    from: at(1) - chrono::Duration::days(40),
+                    to: Some(at(16)),
+                    seats: 4,
+                },
+                SeatSegment {
+                    from: at(16),
+                    to: None,
+                    seats: 10,
+                },
+            ],
+        }
+    }
+
+    fn amounts(lines: &[Line]) -> Vec<(String, i64)> {
+        lines
+            .iter()
+            .map(|l| (l.price_id.clone(), l.amount_minor))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_period() {
+        let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(2100))]);
+        let lines = super::price(&billable(), &april(), &usage).unwrap();
+        // Seats: 4 for 15 days, 10 for 15 days = 7 → 70.00; calls: 2,000 billable →
+        // 1,000 × 1 + 1,000 × 0.5 = 1,500.
+        assert_eq!(
+            amounts(&lines),
+            [
+                ("base".into(), 3000),
+                ("seats".into(), 7000),
+                ("calls".into(), 1500)
+            ]
+        );
+        assert_eq!(lines[1].quantity, Decimal::from(7));
+    }
+
+    #[test]
+    fn partial_periods_prorate_flat_and_seats_but_not_usage() {
+        let mut b = billable();
+        b.created_at = at(16);
+        b.seats = vec![SeatSegment {
+            from: at(16),
+            to: None,
+            seats: 10,
+        }];
+        let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(150))]);
+        let lines = super::price(&b, &april(), &usage).unwrap();
+        // Half the period: 15.00 base, 5 seats → 50.00; 50 billable calls = 0.50, raised to the
+        // minimum 5.00 × ½ = 2.50.
+        assert_eq!(
+            amounts(&lines),
+            [
+                ("base".into(), 1500),
+                ("seats".into(), 5000),
+                ("calls".into(), 250)
+            ]
+        );
+        assert!(lines[2].minimum_applied);
+        // Canceled a third of the way in: a third of the base.
+        let mut c = billable();
+        c.canceled_at = Some(at(11));
+        let lines = super::price(&c, &april(), &BTreeMap::new()).unwrap();
+        assert_eq!(lines[0].amount_minor, 1000);
+        assert_eq!(lines[1].quantity, Decimal::from(4) / Decimal::from(3));
+    }
+
+    #[test]
+    fn a_period_in_trial_costs_nothing() {
+        let mut b = billable();
+        b.trial_end = Some(Utc.with_ymd_and_hms(2026, 5, 3, 0, 0, 0).unwrap());
+        let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(5000))]);
+        assert!(super::price(&b, &april(), &usage).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,130 @@
+//! Charge lines of a run.
+
+use pricing::{ChargeKind, Decimal};
+use sqlx::PgConnection;
+
+use crate::domain::charges::Line;
+
+fn kind(k: ChargeKind) -> &'static str {
+    match k {
+        ChargeKind::Flat => "flat",
+        ChargeKind::Seat => "seat",
+        ChargeKind::Metered => "usage",
+    }
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    run_id: &str,
+    lines: &[Line],
+) -> Result<(), sqlx::Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let n = lines.len();
+    let (mut tenants, mut kinds, mut prices, mut metrics) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut qty, mut amounts, mut currencies, mut minimums) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for l in lines {
+        tenants.push(l.tenant_id.as_str());
+        kinds.push(kind(l.kind));
+        prices.push(l.price_id.as_str());
+        metrics.push(l.metric.as_deref().unwrap_or(""));
+        qty.push(l.quantity);
+        amounts.push(l.amount_minor);
+        currencies.push(l.currency.as_str().to_string());
+        minimums.push(l.minimum_applied);
+    }
+    sqlx::query(
+        "INSERT INTO charges (run_id, tenant_id, kind, price_id, metric, quantity, amount_minor, \
+         currency, minimum_applied) \
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], \
+                                  $7::bigint[], $8::text[], $9::bool[])",
+    )
+    .bind(run_id)
+    .bind(&tenants)
+    .bind(&kinds)
+    .bind(&prices)
+    .bind(&metrics)
+    .bind(&qty)
+    .bind(&amounts)
+    .bind(&currencies)
+    .bind(&minimums)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Per (tenant, currency) totals of a run, tenants ascending.
+pub async fn totals(
+    conn: &mut PgConnection,
+    run_id: &str,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT tenant_id, currency, sum(amount_minor)::bigint FROM charges WHERE run_id = $1 \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(run_id)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChargeRow {
+    pub id: i64,
+    pub run_id: String,
+    pub tenant_id: String,
+    pub kind: String,
+    pub price_id: String,
+    pub metric: String,
+    pub quantity: Decimal,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// Charges of a run (one tenant's when given), after the cursor id, `limit + 1` rows.
+pub async fn list(
+    conn: &mut PgConnection,
+    run_id: &str,
+    tenant: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ChargeRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, run_id, tenant_id, kind, price_id, metric, quantity, amount_minor, currency \
+         FROM charges WHERE run_id = $1 AND ($2::text IS NULL OR tenant_id = $2) AND id > $3 \
+         ORDER BY id LIMIT $4",
+    )
+    .bind(run_id)
+    .bind(tenant)
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(conn)
+    .await
+}
+
+/// Usage totals per metric of one tenant in a run (what metered prices charge).
+pub async fn usage(
+    conn: &mut PgConnection,
+    run_id: &str,
+    tenant: &str,
+) -> Result<std::collections::BTreeMap<String, Decimal>, sqlx::Error> {
+    let rows: Vec<(String, Decimal)> = sqlx::query_as(
+        "SELECT metric, sum(quantity) FROM user_usage_summaries WHERE run_id = $1 \
+         AND tenant_id = $2 GROUP BY metric",
+    )
+    .bind(run_id)
+    .bind(tenant)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
