@@ -59,6 +59,19 @@ fn dec(d: Option<rpc::common::v1::Decimal>) -> Result<rust_decimal::Decimal, Run
 impl Runner {
     /// Runs queued runs as their ids arrive (and any left queued at start-up) until `stop`.
     pub async fn serve(self, mut ids: mpsc::UnboundedReceiver<String>, stop: CancellationToken) {
+        // A run left `running` by a process that died is retried from scratch, once its
+        // deadline has passed (by then no live process can still be running it).
+        match self.pool.begin().await {
+            Ok(mut tx) => match runs::requeue_abandoned(&mut tx).await {
+                Ok(ids) => {
+                    if tx.commit().await.is_ok() && !ids.is_empty() {
+                        tracing::warn!(runs = ?ids, "requeued billing runs abandoned by a stopped process");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not requeue abandoned runs"),
+            },
+            Err(e) => tracing::error!(error = %e, "could not requeue abandoned runs"),
+        }
         let queued: Vec<String> =
             sqlx::query_scalar("SELECT id FROM billing_runs WHERE status = 'queued' ORDER BY id")
                 .fetch_all(&self.pool)

@@ -249,3 +249,76 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
         let _ = bus.delete_streams().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
+    test_support::init_logging();
+    let prefix = test_support::unique_prefix();
+    let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
+    // The state a crashed billing service leaves: a run `running` past its deadline, with a
+    // partial summary row.
+    let pool = bdb.pool().await;
+    billing_service::MIGRATOR.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO billing_runs (id, period_start, period_end, tenant_ids, tenant_key, status, \
+         deadline_seconds, started_at) VALUES ('run_dead', now() - interval '1 day', now(), '{}', '', \
+         'running', 60, now() - interval '1 hour')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO tenant_summaries (run_id, tenant_id, records, quantity) VALUES ('run_dead', 'ten_x', 5, 5)")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let subs_svc = test_support::spawn(
+        subscription_service::build(test_support::config(
+            ServiceName::Subscription,
+            &sdb.url,
+            &prefix,
+            &[],
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    let billing_svc = test_support::spawn(
+        billing_service::build(test_support::config(
+            ServiceName::Billing,
+            &bdb.url,
+            &prefix,
+            &[("SUBSCRIPTION_SERVICE_ADDR", subs_svc.url())],
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = sqlx::query_scalar("SELECT status FROM billing_runs WHERE id = 'run_dead'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "completed");
+    let partial: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tenant_summaries WHERE run_id = 'run_dead'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(partial, 0, "the dead attempt's partial rows were dropped");
+
+    pool.close().await;
+    billing_svc.stop().await;
+    subs_svc.stop().await;
+    sdb.drop_db().await;
+    bdb.drop_db().await;
+    if let Ok(bus) = platform::events::EventBus::connect(&test_support::nats_url(), &prefix).await {
+        let _ = bus.delete_streams().await;
+    }
+}

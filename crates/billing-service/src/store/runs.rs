@@ -99,6 +99,25 @@ pub async fn list(
         .await
 }
 
+/// Runs still `running` past their deadline belong to a process that died: their partial
+/// rows are deleted and they go back to `queued`. Returns their ids.
+pub async fn requeue_abandoned(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE billing_runs SET status = 'queued', started_at = NULL, records_processed = 0          WHERE status = 'running'          AND started_at < now() - make_interval(secs => deadline_seconds) RETURNING id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for table in ["charges", "user_usage_summaries", "tenant_summaries"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE run_id = ANY($1)"
+        )))
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(ids)
+}
+
 /// Claims a queued run for execution; `None` when another worker has it or it is done.
 pub async fn claim(conn: &mut PgConnection, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
     let q = format!(
