@@ -282,4 +282,51 @@ mod tests {
         let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(5000))]);
         assert!(super::price(&b, &april(), &usage).unwrap().is_empty());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Constant seats over a whole period bill exactly the model's price for them, and
+            /// the flat fee in full: no proration drift.
+            #[test]
+            fn whole_periods_are_not_prorated(seats in 0u32..500, lead in 0i64..10_000_000) {
+                let mut b = billable();
+                b.created_at = at(1) - chrono::Duration::seconds(lead);
+                b.seats = vec![SeatSegment { from: b.created_at, to: None, seats }];
+                let lines = super::super::price(&b, &april(), &BTreeMap::new()).unwrap();
+                prop_assert_eq!(lines[0].amount_minor, 3000);
+                prop_assert_eq!(lines[1].quantity, Decimal::from(seats));
+                prop_assert_eq!(lines[1].amount_minor, i64::from(seats) * 1000);
+            }
+
+            /// A partial period bills the flat fee × the active fraction, rounded once, never
+            /// more than the whole fee; metered usage is priced in full, only its minimum is scaled.
+            #[test]
+            fn partial_periods_prorate_flat_fees_only(start in 0i64..2_592_000, len in 1i64..2_592_000, calls in 0i64..5000) {
+                let period = april();
+                let mut b = billable();
+                b.created_at = period.start + chrono::Duration::seconds(start);
+                b.canceled_at = Some(b.created_at + chrono::Duration::seconds(len));
+                b.seats = vec![];
+                let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(calls))]);
+                let lines = super::super::price(&b, &period, &usage).unwrap();
+                let end = b.canceled_at.unwrap().min(period.end);
+                let fraction = Decimal::from((end - b.created_at).num_seconds()) / Decimal::from(period.seconds());
+                let want = round_minor(Decimal::from(3000) * fraction).unwrap();
+                prop_assert_eq!(lines[0].amount_minor, want);
+                prop_assert!((0..=3000).contains(&lines[0].amount_minor));
+                prop_assert_eq!(lines[1].amount_minor, 0, "no seats held");
+                // Calls: 100 included, then 1.00 each up to 1,000, 0.50 beyond; the 5.00
+                // minimum is scaled by the active fraction.
+                let billable_calls = (calls - 100).max(0);
+                let exact = Decimal::from(billable_calls.min(1000))
+                    + Decimal::from((billable_calls - 1000).max(0)) * Decimal::new(5, 1);
+                let minimum = round_minor(Decimal::from(500) * fraction).unwrap();
+                prop_assert_eq!(lines[2].quantity, Decimal::from(calls));
+                prop_assert_eq!(lines[2].amount_minor, round_minor(exact).unwrap().max(minimum));
+            }
+        }
+    }
 }
