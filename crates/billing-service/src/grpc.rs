@@ -152,13 +152,45 @@ impl BillingService for BillingApi {
         }
         tenants.sort();
         tenants.dedup();
-        if r.rerun {
-            return Err(Status::unimplemented(
-                "corrective re-runs arrive with pricing (adjustment lines)",
-            ));
-        }
         let id = format!("run_{}", uuid::Uuid::now_v7().simple());
         let mut tx = self.pool.begin().await.map_err(db)?;
+        if r.rerun {
+            // A correction of the completed original: it bills only the difference.
+            let original = runs::original_for_update(&mut tx, (start, end), &tenants)
+                .await
+                .map_err(db)?
+                .filter(|o| o.status == "completed")
+                .ok_or_else(|| {
+                    Status::failed_precondition(
+                        "no completed run of this period and these tenants to correct",
+                    )
+                })?;
+            if runs::correction_in_flight(&mut tx, &original.id)
+                .await
+                .map_err(db)?
+            {
+                return Err(Status::failed_precondition(
+                    "a correction of this run is already queued or running",
+                ));
+            }
+            let row = runs::insert_correction(
+                &mut tx,
+                &NewRun {
+                    id: &id,
+                    period: (start, end),
+                    tenant_ids: &tenants,
+                    deadline_seconds: deadline as i32,
+                    corrects_run_id: Some(&original.id),
+                },
+            )
+            .await
+            .map_err(db)?;
+            enqueue(&mut tx, &requested_event(&row))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            tx.commit().await.map_err(db)?;
+            return Ok(Response::new(run_pb(row)));
+        }
         let (row, fresh) = runs::insert_or_existing(
             &mut tx,
             &NewRun {

@@ -233,6 +233,10 @@ impl Runner {
             .await?
             .into_inner();
         let mut tx = self.pool.begin().await?;
+        let billed = match &run.corrects_run_id {
+            Some(original) => Some(charges::billed_so_far(&mut tx, original).await?),
+            None => None,
+        };
         while let Some(b) = billables.message().await? {
             let (s, plan) = (
                 b.subscription.unwrap_or_default(),
@@ -262,7 +266,15 @@ impl Runner {
                 tenant_id: s.tenant_id,
             };
             let usage = charges::usage(&mut tx, &run.id, &billable.tenant_id).await?;
-            let lines = crate::domain::charges::price(&billable, &period, &usage)?;
+            let mut lines = crate::domain::charges::price(&billable, &period, &usage)?;
+            if let Some(billed) = &billed {
+                lines = crate::domain::charges::adjustments(
+                    lines,
+                    billed,
+                    &billable.tenant_id,
+                    billable.currency,
+                );
+            }
             charges::insert(&mut tx, &run.id, &lines).await?;
         }
         tx.commit().await?;

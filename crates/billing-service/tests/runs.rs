@@ -31,6 +31,25 @@ fn d(v: &str) -> Option<Decimal> {
     Some(Decimal { value: v.into() })
 }
 
+/// Polls a run until it leaves queued/running (10 s at most).
+async fn wait_done(
+    billing: &mut BillingServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> bpb::BillingRun {
+    for _ in 0..200 {
+        let r = billing
+            .get_run(admin(bpb::GetRunRequest { run_id: id.into() }))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.status != bpb::RunStatus::Queued as i32 && r.status != bpb::RunStatus::Running as i32 {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {id} did not finish in 10 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_bills_the_period_once_with_exact_totals() {
     test_support::init_logging();
@@ -222,6 +241,84 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
     assert_eq!(lines.charges.len(), 1);
     assert_eq!(lines.charges[0].kind, bpb::ChargeKind::Usage as i32);
     assert_eq!(event["data"]["amounts"].as_array().unwrap().len(), 2);
+
+    // Late usage arrives for ten_a; a correction bills only the difference, never twice.
+    let late: Vec<_> = (0..100)
+        .map(|i| spb::UsageRecord {
+            id: format!("late-{i}"),
+            tenant_id: "ten_a".into(),
+            user_id: "usr_late".into(),
+            metric: "api_calls".into(),
+            quantity: d("3"),
+            timestamp: Some(platform::grpc::timestamp(now)),
+        })
+        .collect();
+    subs.ingest_usage(admin(spb::IngestUsageRequest { records: late }))
+        .await
+        .unwrap();
+    let fix = billing
+        .start_run(admin(bpb::StartRunRequest {
+            rerun: true,
+            ..start()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(fix.id, run.id);
+    assert_eq!(fix.corrects_run_id.as_deref(), Some(run.id.as_str()));
+    let mut fixed = None;
+    for _ in 0..200 {
+        let r = billing
+            .get_run(admin(bpb::GetRunRequest {
+                run_id: fix.id.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.status == bpb::RunStatus::Completed as i32 {
+            fixed = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fixed = fixed.expect("the correction completed");
+    // 300 more calls × 0.5 = 150 minor units for ten_a; nothing for ten_b.
+    let adj: Vec<(String, i64)> = fixed
+        .totals
+        .iter()
+        .map(|t| (t.tenant_id.clone(), t.total.as_ref().unwrap().amount_cents))
+        .collect();
+    assert_eq!(adj, [("ten_a".to_string(), 150)]);
+    let lines = billing
+        .list_charges(admin(bpb::ListChargesRequest {
+            run_id: fix.id.clone(),
+            tenant_id: None,
+            page: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lines.charges.len(), 1);
+    assert_eq!(lines.charges[0].kind, bpb::ChargeKind::Adjustment as i32);
+    // Correcting again with nothing new bills nothing more.
+    let again = billing
+        .start_run(admin(bpb::StartRunRequest {
+            rerun: true,
+            ..start()
+        }))
+        .await;
+    let again = match again {
+        Ok(r) => r.into_inner(),
+        Err(e) => panic!("{e}"),
+    };
+    let again = wait_done(&mut billing, &again.id).await;
+    assert_eq!(
+        again.status,
+        bpb::RunStatus::Completed as i32,
+        "{}",
+        again.error
+    );
+    assert!(again.totals.is_empty(), "{:?}", again.totals);
 
     // A tenant sees runs naming it, and nothing else.
     let mut req = tonic::Request::new(bpb::GetRunRequest {

@@ -38,6 +38,53 @@ pub struct Line {
     pub amount_minor: i64,
     pub minimum_applied: bool,
     pub currency: Currency,
+    /// A correction's line: the difference to what was billed before.
+    pub adjustment: bool,
+}
+
+/// A correction bills only the difference: each line becomes `amount − billed`, lines that
+/// change nothing are dropped, and prices billed before but gone now are credited back.
+pub fn adjustments(
+    lines: Vec<Line>,
+    billed: &std::collections::HashMap<(String, String), i64>,
+    tenant_id: &str,
+    currency: Currency,
+) -> Vec<Line> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Line> = lines
+        .into_iter()
+        .filter_map(|l| {
+            let before = billed
+                .get(&(l.tenant_id.clone(), l.price_id.clone()))
+                .copied()
+                .unwrap_or(0);
+            seen.insert(l.price_id.clone());
+            (l.amount_minor != before).then(|| Line {
+                amount_minor: l.amount_minor - before,
+                adjustment: true,
+                ..l
+            })
+        })
+        .collect();
+    let mut gone: Vec<_> = billed
+        .iter()
+        .filter(|((t, p), a)| t == tenant_id && !seen.contains(p) && **a != 0)
+        .collect();
+    gone.sort();
+    for ((t, p), a) in gone {
+        out.push(Line {
+            tenant_id: t.clone(),
+            kind: ChargeKind::Flat,
+            price_id: p.clone(),
+            metric: None,
+            quantity: Decimal::ZERO,
+            amount_minor: -a,
+            minimum_applied: false,
+            currency,
+            adjustment: true,
+        });
+    }
+    out
 }
 
 impl Billable {
@@ -127,6 +174,7 @@ pub fn price(
             amount_minor,
             minimum_applied,
             currency: b.currency,
+            adjustment: false,
         });
     }
     Ok(lines)
@@ -273,6 +321,28 @@ mod tests {
         let lines = super::price(&c, &april(), &BTreeMap::new()).unwrap();
         assert_eq!(lines[0].amount_minor, 1000);
         assert_eq!(lines[1].quantity, Decimal::from(4) / Decimal::from(3));
+    }
+
+    #[test]
+    fn corrections_bill_only_the_difference() {
+        let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(2100))]);
+        let lines = super::price(&billable(), &april(), &usage).unwrap();
+        // Billed before: base in full, seats 10.00 short, and a price the plan no longer has.
+        let billed = std::collections::HashMap::from([
+            (("ten_a".to_string(), "base".to_string()), 3000),
+            (("ten_a".to_string(), "seats".to_string()), 6000),
+            (("ten_a".to_string(), "old".to_string()), 700),
+        ]);
+        let adj = adjustments(lines, &billed, "ten_a", Currency::USD);
+        assert_eq!(
+            amounts(&adj),
+            [
+                ("seats".into(), 1000),
+                ("calls".into(), 1500),
+                ("old".into(), -700)
+            ]
+        );
+        assert!(adj.iter().all(|l| l.adjustment));
     }
 
     #[test]

@@ -5,8 +5,11 @@ use sqlx::PgConnection;
 
 use crate::domain::charges::Line;
 
-fn kind(k: ChargeKind) -> &'static str {
-    match k {
+fn kind(l: &Line) -> &'static str {
+    if l.adjustment {
+        return "adjustment";
+    }
+    match l.kind {
         ChargeKind::Flat => "flat",
         ChargeKind::Seat => "seat",
         ChargeKind::Metered => "usage",
@@ -36,7 +39,7 @@ pub async fn insert(
     );
     for l in lines {
         tenants.push(l.tenant_id.as_str());
-        kinds.push(kind(l.kind));
+        kinds.push(kind(l));
         prices.push(l.price_id.as_str());
         metrics.push(l.metric.as_deref().unwrap_or(""));
         qty.push(l.quantity);
@@ -62,6 +65,23 @@ pub async fn insert(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// What has been billed so far for `original` and its completed corrections, per (tenant,
+/// price): what a correction subtracts to bill only the difference.
+pub async fn billed_so_far(
+    conn: &mut PgConnection,
+    original: &str,
+) -> Result<std::collections::HashMap<(String, String), i64>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT c.tenant_id, c.price_id, sum(c.amount_minor)::bigint FROM charges c \
+         JOIN billing_runs r ON r.id = c.run_id \
+         WHERE (r.id = $1 OR r.corrects_run_id = $1) AND r.status = 'completed' GROUP BY 1, 2",
+    )
+    .bind(original)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(t, p, a)| ((t, p), a)).collect())
 }
 
 /// Per (tenant, currency) totals of a run, tenants ascending.

@@ -71,6 +71,59 @@ pub async fn insert_or_existing(
     Ok((row, false))
 }
 
+/// The original (non-correction) run of a period and tenant set, locked.
+pub async fn original_for_update(
+    conn: &mut PgConnection,
+    period: (DateTime<Utc>, DateTime<Utc>),
+    tenant_ids: &[String],
+) -> Result<Option<RunRow>, sqlx::Error> {
+    let q = format!(
+        "SELECT {COLUMNS} FROM billing_runs WHERE period_start = $1 AND period_end = $2 \
+         AND tenant_key = $3 AND corrects_run_id IS NULL FOR UPDATE"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(period.0)
+        .bind(period.1)
+        .bind(tenant_ids.join(","))
+        .fetch_optional(conn)
+        .await
+}
+
+/// Whether a correction of `original` is queued or running.
+pub async fn correction_in_flight(
+    conn: &mut PgConnection,
+    original: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM billing_runs WHERE corrects_run_id = $1 \
+         AND status IN ('queued', 'running'))",
+    )
+    .bind(original)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn insert_correction(
+    conn: &mut PgConnection,
+    r: &NewRun<'_>,
+) -> Result<RunRow, sqlx::Error> {
+    let q = format!(
+        "INSERT INTO billing_runs (id, period_start, period_end, tenant_ids, tenant_key, status, \
+         deadline_seconds, corrects_run_id) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7) \
+         RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(r.id)
+        .bind(r.period.0)
+        .bind(r.period.1)
+        .bind(r.tenant_ids)
+        .bind(r.tenant_ids.join(","))
+        .bind(r.deadline_seconds)
+        .bind(r.corrects_run_id)
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn get(conn: &mut PgConnection, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
     let q = format!("SELECT {COLUMNS} FROM billing_runs WHERE id = $1");
     sqlx::query_as(sqlx::AssertSqlSafe(q))

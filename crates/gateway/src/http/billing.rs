@@ -43,6 +43,9 @@ pub struct Run {
     duration_ms: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
+    /// Set on a correction: the run it corrects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    corrects_run_id: Option<String>,
     created_at: Option<String>,
 }
 
@@ -68,6 +71,7 @@ impl From<pb::BillingRun> for Run {
             finished_at: time(r.finished_at),
             duration_ms: r.duration_ms,
             error: r.error,
+            corrects_run_id: r.corrects_run_id,
             created_at: time(r.created_at),
         }
     }
@@ -89,6 +93,10 @@ pub struct StartRun {
     /// Load test: stream this many generated records through the pipeline; nothing is stored.
     #[serde(default)]
     synthetic_records: Option<u64>,
+    /// Correct the completed run of this period and tenants: bill only the difference, as
+    /// adjustment lines.
+    #[serde(default)]
+    rerun: bool,
 }
 
 /// Start a billing run (or get the existing one for the same period and tenants).
@@ -109,7 +117,7 @@ async fn start_run(
                 period: Some(period),
                 tenant_ids: body.tenant_ids,
                 deadline_seconds: body.deadline_seconds.unwrap_or(0),
-                rerun: false,
+                rerun: body.rerun,
                 synthetic_records: body.synthetic_records.unwrap_or(0),
             },
         ))
