@@ -94,6 +94,11 @@ async fn a_billing_run_through_the_gateway() {
     }
     assert_eq!(status["status"], "completed", "{status}");
     assert_eq!(status["records_processed"], 500);
+    // 500 records × 2 calls × 0.5 minor units = 500 minor units.
+    assert_eq!(
+        status["totals"],
+        json!([{"tenant_id": t, "currency": "USD", "amount_minor": 500}])
+    );
     let (s, list) = api
         .send(Method::GET, "/v1/billing/runs", &owner, None)
         .await;

@@ -596,7 +596,13 @@ impl SubscriptionApi {
             let period = if current.contains(v.ts) {
                 Some(*current)
             } else {
-                period_containing(sub.period_anchor, plan.def.interval, v.ts)
+                // Usage stamped before the subscription began (clock skew, the grace window)
+                // counts toward its first period rather than one it never had.
+                period_containing(
+                    sub.period_anchor,
+                    plan.def.interval,
+                    v.ts.max(sub.period_anchor),
+                )
             };
             let Some(period) = period else {
                 reject(i, &v.id, Reject::Invalid, "timestamp: out of range".into());

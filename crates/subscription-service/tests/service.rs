@@ -574,7 +574,7 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
     let checks = [
         "SELECT tenant_id, metric, date_trunc('hour', ts, 'UTC'), user_id, sum(quantity) FROM usage_records GROUP BY 1,2,3,4",
         "SELECT tenant_id, metric, hour, user_id, quantity FROM usage_hourly",
-        "SELECT r.tenant_id, r.metric, p.period_start, sum(r.quantity) FROM usage_records r JOIN usage_period_total p ON p.tenant_id = r.tenant_id AND p.metric = r.metric AND r.ts >= p.period_start AND r.ts < p.period_end GROUP BY 1,2,3",
+        "SELECT r.tenant_id, r.metric, p.period_start, sum(r.quantity) FROM usage_records r JOIN subscriptions s ON s.tenant_id = r.tenant_id JOIN usage_period_total p ON p.tenant_id = r.tenant_id AND p.metric = r.metric AND greatest(r.ts, s.period_anchor) >= p.period_start AND greatest(r.ts, s.period_anchor) < p.period_end GROUP BY 1,2,3",
         "SELECT tenant_id, metric, period_start, quantity FROM usage_period_total",
         "SELECT tenant_id, metric, period_start, sum(quantity) FROM usage_period GROUP BY 1,2,3",
         "SELECT tenant_id, metric, period_start, quantity FROM usage_period_total",
@@ -593,7 +593,7 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
     // Every raw record falls in a period row (none was left out of the period rollup).
     let unplaced: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM usage_records r WHERE NOT EXISTS (SELECT 1 FROM usage_period_total p \
-         WHERE p.tenant_id = r.tenant_id AND p.metric = r.metric AND r.ts >= p.period_start AND r.ts < p.period_end)",
+         JOIN subscriptions s ON s.tenant_id = p.tenant_id WHERE p.tenant_id = r.tenant_id AND p.metric = r.metric AND greatest(r.ts, s.period_anchor) >= p.period_start AND greatest(r.ts, s.period_anchor) < p.period_end)",
     )
     .fetch_one(&h.pool)
     .await
@@ -805,6 +805,22 @@ async fn entitlements_change_with_usage_and_suspension() {
         (e.allowed, e.remaining.unwrap().value.as_str()),
         (true, "1")
     );
+    // Usage stamped just before the subscription began still counts (first period).
+    let early = ingest(
+        &h,
+        vec![record(
+            "ten_a",
+            "early-1",
+            "",
+            "storage_gb",
+            "0.5",
+            now - chrono::Duration::hours(2),
+        )],
+    )
+    .await;
+    assert_eq!(early.accepted, 1);
+    let e = entitlement(&h, "ten_a", "storage", None).await;
+    assert_eq!(e.used.unwrap().value, "0.5");
     // Crossing the hard limit denies.
     ingest(
         &h,

@@ -43,6 +43,8 @@ pub struct Run {
     duration_ms: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
+    /// Per tenant and currency, once the run completed (for a correction: the adjustments).
+    totals: Vec<RunTotal>,
     /// Set on a correction: the run it corrects.
     #[serde(skip_serializing_if = "Option::is_none")]
     corrects_run_id: Option<String>,
@@ -72,9 +74,29 @@ impl From<pb::BillingRun> for Run {
             duration_ms: r.duration_ms,
             error: r.error,
             corrects_run_id: r.corrects_run_id,
+            totals: r
+                .totals
+                .into_iter()
+                .map(|t| {
+                    let m = t.total.unwrap_or_default();
+                    RunTotal {
+                        tenant_id: t.tenant_id,
+                        currency: m.currency,
+                        amount_minor: m.amount_cents,
+                    }
+                })
+                .collect(),
             created_at: time(r.created_at),
         }
     }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunTotal {
+    tenant_id: String,
+    currency: String,
+    /// Integer minor units (cents).
+    amount_minor: i64,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
