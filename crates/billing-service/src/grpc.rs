@@ -46,6 +46,14 @@ fn time(field: &str, t: &Option<prost_types::Timestamp>) -> Result<DateTime<Utc>
         .ok_or_else(|| platform::grpc::invalid_field(field, format!("{field}: out of range")))
 }
 
+/// Page size: 1..=100, default 20.
+fn page_limit(limit: u32) -> i64 {
+    match limit {
+        0 => 20,
+        n => i64::from(n.min(100)),
+    }
+}
+
 /// A run as the caller may see it: the operator sees all; a tenant only runs naming it.
 fn visible(c: &Caller, r: &RunRow) -> bool {
     is_admin(c) || r.tenant_ids.contains(&c.tenant_id)
@@ -244,10 +252,7 @@ impl BillingService for BillingApi {
         let c = caller(&req)?;
         let r = req.into_inner();
         let page = r.page.unwrap_or_default();
-        let limit = match page.limit {
-            0 => 20,
-            n => i64::from(n.min(100)),
-        };
+        let limit = page_limit(page.limit);
         // The operator may filter by tenant; anyone else sees only their own tenant's runs.
         let tenant = if is_admin(&c) {
             r.tenant_id
@@ -296,10 +301,7 @@ impl BillingService for BillingApi {
             Some(c.tenant_id.clone())
         };
         let page = r.page.unwrap_or_default();
-        let limit = match page.limit {
-            0 => 20,
-            n => i64::from(n.min(100)),
-        };
+        let limit = page_limit(page.limit);
         let after = if page.cursor.is_empty() {
             0
         } else {

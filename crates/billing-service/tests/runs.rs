@@ -163,22 +163,7 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
     assert_eq!(again.id, run.id);
     assert_eq!(run.tenant_ids, ["ten_a", "ten_b"]);
 
-    let mut done = None;
-    for _ in 0..200 {
-        let r = billing
-            .get_run(admin(bpb::GetRunRequest {
-                run_id: run.id.clone(),
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        if r.status != bpb::RunStatus::Queued as i32 && r.status != bpb::RunStatus::Running as i32 {
-            done = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let done = done.expect("the run finished");
+    let done = wait_done(&mut billing, &run.id).await;
     assert_eq!(
         done.status,
         bpb::RunStatus::Completed as i32,
@@ -266,22 +251,13 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
         .into_inner();
     assert_ne!(fix.id, run.id);
     assert_eq!(fix.corrects_run_id.as_deref(), Some(run.id.as_str()));
-    let mut fixed = None;
-    for _ in 0..200 {
-        let r = billing
-            .get_run(admin(bpb::GetRunRequest {
-                run_id: fix.id.clone(),
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        if r.status == bpb::RunStatus::Completed as i32 {
-            fixed = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let fixed = fixed.expect("the correction completed");
+    let fixed = wait_done(&mut billing, &fix.id).await;
+    assert_eq!(
+        fixed.status,
+        bpb::RunStatus::Completed as i32,
+        "{}",
+        fixed.error
+    );
     // 300 more calls × 0.5 = 150 minor units for ten_a; nothing for ten_b.
     let adj: Vec<(String, i64)> = fixed
         .totals

@@ -11,29 +11,18 @@ use crate::error::SubError;
 use crate::store::plans::PlanRow;
 use crate::store::subscriptions::SubRow;
 
+pub use pricing::wire::decimal_pb as dec_pb;
+
+fn pricing_err(e: pricing::PricingError) -> SubError {
+    crate::domain::Invalid::from(e).into()
+}
+
 pub fn dec(field: &'static str, v: &Option<common::Decimal>) -> Result<Option<Decimal>, SubError> {
-    match v {
-        None => Ok(None),
-        Some(d) if d.value.trim().is_empty() => Ok(None),
-        Some(d) => d
-            .value
-            .trim()
-            .parse::<Decimal>()
-            .map(|d| Some(d.normalize()))
-            .map_err(|_| {
-                SubError::invalid(field, format!("{:?} is not a decimal number", d.value))
-            }),
-    }
+    pricing::wire::decimal(field, v).map_err(pricing_err)
 }
 
 fn required(field: &'static str, v: &Option<common::Decimal>) -> Result<Decimal, SubError> {
-    dec(field, v)?.ok_or_else(|| SubError::invalid(field, "required"))
-}
-
-pub fn dec_pb(d: Decimal) -> common::Decimal {
-    common::Decimal {
-        value: d.normalize().to_string(),
-    }
+    pricing::wire::required(field, v).map_err(pricing_err)
 }
 
 pub fn time(
