@@ -256,9 +256,12 @@ async fn usage_and_entitlements_through_the_gateway() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
 
     // Too many records: one clear 422, nothing stored.
-    let many: Vec<_> = (0..10_001)
-        .map(|i| json!({"id": format!("m{i}"), "tenant_id": a, "metric": "api_calls", "quantity": 1, "timestamp": t}))
-        .collect();
+    let calls = |prefix: &str, n: usize| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| json!({"id": format!("{prefix}{i}"), "tenant_id": a, "metric": "api_calls", "quantity": 1, "timestamp": t}))
+            .collect()
+    };
+    let many = calls("m", 10_001);
     let (s, p) = api
         .send(
             Method::POST,
@@ -269,9 +272,7 @@ async fn usage_and_entitlements_through_the_gateway() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     // A full batch of 10,000 fits the body limit.
-    let full: Vec<_> = (0..10_000)
-        .map(|i| json!({"id": format!("f{i}"), "tenant_id": a, "metric": "api_calls", "quantity": 1, "timestamp": t}))
-        .collect();
+    let full = calls("f", 10_000);
     let (s, r) = api
         .send(
             Method::POST,

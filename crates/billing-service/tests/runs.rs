@@ -15,16 +15,21 @@ use rpc::subscription::v1 as spb;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use test_support::TestDb;
 
-fn admin<T>(msg: T) -> tonic::Request<T> {
+/// A request as a verified caller of `tenant` with `role`.
+fn as_caller<T>(tenant: &str, role: &str, msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     Caller {
-        tenant_id: "ten_platform".into(),
-        subject: "operator".into(),
-        roles: vec!["platform_admin".into()],
+        tenant_id: tenant.into(),
+        subject: "tester".into(),
+        roles: vec![role.into()],
         request_id: None,
     }
     .apply(&mut req);
     req
+}
+
+fn admin<T>(msg: T) -> tonic::Request<T> {
+    as_caller("ten_platform", "platform_admin", msg)
 }
 
 fn d(v: &str) -> Option<Decimal> {
@@ -297,16 +302,13 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
     assert!(again.totals.is_empty(), "{:?}", again.totals);
 
     // A tenant sees runs naming it, and nothing else.
-    let mut req = tonic::Request::new(bpb::GetRunRequest {
-        run_id: run.id.clone(),
-    });
-    Caller {
-        tenant_id: "ten_c".into(),
-        subject: "x".into(),
-        roles: vec!["owner".into()],
-        request_id: None,
-    }
-    .apply(&mut req);
+    let req = as_caller(
+        "ten_c",
+        "owner",
+        bpb::GetRunRequest {
+            run_id: run.id.clone(),
+        },
+    );
     assert_eq!(
         billing.get_run(req).await.unwrap_err().code(),
         tonic::Code::NotFound

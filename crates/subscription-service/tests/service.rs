@@ -55,6 +55,16 @@ impl Harness {
         }
     }
 
+    /// The catalog's "pro" plan (see [`plan`]), as most tests need it.
+    async fn create_pro_plan(&self) {
+        self.client()
+            .create_plan(admin(pb::CreatePlanRequest {
+                plan: Some(plan("pro", "4900")),
+            }))
+            .await
+            .unwrap();
+    }
+
     fn client(&self) -> SubscriptionServiceClient<Channel> {
         SubscriptionServiceClient::new(self.channel.clone())
     }
@@ -373,11 +383,7 @@ async fn plans_are_versioned_and_subscriptions_prorate_plan_changes() {
 async fn tenants_are_walled_off() {
     let h = Harness::start().await;
     let mut c = h.client();
-    c.create_plan(admin(pb::CreatePlanRequest {
-        plan: Some(plan("pro", "4900")),
-    }))
-    .await
-    .unwrap();
+    h.create_pro_plan().await;
     subscribe(&h, "ten_b", "pro").await;
     // A caller of tenant A asking about tenant B: not found, on every tenant-scoped call.
     let a = |msg| as_caller("ten_a", &["owner"], msg);
@@ -445,12 +451,7 @@ async fn tenants_are_walled_off() {
 #[tokio::test]
 async fn usage_is_counted_once_under_concurrent_resends_and_bad_records_are_named() {
     let h = Harness::start().await;
-    h.client()
-        .create_plan(admin(pb::CreatePlanRequest {
-            plan: Some(plan("pro", "4900")),
-        }))
-        .await
-        .unwrap();
+    h.create_pro_plan().await;
     subscribe(&h, "ten_a", "pro").await;
     let now = Utc::now();
     let batch: Vec<_> = (0..2000)
@@ -525,12 +526,7 @@ async fn usage_is_counted_once_under_concurrent_resends_and_bad_records_are_name
 #[tokio::test]
 async fn windows_equal_a_recomputation_after_a_random_workload() {
     let h = Harness::start().await;
-    h.client()
-        .create_plan(admin(pb::CreatePlanRequest {
-            plan: Some(plan("pro", "4900")),
-        }))
-        .await
-        .unwrap();
+    h.create_pro_plan().await;
     for t in ["ten_a", "ten_b"] {
         subscribe(&h, t, "pro").await;
     }
@@ -678,12 +674,7 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn seats_follow_user_events_counting_redeliveries_once() {
     let h = Harness::start().await;
-    h.client()
-        .create_plan(admin(pb::CreatePlanRequest {
-            plan: Some(plan("pro", "4900")),
-        }))
-        .await
-        .unwrap();
+    h.create_pro_plan().await;
     // Two users exist before the subscription; it starts with their seats.
     for u in ["usr_1", "usr_2"] {
         h.bus
@@ -773,12 +764,7 @@ async fn seats_follow_user_events_counting_redeliveries_once() {
 #[tokio::test]
 async fn entitlements_change_with_usage_and_suspension() {
     let h = Harness::start().await;
-    h.client()
-        .create_plan(admin(pb::CreatePlanRequest {
-            plan: Some(plan("pro", "4900")),
-        }))
-        .await
-        .unwrap();
+    h.create_pro_plan().await;
     assert_eq!(
         entitlement(&h, "ten_a", "calls", None).await.reason,
         "no_subscription"
@@ -921,12 +907,7 @@ async fn entitlements_change_with_usage_and_suspension() {
 #[tokio::test]
 async fn the_clock_ends_trials_and_applies_scheduled_cancellations() {
     let h = Harness::start().await;
-    h.client()
-        .create_plan(admin(pb::CreatePlanRequest {
-            plan: Some(plan("pro", "4900")),
-        }))
-        .await
-        .unwrap();
+    h.create_pro_plan().await;
     let s = h
         .client()
         .create_subscription(admin(pb::CreateSubscriptionRequest {
