@@ -57,7 +57,7 @@ pub async fn synthetic(args: &[String]) -> std::process::ExitCode {
     });
     let outcome = with_deadline(
         deadline,
-        pipeline::run(rx, &limiter, sink.clone(), progress.clone()),
+        pipeline::run(rx.into_inner(), &limiter, sink.clone(), progress.clone()),
     )
     .await;
     let secs = started.elapsed().as_secs_f64();

@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use concurrency::{BatchReceiver, Limiter, ThroughputTracker};
+use concurrency::{Limiter, ThroughputTracker};
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 
-use crate::domain::aggregate::{TenantDelta, Total, Usage, fold};
+use crate::domain::aggregate::{Batch, TenantDelta, Total, Usage};
 use crate::store::summaries::{self, LockOrder};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +38,8 @@ pub trait Sink: Send + Sync + 'static {
 /// Runs every batch `rx` yields through the workers, then writes the totals to `sink`;
 /// returns the records processed. The caller bounds it in time with
 /// `concurrency::with_deadline`.
-pub async fn run<S: Sink>(
-    mut rx: BatchReceiver<Usage>,
+pub async fn run<B: Batch, S: Sink>(
+    mut rx: mpsc::Receiver<B>,
     limiter: &Limiter,
     sink: Arc<S>,
     progress: Arc<ThroughputTracker>,
@@ -47,10 +48,10 @@ pub async fn run<S: Sink>(
     let mut workers = Workers(Vec::new());
     while let Some(batch) = rx.recv().await {
         let (totals, progress) = (totals.clone(), progress.clone());
-        let n = batch.len() as u64;
+        let n = batch.records() as u64;
         let worker = limiter
             .spawn(async move {
-                let deltas = fold(&batch);
+                let deltas = batch.fold();
                 drop(batch);
                 let mut all = totals.lock().unwrap_or_else(|p| p.into_inner());
                 for d in deltas {

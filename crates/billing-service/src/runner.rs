@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::domain::aggregate::Usage;
+use crate::domain::aggregate::Columns;
 use crate::domain::charges::Billable;
 use crate::pipeline::{self, MemorySink, PipelineError, SummarySink};
 use crate::store::charges;
@@ -50,10 +50,32 @@ pub struct Runner {
     pub limiter: Limiter,
 }
 
-fn dec(d: Option<rpc::common::v1::Decimal>) -> Result<rust_decimal::Decimal, RunError> {
-    let v = d.map(|d| d.value).unwrap_or_default();
-    v.parse()
-        .map_err(|_| RunError::Record(format!("quantity {v:?}")))
+/// A streamed batch, checked: lengths agree, indexes in range, quantities well-formed.
+fn columns(c: sub::UsageColumns) -> Result<Columns, RunError> {
+    let bad = |m: String| RunError::Record(m);
+    if c.units.len() != c.scale.len() {
+        return Err(bad(format!(
+            "{} units but {} scales",
+            c.units.len(),
+            c.scale.len()
+        )));
+    }
+    let mut quantity = c
+        .units
+        .iter()
+        .zip(&c.scale)
+        .map(|(&u, &s)| {
+            rust_decimal::Decimal::try_new(u, s).map_err(|_| bad(format!("quantity {u}e-{s}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, d) in c.wide {
+        let v = d.value;
+        let q = quantity
+            .get_mut(i as usize)
+            .ok_or_else(|| bad(format!("wide quantity for record {i} of a shorter batch")))?;
+        *q = v.parse().map_err(|_| bad(format!("quantity {v:?}")))?;
+    }
+    Columns::new(c.strings, c.tenant, c.user, c.metric, quantity).map_err(bad)
 }
 
 impl Runner {
@@ -176,7 +198,7 @@ impl Runner {
         run: &RunRow,
         tracker: Arc<ThroughputTracker>,
     ) -> Result<(), RunError> {
-        let (mut tx, rx) = batch_channel(self.limiter.max_workers() * 2, BATCH);
+        let (tx, rx) = mpsc::channel(self.limiter.max_workers() * 2);
         let sink = Arc::new(SummarySink {
             pool: self.pool.clone(),
             run_id: run.id.clone(),
@@ -187,24 +209,17 @@ impl Runner {
                 tenant_ids: run.tenant_ids.clone(),
                 period: Some(period_pb(run)),
                 batch_size: BATCH as u32,
+                columnar: true,
             },
         );
         let mut stream = self.usage.clone().stream_usage(req).await?.into_inner();
         let producer = async move {
             while let Some(batch) = stream.message().await? {
-                for r in batch.records {
-                    let usage = Usage {
-                        quantity: dec(r.quantity)?,
-                        tenant_id: r.tenant_id,
-                        user_id: r.user_id,
-                        metric: r.metric,
-                    };
-                    if tx.push(usage).await.is_err() {
-                        return Ok(());
-                    }
+                let columns = columns(batch.columns.unwrap_or_default())?;
+                if tx.send(columns).await.is_err() {
+                    return Ok(());
                 }
             }
-            let _ = tx.finish().await;
             Ok::<(), RunError>(())
         };
         let consumer = async {
@@ -295,8 +310,13 @@ impl Runner {
             let _ = tx.finish().await;
         });
         let tracker = Arc::new(ThroughputTracker::new());
-        let done =
-            pipeline::run(rx, &self.limiter, Arc::new(MemorySink::default()), tracker).await?;
+        let done = pipeline::run(
+            rx.into_inner(),
+            &self.limiter,
+            Arc::new(MemorySink::default()),
+            tracker,
+        )
+        .await?;
         producer.abort();
         Ok((done, started.elapsed().as_secs_f64()))
     }

@@ -38,7 +38,7 @@ async fn totals_written_by_the_pipeline_equal_a_recomputation() {
         run_id: "run-1".into(),
     });
     let progress = Arc::new(ThroughputTracker::new());
-    let n = pipeline::run(rx, &limiter(), sink, progress.clone())
+    let n = pipeline::run(rx.into_inner(), &limiter(), sink, progress.clone())
         .await
         .unwrap();
     producer.await.unwrap();
@@ -80,7 +80,12 @@ async fn a_run_past_its_deadline_stops_with_exceeded_deadline() {
     let lim = limiter();
     let out = with_deadline(
         limit,
-        pipeline::run(rx, &lim, Arc::new(MemorySink::default()), progress.clone()),
+        pipeline::run(
+            rx.into_inner(),
+            &lim,
+            Arc::new(MemorySink::default()),
+            progress.clone(),
+        ),
     )
     .await;
     assert_eq!(out.unwrap_err().limit, limit);

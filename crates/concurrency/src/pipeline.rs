@@ -79,6 +79,11 @@ impl<T> BatchReceiver<T> {
     pub async fn recv(&mut self) -> Option<Vec<T>> {
         self.rx.recv().await
     }
+
+    /// The channel underneath, for a consumer that takes any bounded receiver of batches.
+    pub fn into_inner(self) -> mpsc::Receiver<Vec<T>> {
+        self.rx
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use rpc::common::v1 as common;
 use rpc::subscription::v1 as pb;
 
 use crate::domain::plan::{Feature, FeatureValue, LimitKind, PlanDef};
+use crate::domain::usage::{Columns, Record};
 use crate::error::SubError;
 use crate::store::plans::PlanRow;
 use crate::store::subscriptions::SubRow;
@@ -177,5 +178,72 @@ pub fn segment_pb(s: &SeatSegment) -> pb::SeatSegment {
         from: Some(timestamp(s.from)),
         to: s.to.map(timestamp),
         seats: s.seats,
+    }
+}
+
+pub fn record_pb(r: Record) -> pb::UsageRecord {
+    pb::UsageRecord {
+        id: r.id,
+        tenant_id: r.tenant_id,
+        user_id: r.user_id,
+        metric: r.metric,
+        quantity: Some(dec_pb(r.quantity)),
+        timestamp: Some(timestamp(r.ts)),
+    }
+}
+
+/// Quantities go as integer units and a scale (normalized, so `1.50` is 15 / 10^1); the
+/// rare one whose digits exceed an int64 goes exactly in `wide`.
+pub fn columns_pb(c: Columns) -> pb::UsageColumns {
+    let mut units = Vec::with_capacity(c.quantity.len());
+    let mut scale = Vec::with_capacity(c.quantity.len());
+    let mut wide = std::collections::HashMap::new();
+    for (i, q) in c.quantity.iter().enumerate() {
+        let q = q.normalize();
+        match i64::try_from(q.mantissa()) {
+            Ok(u) => {
+                units.push(u);
+                scale.push(q.scale());
+            }
+            Err(_) => {
+                units.push(0);
+                scale.push(0);
+                let i = u32::try_from(i).expect("a batch holds at most 8192 records");
+                wide.insert(i, dec_pb(q));
+            }
+        }
+    }
+    pb::UsageColumns {
+        strings: c.strings,
+        tenant: c.tenant,
+        user: c.user,
+        metric: c.metric,
+        units,
+        scale,
+        wide,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_quantities_are_exact_including_wide_ones() {
+        let wide: Decimal = "999999999999.999999999999".parse().unwrap();
+        let mut c = Columns::default();
+        for q in [
+            Decimal::new(150, 2),
+            wide,
+            Decimal::ZERO,
+            Decimal::new(7, 0),
+        ] {
+            c.push("ten_1", "", "api_calls", q);
+        }
+        let pb = columns_pb(c);
+        assert_eq!(pb.units, [15, 0, 0, 7]);
+        assert_eq!(pb.scale, [1, 0, 0, 0]);
+        assert_eq!(pb.wide.len(), 1);
+        assert_eq!(pb.wide[&1].value.parse::<Decimal>().unwrap(), wide);
     }
 }

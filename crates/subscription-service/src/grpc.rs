@@ -797,30 +797,21 @@ impl SubscriptionApi {
         } else {
             r.tenant_ids
         };
-        // Two batches in flight: a slow reader pauses the query (and Postgres) here.
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let pool = self.inner.pool.clone();
-        tokio::spawn(async move {
-            store::usage::stream(&pool, &tenants, period.start, period.end, size, tx).await;
-        });
-        let batches =
-            tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |rows| {
-                rows.map(|rows| pb::UsageBatch {
-                    records: rows
-                        .into_iter()
-                        .map(|r| pb::UsageRecord {
-                            id: r.id,
-                            tenant_id: r.tenant_id,
-                            user_id: r.user_id,
-                            metric: r.metric,
-                            quantity: Some(dec_pb(r.quantity)),
-                            timestamp: Some(timestamp(r.ts)),
-                        })
-                        .collect(),
-                })
-                .map_err(Status::from)
-            });
-        Ok(Box::pin(batches))
+        if r.columnar {
+            Ok(usage_stream(self, tenants, period, size, |c| {
+                pb::UsageBatch {
+                    records: Vec::new(),
+                    columns: Some(convert::columns_pb(c)),
+                }
+            }))
+        } else {
+            Ok(usage_stream(self, tenants, period, size, |rows: Vec<_>| {
+                pb::UsageBatch {
+                    records: rows.into_iter().map(convert::record_pb).collect(),
+                    columns: None,
+                }
+            }))
+        }
     }
 
     async fn billable_inner(
@@ -859,6 +850,26 @@ impl SubscriptionApi {
 }
 
 type UsageStream = Pin<Box<dyn Stream<Item = Result<pb::UsageBatch, Status>> + Send>>;
+
+/// Streams the period's usage as batches of `B`, each turned into a message by `encode`.
+fn usage_stream<B: store::usage::StreamBatch>(
+    svc: &SubscriptionApi,
+    tenants: Vec<String>,
+    period: pricing::Period,
+    size: usize,
+    encode: fn(B) -> pb::UsageBatch,
+) -> UsageStream {
+    // Two batches in flight: a slow reader pauses the query (and Postgres) here.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let pool = svc.inner.pool.clone();
+    tokio::spawn(async move {
+        store::usage::stream(&pool, &tenants, period.start, period.end, size, tx).await;
+    });
+    Box::pin(tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        move |batch| batch.map(encode).map_err(Status::from),
+    ))
+}
 type BillableStream = Pin<Box<dyn Stream<Item = Result<pb::BillableSubscription, Status>> + Send>>;
 
 fn reply<T>(r: Result<T, SubError>) -> Reply<T> {

@@ -3,6 +3,7 @@
 //! recomputation, seats following user events (with redeliveries), entitlements changing with
 //! usage and suspension, tenant isolation and the billing streams.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use rand::Rng;
 use rpc::common::v1 as common;
 use rpc::subscription::v1 as pb;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
+use rust_decimal::Decimal;
 use subscription_service::settings::Settings;
 use test_support::{RunningService, TestDb};
 use tonic::transport::Channel;
@@ -627,27 +629,64 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
         raw_total
     );
 
-    // Billing's stream returns exactly the period's raw records.
-    let mut stream = h
-        .client()
-        .stream_usage(admin(pb::StreamUsageRequest {
-            tenant_ids: vec![],
-            period: Some(common::Period {
-                start: ts(now - chrono::Duration::days(30)),
-                end: ts(now + chrono::Duration::hours(1)),
-            }),
-            batch_size: 100,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut streamed = 0i64;
-    while let Some(b) = stream.next().await {
-        let b = b.unwrap();
-        assert!(b.records.len() <= 100);
-        streamed += b.records.len() as i64;
+    // Billing's stream returns exactly the period's raw records, as records and as columns.
+    // (tenant, user, metric) → (records, total quantity), once per stream form.
+    type Sums = BTreeMap<(String, String, String), (i64, Decimal)>;
+    let mut sums: [Sums; 2] = Default::default();
+    for (columnar, sums) in [false, true].into_iter().zip(&mut sums) {
+        let mut stream = h
+            .client()
+            .stream_usage(admin(pb::StreamUsageRequest {
+                tenant_ids: vec![],
+                period: Some(common::Period {
+                    start: ts(now - chrono::Duration::days(30)),
+                    end: ts(now + chrono::Duration::hours(1)),
+                }),
+                batch_size: 100,
+                columnar,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(b) = stream.next().await {
+            let b = b.unwrap();
+            let mut add = |t: &str, u: &str, m: &str, q: Decimal| {
+                let e = sums.entry((t.into(), u.into(), m.into())).or_default();
+                e.0 += 1;
+                e.1 += q;
+            };
+            if let Some(c) = b.columns {
+                assert!(columnar && b.records.is_empty());
+                assert!(c.units.len() <= 100);
+                let s = |i: u32| c.strings[i as usize].as_str();
+                for i in 0..c.units.len() {
+                    let q = match c.wide.get(&(i as u32)) {
+                        Some(d) => d.value.parse().unwrap(),
+                        None => Decimal::new(c.units[i], c.scale[i]),
+                    };
+                    add(s(c.tenant[i]), s(c.user[i]), s(c.metric[i]), q);
+                }
+            } else {
+                assert!(!columnar);
+                assert!(b.records.len() <= 100);
+                for r in &b.records {
+                    let q = r.quantity.as_ref().unwrap().value.parse().unwrap();
+                    add(&r.tenant_id, &r.user_id, &r.metric, q);
+                }
+            }
+        }
     }
+    let streamed: i64 = sums[0].values().map(|v| v.0).sum();
     assert_eq!(streamed, stored);
+    assert_eq!(
+        sums[0], sums[1],
+        "columns carry the same records as records do"
+    );
+    let all: Decimal = sqlx::query_scalar("SELECT sum(quantity) FROM usage_records")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(sums[1].values().map(|v| v.1).sum::<Decimal>(), all);
     h.stop().await;
 }
 

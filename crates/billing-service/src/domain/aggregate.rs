@@ -83,9 +83,168 @@ pub fn fold<'a>(records: impl IntoIterator<Item = &'a Usage>) -> Vec<TenantDelta
         .collect()
 }
 
+/// A batch of records the pipeline's workers fold.
+pub trait Batch: Send + 'static {
+    /// Records in the batch (for throughput and progress).
+    fn records(&self) -> usize;
+    fn fold(&self) -> Vec<TenantDelta>;
+}
+
+impl Batch for Vec<Usage> {
+    fn records(&self) -> usize {
+        self.len()
+    }
+
+    fn fold(&self) -> Vec<TenantDelta> {
+        fold(self)
+    }
+}
+
+/// Records as columns, as the subscription service streams them: each distinct id once in
+/// `strings`, record `i` as indexes `tenant[i]`, `user[i]`, `metric[i]` into it and
+/// `quantity[i]`. Checked when built, so folding cannot go out of bounds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Columns {
+    strings: Vec<String>,
+    tenant: Vec<u32>,
+    user: Vec<u32>,
+    metric: Vec<u32>,
+    quantity: Vec<Decimal>,
+}
+
+impl Columns {
+    pub fn new(
+        strings: Vec<String>,
+        tenant: Vec<u32>,
+        user: Vec<u32>,
+        metric: Vec<u32>,
+        quantity: Vec<Decimal>,
+    ) -> Result<Self, String> {
+        let n = quantity.len();
+        if tenant.len() != n || user.len() != n || metric.len() != n {
+            return Err(format!(
+                "columns of different lengths: {} tenants, {} users, {} metrics, {n} quantities",
+                tenant.len(),
+                user.len(),
+                metric.len()
+            ));
+        }
+        if let Some(i) = tenant
+            .iter()
+            .chain(&user)
+            .chain(&metric)
+            .find(|&&i| i as usize >= strings.len())
+        {
+            return Err(format!(
+                "string index {i} out of range ({} strings)",
+                strings.len()
+            ));
+        }
+        Ok(Columns {
+            strings,
+            tenant,
+            user,
+            metric,
+            quantity,
+        })
+    }
+}
+
+impl Batch for Columns {
+    fn records(&self) -> usize {
+        self.quantity.len()
+    }
+
+    /// Sums by index triple (no string hashing per record), then names each distinct triple.
+    fn fold(&self) -> Vec<TenantDelta> {
+        let mut sums: HashMap<(u32, u32, u32), Total> = HashMap::new();
+        for (i, q) in self.quantity.iter().enumerate() {
+            let t = sums
+                .entry((self.tenant[i], self.user[i], self.metric[i]))
+                .or_default();
+            t.records += 1;
+            t.quantity += *q;
+        }
+        let s = |i: u32| self.strings[i as usize].as_str();
+        let mut by_tenant: BTreeMap<&str, BTreeMap<(String, String), Total>> = BTreeMap::new();
+        for ((tenant, user, metric), total) in sums {
+            // Added, not inserted: nothing stops a sender from listing one string twice.
+            by_tenant
+                .entry(s(tenant))
+                .or_default()
+                .entry((s(user).to_string(), s(metric).to_string()))
+                .or_default()
+                .add(total);
+        }
+        by_tenant
+            .into_iter()
+            .map(|(tenant, users)| TenantDelta {
+                tenant_id: tenant.to_string(),
+                users,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `records` as columns, with every string listed twice and the copies used alternately
+    /// (a sender that does not de-duplicate must still fold to the same totals).
+    fn columns(records: &[Usage]) -> Columns {
+        let mut strings = Vec::new();
+        let mut index = |s: &str, i: usize| {
+            let at = match strings.iter().position(|x| x == s) {
+                Some(at) => at,
+                None => {
+                    strings.push(s.to_string());
+                    strings.push(s.to_string());
+                    strings.len() - 2
+                }
+            };
+            (at + i % 2) as u32
+        };
+        let (mut t, mut u, mut m, mut q) = (vec![], vec![], vec![], vec![]);
+        for (i, r) in records.iter().enumerate() {
+            t.push(index(&r.tenant_id, i));
+            u.push(index(&r.user_id, i));
+            m.push(index(&r.metric, i));
+            q.push(r.quantity);
+        }
+        Columns::new(strings, t, u, m, q).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn columns_fold_like_records(
+            rows in proptest::collection::vec((0..3u8, 0..4u8, 0..2u8, 0..1_000_000i64, 0..4u32), 0..200)
+        ) {
+            let records: Vec<Usage> = rows
+                .iter()
+                .map(|&(t, u, m, q, scale)| Usage {
+                    tenant_id: format!("t{t}"),
+                    user_id: if u == 0 { String::new() } else { format!("u{u}") },
+                    metric: format!("m{m}"),
+                    quantity: Decimal::new(q, scale),
+                })
+                .collect();
+            let c = columns(&records);
+            prop_assert_eq!(c.records(), records.len());
+            prop_assert_eq!(c.fold(), fold(&records));
+        }
+    }
+
+    #[test]
+    fn columns_out_of_range_or_ragged_are_refused() {
+        let s = || vec!["t".to_string(), "u".to_string()];
+        let one = Decimal::ONE;
+        assert!(Columns::new(s(), vec![0], vec![1], vec![2], vec![one]).is_err());
+        assert!(Columns::new(s(), vec![0, 0], vec![1], vec![1], vec![one]).is_err());
+        assert!(Columns::new(s(), vec![0], vec![1], vec![1], vec![]).is_err());
+        assert!(Columns::new(s(), vec![0], vec![1], vec![1], vec![one]).is_ok());
+    }
 
     fn u(t: &str, user: &str, m: &str, q: i64) -> Usage {
         Usage {

@@ -1,5 +1,7 @@
 //! Usage record validation, before any lookup: shape, sizes, time window.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use pricing::Decimal;
 
@@ -106,9 +108,89 @@ pub fn validate(
     })
 }
 
+/// Records as columns, each distinct tenant, user and metric id stored once: how a billing
+/// run reads a period's usage (no record ids or timestamps). Record `i` is
+/// `(strings[tenant[i]], strings[user[i]], strings[metric[i]], quantity[i])`.
+#[derive(Debug, Default)]
+pub struct Columns {
+    pub strings: Vec<String>,
+    pub tenant: Vec<u32>,
+    pub user: Vec<u32>,
+    pub metric: Vec<u32>,
+    pub quantity: Vec<Decimal>,
+    index: HashMap<String, u32>,
+    // Rows arrive grouped by tenant and often repeat a user or metric: the last hit of each
+    // column skips the hash lookup.
+    last: [Option<u32>; 3],
+}
+
+impl Columns {
+    pub fn push(&mut self, tenant: &str, user: &str, metric: &str, quantity: Decimal) {
+        let t = self.intern(0, tenant);
+        let u = self.intern(1, user);
+        let m = self.intern(2, metric);
+        self.tenant.push(t);
+        self.user.push(u);
+        self.metric.push(m);
+        self.quantity.push(quantity);
+    }
+
+    pub fn len(&self) -> usize {
+        self.quantity.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.quantity.is_empty()
+    }
+
+    fn intern(&mut self, column: usize, s: &str) -> u32 {
+        if let Some(i) = self.last[column]
+            && self.strings[i as usize] == s
+        {
+            return i;
+        }
+        let i = match self.index.get(s) {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(self.strings.len())
+                    .expect("a batch holds at most 8192 records, so at most 24576 strings");
+                self.strings.push(s.to_string());
+                self.index.insert(s.to_string(), i);
+                i
+            }
+        };
+        self.last[column] = Some(i);
+        i
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_store_each_id_once() {
+        let mut c = Columns::default();
+        c.push("ten_1", "usr_1", "api_calls", Decimal::ONE);
+        c.push("ten_1", "usr_2", "api_calls", Decimal::TWO);
+        c.push("ten_2", "usr_1", "storage", Decimal::TEN);
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            c.strings,
+            ["ten_1", "usr_1", "api_calls", "usr_2", "ten_2", "storage"]
+        );
+        let row = |i: usize| {
+            (
+                c.strings[c.tenant[i] as usize].as_str(),
+                c.strings[c.user[i] as usize].as_str(),
+                c.strings[c.metric[i] as usize].as_str(),
+                c.quantity[i],
+            )
+        };
+        assert_eq!(row(0), ("ten_1", "usr_1", "api_calls", Decimal::ONE));
+        assert_eq!(row(1), ("ten_1", "usr_2", "api_calls", Decimal::TWO));
+        assert_eq!(row(2), ("ten_2", "usr_1", "storage", Decimal::TEN));
+    }
 
     fn raw<'a>(quantity: &'a str, ts: Option<DateTime<Utc>>) -> RawRecord<'a> {
         RawRecord {

@@ -10,9 +10,10 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use pricing::Decimal;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
 
-use crate::domain::usage::Record;
+use crate::domain::usage::{Columns, Record};
 use crate::error::SubError;
 
 /// A valid record with the billing period its timestamp falls in.
@@ -173,57 +174,96 @@ pub async fn series(
         .await?)
 }
 
+/// A batch `stream` fills row by row: whole records, or columns for billing.
+pub trait StreamBatch: Default + Send + 'static {
+    /// The columns of `usage_records` it reads, in the order `push_row` takes them.
+    const COLUMNS: &'static str;
+    fn push_row(&mut self, row: &PgRow) -> Result<(), sqlx::Error>;
+    /// Rows pushed so far.
+    fn rows(&self) -> usize;
+}
+
+impl StreamBatch for Vec<Record> {
+    const COLUMNS: &'static str = "tenant_id, id, user_id, metric, quantity, ts";
+
+    fn push_row(&mut self, row: &PgRow) -> Result<(), sqlx::Error> {
+        self.push(Record {
+            tenant_id: row.try_get(0)?,
+            id: row.try_get(1)?,
+            user_id: row.try_get(2)?,
+            metric: row.try_get(3)?,
+            quantity: row.try_get(4)?,
+            ts: row.try_get(5)?,
+        });
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+impl StreamBatch for Columns {
+    const COLUMNS: &'static str = "tenant_id, user_id, metric, quantity";
+
+    fn push_row(&mut self, row: &PgRow) -> Result<(), sqlx::Error> {
+        // Borrowed: a string is copied only the first time the batch sees it.
+        self.push(
+            row.try_get::<&str, _>(0)?,
+            row.try_get::<&str, _>(1)?,
+            row.try_get::<&str, _>(2)?,
+            row.try_get(3)?,
+        );
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
 /// Streams the records of `tenants` with `from <= ts < to` into `out` in batches of `size`,
 /// from one query (one snapshot). A full channel pauses the query; a closed one ends it.
-pub async fn stream(
+pub async fn stream<B: StreamBatch>(
     pool: &PgPool,
     tenants: &[String],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     size: usize,
-    out: tokio::sync::mpsc::Sender<Result<Vec<Record>, SubError>>,
+    out: tokio::sync::mpsc::Sender<Result<B, SubError>>,
 ) {
     if let Err(e) = stream_into(pool, tenants, from, to, size, &out).await {
         let _ = out.send(Err(e)).await;
     }
 }
 
-async fn stream_into(
+async fn stream_into<B: StreamBatch>(
     pool: &PgPool,
     tenants: &[String],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     size: usize,
-    out: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SubError>>,
+    out: &tokio::sync::mpsc::Sender<Result<B, SubError>>,
 ) -> Result<(), SubError> {
     let mut conn = pool.acquire().await?;
-    type Row = (String, String, String, String, Decimal, DateTime<Utc>);
-    let mut rows = sqlx::query_as::<_, Row>(
-        "SELECT tenant_id, id, user_id, metric, quantity, ts FROM usage_records \
-         WHERE tenant_id = ANY($1) AND ts >= $2 AND ts < $3",
-    )
-    .bind(tenants)
-    .bind(from)
-    .bind(to)
-    .fetch(&mut *conn);
-    let mut batch = Vec::with_capacity(size);
-    while let Some((tenant_id, id, user_id, metric, quantity, ts)) = rows.try_next().await? {
-        batch.push(Record {
-            tenant_id,
-            id,
-            user_id,
-            metric,
-            quantity,
-            ts,
-        });
-        if batch.len() == size {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(size));
-            if out.send(Ok(full)).await.is_err() {
-                return Ok(());
-            }
+    let sql = format!(
+        "SELECT {} FROM usage_records WHERE tenant_id = ANY($1) AND ts >= $2 AND ts < $3",
+        B::COLUMNS
+    );
+    // Safe: the column list is a constant of the batch type, never input.
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenants)
+        .bind(from)
+        .bind(to)
+        .fetch(&mut *conn);
+    let mut batch = B::default();
+    while let Some(row) = rows.try_next().await? {
+        batch.push_row(&row)?;
+        if batch.rows() == size && out.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+            return Ok(());
         }
     }
-    if !batch.is_empty() {
+    if batch.rows() > 0 {
         let _ = out.send(Ok(batch)).await;
     }
     Ok(())
