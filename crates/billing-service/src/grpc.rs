@@ -323,6 +323,7 @@ impl BillingService for BillingApi {
             charges: rows
                 .into_iter()
                 .map(|r| pb::Charge {
+                    description: describe(&r),
                     id: r.id.to_string(),
                     run_id: r.run_id,
                     tenant_id: r.tenant_id,
@@ -335,7 +336,11 @@ impl BillingService for BillingApi {
                         "adjustment" => pb::ChargeKind::Adjustment,
                         _ => pb::ChargeKind::Unspecified,
                     } as i32,
-                    description: r.price_id,
+                    price_id: r.price_id,
+                    plan_id: r.plan_id,
+                    plan_version: u32::try_from(r.plan_version).unwrap_or(0),
+                    starts_at: r.starts_at.map(timestamp),
+                    ends_at: r.ends_at.map(timestamp),
                     metric: r.metric,
                     quantity: Some(pricing::wire::decimal_pb(r.quantity)),
                     unit_amount: None,
@@ -350,5 +355,19 @@ impl BillingService for BillingApi {
                 has_more,
             }),
         }))
+    }
+}
+
+/// A line's label for people (invoices, dashboards): the price and the plan version it bills.
+fn describe(r: &charges::ChargeRow) -> String {
+    let what = if r.plan_id.is_empty() {
+        r.price_id.clone()
+    } else {
+        format!("{} (plan {} v{})", r.price_id, r.plan_id, r.plan_version)
+    };
+    match (r.kind.as_str(), r.starts_at) {
+        ("adjustment", None) => format!("credit: {what}"),
+        ("adjustment", Some(_)) => format!("correction: {what}"),
+        _ => what,
     }
 }

@@ -257,12 +257,21 @@ impl Runner {
                 b.subscription.unwrap_or_default(),
                 b.plan.unwrap_or_default(),
             );
+            // A subscription service that does not send phases: the end plan over the period.
+            let phases = if b.phases.is_empty() {
+                vec![sub::PlanPhase {
+                    plan: Some(plan.clone()),
+                    start: Some(timestamp(period.start)),
+                    end: Some(timestamp(period.end)),
+                }]
+            } else {
+                b.phases
+            };
             let billable = Billable {
                 currency: pricing::Currency::parse(&plan.currency)?,
-                prices: plan
-                    .prices
-                    .iter()
-                    .map(pricing::wire::price_from_pb)
+                phases: phases
+                    .into_iter()
+                    .map(|p| phase(p, &period))
                     .collect::<Result<_, _>>()?,
                 created_at: instant(s.created_at).unwrap_or(run.period_start),
                 trial_end: s.trial_end.and_then(|t| instant(Some(t))),
@@ -320,6 +329,25 @@ impl Runner {
         producer.abort();
         Ok((done, started.elapsed().as_secs_f64()))
     }
+}
+
+/// A plan phase as pricing sees it; its bounds default to the period's.
+fn phase(
+    p: sub::PlanPhase,
+    period: &pricing::Period,
+) -> Result<crate::domain::charges::Phase, pricing::PricingError> {
+    let plan = p.plan.unwrap_or_default();
+    Ok(crate::domain::charges::Phase {
+        prices: plan
+            .prices
+            .iter()
+            .map(pricing::wire::price_from_pb)
+            .collect::<Result<_, _>>()?,
+        plan_id: plan.id,
+        plan_version: plan.version,
+        start: instant(p.start).unwrap_or(period.start),
+        end: instant(p.end).unwrap_or(period.end),
+    })
 }
 
 fn instant(t: Option<prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -55,32 +55,79 @@ async fn wait_done(
     panic!("run {id} did not finish in 10 s");
 }
 
+/// The subscription and billing services on their own databases and event namespace.
+struct Stack {
+    prefix: String,
+    sdb: TestDb,
+    bdb: TestDb,
+    subs_svc: test_support::RunningService,
+    billing_svc: test_support::RunningService,
+}
+
+impl Stack {
+    async fn start(prefix: String, sdb: TestDb, bdb: TestDb) -> Stack {
+        let subs_svc = test_support::spawn(
+            subscription_service::build(test_support::config(
+                ServiceName::Subscription,
+                &sdb.url,
+                &prefix,
+                &[],
+            ))
+            .await
+            .unwrap(),
+        )
+        .await;
+        let billing_svc = test_support::spawn(
+            billing_service::build(test_support::config(
+                ServiceName::Billing,
+                &bdb.url,
+                &prefix,
+                &[("SUBSCRIPTION_SERVICE_ADDR", subs_svc.url())],
+            ))
+            .await
+            .unwrap(),
+        )
+        .await;
+        Stack {
+            prefix,
+            sdb,
+            bdb,
+            subs_svc,
+            billing_svc,
+        }
+    }
+
+    fn clients(
+        &self,
+    ) -> (
+        SubscriptionServiceClient<tonic::transport::Channel>,
+        BillingServiceClient<tonic::transport::Channel>,
+    ) {
+        let ch = |url: String| platform::grpc::lazy_channel(&url, Duration::from_secs(30)).unwrap();
+        (
+            SubscriptionServiceClient::new(ch(self.subs_svc.url())),
+            BillingServiceClient::new(ch(self.billing_svc.url())),
+        )
+    }
+
+    async fn stop(self) {
+        self.billing_svc.stop().await;
+        self.subs_svc.stop().await;
+        self.sdb.drop_db().await;
+        self.bdb.drop_db().await;
+        let nats = test_support::nats_url();
+        if let Ok(bus) = platform::events::EventBus::connect(&nats, &self.prefix).await {
+            let _ = bus.delete_streams().await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_bills_the_period_once_with_exact_totals() {
     test_support::init_logging();
-    let prefix = test_support::unique_prefix();
     let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
-    let subs_app = subscription_service::build(test_support::config(
-        ServiceName::Subscription,
-        &sdb.url,
-        &prefix,
-        &[],
-    ))
-    .await
-    .unwrap();
-    let subs_svc = test_support::spawn(subs_app).await;
-    let billing_app = billing_service::build(test_support::config(
-        ServiceName::Billing,
-        &bdb.url,
-        &prefix,
-        &[("SUBSCRIPTION_SERVICE_ADDR", subs_svc.url())],
-    ))
-    .await
-    .unwrap();
-    let billing_svc = test_support::spawn(billing_app).await;
-    let ch = |url: String| platform::grpc::lazy_channel(&url, Duration::from_secs(30)).unwrap();
-    let mut subs = SubscriptionServiceClient::new(ch(subs_svc.url()));
-    let mut billing = BillingServiceClient::new(ch(billing_svc.url()));
+    let stack = Stack::start(test_support::unique_prefix(), sdb, bdb).await;
+    let (mut subs, mut billing) = stack.clients();
 
     subs.create_plan(admin(spb::CreatePlanRequest {
         plan: Some(spb::Plan {
@@ -178,7 +225,7 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
     assert_eq!(done.progress.unwrap().records_processed, 4700);
     assert!(done.finished_at.is_some());
 
-    let pool = bdb.pool().await;
+    let pool = stack.bdb.pool().await;
     let mut conn = pool.acquire().await.unwrap();
     let totals = runs::totals(&mut conn, &run.id).await.unwrap();
     let got: std::collections::BTreeMap<_, _> = totals
@@ -316,13 +363,172 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
 
     drop(conn);
     pool.close().await;
-    billing_svc.stop().await;
-    subs_svc.stop().await;
-    sdb.drop_db().await;
-    bdb.drop_db().await;
-    if let Ok(bus) = platform::events::EventBus::connect(&test_support::nats_url(), &prefix).await {
-        let _ = bus.delete_streams().await;
+    stack.stop().await;
+}
+
+/// A plan with a flat fee of `flat` minor units and calls at `per_call` each.
+fn flat_and_calls(id: &str, flat: &str, per_call: &str) -> spb::CreatePlanRequest {
+    let price = |id: &str, kind: spb::ChargeKind, metric: &str, model| spb::Price {
+        id: id.into(),
+        kind: kind as i32,
+        metric: metric.into(),
+        model: Some(spb::PriceModel { model: Some(model) }),
+        ..Default::default()
+    };
+    use spb::price_model::{Flat, Model, PerUnit};
+    spb::CreatePlanRequest {
+        plan: Some(spb::Plan {
+            id: id.into(),
+            name: id.into(),
+            currency: "USD".into(),
+            interval: spb::Interval::Month as i32,
+            prices: vec![
+                price(
+                    "base",
+                    spb::ChargeKind::Flat,
+                    "",
+                    Model::Flat(Flat { amount: d(flat) }),
+                ),
+                price(
+                    "calls",
+                    spb::ChargeKind::Metered,
+                    "api_calls",
+                    Model::PerUnit(PerUnit {
+                        unit_amount: d(per_call),
+                    }),
+                ),
+            ],
+            ..Default::default()
+        }),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_bills_each_plan_for_its_part_of_the_period() {
+    test_support::init_logging();
+    let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
+    let stack = Stack::start(test_support::unique_prefix(), sdb, bdb).await;
+    let (mut subs, mut billing) = stack.clients();
+    for plan in [
+        flat_and_calls("pro", "3000", "1"),
+        flat_and_calls("max", "6000", "2"),
+    ] {
+        subs.create_plan(admin(plan)).await.unwrap();
+    }
+    subs.create_subscription(admin(spb::CreateSubscriptionRequest {
+        tenant_id: "ten_a".into(),
+        plan_id: "pro".into(),
+        trial_days: Some(0),
+        seats: None,
+    }))
+    .await
+    .unwrap();
+    subs.change_plan(admin(spb::ChangePlanRequest {
+        tenant_id: "ten_a".into(),
+        plan_id: "max".into(),
+        plan_version: 0,
+    }))
+    .await
+    .unwrap();
+    // History: subscribed to pro 5 days before a 30-day period, moved to max 10 days into it.
+    let p0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
+        - chrono::Duration::days(29);
+    let day = chrono::Duration::days(1);
+    let spool = stack.sdb.pool().await;
+    sqlx::query("UPDATE subscriptions SET created_at = $1 WHERE tenant_id = 'ten_a'")
+        .bind(p0 - day * 5)
+        .execute(&spool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE plan_changes SET changed_at = $1 WHERE tenant_id = 'ten_a'")
+        .bind(p0 + day * 10)
+        .execute(&spool)
+        .await
+        .unwrap();
+    spool.close().await;
+    let records: Vec<_> = (0..100)
+        .map(|i| spb::UsageRecord {
+            id: format!("c{i}"),
+            tenant_id: "ten_a".into(),
+            user_id: "usr_1".into(),
+            metric: "api_calls".into(),
+            quantity: d("1"),
+            timestamp: Some(platform::grpc::timestamp(Utc::now())),
+        })
+        .collect();
+    subs.ingest_usage(admin(spb::IngestUsageRequest { records }))
+        .await
+        .unwrap();
+
+    let mut bill = async |start, end| {
+        let run = billing
+            .start_run(admin(bpb::StartRunRequest {
+                period: Some(Period {
+                    start: Some(platform::grpc::timestamp(start)),
+                    end: Some(platform::grpc::timestamp(end)),
+                }),
+                tenant_ids: vec!["ten_a".into()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let done = wait_done(&mut billing, &run.id).await;
+        assert_eq!(
+            done.status,
+            bpb::RunStatus::Completed as i32,
+            "{}",
+            done.error
+        );
+        billing
+            .list_charges(admin(bpb::ListChargesRequest {
+                run_id: run.id,
+                tenant_id: None,
+                page: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .charges
+    };
+    let shape = |lines: &[bpb::Charge]| -> Vec<(String, u32, String, i64)> {
+        lines
+            .iter()
+            .map(|c| {
+                let amount = c.amount.as_ref().unwrap().amount_cents;
+                (
+                    c.plan_id.clone(),
+                    c.plan_version,
+                    c.price_id.clone(),
+                    amount,
+                )
+            })
+            .collect()
+    };
+    let line = |plan: &str, price: &str, amount| (plan.to_string(), 1, price.to_string(), amount);
+
+    // The changed period: pro's fee for ⅓ of it, max's for ⅔, all calls at max's price.
+    let lines = bill(p0, p0 + day * 30).await;
+    assert_eq!(
+        shape(&lines),
+        [
+            line("pro", "base", 1000),
+            line("max", "base", 4000),
+            line("max", "calls", 200)
+        ]
+    );
+    let span = |c: &bpb::Charge| (c.starts_at.unwrap().seconds, c.ends_at.unwrap().seconds);
+    let secs = |t: chrono::DateTime<Utc>| t.timestamp();
+    assert_eq!(span(&lines[0]), (secs(p0), secs(p0 + day * 10)));
+    assert_eq!(span(&lines[1]), (secs(p0 + day * 10), secs(p0 + day * 30)));
+    assert_eq!(lines[0].description, "base (plan pro v1)");
+    // The period before the change is billed at pro, the plan it was on then (5 of 30 days).
+    let lines = bill(p0 - day * 30, p0).await;
+    assert_eq!(
+        shape(&lines),
+        [line("pro", "base", 500), line("pro", "calls", 0)]
+    );
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,28 +553,7 @@ async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
         .await
         .unwrap();
 
-    let subs_svc = test_support::spawn(
-        subscription_service::build(test_support::config(
-            ServiceName::Subscription,
-            &sdb.url,
-            &prefix,
-            &[],
-        ))
-        .await
-        .unwrap(),
-    )
-    .await;
-    let billing_svc = test_support::spawn(
-        billing_service::build(test_support::config(
-            ServiceName::Billing,
-            &bdb.url,
-            &prefix,
-            &[("SUBSCRIPTION_SERVICE_ADDR", subs_svc.url())],
-        ))
-        .await
-        .unwrap(),
-    )
-    .await;
+    let stack = Stack::start(prefix, sdb, bdb).await;
     let mut status = String::new();
     for _ in 0..200 {
         status = sqlx::query_scalar("SELECT status FROM billing_runs WHERE id = 'run_dead'")
@@ -389,11 +574,5 @@ async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
     assert_eq!(partial, 0, "the dead attempt's partial rows were dropped");
 
     pool.close().await;
-    billing_svc.stop().await;
-    subs_svc.stop().await;
-    sdb.drop_db().await;
-    bdb.drop_db().await;
-    if let Ok(bus) = platform::events::EventBus::connect(&test_support::nats_url(), &prefix).await {
-        let _ = bus.delete_streams().await;
-    }
+    stack.stop().await;
 }

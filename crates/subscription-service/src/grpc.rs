@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::cache::EntitlementCache;
 use crate::convert::{self, dec_pb, plan_pb, segment_pb, sub_pb};
 use crate::domain::entitlement::{Facts, decide};
+use crate::domain::phases::plan_phases;
 use crate::domain::plan::{FeatureValue, MAX_TRIAL_DAYS};
 use crate::domain::status::SubStatus;
 use crate::domain::usage::{self, MAX_BATCH, RawRecord, Reject};
@@ -829,9 +830,24 @@ impl SubscriptionApi {
             if s.created_at >= period.end || ended_before {
                 continue;
             }
-            let plan = self
-                .plan_version(&mut conn, &s.plan_id, s.plan_version())
-                .await?;
+            let changes = subscriptions::plan_changes(
+                &mut conn,
+                &s.tenant_id,
+                period.start.max(s.created_at),
+                period.end,
+                s.canceled_at,
+            )
+            .await?;
+            let current = (s.plan_id.clone(), s.plan_version());
+            let mut phases = Vec::new();
+            for p in plan_phases(&period, current, &changes) {
+                let plan = self.plan_version(&mut conn, &p.plan.0, p.plan.1).await?;
+                phases.push(pb::PlanPhase {
+                    plan: Some(plan_pb(&plan)),
+                    start: Some(timestamp(p.start)),
+                    end: Some(timestamp(p.end)),
+                });
+            }
             let segments = seats::history(
                 &mut conn,
                 &s.tenant_id,
@@ -841,8 +857,9 @@ impl SubscriptionApi {
             .await?;
             out.push(Ok(pb::BillableSubscription {
                 subscription: Some(sub_pb(&s)),
-                plan: Some(plan_pb(&plan)),
+                plan: phases.last().and_then(|p| p.plan.clone()),
                 seats: segments.iter().map(segment_pb).collect(),
+                phases,
             }));
         }
         Ok(Box::pin(futures::stream::iter(out)))

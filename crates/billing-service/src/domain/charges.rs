@@ -4,24 +4,42 @@
 //! - The subscription is *active* in the period from the latest of period start, creation and
 //!   trial end, to the earliest of period end and cancellation. Nothing is charged for time
 //!   outside it; a period spent entirely in trial costs nothing, metered usage included.
-//! - Flat prices: the model's amount × active fraction (seconds), rounded once.
-//! - Seat prices: the time-weighted seats over the period (seat history clipped to the active
-//!   window, so the proration is in the quantity), priced by the model.
-//! - Metered prices: the period's usage of the metric, not prorated.
+//! - The period splits into *phases* at plan changes, one plan version each. Flat and seat
+//!   prices are billed per phase for the phase's part of the active window (so a change
+//!   mid-period bills the old plan for the time before it and the new plan for the time
+//!   after, in arrears, with no separate credit); metered prices only at the plan in force at
+//!   the period's end, for the whole period's usage.
+//! - Flat prices: the model's amount × the window's fraction of the period (seconds), rounded
+//!   once per line.
+//! - Seat prices: the time-weighted seats over the period (seat history clipped to the window,
+//!   so the proration is in the quantity), priced by the model.
 //! - Included quantities apply before the model; a minimum applies after rounding, scaled by
-//!   the active fraction. Plan-change proration lines are not priced here yet.
+//!   the line's fraction of the period (the whole active fraction for metered prices).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use pricing::{
     ChargeKind, Currency, Decimal, Period, Price, PricingError, SeatSegment, round_minor,
 };
 
+/// One plan version over `[start, end)` of the period.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub plan_id: String,
+    pub plan_version: u32,
+    pub prices: Vec<Price>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
 /// What billing knows of one tenant's subscription for a period.
 #[derive(Debug, Clone)]
 pub struct Billable {
     pub tenant_id: String,
     pub currency: Currency,
-    pub prices: Vec<Price>,
+    /// In time order, covering the period; the last one is the plan at the period's end.
+    pub phases: Vec<Phase>,
     pub created_at: DateTime<Utc>,
     pub trial_end: Option<DateTime<Utc>>,
     pub canceled_at: Option<DateTime<Utc>>,
@@ -32,6 +50,8 @@ pub struct Billable {
 pub struct Line {
     pub tenant_id: String,
     pub kind: ChargeKind,
+    pub plan_id: String,
+    pub plan_version: u32,
     pub price_id: String,
     pub metric: Option<String>,
     pub quantity: Decimal,
@@ -40,25 +60,46 @@ pub struct Line {
     pub currency: Currency,
     /// A correction's line: the difference to what was billed before.
     pub adjustment: bool,
+    /// The part of the period the line bills; none on the credit of a price gone since.
+    pub span: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// What a line bills, for corrections: the same key in two runs is the same charge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LineKey {
+    pub tenant_id: String,
+    pub plan_id: String,
+    pub plan_version: u32,
+    pub price_id: String,
+}
+
+impl Line {
+    pub fn key(&self) -> LineKey {
+        LineKey {
+            tenant_id: self.tenant_id.clone(),
+            plan_id: self.plan_id.clone(),
+            plan_version: self.plan_version,
+            price_id: self.price_id.clone(),
+        }
+    }
 }
 
 /// A correction bills only the difference: each line becomes `amount − billed`, lines that
-/// change nothing are dropped, and prices billed before but gone now are credited back.
+/// change nothing are dropped, and what was billed before but is not billed now (a price gone
+/// from the plan, a plan version no longer in the period) is credited back.
 pub fn adjustments(
     lines: Vec<Line>,
-    billed: &std::collections::HashMap<(String, String), i64>,
+    billed: &HashMap<LineKey, i64>,
     tenant_id: &str,
     currency: Currency,
 ) -> Vec<Line> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let mut out: Vec<Line> = lines
         .into_iter()
         .filter_map(|l| {
-            let before = billed
-                .get(&(l.tenant_id.clone(), l.price_id.clone()))
-                .copied()
-                .unwrap_or(0);
-            seen.insert(l.price_id.clone());
+            let key = l.key();
+            let before = billed.get(&key).copied().unwrap_or(0);
+            seen.insert(key);
             (l.amount_minor != before).then(|| Line {
                 amount_minor: l.amount_minor - before,
                 adjustment: true,
@@ -68,20 +109,23 @@ pub fn adjustments(
         .collect();
     let mut gone: Vec<_> = billed
         .iter()
-        .filter(|((t, p), a)| t == tenant_id && !seen.contains(p) && **a != 0)
+        .filter(|(k, a)| k.tenant_id == tenant_id && !seen.contains(*k) && **a != 0)
         .collect();
     gone.sort();
-    for ((t, p), a) in gone {
+    for (k, a) in gone {
         out.push(Line {
-            tenant_id: t.clone(),
+            tenant_id: k.tenant_id.clone(),
             kind: ChargeKind::Flat,
-            price_id: p.clone(),
+            plan_id: k.plan_id.clone(),
+            plan_version: k.plan_version,
+            price_id: k.price_id.clone(),
             metric: None,
             quantity: Decimal::ZERO,
             amount_minor: -a,
             minimum_applied: false,
             currency,
             adjustment: true,
+            span: None,
         });
     }
     out
@@ -96,6 +140,22 @@ impl Billable {
             .max(self.trial_end.unwrap_or(self.created_at));
         let end = self.canceled_at.map_or(period.end, |c| c.min(period.end));
         (start < end).then_some((start, end))
+    }
+
+    /// Seat history clipped to `[from, to)`; time outside it counts as zero seats.
+    fn seats_within(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<SeatSegment> {
+        self.seats
+            .iter()
+            .filter_map(|s| {
+                let start = s.from.max(from);
+                let end = s.to.unwrap_or(to).min(to);
+                (start < end).then_some(SeatSegment {
+                    from: start,
+                    to: Some(end),
+                    seats: s.seats,
+                })
+            })
+            .collect()
     }
 }
 
@@ -133,49 +193,53 @@ fn priced(
 pub fn price(
     b: &Billable,
     period: &Period,
-    usage: &std::collections::BTreeMap<String, Decimal>,
+    usage: &BTreeMap<String, Decimal>,
 ) -> Result<Vec<Line>, PricingError> {
     let Some((from, to)) = b.active(period) else {
         return Ok(vec![]);
     };
     let total = Decimal::from(period.seconds().max(1));
-    let fraction = Decimal::from((to - from).num_seconds()) / total;
-    // Seat history clipped to the active window; time outside it counts as zero seats.
-    let clipped: Vec<SeatSegment> = b
-        .seats
-        .iter()
-        .filter_map(|s| {
-            let start = s.from.max(from);
-            let end = s.to.unwrap_or(to).min(to);
-            (start < end).then_some(SeatSegment {
-                from: start,
-                to: Some(end),
-                seats: s.seats,
-            })
-        })
-        .collect();
+    let fraction =
+        |a: DateTime<Utc>, z: DateTime<Utc>| Decimal::from((z - a).num_seconds()) / total;
     let mut lines = Vec::new();
-    for p in &b.prices {
-        let (quantity, scale) = match p.kind {
-            ChargeKind::Flat => (Decimal::ONE, fraction),
-            ChargeKind::Seat => (pricing::seat_quantity(&clipped, period), Decimal::ONE),
-            ChargeKind::Metered => {
-                let metric = p.metric.as_deref().unwrap_or_default();
-                (usage.get(metric).copied().unwrap_or_default(), Decimal::ONE)
-            }
-        };
-        let (amount_minor, minimum_applied) = priced(p, quantity, scale, fraction)?;
-        lines.push(Line {
-            tenant_id: b.tenant_id.clone(),
-            kind: p.kind,
-            price_id: p.id.clone(),
-            metric: p.metric.clone(),
-            quantity,
-            amount_minor,
-            minimum_applied,
-            currency: b.currency,
-            adjustment: false,
-        });
+    for (i, phase) in b.phases.iter().enumerate() {
+        let at_end = i + 1 == b.phases.len();
+        // The phase's part of the active window.
+        let (start, end) = (phase.start.max(from), phase.end.min(to));
+        for p in &phase.prices {
+            let (quantity, scale, min_scale, span) = match p.kind {
+                ChargeKind::Flat | ChargeKind::Seat if start < end => {
+                    let f = fraction(start, end);
+                    if p.kind == ChargeKind::Flat {
+                        (Decimal::ONE, f, f, (start, end))
+                    } else {
+                        let seats = pricing::seat_quantity(&b.seats_within(start, end), period);
+                        (seats, Decimal::ONE, f, (start, end))
+                    }
+                }
+                ChargeKind::Metered if at_end => {
+                    let metric = p.metric.as_deref().unwrap_or_default();
+                    let used = usage.get(metric).copied().unwrap_or_default();
+                    (used, Decimal::ONE, fraction(from, to), (from, to))
+                }
+                _ => continue,
+            };
+            let (amount_minor, minimum_applied) = priced(p, quantity, scale, min_scale)?;
+            lines.push(Line {
+                tenant_id: b.tenant_id.clone(),
+                kind: p.kind,
+                plan_id: phase.plan_id.clone(),
+                plan_version: phase.plan_version,
+                price_id: p.id.clone(),
+                metric: p.metric.clone(),
+                quantity,
+                amount_minor,
+                minimum_applied,
+                currency: b.currency,
+                adjustment: false,
+                span: Some(span),
+            });
+        }
     }
     Ok(lines)
 }
@@ -206,51 +270,67 @@ mod tests {
         }
     }
 
+    /// Plan `id` version 1 over `[start, end)`.
+    fn phase(id: &str, start: DateTime<Utc>, end: DateTime<Utc>, prices: Vec<Price>) -> Phase {
+        Phase {
+            plan_id: id.into(),
+            plan_version: 1,
+            prices,
+            start,
+            end,
+        }
+    }
+
     fn billable() -> Billable {
         Billable {
             tenant_id: "ten_a".into(),
             currency: Currency::USD,
-            prices: vec![
-                p(
-                    "base",
-                    ChargeKind::Flat,
-                    None,
-                    PriceModel::Flat {
-                        amount: Decimal::from(3000),
-                    },
-                ),
-                p(
-                    "seats",
-                    ChargeKind::Seat,
-                    None,
-                    PriceModel::PerUnit {
-                        unit_amount: Decimal::from(1000),
-                    },
-                ),
-                Price {
-                    included_quantity: Decimal::from(100),
-                    minimum_amount_minor: Some(500),
-                    ..p(
-                        "calls",
-                        ChargeKind::Metered,
-                        Some("api_calls"),
-                        PriceModel::Graduated {
-                            tiers: vec![
-                                Tier {
-                                    up_to: Some(Decimal::from(1000)),
-                                    unit_amount: Decimal::ONE,
-                                    flat_amount: Decimal::ZERO,
-                                },
-                                Tier {
-                                    up_to: None,
-                                    unit_amount: Decimal::new(5, 1),
-                                    flat_amount: Decimal::ZERO,
-                                },
-                            ],
+            phases: vec![phase(
+                "pro",
+                april().start,
+                april().end,
+                vec![
+                    p(
+                        "base",
+                        ChargeKind::Flat,
+                        None,
+                        PriceModel::Flat {
+                            amount: Decimal::from(3000),
                         },
-                    )
-                },
-            ],
+                    ),
+                    p(
+                        "seats",
+                        ChargeKind::Seat,
+                        None,
+                        PriceModel::PerUnit {
+                            unit_amount: Decimal::from(1000),
+                        },
+                    ),
+                    Price {
+                        included_quantity: Decimal::from(100),
+                        minimum_amount_minor: Some(500),
+                        ..p(
+                            "calls",
+                            ChargeKind::Metered,
+                            Some("api_calls"),
+                            PriceModel::Graduated {
+                                tiers: vec![
+                                    Tier {
+                                        up_to: Some(Decimal::from(1000)),
+                                        unit_amount: Decimal::ONE,
+                                        flat_amount: Decimal::ZERO,
+                                    },
+                                    Tier {
+                                        up_to: None,
+                                        unit_amount: Decimal::new(5, 1),
+                                        flat_amount: Decimal::ZERO,
+                                    },
+                                ],
+                            },
+                        )
+                    },
+                ],
+            )],
             created_at: at(1) - chrono::Duration::days(40),
             trial_end: None,
             canceled_at: None,
@@ -328,11 +408,13 @@ mod tests {
         let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(2100))]);
         let lines = super::price(&billable(), &april(), &usage).unwrap();
         // Billed before: base in full, seats 10.00 short, and a price the plan no longer has.
-        let billed = std::collections::HashMap::from([
-            (("ten_a".to_string(), "base".to_string()), 3000),
-            (("ten_a".to_string(), "seats".to_string()), 6000),
-            (("ten_a".to_string(), "old".to_string()), 700),
-        ]);
+        let key = |price: &str| LineKey {
+            tenant_id: "ten_a".into(),
+            plan_id: "pro".into(),
+            plan_version: 1,
+            price_id: price.into(),
+        };
+        let billed = HashMap::from([(key("base"), 3000), (key("seats"), 6000), (key("old"), 700)]);
         let adj = adjustments(lines, &billed, "ten_a", Currency::USD);
         assert_eq!(
             amounts(&adj),
@@ -343,6 +425,101 @@ mod tests {
             ]
         );
         assert!(adj.iter().all(|l| l.adjustment));
+    }
+
+    #[test]
+    fn a_plan_change_bills_each_plan_for_its_part_of_the_period() {
+        let may = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
+        let mut b = billable();
+        let pro = b.phases[0].prices.clone();
+        let max = vec![
+            p(
+                "base",
+                ChargeKind::Flat,
+                None,
+                PriceModel::Flat {
+                    amount: Decimal::from(6000),
+                },
+            ),
+            p(
+                "seats",
+                ChargeKind::Seat,
+                None,
+                PriceModel::PerUnit {
+                    unit_amount: Decimal::from(2000),
+                },
+            ),
+            p(
+                "calls",
+                ChargeKind::Metered,
+                Some("api_calls"),
+                PriceModel::PerUnit {
+                    unit_amount: Decimal::from(2),
+                },
+            ),
+        ];
+        // "pro" for 10 days, then "max" for 20.
+        b.phases = vec![
+            phase("pro", at(1), at(11), pro),
+            phase("max", at(11), may, max),
+        ];
+        let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(2100))]);
+        let lines = super::price(&b, &april(), &usage).unwrap();
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l.plan_id.as_str(), l.price_id.as_str(), l.amount_minor))
+            .collect();
+        // pro: 30.00 × ⅓; 4 seats × ⅓ × 10.00 = 13.33. max: 60.00 × ⅔; seats 4 for 5 days and
+        // 10 for 15 → 170/30 × 20.00 = 113.33; all 2,100 calls at max's 2 = 42.00 (the plan at
+        // the period's end prices the usage; pro's calls are not billed).
+        assert_eq!(
+            got,
+            [
+                ("pro", "base", 1000),
+                ("pro", "seats", 1333),
+                ("max", "base", 4000),
+                ("max", "seats", 11333),
+                ("max", "calls", 4200)
+            ]
+        );
+        assert_eq!(lines[0].span, Some((at(1), at(11))));
+        assert_eq!(lines[3].span, Some((at(11), may)));
+        assert_eq!(lines[4].span, Some((at(1), may)));
+        // A correction after the change: what was billed under pro's version before is compared
+        // with pro's lines, and a version no longer in the period is credited back.
+        let billed = HashMap::from([
+            (lines[0].key(), 3000),
+            (
+                LineKey {
+                    plan_version: 2,
+                    ..lines[0].key()
+                },
+                500,
+            ),
+        ]);
+        let adj = adjustments(lines, &billed, "ten_a", Currency::USD);
+        let got: Vec<_> = adj
+            .iter()
+            .map(|l| {
+                (
+                    l.plan_id.as_str(),
+                    l.plan_version,
+                    l.price_id.as_str(),
+                    l.amount_minor,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pro", 1, "base", -2000),
+                ("pro", 1, "seats", 1333),
+                ("max", 1, "base", 4000),
+                ("max", 1, "seats", 11333),
+                ("max", 1, "calls", 4200),
+                ("pro", 2, "base", -500)
+            ]
+        );
     }
 
     #[test]
@@ -369,6 +546,34 @@ mod tests {
                 prop_assert_eq!(lines[0].amount_minor, 3000);
                 prop_assert_eq!(lines[1].quantity, Decimal::from(seats));
                 prop_assert_eq!(lines[1].amount_minor, i64::from(seats) * 1000);
+            }
+
+            /// Splitting the period at a change to the same prices moves each recurring total by
+            /// at most one minor unit (each phase's line is rounded once) and the usage not at all.
+            #[test]
+            fn a_change_to_the_same_prices_costs_the_same(split in 1i64..2_592_000, calls in 0i64..5000) {
+                let period = april();
+                let whole = billable();
+                let mut split_b = billable();
+                let at = period.start + chrono::Duration::seconds(split);
+                let prices = whole.phases[0].prices.clone();
+                split_b.phases = vec![
+                    phase("pro", period.start, at, prices.clone()),
+                    phase("pro2", at, period.end, prices),
+                ];
+                let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(calls))]);
+                let sum = |b: &Billable, kind: ChargeKind| -> i64 {
+                    super::super::price(b, &period, &usage)
+                        .unwrap()
+                        .iter()
+                        .filter(|l| l.kind == kind)
+                        .map(|l| l.amount_minor)
+                        .sum()
+                };
+                for kind in [ChargeKind::Flat, ChargeKind::Seat] {
+                    prop_assert!((sum(&whole, kind) - sum(&split_b, kind)).abs() <= 1, "{kind:?}");
+                }
+                prop_assert_eq!(sum(&whole, ChargeKind::Metered), sum(&split_b, ChargeKind::Metered));
             }
 
             /// A partial period bills the flat fee × the active fraction, rounded once, never

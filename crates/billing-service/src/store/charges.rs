@@ -1,9 +1,12 @@
 //! Charge lines of a run.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use pricing::{ChargeKind, Decimal};
 use sqlx::PgConnection;
 
-use crate::domain::charges::Line;
+use crate::domain::charges::{Line, LineKey};
 
 fn kind(l: &Line) -> &'static str {
     if l.adjustment {
@@ -37,7 +40,17 @@ pub async fn insert(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let (mut plans, mut versions, mut starts, mut ends) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for l in lines {
+        plans.push(l.plan_id.as_str());
+        versions.push(l.plan_version as i32);
+        starts.push(l.span.map(|s| s.0));
+        ends.push(l.span.map(|s| s.1));
         tenants.push(l.tenant_id.as_str());
         kinds.push(kind(l));
         prices.push(l.price_id.as_str());
@@ -49,9 +62,10 @@ pub async fn insert(
     }
     sqlx::query(
         "INSERT INTO charges (run_id, tenant_id, kind, price_id, metric, quantity, amount_minor, \
-         currency, minimum_applied) \
+         currency, minimum_applied, plan_id, plan_version, starts_at, ends_at) \
          SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], \
-                                  $7::bigint[], $8::text[], $9::bool[])",
+                                  $7::bigint[], $8::text[], $9::bool[], $10::text[], \
+                                  $11::integer[], $12::timestamptz[], $13::timestamptz[])",
     )
     .bind(run_id)
     .bind(&tenants)
@@ -62,26 +76,42 @@ pub async fn insert(
     .bind(&amounts)
     .bind(&currencies)
     .bind(&minimums)
+    .bind(&plans)
+    .bind(&versions)
+    .bind(&starts)
+    .bind(&ends)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// What has been billed so far for `original` and its completed corrections, per (tenant,
-/// price): what a correction subtracts to bill only the difference.
+/// What has been billed so far for `original` and its completed corrections, per line key:
+/// what a correction subtracts to bill only the difference.
 pub async fn billed_so_far(
     conn: &mut PgConnection,
     original: &str,
-) -> Result<std::collections::HashMap<(String, String), i64>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT c.tenant_id, c.price_id, sum(c.amount_minor)::bigint FROM charges c \
-         JOIN billing_runs r ON r.id = c.run_id \
-         WHERE (r.id = $1 OR r.corrects_run_id = $1) AND r.status = 'completed' GROUP BY 1, 2",
+) -> Result<HashMap<LineKey, i64>, sqlx::Error> {
+    let rows: Vec<(String, String, i32, String, i64)> = sqlx::query_as(
+        "SELECT c.tenant_id, c.plan_id, c.plan_version, c.price_id, sum(c.amount_minor)::bigint \
+         FROM charges c JOIN billing_runs r ON r.id = c.run_id \
+         WHERE (r.id = $1 OR r.corrects_run_id = $1) AND r.status = 'completed' \
+         GROUP BY 1, 2, 3, 4",
     )
     .bind(original)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(t, p, a)| ((t, p), a)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(tenant_id, plan_id, version, price_id, a)| {
+            let key = LineKey {
+                tenant_id,
+                plan_id,
+                plan_version: u32::try_from(version).unwrap_or(0),
+                price_id,
+            };
+            (key, a)
+        })
+        .collect())
 }
 
 /// Per (tenant, currency) totals of a run, tenants ascending.
@@ -109,6 +139,10 @@ pub struct ChargeRow {
     pub quantity: Decimal,
     pub amount_minor: i64,
     pub currency: String,
+    pub plan_id: String,
+    pub plan_version: i32,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
 }
 
 /// Charges of a run (one tenant's when given), after the cursor id, `limit + 1` rows.
@@ -120,8 +154,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ChargeRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, run_id, tenant_id, kind, price_id, metric, quantity, amount_minor, currency \
-         FROM charges WHERE run_id = $1 AND ($2::text IS NULL OR tenant_id = $2) AND id > $3 \
+        "SELECT id, run_id, tenant_id, kind, price_id, metric, quantity, amount_minor, currency, \
+         plan_id, plan_version, starts_at, ends_at FROM charges WHERE run_id = $1 AND ($2::text IS NULL OR tenant_id = $2) AND id > $3 \
          ORDER BY id LIMIT $4",
     )
     .bind(run_id)

@@ -1,7 +1,8 @@
-//! Pure rules: plan definitions, subscription states, usage record validation and the
-//! entitlement decision. No I/O here.
+//! Pure rules: plan definitions, plan phases, subscription states, usage record validation and
+//! the entitlement decision. No I/O here.
 
 pub mod entitlement;
+pub mod phases;
 pub mod plan;
 pub mod status;
 pub mod usage;

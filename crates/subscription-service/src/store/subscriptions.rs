@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use crate::domain::phases::PlanChange;
 use crate::domain::status::SubStatus;
 use crate::error::SubError;
 
@@ -171,4 +172,41 @@ pub async fn record_plan_change(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The tenant's plan changes a billing period needs, in time order: those after `after` and
+/// before `period_end`, then the first at or after `period_end`; none after `until` (a
+/// canceled subscription's end, beyond which changes belong to a later subscription).
+pub async fn plan_changes(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    after: DateTime<Utc>,
+    period_end: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+) -> Result<Vec<PlanChange>, SubError> {
+    let rows: Vec<(String, i32, String, i32, DateTime<Utc>, i64)> = sqlx::query_as(
+        "(SELECT from_plan_id, from_version, to_plan_id, to_version, changed_at, id \
+          FROM plan_changes WHERE tenant_id = $1 AND changed_at > $2 AND changed_at < $3 \
+          AND ($4::timestamptz IS NULL OR changed_at <= $4)) \
+         UNION ALL \
+         (SELECT from_plan_id, from_version, to_plan_id, to_version, changed_at, id \
+          FROM plan_changes WHERE tenant_id = $1 AND changed_at > $2 AND changed_at >= $3 \
+          AND ($4::timestamptz IS NULL OR changed_at <= $4) ORDER BY changed_at, id LIMIT 1) \
+         ORDER BY 5, 6",
+    )
+    .bind(tenant_id)
+    .bind(after)
+    .bind(period_end)
+    .bind(until)
+    .fetch_all(conn)
+    .await?;
+    let version = |v: i32| u32::try_from(v).unwrap_or(0);
+    Ok(rows
+        .into_iter()
+        .map(|(fp, fv, tp, tv, at, _)| PlanChange {
+            from: (fp, version(fv)),
+            to: (tp, version(tv)),
+            at,
+        })
+        .collect())
 }
