@@ -8,7 +8,7 @@
 //! totals grow with distinct (tenant, user, metric) keys, not with records. Writing totals
 //! once instead of per batch makes the database work proportional to keys too.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +16,7 @@ use concurrency::{Limiter, ThroughputTracker};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::domain::aggregate::{Batch, TenantDelta, Total, Usage};
+use crate::domain::aggregate::{Batch, KeyTotals, Names, TenantDelta, Total, Usage, merge, named};
 use crate::store::summaries::{self, LockOrder};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,23 +44,17 @@ pub async fn run<B: Batch, S: Sink>(
     sink: Arc<S>,
     progress: Arc<ThroughputTracker>,
 ) -> Result<u64, PipelineError> {
-    let totals: Arc<Mutex<Totals>> = Arc::default();
+    let names: Arc<Mutex<Names>> = Arc::default();
+    let totals: Arc<Mutex<KeyTotals>> = Arc::default();
     let mut workers = Workers(Vec::new());
     while let Some(batch) = rx.recv().await {
-        let (totals, progress) = (totals.clone(), progress.clone());
+        let (names, totals, progress) = (names.clone(), totals.clone(), progress.clone());
         let n = batch.records() as u64;
         let worker = limiter
             .spawn(async move {
-                let deltas = batch.fold();
+                let part = batch.fold_keys(&names);
                 drop(batch);
-                let mut all = totals.lock().unwrap_or_else(|p| p.into_inner());
-                for d in deltas {
-                    let tenant = all.entry(d.tenant_id).or_default();
-                    for (key, t) in d.users {
-                        tenant.entry(key).or_default().add(t);
-                    }
-                }
-                drop(all);
+                merge(&mut totals.lock().unwrap_or_else(|p| p.into_inner()), part);
                 progress.record(n);
                 Ok::<(), PipelineError>(())
             })
@@ -70,9 +64,9 @@ pub async fn run<B: Batch, S: Sink>(
     workers.join().await?;
     // The write phase: one sink call per tenant, tenants ascending, under the DB budget.
     let totals = std::mem::take(&mut *totals.lock().unwrap_or_else(|p| p.into_inner()));
-    for (tenant_id, users) in totals {
+    let names = std::mem::take(&mut *names.lock().unwrap_or_else(|p| p.into_inner()));
+    for delta in named(totals, &names) {
         let (sink, db) = (sink.clone(), limiter.clone());
-        let delta = TenantDelta { tenant_id, users };
         let writer = limiter
             .spawn(async move { db.run(sink.write(vec![delta])).await })
             .await;
@@ -81,9 +75,6 @@ pub async fn run<B: Batch, S: Sink>(
     workers.join().await?;
     Ok(progress.total())
 }
-
-/// The run's totals so far: tenant → (user, metric) → total, all sorted.
-type Totals = BTreeMap<String, BTreeMap<(String, String), Total>>;
 
 /// The run's worker tasks. Dropping the run (deadline, failure) aborts the ones still going:
 /// their open transactions roll back and their permits return.

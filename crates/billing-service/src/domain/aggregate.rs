@@ -1,7 +1,12 @@
 //! Folding usage records into totals. Workers fold their batches independently and the
 //! partial totals merge by addition, so the order records arrive in does not matter.
+//!
+//! A run keys its totals by interned ids ([`Names`]): a batch maps its strings to ids once,
+//! then folds and merges records by integer triples, and ids become names again only once,
+//! for the write.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use rust_decimal::Decimal;
 
@@ -83,11 +88,72 @@ pub fn fold<'a>(records: impl IntoIterator<Item = &'a Usage>) -> Vec<TenantDelta
         .collect()
 }
 
+/// Each distinct tenant, user and metric id of a run once, as a dense integer.
+#[derive(Debug, Default)]
+pub struct Names {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Names {
+    /// The id of `name`, assigned on first sight.
+    pub fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 distinct ids in a run");
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+/// A (tenant, user, metric) key as ids of the run's [`Names`].
+pub type Key = (u32, u32, u32);
+
+/// Per-key totals, keys as ids.
+pub type KeyTotals = HashMap<Key, Total>;
+
+/// Adds `part` into `all`.
+pub fn merge(all: &mut KeyTotals, part: KeyTotals) {
+    if all.is_empty() {
+        *all = part;
+        return;
+    }
+    for (k, t) in part {
+        all.entry(k).or_default().add(t);
+    }
+}
+
+/// `totals` with names again: one delta per tenant, tenants ascending.
+pub fn named(totals: KeyTotals, names: &Names) -> Vec<TenantDelta> {
+    let mut by_tenant: BTreeMap<&str, BTreeMap<(String, String), Total>> = BTreeMap::new();
+    for ((tenant, user, metric), total) in totals {
+        let user_metric = (names.name(user).to_owned(), names.name(metric).to_owned());
+        by_tenant
+            .entry(names.name(tenant))
+            .or_default()
+            .insert(user_metric, total);
+    }
+    by_tenant
+        .into_iter()
+        .map(|(tenant, users)| TenantDelta {
+            tenant_id: tenant.to_string(),
+            users,
+        })
+        .collect()
+}
+
 /// A batch of records the pipeline's workers fold.
 pub trait Batch: Send + 'static {
     /// Records in the batch (for throughput and progress).
     fn records(&self) -> usize;
-    fn fold(&self) -> Vec<TenantDelta>;
+    /// Per-key totals of the batch, its ids interned in the run's `names`.
+    fn fold_keys(&self, names: &Mutex<Names>) -> KeyTotals;
 }
 
 impl Batch for Vec<Usage> {
@@ -95,8 +161,20 @@ impl Batch for Vec<Usage> {
         self.len()
     }
 
-    fn fold(&self) -> Vec<TenantDelta> {
-        fold(self)
+    /// Folds by borrowed strings, then interns each distinct key once.
+    fn fold_keys(&self, names: &Mutex<Names>) -> KeyTotals {
+        let mut sums: HashMap<(&str, &str, &str), Total> = HashMap::new();
+        for r in self {
+            let t = sums
+                .entry((r.tenant_id.as_str(), r.user_id.as_str(), r.metric.as_str()))
+                .or_default();
+            t.records += 1;
+            t.quantity += r.quantity;
+        }
+        let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
+        sums.into_iter()
+            .map(|((t, u, m), total)| ((names.id(t), names.id(u), names.id(m)), total))
+            .collect()
     }
 }
 
@@ -155,34 +233,25 @@ impl Batch for Columns {
         self.quantity.len()
     }
 
-    /// Sums by index triple (no string hashing per record), then names each distinct triple.
-    fn fold(&self) -> Vec<TenantDelta> {
-        let mut sums: HashMap<(u32, u32, u32), Total> = HashMap::new();
+    /// Maps the batch's strings to run ids once, then sums records by id triple: no string is
+    /// hashed or copied per record. A string listed twice maps to one id, so its records add.
+    fn fold_keys(&self, names: &Mutex<Names>) -> KeyTotals {
+        let ids: Vec<u32> = {
+            let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
+            self.strings.iter().map(|s| names.id(s)).collect()
+        };
+        let mut sums = KeyTotals::with_capacity(self.quantity.len());
         for (i, q) in self.quantity.iter().enumerate() {
-            let t = sums
-                .entry((self.tenant[i], self.user[i], self.metric[i]))
-                .or_default();
+            let key = (
+                ids[self.tenant[i] as usize],
+                ids[self.user[i] as usize],
+                ids[self.metric[i] as usize],
+            );
+            let t = sums.entry(key).or_default();
             t.records += 1;
             t.quantity += *q;
         }
-        let s = |i: u32| self.strings[i as usize].as_str();
-        let mut by_tenant: BTreeMap<&str, BTreeMap<(String, String), Total>> = BTreeMap::new();
-        for ((tenant, user, metric), total) in sums {
-            // Added, not inserted: nothing stops a sender from listing one string twice.
-            by_tenant
-                .entry(s(tenant))
-                .or_default()
-                .entry((s(user).to_string(), s(metric).to_string()))
-                .or_default()
-                .add(total);
-        }
-        by_tenant
-            .into_iter()
-            .map(|(tenant, users)| TenantDelta {
-                tenant_id: tenant.to_string(),
-                users,
-            })
-            .collect()
+        sums
     }
 }
 
@@ -232,7 +301,16 @@ mod tests {
                 .collect();
             let c = columns(&records);
             prop_assert_eq!(c.records(), records.len());
-            prop_assert_eq!(c.fold(), fold(&records));
+            // Through one run's names, in two batches each way, as the pipeline merges them.
+            let names = Mutex::new(Names::default());
+            let half = records.len() / 2;
+            let mut all = KeyTotals::new();
+            merge(&mut all, columns(&records[..half]).fold_keys(&names));
+            merge(&mut all, records[half..].to_vec().fold_keys(&names));
+            merge(&mut all, c.fold_keys(&names));
+            let doubled: Vec<Usage> = records.iter().chain(&records).cloned().collect();
+            let names = names.into_inner().unwrap();
+            prop_assert_eq!(named(all, &names), fold(&doubled));
         }
     }
 
