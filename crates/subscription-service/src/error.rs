@@ -24,6 +24,12 @@ pub enum SubError {
     Corrupt(String),
 }
 
+impl From<crate::store::copy_binary::CopyError> for SubError {
+    fn from(e: crate::store::copy_binary::CopyError) -> Self {
+        SubError::Corrupt(e.to_string())
+    }
+}
+
 impl From<Invalid> for SubError {
     fn from(i: Invalid) -> Self {
         SubError::Invalid {

@@ -880,7 +880,13 @@ fn usage_stream<B: store::usage::StreamBatch>(
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let pool = svc.inner.pool.clone();
     tokio::spawn(async move {
-        store::usage::stream(&pool, &tenants, period.start, period.end, size, tx).await;
+        let q = store::usage::StreamQuery {
+            tenants,
+            from: period.start,
+            to: period.end,
+            size,
+        };
+        store::usage::stream(&pool, q, tx).await;
     });
     Box::pin(tokio_stream::StreamExt::map(
         tokio_stream::wrappers::ReceiverStream::new(rx),

@@ -558,6 +558,32 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
             .collect();
         batches.push(batch);
     }
+    // Quantities at the edges of what a stream must carry exactly: the largest allowed, more
+    // digits than an i64 holds, the smallest step, zero, and whole base-10000 digits.
+    let edges = [
+        "1000000000000",
+        "999999999999.999999999999",
+        "0.000000000001",
+        "0",
+        "20000",
+        "10000.0001",
+    ];
+    batches.push(
+        edges
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                record(
+                    "ten_a",
+                    &format!("edge{i}"),
+                    "usr_edge",
+                    "api_calls",
+                    q,
+                    now,
+                )
+            })
+            .collect(),
+    );
     let results = futures::future::join_all(batches.into_iter().map(|b| ingest(&h, b))).await;
     assert!(results.iter().all(|r| r.rejected.is_empty()));
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")

@@ -1,6 +1,7 @@
 //! Postgres access, one module per aggregate. Tenant-scoped queries take the tenant id and
 //! filter by it.
 
+pub mod copy_binary;
 pub mod plans;
 pub mod seats;
 pub mod subscriptions;

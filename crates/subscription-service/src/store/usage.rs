@@ -7,12 +7,14 @@
 //! cannot deadlock; a concurrent re-send of the same ids waits for the first and then finds
 //! them taken, so a record is counted once.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use pricing::Decimal;
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
+use super::copy_binary::{CopyRows, numeric, text};
 use crate::domain::usage::{Columns, Record};
 use crate::error::SubError;
 
@@ -174,97 +176,138 @@ pub async fn series(
         .await?)
 }
 
-/// A batch `stream` fills row by row: whole records, or columns for billing.
-pub trait StreamBatch: Default + Send + 'static {
-    /// The columns of `usage_records` it reads, in the order `push_row` takes them.
-    const COLUMNS: &'static str;
-    fn push_row(&mut self, row: &PgRow) -> Result<(), sqlx::Error>;
-    /// Rows pushed so far.
-    fn rows(&self) -> usize;
+/// What `stream` reads: the records of `tenants` with `from <= ts < to`, `size` per batch.
+#[derive(Debug, Clone)]
+pub struct StreamQuery {
+    pub tenants: Vec<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub size: usize,
+}
+
+type Out<B> = tokio::sync::mpsc::Sender<Result<B, SubError>>;
+
+/// A batch type `stream` fills: whole records, or columns for billing.
+pub trait StreamBatch: Sized + Send + 'static {
+    /// Sends the query's records into `out` in batches, from one snapshot; `Ok(false)` when
+    /// `out` closed before the end (the reader left, the query was not read to its end).
+    fn read(
+        conn: &mut PgConnection,
+        q: &StreamQuery,
+        out: &Out<Self>,
+    ) -> impl Future<Output = Result<bool, SubError>> + Send;
 }
 
 impl StreamBatch for Vec<Record> {
-    const COLUMNS: &'static str = "tenant_id, id, user_id, metric, quantity, ts";
-
-    fn push_row(&mut self, row: &PgRow) -> Result<(), sqlx::Error> {
-        self.push(Record {
-            tenant_id: row.try_get(0)?,
-            id: row.try_get(1)?,
-            user_id: row.try_get(2)?,
-            metric: row.try_get(3)?,
-            quantity: row.try_get(4)?,
-            ts: row.try_get(5)?,
-        });
-        Ok(())
-    }
-
-    fn rows(&self) -> usize {
-        self.len()
+    async fn read(
+        conn: &mut PgConnection,
+        q: &StreamQuery,
+        out: &Out<Self>,
+    ) -> Result<bool, SubError> {
+        let mut rows = sqlx::query(
+            "SELECT tenant_id, id, user_id, metric, quantity, ts FROM usage_records \
+             WHERE tenant_id = ANY($1) AND ts >= $2 AND ts < $3",
+        )
+        .bind(&q.tenants)
+        .bind(q.from)
+        .bind(q.to)
+        .fetch(&mut *conn);
+        let mut batch = Vec::with_capacity(q.size);
+        while let Some(row) = rows.try_next().await? {
+            batch.push(Record {
+                tenant_id: row.try_get(0)?,
+                id: row.try_get(1)?,
+                user_id: row.try_get(2)?,
+                metric: row.try_get(3)?,
+                quantity: row.try_get(4)?,
+                ts: row.try_get(5)?,
+            });
+            if batch.len() == q.size && out.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                return Ok(false);
+            }
+        }
+        if !batch.is_empty() {
+            let _ = out.send(Ok(batch)).await;
+        }
+        Ok(true)
     }
 }
+
+/// Billing's read of a period: `COPY` in binary, the filter's values passed as transaction
+/// settings (`COPY` takes no bind parameters) and read once each by an InitPlan (the outer
+/// `::text[]` makes `ANY` take the array, not the subquery's rows).
+const COPY_COLUMNS: &str = "COPY (SELECT tenant_id, user_id, metric, quantity FROM usage_records \
+     WHERE tenant_id = ANY ((SELECT current_setting('saas.stream_tenants')::text[])::text[]) \
+     AND ts >= (SELECT current_setting('saas.stream_from')::timestamptz) \
+     AND ts < (SELECT current_setting('saas.stream_to')::timestamptz)) \
+     TO STDOUT (FORMAT binary)";
 
 impl StreamBatch for Columns {
-    const COLUMNS: &'static str = "tenant_id, user_id, metric, quantity";
-
-    fn push_row(&mut self, row: &PgRow) -> Result<(), sqlx::Error> {
-        // Borrowed: a string is copied only the first time the batch sees it.
-        self.push(
-            row.try_get::<&str, _>(0)?,
-            row.try_get::<&str, _>(1)?,
-            row.try_get::<&str, _>(2)?,
-            row.try_get(3)?,
-        );
-        Ok(())
-    }
-
-    fn rows(&self) -> usize {
-        self.len()
+    async fn read(
+        conn: &mut PgConnection,
+        q: &StreamQuery,
+        out: &Out<Self>,
+    ) -> Result<bool, SubError> {
+        let mut tx = sqlx::Connection::begin(conn).await?;
+        // Postgres itself turns the values into text (array and timestamp literals), so nothing
+        // from the request is ever spliced into SQL.
+        sqlx::query(
+            "SELECT set_config('saas.stream_tenants', $1::text[]::text, true), \
+                    set_config('saas.stream_from', $2::timestamptz::text, true), \
+                    set_config('saas.stream_to', $3::timestamptz::text, true)",
+        )
+        .bind(&q.tenants)
+        .bind(q.from)
+        .bind(q.to)
+        .execute(&mut *tx)
+        .await?;
+        let mut copy = tx.copy_out_raw(COPY_COLUMNS).await?;
+        let mut rows = CopyRows::<4>::default();
+        let mut batch = Columns::default();
+        let mut full = Vec::new();
+        while let Some(chunk) = copy.try_next().await? {
+            rows.feed::<SubError>(&chunk, |[tenant, user, metric, quantity]| {
+                batch.push(
+                    text(tenant)?,
+                    text(user)?,
+                    text(metric)?,
+                    numeric(quantity)?,
+                );
+                if batch.len() == q.size {
+                    full.push(std::mem::take(&mut batch));
+                }
+                Ok(())
+            })?;
+            for b in full.drain(..) {
+                if out.send(Ok(b)).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        drop(copy);
+        if !rows.finished() {
+            return Err(SubError::Corrupt("COPY output ended early".into()));
+        }
+        tx.commit().await?;
+        if !batch.is_empty() {
+            let _ = out.send(Ok(batch)).await;
+        }
+        Ok(true)
     }
 }
 
-/// Streams the records of `tenants` with `from <= ts < to` into `out` in batches of `size`,
-/// from one query (one snapshot). A full channel pauses the query; a closed one ends it.
-pub async fn stream<B: StreamBatch>(
-    pool: &PgPool,
-    tenants: &[String],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    size: usize,
-    out: tokio::sync::mpsc::Sender<Result<B, SubError>>,
-) {
-    if let Err(e) = stream_into(pool, tenants, from, to, size, &out).await {
+/// Streams the query's records into `out` in batches of `B`, from one snapshot. A full channel
+/// pauses the query; a closed one ends it.
+pub async fn stream<B: StreamBatch>(pool: &PgPool, q: StreamQuery, out: Out<B>) {
+    let result = async {
+        let mut conn = pool.acquire().await?;
+        if !B::read(&mut conn, &q, &out).await? {
+            // Results are still on the wire: a fresh connection is cheaper than draining them.
+            let _ = conn.close().await;
+        }
+        Ok::<(), SubError>(())
+    };
+    if let Err(e) = result.await {
         let _ = out.send(Err(e)).await;
     }
-}
-
-async fn stream_into<B: StreamBatch>(
-    pool: &PgPool,
-    tenants: &[String],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    size: usize,
-    out: &tokio::sync::mpsc::Sender<Result<B, SubError>>,
-) -> Result<(), SubError> {
-    let mut conn = pool.acquire().await?;
-    let sql = format!(
-        "SELECT {} FROM usage_records WHERE tenant_id = ANY($1) AND ts >= $2 AND ts < $3",
-        B::COLUMNS
-    );
-    // Safe: the column list is a constant of the batch type, never input.
-    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenants)
-        .bind(from)
-        .bind(to)
-        .fetch(&mut *conn);
-    let mut batch = B::default();
-    while let Some(row) = rows.try_next().await? {
-        batch.push_row(&row)?;
-        if batch.rows() == size && out.send(Ok(std::mem::take(&mut batch))).await.is_err() {
-            return Ok(());
-        }
-    }
-    if batch.rows() > 0 {
-        let _ = out.send(Ok(batch)).await;
-    }
-    Ok(())
 }
