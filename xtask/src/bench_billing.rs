@@ -47,6 +47,26 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// The mean of each phase of the runs so far, from the billing service's
+/// `billing_run_phase_seconds` summary.
+fn phases(metrics: &str) -> String {
+    let value = |suffix: &str, phase: &str| -> Option<f64> {
+        let key = format!("billing_run_phase_seconds_{suffix}{{phase=\"{phase}\"}}");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let parts: Vec<String> = ["queue", "read_fold", "write", "price", "finish"]
+        .iter()
+        .filter_map(|p| {
+            let (sum, count) = (value("sum", p)?, value("count", p)?);
+            (count > 0.0).then(|| format!("{p} {:.3} s", sum / count))
+        })
+        .collect();
+    format!("phases per run (mean): {}", parts.join(", "))
+}
+
 /// How many times each side of the comparison runs; the best time counts.
 const TRIES: u32 = 3;
 
@@ -213,6 +233,13 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             (cpu(&children[0]) - cpu_before.1) / f64::from(TRIES),
         );
         let rss = peak_rss_mib(billing_pid.id());
+        let (_, metrics) = http(
+            billing_url.trim_start_matches("http://"),
+            "GET",
+            "/metrics",
+            "",
+            "",
+        )?;
         println!("| target | records | seconds | records/s |");
         println!("| --- | --- | --- | --- |");
         println!(
@@ -236,6 +263,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             cpu_per_run.0,
             cpu_per_run.1
         );
+        println!("{}", phases(&metrics));
 
         // The same run for each budget pair (a fresh billing service each time).
         println!("\n| MAX_WORKERS | MAX_DB_JOBS | seconds | records/s |");

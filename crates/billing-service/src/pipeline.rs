@@ -44,6 +44,7 @@ pub async fn run<B: Batch, S: Sink>(
     sink: Arc<S>,
     progress: Arc<ThroughputTracker>,
 ) -> Result<u64, PipelineError> {
+    let mut started = std::time::Instant::now();
     let names: Arc<Mutex<Names>> = Arc::default();
     let totals: Arc<Mutex<KeyTotals>> = Arc::default();
     let mut workers = Workers(Vec::new());
@@ -62,6 +63,7 @@ pub async fn run<B: Batch, S: Sink>(
         workers.push(worker).await?;
     }
     workers.join().await?;
+    phase("read_fold", &mut started);
     // The write phase: one sink call per tenant, tenants ascending, under the DB budget.
     let totals = std::mem::take(&mut *totals.lock().unwrap_or_else(|p| p.into_inner()));
     let names = std::mem::take(&mut *names.lock().unwrap_or_else(|p| p.into_inner()));
@@ -73,7 +75,16 @@ pub async fn run<B: Batch, S: Sink>(
         workers.push(writer).await?;
     }
     workers.join().await?;
+    phase("write", &mut started);
     Ok(progress.total())
+}
+
+/// Records how long a phase of a run took (`billing_run_phase_seconds{phase}`) and restarts
+/// the clock for the next one.
+pub fn phase(name: &'static str, started: &mut std::time::Instant) {
+    metrics::histogram!("billing_run_phase_seconds", "phase" => name)
+        .record(started.elapsed().as_secs_f64());
+    *started = std::time::Instant::now();
 }
 
 /// The run's worker tasks. Dropping the run (deadline, failure) aborts the ones still going:

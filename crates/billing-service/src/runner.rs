@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use crate::domain::aggregate::Columns;
 use crate::domain::charges::Billable;
@@ -114,7 +115,8 @@ impl Runner {
     }
 
     async fn execute_logged(&self, id: &str) {
-        if let Err(e) = self.execute(id).await {
+        let span = tracing::info_span!("billing_run", run = %id);
+        if let Err(e) = self.execute(id).instrument(span).await {
             tracing::error!(run = %id, error = %e, "billing run could not be recorded");
         }
     }
@@ -124,9 +126,12 @@ impl Runner {
         let Some(run) = runs::claim(&mut *self.pool.acquire().await?, id).await? else {
             return Ok(());
         };
-        let span = tracing::info_span!("billing_run", run = %run.id);
-        let _entered = span.enter();
-        drop(_entered);
+        // Time from the request to the claim: the outbox, JetStream and the consumer.
+        if let Some(claimed) = run.started_at {
+            let queued = (claimed - run.created_at).to_std().unwrap_or_default();
+            metrics::histogram!("billing_run_phase_seconds", "phase" => "queue")
+                .record(queued.as_secs_f64());
+        }
         let started = Instant::now();
         let tracker = Arc::new(ThroughputTracker::new());
         let reporter = {
@@ -159,6 +164,7 @@ impl Runner {
             }
         };
         tracing::info!(run = %run.id, status, records, records_per_second = rate, "billing run finished");
+        let mut finishing = Instant::now();
         let mut tx = self.pool.begin().await?;
         let row = runs::finish(&mut tx, &run.id, status, records as i64, rate, &error).await?;
         let event = if status == "completed" {
@@ -190,6 +196,7 @@ impl Runner {
         };
         enqueue(&mut tx, &event).await?;
         tx.commit().await?;
+        pipeline::phase("finish", &mut finishing);
         Ok(())
     }
 
@@ -228,7 +235,10 @@ impl Runner {
                 .map_err(RunError::from)
         };
         tokio::try_join!(producer, consumer)?;
-        self.price(run).await
+        let mut started = Instant::now();
+        self.price(run).await?;
+        pipeline::phase("price", &mut started);
+        Ok(())
     }
 
     /// Prices every billable subscription of the run's tenants into charge lines.
