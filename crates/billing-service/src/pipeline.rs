@@ -162,13 +162,13 @@ pub struct SummarySink {
 
 impl Sink for SummarySink {
     async fn write(&self, deltas: Vec<TenantDelta>) -> Result<(), PipelineError> {
-        let mut tx = self.pool.begin().await?;
         // No wait for the WAL flush here: the run's final transaction (status `completed`)
         // commits synchronously, and flushing its WAL flushes these earlier commits too. A
         // crash before it loses only rows of a run that never completed, which is re-run from
-        // scratch.
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
+        // scratch. (One round trip: the setting rides with BEGIN.)
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
             .await?;
         for d in &deltas {
             summaries::apply(&mut tx, &self.run_id, d, LockOrder::Canonical).await?;

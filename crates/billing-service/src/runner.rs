@@ -234,16 +234,16 @@ impl Runner {
                 .await
                 .map_err(RunError::from)
         };
-        tokio::try_join!(producer, consumer)?;
+        // What to price with is fetched while the usage streams (one message per tenant).
+        let (_, _, billables) = tokio::try_join!(producer, consumer, self.billables(run))?;
         let mut started = Instant::now();
-        self.price(run).await?;
+        self.price(run, billables).await?;
         pipeline::phase("price", &mut started);
         Ok(())
     }
 
-    /// Prices every billable subscription of the run's tenants into charge lines.
-    async fn price(&self, run: &RunRow) -> Result<(), RunError> {
-        let period = pricing::Period::new(run.period_start, run.period_end)?;
+    /// The run's billable subscriptions: plan phases and seat history for the period.
+    async fn billables(&self, run: &RunRow) -> Result<Vec<sub::BillableSubscription>, RunError> {
         let req = as_operator(
             run,
             sub::ListBillableSubscriptionsRequest {
@@ -251,18 +251,35 @@ impl Runner {
                 tenant_ids: run.tenant_ids.clone(),
             },
         );
-        let mut billables = self
+        let mut stream = self
             .usage
             .clone()
             .list_billable_subscriptions(req)
             .await?
             .into_inner();
+        let mut out = Vec::new();
+        while let Some(b) = stream.message().await? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    /// Prices every billable subscription of the run's tenants into charge lines, at the
+    /// usage the run wrote.
+    async fn price(
+        &self,
+        run: &RunRow,
+        billables: Vec<sub::BillableSubscription>,
+    ) -> Result<(), RunError> {
+        let period = pricing::Period::new(run.period_start, run.period_end)?;
         let mut tx = self.pool.begin().await?;
         let billed = match &run.corrects_run_id {
             Some(original) => Some(charges::billed_so_far(&mut tx, original).await?),
             None => None,
         };
-        while let Some(b) = billables.message().await? {
+        let usage = charges::usage(&mut tx, &run.id).await?;
+        let mut all = Vec::new();
+        for b in billables {
             let (s, plan) = (
                 b.subscription.unwrap_or_default(),
                 b.plan.unwrap_or_default(),
@@ -299,8 +316,8 @@ impl Runner {
                     .collect(),
                 tenant_id: s.tenant_id,
             };
-            let usage = charges::usage(&mut tx, &run.id, &billable.tenant_id).await?;
-            let mut lines = crate::domain::charges::price(&billable, &period, &usage)?;
+            let used = usage.get(&billable.tenant_id).cloned().unwrap_or_default();
+            let mut lines = crate::domain::charges::price(&billable, &period, &used)?;
             if let Some(billed) = &billed {
                 lines = crate::domain::charges::adjustments(
                     lines,
@@ -309,8 +326,9 @@ impl Runner {
                     billable.currency,
                 );
             }
-            charges::insert(&mut tx, &run.id, &lines).await?;
+            all.extend(lines);
         }
+        charges::insert(&mut tx, &run.id, &all).await?;
         tx.commit().await?;
         Ok(())
     }

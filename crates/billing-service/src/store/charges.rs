@@ -1,6 +1,6 @@
 //! Charge lines of a run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use pricing::{ChargeKind, Decimal};
@@ -166,19 +166,21 @@ pub async fn list(
     .await
 }
 
-/// Usage totals per metric of one tenant in a run (what metered prices charge).
+/// Usage totals per tenant and metric in a run (what metered prices charge).
 pub async fn usage(
     conn: &mut PgConnection,
     run_id: &str,
-    tenant: &str,
-) -> Result<std::collections::BTreeMap<String, Decimal>, sqlx::Error> {
-    let rows: Vec<(String, Decimal)> = sqlx::query_as(
-        "SELECT metric, sum(quantity) FROM user_usage_summaries WHERE run_id = $1 \
-         AND tenant_id = $2 GROUP BY metric",
+) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, sqlx::Error> {
+    let rows: Vec<(String, String, Decimal)> = sqlx::query_as(
+        "SELECT tenant_id, metric, sum(quantity) FROM user_usage_summaries WHERE run_id = $1 \
+         GROUP BY 1, 2",
     )
     .bind(run_id)
-    .bind(tenant)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().collect())
+    let mut out: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+    for (tenant, metric, quantity) in rows {
+        out.entry(tenant).or_default().insert(metric, quantity);
+    }
+    Ok(out)
 }
