@@ -27,7 +27,8 @@ pub enum PipelineError {
     Worker,
 }
 
-/// Where folded batches go.
+/// Where the run's totals go: each call gets whole tenants, ascending, to write as one unit
+/// (one transaction, for the database).
 pub trait Sink: Send + Sync + 'static {
     fn write(
         &self,
@@ -64,13 +65,28 @@ pub async fn run<B: Batch, S: Sink>(
     }
     workers.join().await?;
     phase("read_fold", &mut started);
-    // The write phase: one sink call per tenant, tenants ascending, under the DB budget.
+    // The write phase, under the DB budget: tenants ascending, whole tenants per sink call,
+    // as many as make about WRITE_ROWS rows (one transaction for many small tenants; each
+    // call's keys are still in canonical order, tenant by tenant).
     let totals = std::mem::take(&mut *totals.lock().unwrap_or_else(|p| p.into_inner()));
     let names = std::mem::take(&mut *names.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut chunks = vec![Vec::new()];
+    let mut rows = 0;
     for delta in named(totals, &names) {
+        if rows >= WRITE_ROWS {
+            chunks.push(Vec::new());
+            rows = 0;
+        }
+        rows += delta.users.len() + 1;
+        chunks
+            .last_mut()
+            .expect("chunks starts non-empty")
+            .push(delta);
+    }
+    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
         let (sink, db) = (sink.clone(), limiter.clone());
         let writer = limiter
-            .spawn(async move { db.run(sink.write(vec![delta])).await })
+            .spawn(async move { db.run(sink.write(chunk)).await })
             .await;
         workers.push(writer).await?;
     }
@@ -78,6 +94,9 @@ pub async fn run<B: Batch, S: Sink>(
     phase("write", &mut started);
     Ok(progress.total())
 }
+
+/// About how many summary rows one sink call (one transaction) writes.
+const WRITE_ROWS: usize = 2048;
 
 /// Records how long a phase of a run took (`billing_run_phase_seconds{phase}`) and restarts
 /// the clock for the next one.
