@@ -2,7 +2,8 @@
 //! (`POST /v1/billing/runs` → `StreamUsage` → pipeline → summaries), side by side with
 //! Postgres' own `GROUP BY tenant_id, user_id, metric` over the same rows; the billing
 //! service's peak RSS and the CPU each service spends per run; then the run again for
-//! MAX_WORKERS × MAX_DB_JOBS. Both sides of the comparison run three times, the best counts.
+//! MAX_WORKERS × MAX_DB_JOBS. The two sides of the comparison take five turns each; medians
+//! and bests are reported.
 //!
 //! Options: `--records N` (default 1000000), `--tenants T` (default 100).
 
@@ -67,8 +68,14 @@ fn phases(metrics: &str) -> String {
     format!("phases per run (mean): {}", parts.join(", "))
 }
 
-/// How many times each side of the comparison runs; the best time counts.
-const TRIES: u32 = 3;
+/// How many times each side of the comparison runs.
+const TRIES: u32 = 5;
+
+/// The smallest and the middle value (`times` is sorted in place).
+fn best_and_median(times: &mut [f64]) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    (times[0], times[times.len() / 2])
+}
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let records = opt(args, "--records", 1_000_000);
@@ -177,14 +184,13 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             "SELECT tenant_id, user_id, metric, sum(quantity), count(*) FROM usage_records \
              WHERE ts >= '{from}' AND ts < '{to}' GROUP BY 1, 2, 3"
         );
-        let mut group_secs = f64::MAX;
-        for _ in 0..TRIES {
+        let group = || -> Result<f64> {
             let started = Instant::now();
             if !psql(&infra, &sub_db, &group_by)? {
                 bail!("GROUP BY failed");
             }
-            group_secs = group_secs.min(started.elapsed().as_secs_f64());
-        }
+            Ok(started.elapsed().as_secs_f64())
+        };
 
         // One run end to end; a different period end per run, so each is a new run.
         let bill = |gw: &str, n: u32| -> Result<(f64, serde_json::Value)> {
@@ -218,15 +224,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let cpu = |c: &Child| cpu_secs(c.id()).unwrap_or(0.0);
         let billing_pid = billing.as_ref().context("billing service")?;
         let cpu_before = (cpu(billing_pid), cpu(&children[0]));
-        let (mut run_secs, mut run) = bill(&gw_addr, 0)?;
-        let mut total_secs = run_secs;
-        for n in 1..TRIES {
+        // The two sides take turns, so a change in the machine's load hits both alike.
+        let (mut groups, mut runs, mut run) = (Vec::new(), Vec::new(), serde_json::Value::Null);
+        for n in 0..TRIES {
+            groups.push(group()?);
             let (secs, r) = bill(&gw_addr, 100 + n)?;
-            total_secs += secs;
-            if secs < run_secs {
-                (run_secs, run) = (secs, r);
-            }
+            runs.push(secs);
+            run = r;
         }
+        let total_secs: f64 = runs.iter().sum();
+        let (group_best, group_median) = best_and_median(&mut groups);
+        let (run_best, run_median) = best_and_median(&mut runs);
         let billing_pid = billing.as_ref().context("billing service")?;
         let cpu_per_run = (
             (cpu(billing_pid) - cpu_before.0) / f64::from(TRIES),
@@ -240,20 +248,22 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             "",
             "",
         )?;
-        println!("| target | records | seconds | records/s |");
-        println!("| --- | --- | --- | --- |");
+        println!("| target | records | median s | best s | records/s (median) |");
+        println!("| --- | --- | --- | --- | --- |");
         println!(
-            "| Postgres: GROUP BY tenant_id, user_id, metric (psql) | {records} | {group_secs:.2} | {:.0} |",
-            records as f64 / group_secs
+            "| Postgres: GROUP BY tenant_id, user_id, metric (psql) | {records} | {group_median:.2} | {group_best:.2} | {:.0} |",
+            records as f64 / group_median
         );
         println!(
-            "| billing run end to end (MAX_WORKERS=4, MAX_DB_JOBS=8) | {} | {run_secs:.2} | {:.0} |",
+            "| billing run end to end (MAX_WORKERS=4, MAX_DB_JOBS=8) | {} | {run_median:.2} | {run_best:.2} | {:.0} |",
             run["records_processed"],
-            records as f64 / run_secs
+            records as f64 / run_median
         );
         println!(
-            "\nbest of {TRIES} each; run / GROUP BY: {:.2}x; billing-service peak RSS: {} MiB",
-            run_secs / group_secs,
+            "\n{TRIES} turns each; run / GROUP BY: {:.2}x (medians), {:.2}x (bests); \
+             billing-service peak RSS: {} MiB",
+            run_median / group_median,
+            run_best / group_best,
             rss.map_or("?".into(), |m| format!("{m:.0}"))
         );
         println!(

@@ -118,7 +118,7 @@ pub struct Columns {
     pub user: Vec<u32>,
     pub metric: Vec<u32>,
     pub quantity: Vec<Decimal>,
-    index: HashMap<String, u32>,
+    index: HashMap<Box<[u8]>, u32>,
     // Rows arrive grouped by tenant and often repeat a user or metric: the last hit of each
     // column skips the hash lookup.
     last: [Option<u32>; 3],
@@ -126,13 +126,32 @@ pub struct Columns {
 
 impl Columns {
     pub fn push(&mut self, tenant: &str, user: &str, metric: &str, quantity: Decimal) {
-        let t = self.intern(0, tenant);
-        let u = self.intern(1, user);
-        let m = self.intern(2, metric);
+        self.push_utf8(
+            tenant.as_bytes(),
+            user.as_bytes(),
+            metric.as_bytes(),
+            quantity,
+        )
+        .expect("a str is UTF-8");
+    }
+
+    /// As [`Columns::push`], from raw bytes as Postgres sends them: a string is checked to be
+    /// UTF-8 once, the first time the batch sees it, not on every record.
+    pub fn push_utf8(
+        &mut self,
+        tenant: &[u8],
+        user: &[u8],
+        metric: &[u8],
+        quantity: Decimal,
+    ) -> Result<(), std::str::Utf8Error> {
+        let t = self.intern(0, tenant)?;
+        let u = self.intern(1, user)?;
+        let m = self.intern(2, metric)?;
         self.tenant.push(t);
         self.user.push(u);
         self.metric.push(m);
         self.quantity.push(quantity);
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -143,30 +162,40 @@ impl Columns {
         self.quantity.is_empty()
     }
 
-    fn intern(&mut self, column: usize, s: &str) -> u32 {
+    fn intern(&mut self, column: usize, s: &[u8]) -> Result<u32, std::str::Utf8Error> {
         if let Some(i) = self.last[column]
-            && self.strings[i as usize] == s
+            && self.strings[i as usize].as_bytes() == s
         {
-            return i;
+            return Ok(i);
         }
         let i = match self.index.get(s) {
             Some(&i) => i,
             None => {
+                let text = std::str::from_utf8(s)?;
                 let i = u32::try_from(self.strings.len())
                     .expect("a batch holds at most 8192 records, so at most 24576 strings");
-                self.strings.push(s.to_string());
-                self.index.insert(s.to_string(), i);
+                self.strings.push(text.to_string());
+                self.index.insert(s.into(), i);
                 i
             }
         };
         self.last[column] = Some(i);
-        i
+        Ok(i)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_strings_must_be_utf8() {
+        let mut c = Columns::default();
+        assert!(c.push_utf8(b"ten_1", b"", b"calls", Decimal::ONE).is_ok());
+        assert!(c.push_utf8(b"ten_1", b"\xff\xfe", b"calls", Decimal::ONE).is_err());
+        assert!(c.push_utf8(b"ten_1", "usr_ü".as_bytes(), b"calls", Decimal::ONE).is_ok());
+        assert_eq!(c.strings, ["ten_1", "", "calls", "usr_ü"]);
+    }
 
     #[test]
     fn columns_store_each_id_once() {

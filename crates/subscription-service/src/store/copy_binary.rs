@@ -139,12 +139,14 @@ fn be_i32(data: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// A `NOT NULL` field's bytes.
+pub fn not_null(field: Option<&[u8]>) -> Result<&[u8], CopyError> {
+    field.ok_or_else(|| CopyError("NULL in a NOT NULL column".into()))
+}
+
 /// A `text` field.
 pub fn text(field: Option<&[u8]>) -> Result<&str, CopyError> {
-    let Some(bytes) = field else {
-        return bad("NULL in a NOT NULL text column");
-    };
-    std::str::from_utf8(bytes).or_else(|_| bad("text that is not UTF-8"))
+    std::str::from_utf8(not_null(field)?).or_else(|_| bad("text that is not UTF-8"))
 }
 
 /// A `numeric` field, exactly: base-10000 digits with a weight (the power of 10000 of the

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use pricing::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::copy_binary::{CopyRows, numeric, text};
+use super::copy_binary::{CopyError, CopyRows, not_null, numeric};
 use crate::domain::usage::{Columns, Record};
 use crate::error::SubError;
 
@@ -267,12 +267,10 @@ impl StreamBatch for Columns {
         let mut full = Vec::new();
         while let Some(chunk) = copy.try_next().await? {
             rows.feed::<SubError>(&chunk, |[tenant, user, metric, quantity]| {
-                batch.push(
-                    text(tenant)?,
-                    text(user)?,
-                    text(metric)?,
-                    numeric(quantity)?,
-                );
+                let (t, u, m) = (not_null(tenant)?, not_null(user)?, not_null(metric)?);
+                batch
+                    .push_utf8(t, u, m, numeric(quantity)?)
+                    .map_err(|_| CopyError("text that is not UTF-8".into()))?;
                 if batch.len() == q.size {
                     full.push(std::mem::take(&mut batch));
                 }
