@@ -36,6 +36,24 @@ fn d(v: &str) -> Option<Decimal> {
     Some(Decimal { value: v.into() })
 }
 
+/// A usage record of `api_calls`.
+fn calls(
+    id: String,
+    tenant: &str,
+    user: &str,
+    quantity: &str,
+    at: chrono::DateTime<Utc>,
+) -> spb::UsageRecord {
+    spb::UsageRecord {
+        id,
+        tenant_id: tenant.into(),
+        user_id: user.into(),
+        metric: "api_calls".into(),
+        quantity: d(quantity),
+        timestamp: Some(platform::grpc::timestamp(at)),
+    }
+}
+
 /// Polls a run until it leaves queued/running (10 s at most).
 async fn wait_done(
     billing: &mut BillingServiceClient<tonic::transport::Channel>,
@@ -165,15 +183,10 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
         .await
         .unwrap();
         let records: Vec<_> = (0..n)
-            .map(|i| spb::UsageRecord {
-                id: format!("{t}-{i}"),
-                tenant_id: t.into(),
-                user_id: format!("usr_{}", i % 13),
-                metric: "api_calls".into(),
-                quantity: d(&format!("{}.5", i % 7)),
-                timestamp: Some(platform::grpc::timestamp(
-                    now - chrono::Duration::minutes((i % 600) as i64),
-                )),
+            .map(|i| {
+                let at = now - chrono::Duration::minutes((i % 600) as i64);
+                let q = format!("{}.5", i % 7);
+                calls(format!("{t}-{i}"), t, &format!("usr_{}", i % 13), &q, at)
             })
             .collect();
         let total: rust_decimal::Decimal = (0..n)
@@ -281,14 +294,7 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
 
     // Late usage arrives for ten_a; a correction bills only the difference, never twice.
     let late: Vec<_> = (0..100)
-        .map(|i| spb::UsageRecord {
-            id: format!("late-{i}"),
-            tenant_id: "ten_a".into(),
-            user_id: "usr_late".into(),
-            metric: "api_calls".into(),
-            quantity: d("3"),
-            timestamp: Some(platform::grpc::timestamp(now)),
-        })
+        .map(|i| calls(format!("late-{i}"), "ten_a", "usr_late", "3", now))
         .collect();
     subs.ingest_usage(admin(spb::IngestUsageRequest { records: late }))
         .await
@@ -447,14 +453,7 @@ async fn a_plan_change_bills_each_plan_for_its_part_of_the_period() {
         .unwrap();
     spool.close().await;
     let records: Vec<_> = (0..100)
-        .map(|i| spb::UsageRecord {
-            id: format!("c{i}"),
-            tenant_id: "ten_a".into(),
-            user_id: "usr_1".into(),
-            metric: "api_calls".into(),
-            quantity: d("1"),
-            timestamp: Some(platform::grpc::timestamp(Utc::now())),
-        })
+        .map(|i| calls(format!("c{i}"), "ten_a", "usr_1", "1", Utc::now()))
         .collect();
     subs.ingest_usage(admin(spb::IngestUsageRequest { records }))
         .await

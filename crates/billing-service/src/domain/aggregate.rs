@@ -73,14 +73,21 @@ pub fn fold<'a>(records: impl IntoIterator<Item = &'a Usage>) -> Vec<TenantDelta
         t.records += 1;
         t.quantity += r.quantity;
     }
-    let mut by_tenant: BTreeMap<&str, BTreeMap<(String, String), Total>> = BTreeMap::new();
-    for ((tenant, user, metric), total) in sums {
-        by_tenant
+    by_tenant(sums)
+}
+
+/// Totals of distinct (tenant, user, metric) names as one delta per tenant, tenants ascending.
+fn by_tenant<'a>(
+    totals: impl IntoIterator<Item = ((&'a str, &'a str, &'a str), Total)>,
+) -> Vec<TenantDelta> {
+    let mut tenants: BTreeMap<&str, BTreeMap<(String, String), Total>> = BTreeMap::new();
+    for ((tenant, user, metric), total) in totals {
+        tenants
             .entry(tenant)
             .or_default()
-            .insert((user.to_string(), metric.to_string()), total);
+            .insert((user.to_owned(), metric.to_owned()), total);
     }
-    by_tenant
+    tenants
         .into_iter()
         .map(|(tenant, users)| TenantDelta {
             tenant_id: tenant.to_string(),
@@ -159,21 +166,12 @@ pub fn merge(all: &mut KeyTotals, part: KeyTotals) {
 
 /// `totals` with names again: one delta per tenant, tenants ascending.
 pub fn named(totals: KeyTotals, names: &Names) -> Vec<TenantDelta> {
-    let mut by_tenant: BTreeMap<&str, BTreeMap<(String, String), Total>> = BTreeMap::new();
-    for ((tenant, user, metric), total) in totals {
-        let user_metric = (names.name(user).to_owned(), names.name(metric).to_owned());
-        by_tenant
-            .entry(names.name(tenant))
-            .or_default()
-            .insert(user_metric, total);
-    }
-    by_tenant
-        .into_iter()
-        .map(|(tenant, users)| TenantDelta {
-            tenant_id: tenant.to_string(),
-            users,
-        })
-        .collect()
+    // Distinct ids are distinct names, so the named keys are distinct too.
+    by_tenant(
+        totals
+            .into_iter()
+            .map(|((t, u, m), total)| ((names.name(t), names.name(u), names.name(m)), total)),
+    )
 }
 
 /// A batch of records the pipeline's workers fold.

@@ -192,8 +192,14 @@ mod tests {
     fn raw_strings_must_be_utf8() {
         let mut c = Columns::default();
         assert!(c.push_utf8(b"ten_1", b"", b"calls", Decimal::ONE).is_ok());
-        assert!(c.push_utf8(b"ten_1", b"\xff\xfe", b"calls", Decimal::ONE).is_err());
-        assert!(c.push_utf8(b"ten_1", "usr_ü".as_bytes(), b"calls", Decimal::ONE).is_ok());
+        assert!(
+            c.push_utf8(b"ten_1", b"\xff\xfe", b"calls", Decimal::ONE)
+                .is_err()
+        );
+        assert!(
+            c.push_utf8(b"ten_1", "usr_ü".as_bytes(), b"calls", Decimal::ONE)
+                .is_ok()
+        );
         assert_eq!(c.strings, ["ten_1", "", "calls", "usr_ü"]);
     }
 
