@@ -203,7 +203,7 @@ impl Authenticator {
 /// Authenticates every route in the permission table and checks its permission; public
 /// routes pass through. Puts the [`Identity`] in the request extensions.
 pub async fn authorize(
-    State(auth): State<Authenticator>,
+    State(auth): State<Arc<Authenticator>>,
     mut req: Request,
     next: Next,
 ) -> Response {

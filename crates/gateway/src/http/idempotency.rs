@@ -8,6 +8,8 @@
 //! Redis is unreachable, a request that carries a key is refused with 503 rather than run
 //! without the guarantee it asked for.
 
+use std::sync::Arc;
+
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -69,7 +71,7 @@ fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
 }
 
-pub async fn layer(State(idem): State<Idempotency>, req: Request, next: Next) -> Response {
+pub async fn layer(State(idem): State<Arc<Idempotency>>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }

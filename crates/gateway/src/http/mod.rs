@@ -14,6 +14,8 @@ mod status;
 mod webhooks;
 mod wire;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use platform::ServiceName;
@@ -85,16 +87,20 @@ pub fn router(deps: Deps) -> Router {
         .merge(scim::router(users, max_body_bytes))
         // route_layer runs after routing, so these see the matched path. The last added runs
         // first: authenticate and authorize, rate-limit (per caller, per tenant), then
-        // idempotency (which needs the identity).
+        // idempotency (which needs the identity). Their states are behind `Arc`s: axum clones
+        // a middleware's state for every request, and these hold gRPC clients and caches.
         .route_layer(axum::middleware::from_fn_with_state(
-            idem,
+            Arc::new(idem),
             idempotency::layer,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
-            limiter,
+            Arc::new(limiter),
             ratelimit::layer,
         ))
-        .route_layer(axum::middleware::from_fn_with_state(auth, authorize))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            authorize,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Large list responses are compressed when the client accepts it.
         .layer(tower_http::compression::CompressionLayer::new())

@@ -358,7 +358,7 @@ fn tighter(a: Decision, b: Decision) -> Decision {
     if b.remaining < a.remaining { b } else { a }
 }
 
-pub async fn layer(State(rl): State<RateLimiter>, req: Request, next: Next) -> Response {
+pub async fn layer(State(rl): State<Arc<RateLimiter>>, req: Request, next: Next) -> Response {
     let identity = req.extensions().get::<Identity>().cloned();
     let caller_key = match &identity {
         Some(i) => format!("{}:{}", i.tenant_id, i.subject),
