@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_gateway::{bench_env, build_release, gateway_command, http, psql, wait_http};
+use crate::bench_gateway::{
+    bench_env, build_release, cpu_secs, gateway_command, http, psql, wait_http,
+};
 use crate::infra::{self, Infra};
 
 fn opt(args: &[String], name: &str, default: u64) -> u64 {
@@ -35,17 +37,6 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
         .parse()
         .ok()?;
     Some(kb / 1024.0)
-}
-
-/// CPU seconds (user + system) a process has used so far (Linux `/proc/<pid>/stat`).
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut f = rest.split_whitespace().skip(11);
-    let ticks: f64 = f.next()?.parse::<f64>().ok()? + f.next()?.parse::<f64>().ok()?;
-    // Linux reports in USER_HZ, 100 on every architecture we run on.
-    Some(ticks / 100.0)
 }
 
 /// The mean of each phase of the runs so far, from the billing service's

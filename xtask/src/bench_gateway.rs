@@ -150,6 +150,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             seconds.as_str(),
         ];
         Command::new(&loadgen).arg("header").status()?;
+        // CPU the gateway and the user service spend per request: the gateway's own cost,
+        // steadier than requests/s on a shared machine.
+        let (gateway_pid, user_pid) = (children[1].id(), children[0].id());
+        let mut costs = Vec::new();
         for (label, args) in [
             (
                 "nginx static reply",
@@ -176,15 +180,40 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 ],
             ),
         ] {
-            let ok = Command::new(&loadgen)
+            let before = (cpu_secs(gateway_pid), cpu_secs(user_pid));
+            let out = Command::new(&loadgen)
                 .args(&args)
                 .args(opts)
                 .args(["--label", label])
-                .status()?
-                .success();
-            if !ok {
+                .stderr(Stdio::inherit())
+                .output()?;
+            let table = String::from_utf8_lossy(&out.stdout);
+            print!("{table}");
+            if !out.status.success() {
                 bail!("load generator failed for {label}");
             }
+            // The row's third cell is requests/s.
+            let rps: Option<f64> = table
+                .lines()
+                .find(|l| l.contains(label))
+                .and_then(|l| l.split('|').nth(3))
+                .and_then(|v| v.trim().parse().ok());
+            let requests = rps.unwrap_or(0.0) * seconds.parse::<f64>().unwrap_or(0.0);
+            let per_request = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if requests > 0.0 => format!("{:.0}", (b - a) / requests * 1e6),
+                _ => "-".into(),
+            };
+            let after = (cpu_secs(gateway_pid), cpu_secs(user_pid));
+            costs.push(format!(
+                "| {label} | {} | {} |",
+                per_request(before.0, after.0),
+                per_request(before.1, after.1)
+            ));
+        }
+        println!("\n| target | gateway CPU µs/request | user service CPU µs/request |");
+        println!("| --- | --- | --- |");
+        for c in costs.iter().skip(1) {
+            println!("{c}");
         }
         Ok(())
     })();
@@ -198,6 +227,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     );
     drop(infra);
     result.map(|_| ExitCode::SUCCESS)
+}
+
+/// CPU seconds (user + system) a process has used so far (Linux `/proc/<pid>/stat`).
+pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace().skip(11);
+    let ticks: f64 = f.next()?.parse::<f64>().ok()? + f.next()?.parse::<f64>().ok()?;
+    // Linux reports in USER_HZ, 100 on every architecture we run on.
+    Some(ticks / 100.0)
 }
 
 fn which_nginx() -> Option<std::path::PathBuf> {
