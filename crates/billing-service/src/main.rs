@@ -1,5 +1,8 @@
 //! The `billing-service` binary: serve until SIGTERM, or `run --synthetic N` (see `cli`).
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

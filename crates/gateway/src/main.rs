@@ -1,5 +1,8 @@
 //! The `gateway` binary: configuration from the environment, then serve until SIGTERM.
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     platform::run_service(platform::ServiceName::Gateway, gateway::build).await
