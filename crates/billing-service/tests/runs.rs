@@ -83,6 +83,13 @@ struct Stack {
 }
 
 impl Stack {
+    /// Both services on fresh databases and a fresh event namespace.
+    async fn fresh() -> Stack {
+        test_support::init_logging();
+        let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
+        Stack::start(test_support::unique_prefix(), sdb, bdb).await
+    }
+
     async fn start(prefix: String, sdb: TestDb, bdb: TestDb) -> Stack {
         let subs_svc = test_support::spawn(
             subscription_service::build(test_support::config(
@@ -142,9 +149,7 @@ impl Stack {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_bills_the_period_once_with_exact_totals() {
-    test_support::init_logging();
-    let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
-    let stack = Stack::start(test_support::unique_prefix(), sdb, bdb).await;
+    let stack = Stack::fresh().await;
     let (mut subs, mut billing) = stack.clients();
 
     subs.create_plan(admin(spb::CreatePlanRequest {
@@ -411,9 +416,7 @@ fn flat_and_calls(id: &str, flat: &str, per_call: &str) -> spb::CreatePlanReques
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_change_bills_each_plan_for_its_part_of_the_period() {
-    test_support::init_logging();
-    let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
-    let stack = Stack::start(test_support::unique_prefix(), sdb, bdb).await;
+    let stack = Stack::fresh().await;
     let (mut subs, mut billing) = stack.clients();
     for plan in [
         flat_and_calls("pro", "3000", "1"),
