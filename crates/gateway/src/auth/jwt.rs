@@ -55,11 +55,28 @@ pub enum AuthError {
     BadClaims(String),
 }
 
-/// A key and the single algorithm it verifies.
-#[derive(Clone)]
+/// A key, the single algorithm it verifies, and the checks its tokens get — built once, not
+/// per request.
 struct PinnedKey {
     alg: Algorithm,
     key: DecodingKey,
+    validation: Validation,
+}
+
+impl PinnedKey {
+    fn new(alg: Algorithm, key: DecodingKey, settings: &JwtSettings) -> Arc<Self> {
+        let mut validation = Validation::new(alg);
+        validation.leeway = settings.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        Arc::new(PinnedKey {
+            alg,
+            key,
+            validation,
+        })
+    }
 }
 
 /// What the verifier trusts and checks.
@@ -74,8 +91,8 @@ pub struct JwtSettings {
 #[derive(Clone)]
 pub struct JwtVerifier {
     settings: JwtSettings,
-    hs256: Option<PinnedKey>,
-    jwks: Arc<RwLock<HashMap<String, PinnedKey>>>,
+    hs256: Option<Arc<PinnedKey>>,
+    jwks: Arc<RwLock<HashMap<String, Arc<PinnedKey>>>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -101,11 +118,9 @@ pub struct JwksError(pub String);
 impl JwtVerifier {
     pub fn new(settings: JwtSettings, hs256_secret: Option<&[u8]>) -> Self {
         JwtVerifier {
+            hs256: hs256_secret
+                .map(|s| PinnedKey::new(Algorithm::HS256, DecodingKey::from_secret(s), &settings)),
             settings,
-            hs256: hs256_secret.map(|s| PinnedKey {
-                alg: Algorithm::HS256,
-                key: DecodingKey::from_secret(s),
-            }),
             jwks: Arc::new(RwLock::new(HashMap::new())),
         }
     }
@@ -136,7 +151,7 @@ impl JwtVerifier {
             };
             let key =
                 DecodingKey::from_jwk(jwk).map_err(|e| JwksError(format!("key {kid}: {e}")))?;
-            keys.insert(kid, PinnedKey { alg, key });
+            keys.insert(kid, PinnedKey::new(alg, key, &self.settings));
         }
         let n = keys.len();
         *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = keys;
@@ -159,13 +174,7 @@ impl JwtVerifier {
         if header.alg != pinned.alg {
             return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
         }
-        let mut validation = Validation::new(pinned.alg);
-        validation.leeway = self.settings.leeway_secs;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.settings.issuer]);
-        validation.set_audience(&[&self.settings.audience]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        let data = decode::<Claims>(token, &pinned.key, &validation).map_err(|e| {
+        let data = decode::<Claims>(token, &pinned.key, &pinned.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::ExpiredSignature => AuthError::Expired,
