@@ -2,6 +2,7 @@
 //! the same lookup sent straight to the user service over gRPC, and nginx serving a static
 //! reply of the same body (the machine's ceiling), all driven by the same load generator
 //! (`crates/gateway/examples/loadgen.rs`) in one run. Release builds; logs at `warn`.
+//! `--worker-threads N` gives the gateway and the user service N runtime threads each.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -64,6 +65,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .and_then(|i| args.get(i + 1))
         .cloned()
         .unwrap_or_else(|| "64".into());
+    // Tokio's runtime threads per service (`TOKIO_WORKER_THREADS`); unset = one per core.
+    let worker_threads = args
+        .iter()
+        .position(|a| a == "--worker-threads")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let nginx =
         which_nginx().context("nginx is needed for the baseline: apt-get install nginx-light")?;
     let release = build_release(&["gateway", "user-service"])?;
@@ -80,7 +87,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     )?;
     let mut children: Vec<Child> = Vec::new();
     let result = (|| -> Result<()> {
-        let common = |c: &mut Command| bench_env(c, &infra, tag);
+        let common = |c: &mut Command| {
+            bench_env(c, &infra, tag);
+            if let Some(n) = &worker_threads {
+                c.env("TOKIO_WORKER_THREADS", n);
+            }
+        };
+        println!(
+            "services' runtime threads: {}",
+            worker_threads
+                .as_deref()
+                .unwrap_or("one per core (tokio's default)")
+        );
         let mut user = Command::new(release.join("user-service"));
         common(&mut user);
         user.env("LISTEN_ADDR", format!("127.0.0.1:{user_port}"))
