@@ -73,6 +73,21 @@ async fn wait_done(
     panic!("run {id} did not finish in 10 s");
 }
 
+/// Polls a run until it ends, which must be `completed`.
+async fn wait_completed(
+    billing: &mut BillingServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> bpb::BillingRun {
+    let run = wait_done(billing, id).await;
+    assert_eq!(
+        run.status,
+        bpb::RunStatus::Completed as i32,
+        "{}",
+        run.error
+    );
+    run
+}
+
 /// The subscription and billing services on their own databases and event namespace.
 struct Stack {
     prefix: String,
@@ -233,13 +248,7 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
     assert_eq!(again.id, run.id);
     assert_eq!(run.tenant_ids, ["ten_a", "ten_b"]);
 
-    let done = wait_done(&mut billing, &run.id).await;
-    assert_eq!(
-        done.status,
-        bpb::RunStatus::Completed as i32,
-        "{}",
-        done.error
-    );
+    let done = wait_completed(&mut billing, &run.id).await;
     assert_eq!(done.progress.unwrap().records_processed, 4700);
     assert!(done.finished_at.is_some());
 
@@ -314,13 +323,7 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
         .into_inner();
     assert_ne!(fix.id, run.id);
     assert_eq!(fix.corrects_run_id.as_deref(), Some(run.id.as_str()));
-    let fixed = wait_done(&mut billing, &fix.id).await;
-    assert_eq!(
-        fixed.status,
-        bpb::RunStatus::Completed as i32,
-        "{}",
-        fixed.error
-    );
+    let fixed = wait_completed(&mut billing, &fix.id).await;
     // 300 more calls × 0.5 = 150 minor units for ten_a; nothing for ten_b.
     let adj: Vec<(String, i64)> = fixed
         .totals
@@ -350,13 +353,7 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
         Ok(r) => r.into_inner(),
         Err(e) => panic!("{e}"),
     };
-    let again = wait_done(&mut billing, &again.id).await;
-    assert_eq!(
-        again.status,
-        bpb::RunStatus::Completed as i32,
-        "{}",
-        again.error
-    );
+    let again = wait_completed(&mut billing, &again.id).await;
     assert!(again.totals.is_empty(), "{:?}", again.totals);
 
     // A tenant sees runs naming it, and nothing else.
@@ -475,13 +472,7 @@ async fn a_plan_change_bills_each_plan_for_its_part_of_the_period() {
             .await
             .unwrap()
             .into_inner();
-        let done = wait_done(&mut billing, &run.id).await;
-        assert_eq!(
-            done.status,
-            bpb::RunStatus::Completed as i32,
-            "{}",
-            done.error
-        );
+        wait_completed(&mut billing, &run.id).await;
         billing
             .list_charges(admin(bpb::ListChargesRequest {
                 run_id: run.id,
