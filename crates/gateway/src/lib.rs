@@ -56,6 +56,9 @@ pub async fn build_with(
     let upstream_health = upstreams.health_checks();
     Ok(builder
         .cors()
+        // Large list responses are compressed when the client accepts it.
+        .compression()
+        .body_limit(settings.max_body_bytes)
         .readiness(upstream_health.clone())
         .http(http::router(http::Deps {
             upstream_health,

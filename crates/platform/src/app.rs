@@ -43,6 +43,8 @@ pub struct AppBuilder {
     limiter: Option<concurrency::Limiter>,
     descriptors: Vec<&'static [u8]>,
     cors: bool,
+    body_limit: Option<usize>,
+    compression: bool,
 }
 
 impl AppBuilder {
@@ -56,6 +58,8 @@ impl AppBuilder {
             limiter: None,
             descriptors: Vec::new(),
             cors: false,
+            body_limit: None,
+            compression: false,
         }
     }
 
@@ -102,6 +106,18 @@ impl AppBuilder {
     /// or preflights for routes without an OPTIONS handler would answer 405.
     pub fn cors(mut self) -> Self {
         self.cors = true;
+        self
+    }
+
+    /// Caps request bodies at `bytes` for every HTTP route (axum's default is 2 MiB).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = Some(bytes);
+        self
+    }
+
+    /// Compresses responses (gzip) for clients that accept it; small replies stay as they are.
+    pub fn compression(mut self) -> Self {
+        self.compression = true;
         self
     }
 
@@ -237,7 +253,10 @@ impl AppBuilder {
                 })
             }),
         ));
-        let router = self
+        // HTTP routes see `MatchedPath`, so their metrics are labelled by route template; the
+        // metrics layer is the only one applied per route (each `Router::layer` re-wraps every
+        // route, and axum clones the whole wrapped chain per request).
+        let http = self
             .http
             .merge(crate::health::router(name, self.readiness, self.limiter))
             .method_not_allowed_fallback(|req: Request| async move {
@@ -251,40 +270,110 @@ impl AppBuilder {
                     req.uri().path()
                 ))
             })
-            .fallback(move |req: Request| {
-                let grpc = grpc_router.clone();
-                async move {
-                    if is_grpc(&req) {
-                        use tower::ServiceExt;
-                        match grpc.oneshot(req).await {
-                            Ok(resp) => resp,
-                            Err(never) => match never {},
-                        }
-                    } else {
-                        crate::problem::not_found_fallback(req.uri().clone())
-                            .await
-                            .into_response()
-                    }
-                }
-            });
-        let router = with_middleware(router, name, self.cfg.request_timeout);
-        let router = if self.cors {
-            router.layer(
+            .fallback(|req: Request| crate::problem::not_found_fallback(req.uri().clone()))
+            .layer(middleware::from_fn(move |req, next| {
+                record_metrics(name, req, next)
+            }));
+        let grpc = grpc_router.layer(middleware::from_fn(move |req, next| {
+            record_metrics(name, req, next)
+        }));
+        // The rest of the stack wraps both protocols once, as plain (unboxed) tower layers.
+        use tower_http::compression::{CompressionLayer, Predicate, predicate::DefaultPredicate};
+        let compression = CompressionLayer::new()
+            .compress_when(Enabled(self.compression).and(DefaultPredicate::new()));
+        let stack = tower::ServiceBuilder::new()
+            .option_layer(self.cors.then(|| {
                 tower_http::cors::CorsLayer::new()
                     .allow_origin(tower_http::cors::Any)
                     .allow_methods(tower_http::cors::Any)
                     .allow_headers(tower_http::cors::Any)
                     .expose_headers(tower_http::cors::Any)
-                    .max_age(Duration::from_secs(600)),
+                    .max_age(Duration::from_secs(600))
+            }))
+            // CORS and the timeout answer with bodies of their own (`Default`): plain ones.
+            .map_response(|r: axum::http::Response<_>| r.map(axum::body::Body::new))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(move |req: &Request| {
+                        let rid = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", service = name, method = %req.method(), path = %req.uri().path(), request_id = %rid, tenant = tracing::field::Empty)
+                    })
+                    // One structured access-log line per request: status and latency, inside
+                    // the request span (so with its id, path and tenant).
+                    .on_response(
+                        tower_http::trace::DefaultOnResponse::new()
+                            .level(tracing::Level::INFO)
+                            .latency_unit(tower_http::LatencyUnit::Micros),
+                    )
+                    .on_failure(
+                        tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN),
+                    ),
             )
-        } else {
-            router
-        };
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(CatchPanicLayer::custom(|_| {
+                tracing::error!("handler panicked");
+                Problem::internal().into_response()
+            }))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::GATEWAY_TIMEOUT,
+                self.cfg.request_timeout,
+            ))
+            .map_response(|r: axum::http::Response<_>| r.map(axum::body::Body::new))
+            .layer(compression)
+            .option_layer(self.body_limit.map(axum::extract::DefaultBodyLimit::max))
+            .service(Dispatch { http, grpc });
         App {
             name,
-            router,
+            // A router again, for `into_make_service_with_connect_info` and `oneshot` in tests.
+            router: Router::new().fallback_service(stack),
             tasks,
             grace: self.cfg.shutdown_grace,
+        }
+    }
+}
+
+/// Whether responses may be compressed at all (`AppBuilder::compression`).
+#[derive(Clone, Copy)]
+struct Enabled(bool);
+
+impl tower_http::compression::Predicate for Enabled {
+    fn should_compress<B>(&self, _: &axum::http::Response<B>) -> bool
+    where
+        B: axum::body::HttpBody,
+    {
+        self.0
+    }
+}
+
+/// One port, two protocols: gRPC (by content type) to tonic's routes, the rest to axum's.
+#[derive(Clone)]
+struct Dispatch {
+    http: Router,
+    grpc: Router,
+}
+
+impl tower::Service<Request> for Dispatch {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if is_grpc(&req) {
+            self.grpc.call(req)
+        } else {
+            self.http.call(req)
         }
     }
 }
@@ -296,67 +385,36 @@ fn is_grpc(req: &Request) -> bool {
         .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
-/// The standard stack: request ids, tracing spans carrying them, metrics, panics as 500
-/// problems, and a request timeout.
-pub fn with_middleware(router: Router, service: &'static str, timeout: Duration) -> Router {
-    router
-        .layer(middleware::from_fn(move |req, next| {
-            record_metrics(service, req, next)
-        }))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::GATEWAY_TIMEOUT,
-            timeout,
-        ))
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("handler panicked");
-            Problem::internal().into_response()
-        }))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(move |req: &Request| {
-                let rid = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", service, method = %req.method(), path = %req.uri().path(), request_id = %rid, tenant = tracing::field::Empty)
-            })
-            // One structured access-log line per request: status and latency, inside the
-            // request span (so with its id, path and tenant).
-            .on_response(
-                tower_http::trace::DefaultOnResponse::new()
-                    .level(tracing::Level::INFO)
-                    .latency_unit(tower_http::LatencyUnit::Micros),
-            )
-            .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
+/// Counts and times every request by service, method, route template and status. gRPC
+/// routes are labelled by their method path (`/pkg.Service/Method`), which is bounded by the
+/// services' definitions; anything unrouted is `unmatched`, so hostile paths cannot grow the
+/// label set.
 async fn record_metrics(service: &'static str, req: Request, next: Next) -> Response {
+    use metrics::{Label, SharedString};
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| {
-            if is_grpc(&req) {
-                req.uri().path().to_string()
-            } else {
-                "unmatched".to_string()
-            }
-        });
-    let method = req.method().to_string();
+    let route: SharedString = match req.extensions().get::<MatchedPath>() {
+        Some(_) if is_grpc(&req) => req.uri().path().to_owned().into(),
+        Some(p) => p.as_str().to_owned().into(),
+        None => SharedString::const_str("unmatched"),
+    };
+    let method = match *req.method() {
+        axum::http::Method::GET => SharedString::const_str("GET"),
+        axum::http::Method::POST => SharedString::const_str("POST"),
+        axum::http::Method::PUT => SharedString::const_str("PUT"),
+        axum::http::Method::PATCH => SharedString::const_str("PATCH"),
+        axum::http::Method::DELETE => SharedString::const_str("DELETE"),
+        ref other => other.as_str().to_owned().into(),
+    };
     let resp = next.run(req).await;
     let labels = [
-        ("service", service.to_string()),
-        ("method", method),
-        ("route", route),
-        ("status", resp.status().as_u16().to_string()),
+        Label::from_static_parts("service", service),
+        Label::new("method", method),
+        Label::new("route", route),
+        Label::new("status", resp.status().as_str().to_owned()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..3])
+    metrics::histogram!("http_request_duration_seconds", labels[..3].to_vec())
         .record(start.elapsed().as_secs_f64());
+    metrics::counter!("http_requests_total", Vec::from(labels)).increment(1);
     resp
 }
 

@@ -5,6 +5,14 @@
 //! A token whose header asks for anything else is rejected before any signature check, which
 //! closes the classic holes: `alg: none`, and an HS256 token "signed" with an RSA public key.
 //! `iss`, `aud`, `exp` and `nbf` are checked with a small leeway.
+//!
+//! Verified tokens are remembered by their exact text: a client sends the same token with
+//! every request until it expires, and verifying one (base64, the header and claims parsed
+//! twice by jsonwebtoken, an HMAC or RSA check) was the costliest step of the gateway's edge.
+//! Signature, issuer, audience and claims are properties of the text and the key, so a hit
+//! only re-checks `exp` and `nbf` against the clock. Replacing the JWKS forgets everything
+//! (a retired key must stop working at once), and the memory is bounded by
+//! [`MAX_VERIFIED`] tokens.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -79,6 +87,10 @@ impl PinnedKey {
     }
 }
 
+/// How many verified tokens are remembered; when full, expired ones are dropped, and if that
+/// frees nothing, all of them (only validly signed tokens ever get in).
+pub const MAX_VERIFIED: usize = 10_000;
+
 /// What the verifier trusts and checks.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
@@ -93,6 +105,7 @@ pub struct JwtVerifier {
     settings: JwtSettings,
     hs256: Option<Arc<PinnedKey>>,
     jwks: Arc<RwLock<HashMap<String, Arc<PinnedKey>>>>,
+    verified: Arc<RwLock<HashMap<Box<str>, Arc<Claims>>>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -122,6 +135,7 @@ impl JwtVerifier {
                 .map(|s| PinnedKey::new(Algorithm::HS256, DecodingKey::from_secret(s), &settings)),
             settings,
             jwks: Arc::new(RwLock::new(HashMap::new())),
+            verified: Arc::new(RwLock::new(HashMap::new())),
         }
     }
 
@@ -155,11 +169,62 @@ impl JwtVerifier {
         }
         let n = keys.len();
         *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        self.verified
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         Ok(n)
     }
 
     /// Verifies `token` and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        let known = self
+            .verified
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(claims) = known {
+            self.check_times(&claims)?;
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_text(token)?);
+        self.remember(token, &claims);
+        Ok(claims)
+    }
+
+    /// The time checks jsonwebtoken makes, for a token verified earlier: `exp` has not passed
+    /// and `nbf` has come, each give or take the leeway.
+    fn check_times(&self, claims: &Claims) -> Result<(), AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let leeway = self.settings.leeway_secs;
+        if claims.exp < now.saturating_sub(leeway) {
+            return Err(AuthError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + leeway) {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    fn remember(&self, token: &str, claims: &Arc<Claims>) {
+        let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= MAX_VERIFIED {
+            verified.retain(|_, c| self.check_times(c).is_ok());
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), Arc::clone(claims));
+    }
+
+    /// How many verified tokens are remembered (for tests and the curious).
+    pub fn remembered(&self) -> usize {
+        self.verified.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The full check: header, pinned key and algorithm, signature, claims.
+    fn verify_text(&self, token: &str) -> Result<Claims, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         let pinned = match &header.kid {
             Some(kid) => self
@@ -265,7 +330,7 @@ mod tests {
     #[test]
     fn accepts_valid_tokens_of_each_algorithm() {
         let v = verifier();
-        assert_eq!(v.verify(&hs(&claims())).unwrap(), claims());
+        assert_eq!(*v.verify(&hs(&claims())).unwrap(), claims());
         assert_eq!(
             v.verify(&signed(Algorithm::RS256, "rsa-1", RSA1, &claims()))
                 .unwrap()
@@ -358,7 +423,12 @@ mod tests {
 
         let rsa1 = signed(Algorithm::RS256, "rsa-1", RSA1, &claims());
         assert!(v.verify(&rsa1).is_ok());
-        // Rotate: publish a JWKS without rsa-1.
+        assert!(
+            v.verify(&rsa1).is_ok(),
+            "answered from the remembered tokens"
+        );
+        assert_eq!(v.remembered(), 1);
+        // Rotate: publish a JWKS without rsa-1; the remembered verification goes with it.
         let mut set: serde_json::Value = serde_json::from_str(JWKS).unwrap();
         set["keys"]
             .as_array_mut()
@@ -366,6 +436,44 @@ mod tests {
             .retain(|k| k["kid"] != "rsa-1");
         v.set_jwks(&set.to_string()).unwrap();
         assert_eq!(v.verify(&rsa1), Err(AuthError::UnknownKey));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let v = JwtVerifier::new(
+            JwtSettings {
+                issuer: "saas-platform-dev".into(),
+                audience: "saas-platform".into(),
+                leeway_secs: 0,
+            },
+            Some(SECRET),
+        );
+        let mut c = claims();
+        c.exp = now() + 1;
+        let t = hs(&c);
+        assert!(v.verify(&t).is_ok());
+        assert_eq!(v.remembered(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(v.verify(&t), Err(AuthError::Expired));
+
+        // Not yet valid is re-checked the same way (here: still in the future).
+        let mut c = claims();
+        c.nbf = Some(now() + 3600);
+        let early = hs(&c);
+        assert_eq!(v.verify(&early), Err(AuthError::NotYetValid));
+        assert_eq!(v.remembered(), 1, "refused tokens are not remembered");
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let v = verifier();
+        for i in 0..=MAX_VERIFIED {
+            let mut c = claims();
+            c.sub = format!("u_{i}");
+            assert!(v.verify(&hs(&c)).is_ok());
+            assert!(v.remembered() <= MAX_VERIFIED);
+        }
+        assert!(v.remembered() >= 1);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`Authenticator`] turns `Authorization: Bearer ...` into an [`Identity`]: a JWT (see
 //! [`jwt`]) or, for `sk_...` secrets, an API key verified by the user service and cached for
 //! a few seconds. [`permissions`] holds the one table from route to required permission; the
-//! [`authorize`] middleware applies both before any handler runs.
+//! [`authorize`] check applies both before any handler runs.
 
 pub mod jwks;
 pub mod jwt;
@@ -14,9 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authz::{Permission, Role};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use platform::grpc::Caller;
@@ -142,8 +141,8 @@ impl Authenticator {
             unauthorized(&e)
         })?;
         Ok(Identity {
-            tenant_id: claims.tid,
-            subject: claims.sub,
+            tenant_id: claims.tid.clone(),
+            subject: claims.sub.clone(),
             roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
             scopes: Vec::new(),
             request_id: None,
@@ -201,35 +200,24 @@ impl Authenticator {
 }
 
 /// Authenticates every route in the permission table and checks its permission; public
-/// routes pass through. Puts the [`Identity`] in the request extensions.
-pub async fn authorize(
-    State(auth): State<Arc<Authenticator>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
-    let Some(path) = path else {
-        return next.run(req).await; // unmatched: the fallback answers 404
+/// routes pass through. Puts the [`Identity`] in the request extensions, or answers 401/403.
+pub async fn authorize(auth: &Authenticator, req: &mut Request) -> Result<(), Response> {
+    let Some(path) = req.extensions().get::<MatchedPath>() else {
+        return Ok(()); // unmatched: the fallback answers 404
     };
-    let Some(required) = permissions::required(req.method(), &path) else {
-        return next.run(req).await; // public
+    let Some(required) = permissions::required(req.method(), path.as_str()) else {
+        return Ok(()); // public
     };
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let mut identity = match auth.authenticate(header.as_deref()).await {
-        Ok(i) => i,
-        Err(resp) => return resp,
-    };
+    let mut identity = auth.authenticate(header.as_deref()).await?;
     if !identity.allows(required) {
-        return Problem::new(StatusCode::FORBIDDEN, "forbidden")
+        return Err(Problem::new(StatusCode::FORBIDDEN, "forbidden")
             .with_detail(format!("this requires the {required} permission"))
-            .into_response();
+            .into_response());
     }
     identity.request_id = req
         .headers()
@@ -238,5 +226,5 @@ pub async fn authorize(
         .map(str::to_string);
     tracing::Span::current().record("tenant", identity.tenant_id.as_str());
     req.extensions_mut().insert(identity);
-    next.run(req).await
+    Ok(())
 }

@@ -8,10 +8,8 @@
 //! Redis is unreachable, a request that carries a key is refused with 503 rather than run
 //! without the guarantee it asked for.
 
-use std::sync::Arc;
-
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -71,7 +69,9 @@ fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
 }
 
-pub async fn layer(State(idem): State<Arc<Idempotency>>, req: Request, next: Next) -> Response {
+/// Runs `req` through `next` at most once per `Idempotency-Key` (POSTs of an authenticated
+/// caller; every other request passes straight through).
+pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }

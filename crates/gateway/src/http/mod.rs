@@ -17,7 +17,9 @@ mod wire;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use platform::ServiceName;
 use platform::health::Readiness;
 use rpc::billing::v1::billing_service_client::BillingServiceClient;
@@ -28,7 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::upstream::Upstreams;
 
-use crate::auth::{Authenticator, authorize};
+use crate::auth::{Authenticator, Identity, authorize};
 
 /// What the public routes need.
 pub struct Deps {
@@ -82,26 +84,46 @@ pub fn router(deps: Deps) -> Router {
         )))
         .merge(webhooks::router(payments))
         .split_for_parts();
+    let edge = Arc::new(Edge {
+        auth,
+        limiter,
+        idem,
+    });
     router
         .merge(openapi::route(openapi::finish(doc)))
         .merge(scim::router(users, max_body_bytes))
-        // route_layer runs after routing, so these see the matched path. The last added runs
-        // first: authenticate and authorize, rate-limit (per caller, per tenant), then
-        // idempotency (which needs the identity). Their states are behind `Arc`s: axum clones
-        // a middleware's state for every request, and these hold gRPC clients and caches.
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::new(idem),
-            idempotency::layer,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::new(limiter),
-            ratelimit::layer,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::new(auth),
-            authorize,
-        ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        // Large list responses are compressed when the client accepts it.
-        .layer(tower_http::compression::CompressionLayer::new())
+        // route_layer runs after routing, so the edge sees the matched path. One middleware
+        // for all three steps: every `route_layer` wraps each route once more, and axum clones
+        // the whole wrapped chain for every request.
+        .route_layer(axum::middleware::from_fn_with_state(edge, edge_checks))
+}
+
+/// What stands between a routed request and its handler.
+struct Edge {
+    auth: Authenticator,
+    limiter: ratelimit::RateLimiter,
+    idem: idempotency::Idempotency,
+}
+
+/// Authenticate and authorize, rate-limit (per caller, per tenant), then idempotency (which
+/// needs the identity); the rate-limit headers go on whatever comes back.
+async fn edge_checks(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
+    if let Err(denied) = authorize(&edge.auth, &mut req).await {
+        return denied;
+    }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let shown = match edge
+        .limiter
+        .admit(req.extensions().get::<Identity>(), peer)
+        .await
+    {
+        Ok(shown) => shown,
+        Err(limited) => return limited,
+    };
+    let mut resp = idempotency::run(&edge.idem, req, next).await;
+    ratelimit::set_headers(resp.headers_mut(), &shown);
+    resp
 }

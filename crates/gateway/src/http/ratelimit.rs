@@ -17,9 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
+
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use redis::aio::ConnectionManager;
@@ -329,7 +328,7 @@ fn secs_ceil(d: Duration) -> u64 {
     d.as_micros().div_ceil(1_000_000) as u64
 }
 
-fn set_headers(h: &mut HeaderMap, d: &Decision) {
+pub fn set_headers(h: &mut HeaderMap, d: &Decision) {
     for (name, value) in [
         ("ratelimit-limit", u64::from(d.limit)),
         ("ratelimit-remaining", u64::from(d.remaining)),
@@ -358,32 +357,36 @@ fn tighter(a: Decision, b: Decision) -> Decision {
     if b.remaining < a.remaining { b } else { a }
 }
 
-pub async fn layer(State(rl): State<Arc<RateLimiter>>, req: Request, next: Next) -> Response {
-    let identity = req.extensions().get::<Identity>().cloned();
-    let caller_key = match &identity {
-        Some(i) => format!("{}:{}", i.tenant_id, i.subject),
-        None => req
-            .extensions()
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| format!("ip:{}", c.0.ip()))
-            .unwrap_or_else(|| "ip:unknown".to_string()),
-    };
-    let local = rl.local.check(&caller_key, rl.per_caller, Instant::now());
-    if !local.allowed {
-        return too_many(&local, "caller");
-    }
-    let mut shown = local;
-    if let Some(i) = &identity
-        && let Some(t) = rl.tenant(&i.tenant_id, rl.tenant_quota(i).await).await
-    {
-        if !t.allowed {
-            return too_many(&t, "tenant");
+impl RateLimiter {
+    /// Admits a request of `identity` (or, anonymous, from `peer`) against the per-caller
+    /// and per-tenant limits: the decision to show in the response's `RateLimit-*` headers
+    /// ([`set_headers`]), or the 429 to answer.
+    pub async fn admit(
+        &self,
+        identity: Option<&Identity>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Decision, Response> {
+        let rl = self;
+        let caller_key = match (identity, peer) {
+            (Some(i), _) => format!("{}:{}", i.tenant_id, i.subject),
+            (None, Some(ip)) => format!("ip:{ip}"),
+            (None, None) => "ip:unknown".to_string(),
+        };
+        let local = rl.local.check(&caller_key, rl.per_caller, Instant::now());
+        if !local.allowed {
+            return Err(too_many(&local, "caller"));
         }
-        shown = tighter(local, t);
+        let mut shown = local;
+        if let Some(i) = identity
+            && let Some(t) = rl.tenant(&i.tenant_id, rl.tenant_quota(i).await).await
+        {
+            if !t.allowed {
+                return Err(too_many(&t, "tenant"));
+            }
+            shown = tighter(local, t);
+        }
+        Ok(shown)
     }
-    let mut resp = next.run(req).await;
-    set_headers(resp.headers_mut(), &shown);
-    resp
 }
 
 #[cfg(test)]
