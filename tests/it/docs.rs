@@ -11,6 +11,7 @@ fn readme_documents_every_config_variable() {
         .iter()
         .chain(gateway::config::ENV_VARS)
         .chain(subscription_service::settings::ENV_VARS)
+        .chain(user_service::settings::ENV_VARS)
         .collect();
     for (var, default, _) in &all {
         let row = format!("| `{var}` | `{default}` |");

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::domain::ids::{ApiKeyId, ScimTokenId, TenantId, UserId};
 use crate::domain::{secrets, validate};
 use crate::error::UserError;
+use crate::store::tenant_cache::TenantCache;
 use crate::store::{self, api_keys, scim_tokens, tenants, users};
 
 const SOURCE: &str = "/services/user";
@@ -20,11 +21,12 @@ const SOURCE: &str = "/services/user";
 #[derive(Debug, Clone)]
 pub struct UserApi {
     pool: PgPool,
+    tenants: TenantCache,
 }
 
 impl UserApi {
-    pub fn new(pool: PgPool) -> Self {
-        UserApi { pool }
+    pub fn new(pool: PgPool, tenants: TenantCache) -> Self {
+        UserApi { pool, tenants }
     }
 }
 
@@ -90,15 +92,15 @@ fn cursor(p: &Option<PageRequest>) -> Result<(Option<String>, i64), UserError> {
     Ok((after, store::page_limit(p.limit)))
 }
 
-fn tenant_pb(t: tenants::TenantRow) -> pb::Tenant {
+fn tenant_pb(t: &tenants::TenantRow) -> pb::Tenant {
     pb::Tenant {
         status: match t.status.as_str() {
             "active" => pb::TenantStatus::Active,
             _ => pb::TenantStatus::Suspended,
         } as i32,
-        id: t.id,
-        name: t.name,
-        slug: t.slug,
+        id: t.id.clone(),
+        name: t.name.clone(),
+        slug: t.slug.clone(),
         created_at: Some(timestamp(t.created_at)),
         updated_at: Some(timestamp(t.updated_at)),
     }
@@ -210,7 +212,7 @@ impl UserApi {
             enqueue(&mut tx, &user_event("user.created", &row)).await?;
         }
         tx.commit().await?;
-        Ok(tenant_pb(tenant))
+        Ok(tenant_pb(&tenant))
     }
 
     async fn create_user_inner(
@@ -388,7 +390,8 @@ impl UserApi {
         )
         .await?;
         tx.commit().await?;
-        Ok(tenant_pb(t))
+        self.tenants.forget(&t.id);
+        Ok(tenant_pb(&t))
     }
 
     async fn create_api_key_inner(
@@ -438,11 +441,13 @@ impl UserService for UserApi {
     async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
         let c = caller(&req)?;
         let id = scoped_tenant(&c, &req.get_ref().tenant_id)?;
-        let t = tenants::get(&self.pool, id.as_str())
+        let t = self
+            .tenants
+            .get(&self.pool, id.as_str())
             .await
             .map_err(UserError::from)?
             .ok_or(UserError::NotFound("tenant"))?;
-        Ok(Response::new(tenant_pb(t)))
+        Ok(Response::new(tenant_pb(&t)))
     }
 
     async fn update_tenant(&self, req: Request<pb::UpdateTenantRequest>) -> Reply<pb::Tenant> {
@@ -459,7 +464,8 @@ impl UserService for UserApi {
         }
         .map_err(UserError::from)?
         .ok_or(UserError::NotFound("tenant"))?;
-        Ok(Response::new(tenant_pb(t)))
+        self.tenants.forget(&t.id);
+        Ok(Response::new(tenant_pb(&t)))
     }
 
     async fn list_tenants(
@@ -474,7 +480,7 @@ impl UserService for UserApi {
             .map_err(UserError::from)?;
         let (rows, page) = page(rows, limit, |t| &t.id);
         Ok(Response::new(pb::ListTenantsResponse {
-            tenants: rows.into_iter().map(tenant_pb).collect(),
+            tenants: rows.iter().map(tenant_pb).collect(),
             page: Some(page),
         }))
     }

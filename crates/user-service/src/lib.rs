@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod scim;
+pub mod settings;
 pub mod store;
 
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
@@ -18,11 +19,15 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 
 /// Connects to the infrastructure and assembles the service.
 pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
+    let settings = settings::Settings::from_env()?;
     let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
     let limiter = cfg.limiter();
-    let api = grpc::UserApi::new(backbone.pool.clone());
+    let tenants = store::tenant_cache::TenantCache::new(settings.tenant_cache_ttl);
+    let api = grpc::UserApi::new(backbone.pool.clone(), tenants.clone());
+    let pool = backbone.pool.clone();
     Ok(AppBuilder::new(cfg)
         .backbone(&backbone)
+        .task("tenant-cache", move |stop| tenants.listen(pool, stop))
         .limiter(limiter)
         .reflection(rpc::FILE_DESCRIPTOR_SET)
         .grpc(rpc::user::v1::user_service_server::UserServiceServer::new(
