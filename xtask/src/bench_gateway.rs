@@ -2,7 +2,9 @@
 //! the same lookup sent straight to the user service over gRPC, and nginx serving a static
 //! reply of the same body (the machine's ceiling), all driven by the same load generator
 //! (`crates/gateway/examples/loadgen.rs`) in one run. Release builds; logs at `warn`.
-//! `--worker-threads N` gives the gateway and the user service N runtime threads each.
+//! `--worker-threads N` gives the gateway and the user service N runtime threads each;
+//! `--tenant-cache-secs 0` makes the user service read every tenant from Postgres (by default
+//! it serves them from its in-memory tenant cache, as in production).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -71,6 +73,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .position(|a| a == "--worker-threads")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    let tenant_cache = args
+        .iter()
+        .position(|a| a == "--tenant-cache-secs")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let nginx =
         which_nginx().context("nginx is needed for the baseline: apt-get install nginx-light")?;
     let release = build_release(&["gateway", "user-service"])?;
@@ -106,6 +113,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 "DATABASE_URL",
                 infra.database_url(&format!("bench_user_{tag}")),
             );
+        if let Some(secs) = &tenant_cache {
+            user.env("TENANT_CACHE_SECS", secs);
+        }
+        println!(
+            "user service's tenant cache: {}",
+            match tenant_cache.as_deref() {
+                Some("0") => "off (every read from Postgres)".to_string(),
+                Some(s) => format!("{s} s"),
+                None => "default (30 s)".to_string(),
+            }
+        );
         children.push(user.spawn().context("user-service")?);
         let mut gw = gateway_command(&release, gw_port);
         common(&mut gw);
@@ -181,7 +199,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 ],
             ),
             (
-                "gateway: GET /v1/tenants/{id} (JWT, RBAC, rate limits, gRPC to user service, Postgres)",
+                "gateway: GET /v1/tenants/{id} (JWT, RBAC, rate limits, gRPC to user service)",
                 vec![
                     "http".into(),
                     format!("http://{gw_addr}/v1/tenants/{tenant_id}"),
@@ -190,7 +208,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 ],
             ),
             (
-                "user service directly: gRPC GetTenant (Postgres)",
+                "user service directly: gRPC GetTenant",
                 vec![
                     "grpc-get-tenant".into(),
                     format!("http://127.0.0.1:{user_port}"),

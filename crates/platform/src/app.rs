@@ -289,6 +289,9 @@ impl AppBuilder {
                     .allow_headers(tower_http::cors::Any)
                     .expose_headers(tower_http::cors::Any)
                     .max_age(Duration::from_secs(600))
+                    // Every answer is the same whatever the Origin (`*` throughout), so no
+                    // `Vary` headers: tower-http would add three to every response.
+                    .vary([])
             }))
             // CORS and the timeout answer with bodies of their own (`Default`): plain ones.
             .map_response(|r: axum::http::Response<_>| r.map(axum::body::Body::new))
