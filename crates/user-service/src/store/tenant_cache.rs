@@ -49,9 +49,12 @@ impl std::fmt::Debug for TenantCache {
     }
 }
 
+/// A remembered row and when it was read.
+type Entry = (Arc<TenantRow>, Instant);
+
 struct Inner {
     ttl: Duration,
-    entries: RwLock<HashMap<Box<str>, (Arc<TenantRow>, Instant)>>,
+    entries: RwLock<HashMap<Box<str>, Entry>>,
     /// Bumped by every forget: a read that began before it must not store its row.
     generation: AtomicU64,
     listening: AtomicBool,
