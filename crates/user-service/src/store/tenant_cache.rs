@@ -119,23 +119,25 @@ impl TenantCache {
 
     /// Forgets tenant `id` (after a write that changed it).
     pub fn forget(&self, id: &str) {
-        let mut entries = self
-            .inner
-            .entries
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
-        entries.remove(id);
+        self.invalidate(|entries| {
+            entries.remove(id);
+        });
     }
 
     fn forget_all(&self) {
+        self.invalidate(HashMap::clear);
+    }
+
+    /// Applies `change` under the write lock and bumps the generation, so reads already in
+    /// flight do not store what they fetched.
+    fn invalidate(&self, change: impl FnOnce(&mut HashMap<Box<str>, Entry>)) {
         let mut entries = self
             .inner
             .entries
             .write()
             .unwrap_or_else(|p| p.into_inner());
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
-        entries.clear();
+        change(&mut entries);
     }
 
     /// How many tenants are remembered.
