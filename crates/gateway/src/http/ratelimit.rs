@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use redis::aio::ConnectionManager;
@@ -366,19 +365,20 @@ impl RateLimiter {
         identity: Option<&Identity>,
         peer: Option<std::net::IpAddr>,
     ) -> Result<Decision, Response> {
-        let rl = self;
         let caller_key = match (identity, peer) {
             (Some(i), _) => format!("{}:{}", i.tenant_id, i.subject),
             (None, Some(ip)) => format!("ip:{ip}"),
             (None, None) => "ip:unknown".to_string(),
         };
-        let local = rl.local.check(&caller_key, rl.per_caller, Instant::now());
+        let local = self
+            .local
+            .check(&caller_key, self.per_caller, Instant::now());
         if !local.allowed {
             return Err(too_many(&local, "caller"));
         }
         let mut shown = local;
         if let Some(i) = identity
-            && let Some(t) = rl.tenant(&i.tenant_id, rl.tenant_quota(i).await).await
+            && let Some(t) = self.tenant(&i.tenant_id, self.tenant_quota(i).await).await
         {
             if !t.allowed {
                 return Err(too_many(&t, "tenant"));
