@@ -3,10 +3,11 @@
 -- transaction commits, and a trigger catches every write path, an operator's psql included.
 CREATE FUNCTION notify_tenant_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('tenant_changed', COALESCE(NEW.id, OLD.id));
+    PERFORM pg_notify('tenant_changed', OLD.id);
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER tenant_changed AFTER INSERT OR UPDATE OR DELETE ON tenants
+-- Inserts need no notice: unknown ids are never cached.
+CREATE TRIGGER tenant_changed AFTER UPDATE OR DELETE ON tenants
     FOR EACH ROW EXECUTE FUNCTION notify_tenant_changed();

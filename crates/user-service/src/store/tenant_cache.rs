@@ -2,7 +2,7 @@
 //! for a tenant on tenant-scoped requests) and one of its rarest writes.
 //!
 //! Staying correct:
-//! - Every write to `tenants` sends `NOTIFY tenant_changed, '<id>'` from a trigger
+//! - Every update or delete of a tenant sends `NOTIFY tenant_changed, '<id>'` from a trigger
 //!   (`migrations/user/0103_tenant_changed.sql`), delivered when the writing transaction
 //!   commits. Every replica listens and forgets that tenant ([`TenantCache::listen`]).
 //! - Nothing is served from memory while the replica is not listening, and everything is
