@@ -6,12 +6,11 @@
 //! [`shutdown_signal`]; tests call the same with port 0 and their own token.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{HeaderName, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
@@ -20,12 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 use crate::config::ServiceConfig;
 use crate::events::{EventBus, OutboxRelay};
 use crate::health::Readiness;
+use crate::observe::{ObserveLayer, RouteTagLayer};
 use crate::problem::Problem;
 
 /// The request-id header, set at the edge when missing and propagated everywhere.
@@ -253,9 +251,9 @@ impl AppBuilder {
                 })
             }),
         ));
-        // HTTP routes see `MatchedPath`, so their metrics are labelled by route template; the
-        // metrics layer is the only one applied per route (each `Router::layer` re-wraps every
-        // route, and axum clones the whole wrapped chain per request).
+        // Routes tag their responses with the route that answered (for metric labels); the
+        // tag is the only layer applied per route (each `Router::layer` re-wraps every route,
+        // and axum clones the whole wrapped chain per request).
         let http = self
             .http
             .merge(crate::health::router(name, self.readiness, self.limiter))
@@ -271,53 +269,29 @@ impl AppBuilder {
                 ))
             })
             .fallback(|req: Request| crate::problem::not_found_fallback(req.uri().clone()))
-            .layer(middleware::from_fn(move |req, next| {
-                record_metrics(name, req, next)
-            }));
-        let grpc = grpc_router.layer(middleware::from_fn(move |req, next| {
-            record_metrics(name, req, next)
-        }));
-        // The rest of the stack wraps both protocols once, as plain (unboxed) tower layers.
-        use tower_http::compression::{CompressionLayer, Predicate, predicate::DefaultPredicate};
-        let compression = CompressionLayer::new()
-            .compress_when(Enabled(self.compression).and(DefaultPredicate::new()));
+            .layer(RouteTagLayer);
+        let grpc = grpc_router.layer(RouteTagLayer);
+        // The rest of the stack wraps both protocols once, as plain (unboxed) tower layers;
+        // what a service did not ask for (CORS, compression, a body limit) is not there at all.
+        use tower_http::compression::{CompressionLayer, predicate::DefaultPredicate};
         let stack = tower::ServiceBuilder::new()
             .option_layer(self.cors.then(|| {
-                tower_http::cors::CorsLayer::new()
-                    .allow_origin(tower_http::cors::Any)
-                    .allow_methods(tower_http::cors::Any)
-                    .allow_headers(tower_http::cors::Any)
-                    .expose_headers(tower_http::cors::Any)
-                    .max_age(Duration::from_secs(600))
-                    // Every answer is the same whatever the Origin (`*` throughout), so no
-                    // `Vary` headers: tower-http would add three to every response.
-                    .vary([])
+                tower::ServiceBuilder::new().map_response(plain_body).layer(
+                    tower_http::cors::CorsLayer::new()
+                        .allow_origin(tower_http::cors::Any)
+                        .allow_methods(tower_http::cors::Any)
+                        .allow_headers(tower_http::cors::Any)
+                        .expose_headers(tower_http::cors::Any)
+                        .max_age(Duration::from_secs(600))
+                        // Every answer is the same whatever the Origin (`*` throughout), so
+                        // no `Vary` headers: tower-http would add three to every response.
+                        .vary([]),
+                )
             }))
-            // CORS and the timeout answer with bodies of their own (`Default`): plain ones.
-            .map_response(|r: axum::http::Response<_>| r.map(axum::body::Body::new))
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(move |req: &Request| {
-                        let rid = req
-                            .headers()
-                            .get(&REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        tracing::info_span!("request", service = name, method = %req.method(), path = %req.uri().path(), request_id = %rid, tenant = tracing::field::Empty)
-                    })
-                    // One structured access-log line per request: status and latency, inside
-                    // the request span (so with its id, path and tenant).
-                    .on_response(
-                        tower_http::trace::DefaultOnResponse::new()
-                            .level(tracing::Level::INFO)
-                            .latency_unit(tower_http::LatencyUnit::Micros),
-                    )
-                    .on_failure(
-                        tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN),
-                    ),
-            )
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            // Request id, span and access log, metrics: outside the panic and timeout
+            // layers, so it sees the 500s and 504s they answer with.
+            .layer(ObserveLayer::new(name))
+            .map_response(plain_body)
             .layer(CatchPanicLayer::custom(|_| {
                 tracing::error!("handler panicked");
                 Problem::internal().into_response()
@@ -326,8 +300,11 @@ impl AppBuilder {
                 axum::http::StatusCode::GATEWAY_TIMEOUT,
                 self.cfg.request_timeout,
             ))
-            .map_response(|r: axum::http::Response<_>| r.map(axum::body::Body::new))
-            .layer(compression)
+            .option_layer(self.compression.then(|| {
+                tower::ServiceBuilder::new()
+                    .map_response(plain_body)
+                    .layer(CompressionLayer::new().compress_when(DefaultPredicate::new()))
+            }))
             .option_layer(self.body_limit.map(axum::extract::DefaultBodyLimit::max))
             .service(Dispatch { http, grpc });
         App {
@@ -340,17 +317,14 @@ impl AppBuilder {
     }
 }
 
-/// Whether responses may be compressed at all (`AppBuilder::compression`).
-#[derive(Clone, Copy)]
-struct Enabled(bool);
-
-impl tower_http::compression::Predicate for Enabled {
-    fn should_compress<B>(&self, _: &axum::http::Response<B>) -> bool
-    where
-        B: axum::body::HttpBody,
-    {
-        self.0
-    }
+/// Layers that answer with bodies of their own (CORS preflights, compression, panics,
+/// timeouts) hand back axum's body type again, so the layers around them see one type.
+fn plain_body<B>(r: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    r.map(axum::body::Body::new)
 }
 
 /// One port, two protocols: gRPC (by content type) to tonic's routes, the rest to axum's.
@@ -381,44 +355,11 @@ impl tower::Service<Request> for Dispatch {
     }
 }
 
-fn is_grpc(req: &Request) -> bool {
+pub(crate) fn is_grpc(req: &Request) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"))
-}
-
-/// Counts and times every request by service, method, route template and status. gRPC
-/// routes are labelled by their method path (`/pkg.Service/Method`), which is bounded by the
-/// services' definitions; anything unrouted is `unmatched`, so hostile paths cannot grow the
-/// label set.
-async fn record_metrics(service: &'static str, req: Request, next: Next) -> Response {
-    use metrics::{Label, SharedString};
-    let start = Instant::now();
-    let route: SharedString = match req.extensions().get::<MatchedPath>() {
-        Some(_) if is_grpc(&req) => req.uri().path().to_owned().into(),
-        Some(p) => p.as_str().to_owned().into(),
-        None => SharedString::const_str("unmatched"),
-    };
-    let method = match *req.method() {
-        axum::http::Method::GET => SharedString::const_str("GET"),
-        axum::http::Method::POST => SharedString::const_str("POST"),
-        axum::http::Method::PUT => SharedString::const_str("PUT"),
-        axum::http::Method::PATCH => SharedString::const_str("PATCH"),
-        axum::http::Method::DELETE => SharedString::const_str("DELETE"),
-        ref other => other.as_str().to_owned().into(),
-    };
-    let resp = next.run(req).await;
-    let labels = [
-        Label::from_static_parts("service", service),
-        Label::new("method", method),
-        Label::new("route", route),
-        Label::new("status", resp.status().as_str().to_owned()),
-    ];
-    metrics::histogram!("http_request_duration_seconds", labels[..3].to_vec())
-        .record(start.elapsed().as_secs_f64());
-    metrics::counter!("http_requests_total", Vec::from(labels)).increment(1);
-    resp
 }
 
 /// A built service, ready to serve.

@@ -78,23 +78,44 @@ impl Caller {
 
     /// Writes this identity into outgoing request metadata.
     pub fn apply<T>(&self, req: &mut tonic::Request<T>) {
-        let md = req.metadata_mut();
-        for (key, value) in [
-            (metadata::TENANT_ID, self.tenant_id.clone()),
-            (metadata::SUBJECT, self.subject.clone()),
-            (metadata::ROLES, self.roles.join(",")),
-        ] {
-            if let Ok(v) = value.parse() {
-                md.insert(key, v);
-            }
-        }
-        if let Some(rid) = self.request_id.as_deref().and_then(|r| r.parse().ok()) {
-            md.insert(metadata::REQUEST_ID, rid);
-        }
+        write_identity(
+            req.metadata_mut(),
+            &self.tenant_id,
+            &self.subject,
+            &self.roles.join(","),
+            self.request_id.as_deref(),
+        );
     }
 
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Writes a caller's identity (`roles` comma-separated) into outgoing request metadata, as
+/// [`Caller::from_metadata`] reads it.
+pub fn write_identity(
+    md: &mut tonic::metadata::MetadataMap,
+    tenant_id: &str,
+    subject: &str,
+    roles: &str,
+    request_id: Option<&str>,
+) {
+    use tonic::metadata::MetadataValue;
+    for (key, value) in [
+        (metadata::TENANT_ID, tenant_id),
+        (metadata::SUBJECT, subject),
+        (metadata::ROLES, roles),
+    ] {
+        if let Ok(v) = MetadataValue::try_from(value) {
+            md.insert(key, v);
+        }
+    }
+    if let Some(mut rid) = request_id.and_then(|r| MetadataValue::try_from(r).ok()) {
+        // New on every request: sent as a never-indexed HPACK literal, it does not push the
+        // identity headers out of the connection's header table.
+        rid.set_sensitive(true);
+        md.insert(metadata::REQUEST_ID, rid);
     }
 }
 

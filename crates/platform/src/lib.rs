@@ -15,6 +15,7 @@ pub mod events;
 pub mod grpc;
 pub mod health;
 pub mod infra;
+mod observe;
 pub mod problem;
 pub mod run;
 pub mod telemetry;

@@ -18,7 +18,6 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
-use platform::grpc::Caller;
 use rpc::user::v1::VerifyApiKeyRequest;
 use rpc::user::v1::user_service_client::UserServiceClient;
 use tonic::transport::Channel;
@@ -55,14 +54,22 @@ impl Identity {
         }
     }
 
-    /// The identity metadata forwarded to the services.
-    pub fn caller(&self) -> Caller {
-        Caller {
-            tenant_id: self.tenant_id.clone(),
-            subject: self.subject.clone(),
-            roles: self.roles.iter().map(|r| r.as_str().to_string()).collect(),
-            request_id: self.request_id.clone(),
+    /// Writes the identity metadata forwarded to the services into `req`.
+    pub fn apply<T>(&self, req: &mut tonic::Request<T>) {
+        let mut roles = String::new();
+        for (i, r) in self.roles.iter().enumerate() {
+            if i > 0 {
+                roles.push(',');
+            }
+            roles.push_str(r.as_str());
         }
+        platform::grpc::write_identity(
+            req.metadata_mut(),
+            &self.tenant_id,
+            &self.subject,
+            &roles,
+            self.request_id.as_deref(),
+        );
     }
 }
 

@@ -157,7 +157,7 @@ impl PlanQuotas {
         let mut req = tonic::Request::new(GetTenantLimitsRequest {
             tenant_id: id.tenant_id.clone(),
         });
-        id.caller().apply(&mut req);
+        id.apply(&mut req);
         req.set_timeout(Duration::from_millis(500));
         let (quota, ttl) = match self.client.clone().get_tenant_limits(req).await {
             Ok(r) => (

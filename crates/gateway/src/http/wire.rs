@@ -7,7 +7,7 @@ use crate::auth::Identity;
 /// A gRPC request carrying the caller's identity.
 pub fn call<T>(id: &Identity, msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
-    id.caller().apply(&mut req);
+    id.apply(&mut req);
     req
 }
 
