@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use concurrency::{Limiter, ThroughputTracker, batch_channel, with_deadline};
 use platform::events::{CloudEvent, enqueue};
+use platform::grpc::Channel;
 use platform::grpc::{Caller, timestamp};
 use rpc::subscription::v1 as sub;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::domain::aggregate::Columns;

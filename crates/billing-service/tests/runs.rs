@@ -56,7 +56,7 @@ fn calls(
 
 /// Polls a run until it leaves queued/running (10 s at most).
 async fn wait_done(
-    billing: &mut BillingServiceClient<tonic::transport::Channel>,
+    billing: &mut BillingServiceClient<platform::grpc::Channel>,
     id: &str,
 ) -> bpb::BillingRun {
     for _ in 0..200 {
@@ -75,7 +75,7 @@ async fn wait_done(
 
 /// Polls a run until it ends, which must be `completed`.
 async fn wait_completed(
-    billing: &mut BillingServiceClient<tonic::transport::Channel>,
+    billing: &mut BillingServiceClient<platform::grpc::Channel>,
     id: &str,
 ) -> bpb::BillingRun {
     let run = wait_done(billing, id).await;
@@ -140,8 +140,8 @@ impl Stack {
     fn clients(
         &self,
     ) -> (
-        SubscriptionServiceClient<tonic::transport::Channel>,
-        BillingServiceClient<tonic::transport::Channel>,
+        SubscriptionServiceClient<platform::grpc::Channel>,
+        BillingServiceClient<platform::grpc::Channel>,
     ) {
         let ch = |url: String| platform::grpc::lazy_channel(&url, Duration::from_secs(30)).unwrap();
         (

@@ -10,7 +10,8 @@
 //! - `loadgen grpc-ingest URL TENANT_ID --records N --batch B [--connections C]`: the same
 //!   batches straight to SubscriptionService.IngestUsage.
 //!
-//! gRPC workers share one HTTP/2 channel, as gateways and services do. Driven by
+//! gRPC workers share one HTTP/2 channel (`platform::grpc::Channel`), as gateways and
+//! services do. Driven by
 //! `cargo xtask bench gateway` and `cargo xtask bench metering`.
 
 use std::future::Future;
@@ -143,12 +144,9 @@ fn http_client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn channel(url: String) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(url)
-        .expect("gRPC URL")
-        .connect()
-        .await
-        .expect("connect to the service")
+/// The channel the services use between themselves.
+async fn channel(url: String) -> platform::grpc::Channel {
+    platform::grpc::lazy_channel(&url, Duration::from_secs(60)).expect("a http://host:port URL")
 }
 
 fn operator<T>(msg: T, tenant: &str, roles: &str) -> tonic::Request<T> {

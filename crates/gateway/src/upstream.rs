@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use platform::grpc::Channel;
 use platform::health::Readiness;
 use platform::{ServiceConfig, ServiceName, StartError};
-use tonic::transport::Channel;
 
 /// One lazily connected channel per internal service; cheap to clone.
 #[derive(Debug, Clone)]

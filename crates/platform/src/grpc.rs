@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+mod channel;
+
+pub use channel::{Channel, InvalidPeer, RecvBody};
 
 /// Metadata keys carrying the verified caller's identity (DESIGN.md §5).
 pub mod metadata {
@@ -18,14 +21,8 @@ pub mod metadata {
 
 /// A channel to `url` that connects on first use (so a service may start before its peers)
 /// and applies `timeout` as the deadline of every call.
-pub fn lazy_channel(url: &str, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+pub fn lazy_channel(url: &str, timeout: Duration) -> Result<Channel, InvalidPeer> {
+    Channel::lazy(url, timeout)
 }
 
 /// Asks a peer's gRPC health service for its overall status.

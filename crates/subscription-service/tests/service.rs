@@ -11,6 +11,7 @@ use futures::StreamExt;
 use platform::ServiceName;
 use platform::events::{CloudEvent, EventBus};
 use platform::grpc::Caller;
+use platform::grpc::Channel;
 use rand::Rng;
 use rpc::common::v1 as common;
 use rpc::subscription::v1 as pb;
@@ -18,7 +19,6 @@ use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClien
 use rust_decimal::Decimal;
 use subscription_service::settings::Settings;
 use test_support::{RunningService, TestDb};
-use tonic::transport::Channel;
 
 struct Harness {
     svc: Option<RunningService>,

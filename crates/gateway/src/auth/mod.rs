@@ -18,9 +18,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
+use platform::grpc::Channel;
 use rpc::user::v1::VerifyApiKeyRequest;
 use rpc::user::v1::user_service_client::UserServiceClient;
-use tonic::transport::Channel;
 
 use crate::auth::jwt::{AuthError, JwtVerifier};
 

@@ -4,11 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use platform::Problem;
+use platform::grpc::Channel;
 use rpc::billing::v1 as pb;
 use rpc::billing::v1::billing_service_client::BillingServiceClient;
 use rpc::common::v1::{PageRequest, Period};
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

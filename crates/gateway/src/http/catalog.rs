@@ -8,12 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use platform::Problem;
+use platform::grpc::Channel;
 use rpc::common::v1::{Decimal, PageRequest};
 use rpc::subscription::v1 as pb;
 use rpc::subscription::v1::price_model::{self as pm, Model};
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -4,11 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use platform::Problem;
+use platform::grpc::Channel;
 use rpc::common::v1::PageRequest;
 use rpc::user::v1 as pb;
 use rpc::user::v1::user_service_client::UserServiceClient;
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

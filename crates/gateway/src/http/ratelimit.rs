@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
+use platform::grpc::Channel;
 use redis::aio::ConnectionManager;
 use rpc::subscription::v1::GetTenantLimitsRequest;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
-use tonic::transport::Channel;
 
 use crate::auth::Identity;
 
@@ -76,7 +76,12 @@ impl LocalGcra {
                 retry_after: diff - cap,
             };
         }
-        map.insert(key.to_string(), tat + t);
+        match map.get_mut(key) {
+            Some(slot) => *slot = tat + t,
+            None => {
+                map.insert(key.to_string(), tat + t);
+            }
+        }
         Decision {
             allowed: true,
             limit: q.burst,
@@ -327,11 +332,15 @@ fn secs_ceil(d: Duration) -> u64 {
     d.as_micros().div_ceil(1_000_000) as u64
 }
 
+const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 pub fn set_headers(h: &mut HeaderMap, d: &Decision) {
     for (name, value) in [
-        ("ratelimit-limit", u64::from(d.limit)),
-        ("ratelimit-remaining", u64::from(d.remaining)),
-        ("ratelimit-reset", secs_ceil(d.reset)),
+        (LIMIT, u64::from(d.limit)),
+        (REMAINING, u64::from(d.remaining)),
+        (RESET, secs_ceil(d.reset)),
     ] {
         h.insert(name, HeaderValue::from(value));
     }

@@ -9,9 +9,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use platform::grpc::Channel;
 use rpc::user::v1::ScimRequest;
 use rpc::user::v1::user_service_client::UserServiceClient;
-use tonic::transport::Channel;
 
 use super::error::from_status;
 

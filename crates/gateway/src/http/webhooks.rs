@@ -7,10 +7,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use platform::Problem;
+use platform::grpc::Channel;
 use rpc::payment::v1::payment_service_client::PaymentServiceClient;
 use rpc::payment::v1::{Provider, PspCallback};
 use serde::Serialize;
-use tonic::transport::Channel;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -133,6 +133,62 @@ async fn request_ids_are_set_and_propagated() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "req-123");
+    // An id no log should carry is replaced, not propagated.
+    let resp = client
+        .get(format!("{}/healthz", svc.url()))
+        .header("x-request-id", "x".repeat(200))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"].len(), 36);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_metrics_are_labelled_by_route_template_and_bounded() {
+    let svc = test_support::spawn(AppBuilder::new(config(&[])).build()).await;
+    let client = reqwest::Client::new();
+    for path in ["/healthz", "/no/such/route", "/another/junk/path"] {
+        client
+            .get(format!("{}{path}", svc.url()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let made_up = reqwest::Method::from_bytes(b"BREW").unwrap();
+    client
+        .request(made_up, format!("{}/healthz", svc.url()))
+        .send()
+        .await
+        .unwrap();
+    let text = client
+        .get(format!("{}/metrics", svc.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .collect();
+    let has = |parts: &[&str]| requests.iter().any(|l| parts.iter().all(|p| l.contains(p)));
+    assert!(
+        has(&["method=\"GET\"", "route=\"/healthz\"", "status=\"200\""]),
+        "{requests:#?}"
+    );
+    assert!(
+        has(&["route=\"unmatched\"", "status=\"404\""]),
+        "{requests:#?}"
+    );
+    assert!(has(&["method=\"other\""]), "{requests:#?}");
+    assert!(
+        !requests
+            .iter()
+            .any(|l| l.contains("junk") || l.contains("BREW")),
+        "paths and methods callers make up stay out of the labels: {requests:#?}"
+    );
     svc.stop().await;
 }
 

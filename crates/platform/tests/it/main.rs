@@ -1,4 +1,5 @@
 //! Integration tests of the platform against real Postgres and NATS JetStream.
 
 mod app;
+mod channel;
 mod events;

@@ -1,0 +1,81 @@
+//! The east-west channel (`platform::grpc::Channel`) against real servers: an absent peer is
+//! UNAVAILABLE, a silent one DEADLINE_EXCEEDED, and a restarted one is reached again.
+
+use std::time::Duration;
+
+use platform::grpc::{check_health, lazy_channel};
+use platform::{AppBuilder, CancellationToken, ServiceName};
+use tokio::net::TcpListener;
+
+fn app() -> platform::App {
+    let cfg = test_support::config(
+        ServiceName::User,
+        "postgres://unused@localhost/unused",
+        &test_support::unique_prefix(),
+        &[],
+    );
+    AppBuilder::new(cfg).build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absent_peer_is_unavailable() {
+    // Bind and drop: a port nothing listens on.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ch = lazy_channel(&format!("http://{addr}"), Duration::from_secs(2)).unwrap();
+    let err = check_health(ch).await.unwrap_err();
+    assert!(err.contains("connecting to"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_runs_into_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // An HTTP/2 server that takes every call and never answers.
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::handshake(tcp).await.unwrap();
+        let mut held = Vec::new();
+        while let Some(Ok(call)) = conn.accept().await {
+            held.push(call);
+        }
+    });
+    let ch = lazy_channel(&format!("http://{addr}"), Duration::from_millis(300)).unwrap();
+    let err = check_health(ch).await.unwrap_err();
+    assert!(err.contains("no answer from"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_is_reached_again() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let first = tokio::spawn(app().serve(listener, stop.clone()));
+    let ch = lazy_channel(&format!("http://{addr}"), Duration::from_secs(2)).unwrap();
+    check_health(ch.clone()).await.expect("serving");
+
+    stop.cancel();
+    first.await.unwrap().unwrap();
+    assert!(
+        check_health(ch.clone()).await.is_err(),
+        "nobody is serving now"
+    );
+
+    // The same port again: the channel reconnects on its own.
+    let stop = CancellationToken::new();
+    let second = tokio::spawn(app().serve(TcpListener::bind(addr).await.unwrap(), stop.clone()));
+    let mut last = Err(String::new());
+    for _ in 0..40 {
+        last = check_health(ch.clone()).await;
+        if last.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, Ok(()));
+    stop.cancel();
+    second.await.unwrap().unwrap();
+}
