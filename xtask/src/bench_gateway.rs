@@ -4,7 +4,9 @@
 //! (`crates/gateway/examples/loadgen.rs`) in one run. Release builds; logs at `warn`.
 //! `--worker-threads N` gives the gateway and the user service N runtime threads each;
 //! `--tenant-cache-secs 0` makes the user service read every tenant from Postgres (by default
-//! it serves them from its in-memory tenant cache, as in production).
+//! it serves them from its in-memory tenant cache, as in production). When `wrk` is installed,
+//! nginx and the gateway are measured with it as well (a lighter load generator: more of the
+//! two cores for the measured servers).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -251,6 +253,38 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         for c in costs.iter().skip(1) {
             println!("{c}");
         }
+        // The same two requests from wrk when it is installed: a C load generator that needs
+        // far less CPU per request than ours, so both the ceiling and the gateway get more of
+        // the two cores (and the ratio between them changes).
+        if let Some(wrk) = which_wrk() {
+            println!("\n| wrk (-t2) | connections | req/s | p50 ms | p99 ms |");
+            println!("| --- | --- | --- | --- | --- |");
+            let auth = format!("Authorization: Bearer {token}");
+            for (label, url, header) in [
+                (
+                    "nginx static reply",
+                    format!("http://127.0.0.1:{nginx_port}/"),
+                    None,
+                ),
+                (
+                    "gateway: GET /v1/tenants/{id}",
+                    format!("http://{gw_addr}/v1/tenants/{tenant_id}"),
+                    Some(auth.as_str()),
+                ),
+            ] {
+                let mut cmd = Command::new(&wrk);
+                cmd.args(["-t2", "-c", &connections, "-d"])
+                    .arg(format!("{seconds}s"))
+                    .arg("--latency");
+                if let Some(h) = header {
+                    cmd.args(["-H", h]);
+                }
+                let out = cmd.arg(&url).output().context("wrk")?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let (rps, p50, p99) = parse_wrk(&text);
+                println!("| {label} | {connections} | {rps} | {p50} | {p99} |");
+            }
+        }
         Ok(())
     })();
     for c in children.iter_mut().rev() {
@@ -274,6 +308,44 @@ pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
     let ticks: f64 = f.next()?.parse::<f64>().ok()? + f.next()?.parse::<f64>().ok()?;
     // Linux reports in USER_HZ, 100 on every architecture we run on.
     Some(ticks / 100.0)
+}
+
+fn which_wrk() -> Option<std::path::PathBuf> {
+    ["/usr/bin/wrk", "/usr/local/bin/wrk"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Requests/s, p50 and p99 in ms from `wrk --latency` output ("-" where missing).
+fn parse_wrk(text: &str) -> (String, String, String) {
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().to_string())
+    };
+    let ms = |v: Option<String>| {
+        v.and_then(|v| {
+            let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+            let n: f64 = num.parse().ok()?;
+            let factor = match unit {
+                "us" => 0.001,
+                "ms" => 1.0,
+                "s" => 1000.0,
+                _ => return None,
+            };
+            Some(format!("{:.2}", n * factor))
+        })
+        .unwrap_or_else(|| "-".into())
+    };
+    (
+        field("Requests/sec:")
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or_else(|| "-".into(), |v| format!("{v:.0}")),
+        ms(field("50%")),
+        ms(field("99%")),
+    )
 }
 
 fn which_nginx() -> Option<std::path::PathBuf> {
@@ -341,4 +413,24 @@ pub(crate) fn bench_env(c: &mut Command, infra: &Infra, tag: u32) {
         .env("EVENT_PREFIX", format!("bench{tag}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wrk_output_is_read_in_milliseconds() {
+        let out = "  Latency Distribution\n     50%  480.00us\n     75%    1.20ms\n     90%    3.00ms\n     99%    1.05s \n  750535 requests in 10.00s, 200.00MB read\nRequests/sec:  75053.58\n";
+        assert_eq!(
+            super::parse_wrk(out),
+            (
+                "75054".to_string(),
+                "0.48".to_string(),
+                "1050.00".to_string()
+            )
+        );
+        assert_eq!(
+            super::parse_wrk("garbage"),
+            ("-".to_string(), "-".to_string(), "-".to_string())
+        );
+    }
 }
