@@ -221,3 +221,49 @@ async fn shutdown_drains_in_flight_requests_then_refuses_new_ones() {
         "no longer accepting"
     );
 }
+
+/// Collects what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread, so the server's tasks run where the subscriber below is the default (no global
+// subscriber: under plain `cargo test` other tests share the process).
+#[tokio::test(flavor = "current_thread")]
+async fn every_request_leaves_one_access_log_line_in_its_span() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let svc = test_support::spawn(AppBuilder::new(config(&[])).build()).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/healthz", svc.url()))
+        .header("x-request-id", "req-log-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    svc.stop().await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("request finished") && l.contains("req-log-1"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("status=200"), "{}", lines[0]);
+    assert!(lines[0].contains("path=/healthz"), "{}", lines[0]);
+}
