@@ -8,6 +8,7 @@
 //! helpers.
 
 pub mod app;
+mod batched;
 pub mod cache;
 pub mod config;
 pub mod db;

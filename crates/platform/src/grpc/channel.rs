@@ -233,7 +233,7 @@ impl Shared {
                 }
             };
             tokio::select! {
-                r = conn => if let Err(e) = r {
+                r = crate::batched::Batched::new(conn) => if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "gRPC connection closed");
                 },
                 () = keepalive => tracing::warn!(%peer, "gRPC keep-alive unanswered; dropping the connection"),
