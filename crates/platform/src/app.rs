@@ -9,17 +9,25 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::batched::Batched;
 use crate::config::ServiceConfig;
 use crate::events::{EventBus, OutboxRelay};
 use crate::health::Readiness;
@@ -400,41 +408,110 @@ impl App {
                 tracing::debug!(task = %name, "task stopped");
             });
         }
-        let stop = shutdown.clone();
-        // Small gRPC and HTTP replies must not wait for Nagle's algorithm (a 40 ms stall
-        // against delayed ACKs under load); axum leaves TCP_NODELAY off by default.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        let server = axum::serve(
-            listener,
-            // Peer addresses reach handlers (rate limits key anonymous callers by IP).
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await });
-        let mut server = std::pin::pin!(server.into_future());
-        let early = tokio::select! {
-            r = &mut server => Some(r),
-            _ = shutdown.cancelled() => None,
-        };
-        let result = match early {
-            Some(r) => r,
-            // Graceful shutdown has begun inside `server`; bound how long it may drain.
-            None => match tokio::time::timeout(self.grace, &mut server).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::warn!(service = self.name, grace = ?self.grace, "drain timed out; closing remaining connections");
-                    Ok(())
-                }
-            },
-        };
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(&e, &shutdown).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            tokio::spawn(serve_connection(
+                tcp,
+                peer,
+                self.router.clone(),
+                builder.clone(),
+                graceful.watcher(),
+                shutdown.clone(),
+            ));
+        }
+        drop(listener);
+        // Open connections finish what they are serving (idle ones close now), for at most
+        // the grace period.
+        if tokio::time::timeout(self.grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(service = self.name, grace = ?self.grace, "drain timed out; closing remaining connections");
+        }
         tasks_stop.cancel();
         while set.join_next().await.is_some() {}
         tracing::info!(service = self.name, "stopped");
-        result
+        Ok(())
+    }
+}
+
+/// Serves one accepted connection until it closes, or until shutdown once it has finished
+/// what it was serving.
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    shutdown: CancellationToken,
+) {
+    // Small gRPC and HTTP replies must not wait for Nagle's algorithm (a 40 ms stall against
+    // delayed ACKs under load).
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+    // An HTTP/2 connection (gRPC) carries many calls, and its replies are written by the
+    // connection's task: driven in batches, replies finished together leave in one write
+    // (`batched`). An HTTP/1 connection has one reply at a time to write.
+    let h2 = tokio::select! {
+        h2 = speaks_h2(&tcp) => h2,
+        () = shutdown.cancelled() => return,
+    };
+    // Peer addresses reach handlers (rate limits key anonymous callers by IP).
+    let service = TowerToHyperService::new(router.map_request(
+        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req.map(axum::body::Body::new)
+        },
+    ));
+    let conn = watcher.watch(
+        builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .into_owned(),
+    );
+    let served = if h2 {
+        Batched::new(conn).await
+    } else {
+        conn.await
+    };
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Whether the client opened with HTTP/2's connection preface (`PRI * HTTP/2.0`); looks
+/// without consuming, so hyper still reads it.
+async fn speaks_h2(tcp: &TcpStream) -> bool {
+    let mut head = [0u8; 3];
+    matches!(tcp.peek(&mut head).await, Ok(3)) && head == *b"PRI"
+}
+
+/// A failed `accept`: a connection that died in the backlog is the client's problem; anything
+/// else (out of file descriptors, say) is ours and is retried after a pause.
+async fn accept_failed(e: &std::io::Error, shutdown: &CancellationToken) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        tracing::debug!(error = %e, "connection failed before it was accepted");
+        return;
+    }
+    tracing::error!(error = %e, "accept failed; retrying in a second");
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        () = shutdown.cancelled() => {}
     }
 }
 

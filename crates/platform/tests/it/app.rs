@@ -222,6 +222,51 @@ async fn shutdown_drains_in_flight_requests_then_refuses_new_ones() {
     );
 }
 
+/// HTTP/2 connections are driven in batches (`batched.rs`) and watched like HTTP/1 ones: a
+/// call in flight finishes, while a connection that never sent a byte does not hold the
+/// drain up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_http2_calls_and_does_not_wait_for_silent_connections() {
+    let grace = Duration::from_secs(20);
+    let app = AppBuilder::new(config(&[(
+        "SHUTDOWN_GRACE_SECS",
+        grace.as_secs().to_string(),
+    )]))
+    .http(routes())
+    .build();
+    let svc = test_support::spawn(app).await;
+    let url = svc.url();
+    let silent = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status().as_u16(), 200);
+    let in_flight = tokio::spawn({
+        let (h2, url) = (h2.clone(), url.clone());
+        async move {
+            let resp = h2.get(format!("{url}/slow")).send().await.unwrap();
+            (resp.version(), resp.text().await.unwrap())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    svc.stop().await;
+    assert!(
+        started.elapsed() < grace,
+        "the silent connection held the drain for the whole grace period"
+    );
+    assert_eq!(
+        in_flight.await.unwrap(),
+        (reqwest::Version::HTTP_2, "done".to_string())
+    );
+    drop(silent);
+}
+
 /// Collects what the fmt subscriber writes.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
