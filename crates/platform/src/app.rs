@@ -27,7 +27,7 @@ use tonic_health::ServingStatus;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::batched::Batched;
+use crate::batched::{Batched, InFlight};
 use crate::config::ServiceConfig;
 use crate::events::{EventBus, OutboxRelay};
 use crate::health::Readiness;
@@ -462,26 +462,36 @@ async fn serve_connection(
         tracing::debug!(error = %e, "TCP_NODELAY not set");
     }
     // An HTTP/2 connection (gRPC) carries many calls, and its replies are written by the
-    // connection's task: driven in batches, replies finished together leave in one write
-    // (`batched`). An HTTP/1 connection has one reply at a time to write.
+    // connection's task: while several are in flight, replies finished together leave in one
+    // write (`batched`). An HTTP/1 connection has one reply at a time to write.
     let h2 = tokio::select! {
         h2 = speaks_h2(&tcp) => h2,
         () = shutdown.cancelled() => return,
     };
-    // Peer addresses reach handlers (rate limits key anonymous callers by IP).
-    let service = TowerToHyperService::new(router.map_request(
-        move |mut req: axum::http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.map(axum::body::Body::new)
-        },
-    ));
+    let calls = InFlight::default();
+    let counter = calls.clone();
+    let service = TowerToHyperService::new(
+        router
+            // Peer addresses reach handlers (rate limits key anonymous callers by IP).
+            .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.map(axum::body::Body::new)
+            })
+            .map_future(move |answer| {
+                let call = counter.enter();
+                async move {
+                    let _call = call;
+                    answer.await
+                }
+            }),
+    );
     let conn = watcher.watch(
         builder
             .serve_connection(TokioIo::new(tcp), service)
             .into_owned(),
     );
     let served = if h2 {
-        Batched::new(conn).await
+        Batched::new(conn, calls).await
     } else {
         conn.await
     };

@@ -25,6 +25,8 @@ use http::{HeaderMap, Request, Response, Uri};
 use http_body::{Body, Frame};
 use tonic::Status;
 
+use crate::batched::{Batched, InFlight};
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -65,6 +67,8 @@ struct Shared {
 #[derive(Clone)]
 struct Conn {
     send: h2::client::SendRequest<Bytes>,
+    /// Calls in flight, so the connection's task batches writes only when there are several.
+    calls: InFlight,
     /// Cleared when the connection's task ends.
     alive: Arc<AtomicBool>,
 }
@@ -128,6 +132,7 @@ impl tower::Service<Request<tonic::body::Body>> for Channel {
 impl Shared {
     async fn send(&self, req: Request<tonic::body::Body>) -> Result<Response<RecvBody>, Status> {
         let conn = self.connection().await?;
+        let _call = conn.calls.enter();
         let (mut parts, body) = req.into_parts();
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
@@ -220,6 +225,8 @@ impl Shared {
             .expect("ping_pong is taken once, right after the handshake");
         let flag = alive.clone();
         let peer = peer.to_string();
+        let calls = InFlight::default();
+        let counted = calls.clone();
         tokio::spawn(async move {
             let keepalive = async {
                 loop {
@@ -233,14 +240,14 @@ impl Shared {
                 }
             };
             tokio::select! {
-                r = crate::batched::Batched::new(conn) => if let Err(e) = r {
+                r = Batched::new(conn, counted) => if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "gRPC connection closed");
                 },
                 () = keepalive => tracing::warn!(%peer, "gRPC keep-alive unanswered; dropping the connection"),
             }
             flag.store(false, Ordering::Release);
         });
-        Ok(Conn { send, alive })
+        Ok(Conn { send, calls, alive })
     }
 
     /// A call's h2 error as a status; a connection-level error also retires the connection,
