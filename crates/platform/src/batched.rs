@@ -112,8 +112,7 @@ mod tests {
         for t in others {
             t.await.unwrap();
         }
-        let order = order.lock().unwrap().clone();
-        order
+        order.lock().unwrap().clone()
     }
 
     #[tokio::test(flavor = "current_thread")]
