@@ -14,7 +14,7 @@ use axum::extract::Request;
 use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
@@ -321,6 +321,7 @@ impl AppBuilder {
             router: Router::new().fallback_service(stack),
             tasks,
             grace: self.cfg.shutdown_grace,
+            header_timeout: self.cfg.header_read_timeout,
         }
     }
 }
@@ -376,6 +377,7 @@ pub struct App {
     router: Router,
     tasks: Vec<(String, Task)>,
     grace: Duration,
+    header_timeout: Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -409,7 +411,11 @@ impl App {
             });
         }
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -427,6 +433,7 @@ impl App {
                 self.router.clone(),
                 builder.clone(),
                 graceful.watcher(),
+                self.header_timeout,
                 shutdown.clone(),
             ));
         }
@@ -454,6 +461,7 @@ async fn serve_connection(
     router: Router,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
+    header_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     // Small gRPC and HTTP replies must not wait for Nagle's algorithm (a 40 ms stall against
@@ -464,8 +472,15 @@ async fn serve_connection(
     // An HTTP/2 connection (gRPC) carries many calls, and its replies are written by the
     // connection's task: while several are in flight, replies finished together leave in one
     // write (`batched`). An HTTP/1 connection has one reply at a time to write.
+    // A connection that says nothing is closed like one that stalls in a request head.
     let h2 = tokio::select! {
-        h2 = speaks_h2(&tcp) => h2,
+        h2 = tokio::time::timeout(header_timeout, speaks_h2(&tcp)) => match h2 {
+            Ok(h2) => h2,
+            Err(_) => {
+                tracing::debug!(%peer, "nothing received in time; closing the connection");
+                return;
+            }
+        },
         () = shutdown.cancelled() => return,
     };
     let calls = InFlight::default();

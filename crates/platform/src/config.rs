@@ -170,6 +170,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "per-request timeout on the HTTP side",
     ),
     (
+        "HEADER_READ_TIMEOUT_MS",
+        "30000",
+        "how long a client may take to send a request's head (and a new connection its first bytes)",
+    ),
+    (
         "GRPC_TIMEOUT_MS",
         "5000",
         "deadline on every east-west gRPC call",
@@ -237,6 +242,8 @@ pub struct ServiceConfig {
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
+    /// Slow clients (slowloris) are cut off after this long without a complete request head.
+    pub header_read_timeout: Duration,
     pub grpc_timeout: Duration,
     pub outbox_poll: Duration,
     /// gRPC endpoints of the other services (`http://host:port`), keyed by service.
@@ -330,6 +337,7 @@ impl ServiceConfig {
                 num_var(&get, "SHUTDOWN_GRACE_SECS", 20, 0, 3_600)?.into(),
             ),
             request_timeout: ms_var(&get, "REQUEST_TIMEOUT_MS", 30_000)?,
+            header_read_timeout: ms_var(&get, "HEADER_READ_TIMEOUT_MS", 30_000)?,
             grpc_timeout: ms_var(&get, "GRPC_TIMEOUT_MS", 5_000)?,
             outbox_poll: ms_var(&get, "OUTBOX_POLL_MS", 500)?,
             upstreams,

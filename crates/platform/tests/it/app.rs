@@ -267,6 +267,47 @@ async fn shutdown_drains_http2_calls_and_does_not_wait_for_silent_connections() 
     drop(silent);
 }
 
+/// Slow clients are cut off: a connection that sends nothing, and one that stalls halfway
+/// through a request head, are both closed after `HEADER_READ_TIMEOUT_MS`; a client that
+/// sends its request in time is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_stall_before_a_complete_request_head_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = AppBuilder::new(config(&[("HEADER_READ_TIMEOUT_MS", "300".to_string())])).build();
+    let svc = test_support::spawn(app).await;
+    let addr = svc.url().trim_start_matches("http://").to_string();
+    // Reads until the server closes; what it sent, or None if it kept the connection open.
+    async fn until_closed(mut tcp: tokio::net::TcpStream) -> Option<String> {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got));
+        match read.await {
+            Ok(_) => Some(String::from_utf8_lossy(&got).into_owned()),
+            Err(_) => None,
+        }
+    }
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut partial = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (silent, partial) = tokio::join!(until_closed(silent), until_closed(partial));
+    assert!(silent.is_some(), "a silent connection was kept open");
+    let partial = partial.expect("a stalled request head kept its connection open");
+    assert!(
+        !partial.contains("200 OK"),
+        "a half-sent request was answered: {partial}"
+    );
+    let mut prompt = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    prompt
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(prompt).await.expect("closed after answering");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    svc.stop().await;
+}
+
 /// Collects what the fmt subscriber writes.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
