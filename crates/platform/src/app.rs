@@ -505,11 +505,15 @@ async fn serve_connection(
             .serve_connection(TokioIo::new(tcp), service)
             .into_owned(),
     );
+    let open =
+        metrics::gauge!("connections_open", "protocol" => if h2 { "http2" } else { "http1" });
+    open.increment(1.0);
     let served = if h2 {
         Batched::new(conn, calls).await
     } else {
         conn.await
     };
+    open.decrement(1.0);
     if let Err(e) = served {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }

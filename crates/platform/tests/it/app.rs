@@ -183,6 +183,13 @@ async fn request_metrics_are_labelled_by_route_template_and_bounded() {
         "{requests:#?}"
     );
     assert!(has(&["method=\"other\""]), "{requests:#?}");
+    // This very request's connection is open (other tests in the process may add more).
+    let open: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("connections_open{protocol=\"http1\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connections_open gauge:\n{text}"));
+    assert!(open >= 1.0, "{open}");
     assert!(
         !requests
             .iter()
