@@ -171,8 +171,8 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     ),
     (
         "HEADER_READ_TIMEOUT_MS",
-        "30000",
-        "how long a client may take to send a request's head (and a new connection its first bytes)",
+        "75000",
+        "how long a client may take to send a request's head, a new connection its first bytes; also how long an idle HTTP/1 keep-alive connection stays open (keep it above a load balancer's idle timeout)",
     ),
     (
         "GRPC_TIMEOUT_MS",
@@ -242,7 +242,10 @@ pub struct ServiceConfig {
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
-    /// Slow clients (slowloris) are cut off after this long without a complete request head.
+    /// Slow clients (slowloris) are cut off after this long without a complete request head;
+    /// hyper's timer runs from the end of the previous response, so it is also the HTTP/1
+    /// keep-alive idle timeout (75 s as nginx's, above common load balancers' 60 s, so the
+    /// balancer, not us, closes idle connections and never sends on one we just closed).
     pub header_read_timeout: Duration,
     pub grpc_timeout: Duration,
     pub outbox_poll: Duration,
@@ -337,7 +340,7 @@ impl ServiceConfig {
                 num_var(&get, "SHUTDOWN_GRACE_SECS", 20, 0, 3_600)?.into(),
             ),
             request_timeout: ms_var(&get, "REQUEST_TIMEOUT_MS", 30_000)?,
-            header_read_timeout: ms_var(&get, "HEADER_READ_TIMEOUT_MS", 30_000)?,
+            header_read_timeout: ms_var(&get, "HEADER_READ_TIMEOUT_MS", 75_000)?,
             grpc_timeout: ms_var(&get, "GRPC_TIMEOUT_MS", 5_000)?,
             outbox_poll: ms_var(&get, "OUTBOX_POLL_MS", 500)?,
             upstreams,
