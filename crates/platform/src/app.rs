@@ -469,9 +469,6 @@ async fn serve_connection(
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY not set");
     }
-    // An HTTP/2 connection (gRPC) carries many calls, and its replies are written by the
-    // connection's task: while several are in flight, replies finished together leave in one
-    // write (`batched`). An HTTP/1 connection has one reply at a time to write.
     // A connection that says nothing is closed like one that stalls in a request head.
     let h2 = tokio::select! {
         h2 = tokio::time::timeout(header_timeout, speaks_h2(&tcp)) => match h2 {
@@ -483,35 +480,34 @@ async fn serve_connection(
         },
         () = shutdown.cancelled() => return,
     };
-    let calls = InFlight::default();
-    let counter = calls.clone();
-    let service = TowerToHyperService::new(
-        router
-            // Peer addresses reach handlers (rate limits key anonymous callers by IP).
-            .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.map(axum::body::Body::new)
-            })
-            .map_future(move |answer| {
-                let call = counter.enter();
-                async move {
-                    let _call = call;
-                    answer.await
-                }
-            }),
-    );
-    let conn = watcher.watch(
-        builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .into_owned(),
-    );
+    // Peer addresses reach handlers (rate limits key anonymous callers by IP).
+    let service = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.map(axum::body::Body::new)
+    });
+    let io = TokioIo::new(tcp);
     let open =
         metrics::gauge!("connections_open", "protocol" => if h2 { "http2" } else { "http1" });
     open.increment(1.0);
     let served = if h2 {
-        Batched::new(conn, calls).await
+        // An HTTP/2 connection (gRPC) carries many calls, and its replies are written by the
+        // connection's task: while several are in flight, replies finished together leave in
+        // one write (`batched`). Only here are calls counted: an HTTP/1 connection has one
+        // reply at a time to write.
+        let calls = InFlight::default();
+        let counter = calls.clone();
+        let service = service.map_future(move |answer| {
+            let call = counter.enter();
+            async move {
+                let _call = call;
+                answer.await
+            }
+        });
+        let conn = builder.serve_connection(io, TowerToHyperService::new(service));
+        Batched::new(watcher.watch(conn.into_owned()), calls).await
     } else {
-        conn.await
+        let conn = builder.serve_connection(io, TowerToHyperService::new(service));
+        watcher.watch(conn.into_owned()).await
     };
     open.decrement(1.0);
     if let Err(e) = served {
