@@ -23,7 +23,7 @@ fn every_platform_service_is_in_compose_with_known_variables() {
     for (name, svc) in services {
         let name = name.as_str().expect("service names are strings");
         let Some(binary) = svc["build"]["args"]["BINARY"].as_str() else {
-            continue; // infrastructure (postgres, redis, nats, cockroach)
+            continue; // infrastructure (postgres, redis, nats)
         };
         assert!(
             ServiceName::ALL.iter().any(|s| s.binary() == binary),
@@ -63,4 +63,44 @@ fn every_platform_service_is_in_compose_with_known_variables() {
         built, all,
         "compose must run each of the seven services once"
     );
+}
+
+#[test]
+fn only_the_gateway_is_published_and_infrastructure_needs_credentials() {
+    let doc = compose();
+    let services = doc["services"].as_mapping().expect("services mapping");
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        if name == "gateway" {
+            assert!(svc.get("ports").is_some(), "the gateway is published");
+        } else {
+            assert!(
+                svc.get("ports").is_none(),
+                "{name} must stay on the compose network"
+            );
+        }
+    }
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deployments/docker-compose.yml"),
+    )
+    .unwrap();
+    assert!(!text.contains("trust"), "Postgres must not trust every connection");
+    assert!(text.contains("--requirepass"), "Redis needs a password");
+    // Every ${VAR} the file uses is defined in the env file compose reads.
+    let env = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deployments/.env"),
+    )
+    .expect("deployments/.env exists");
+    let defined: Vec<&str> = env
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    for part in text.split("${").skip(1) {
+        let var = part
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap();
+        assert!(defined.contains(&var), "{var} is not in deployments/.env");
+    }
 }

@@ -7,7 +7,7 @@ use crate::stack::{Stack, token};
 
 async fn create_tenant(stack: &Stack, slug: &str) -> String {
     let admin = token(
-        "ten_00000000000000000000000000000000",
+        "ten_platform",
         "operator",
         &["platform_admin"],
     );
@@ -123,7 +123,7 @@ async fn the_tenant_limit_is_sized_by_its_plan() {
     .await;
     let api = crate::stack::Api::new(&stack);
     let operator = token(
-        "ten_00000000000000000000000000000000",
+        "ten_platform",
         "operator",
         &["platform_admin"],
     );

@@ -10,5 +10,6 @@ mod limits;
 mod metering;
 mod openapi;
 mod scim;
+mod security;
 mod stack;
 mod status;

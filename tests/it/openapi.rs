@@ -84,7 +84,7 @@ fn hostile_value(r: &mut Rng, depth: u32) -> Value {
         "%00",
         "../../etc/passwd",
         "<script>",
-        "ten_00000000000000000000000000000000",
+        "ten_platform",
         "x@y.zz",
         "owner",
         "users:read",
@@ -131,14 +131,14 @@ async fn hostile_input_on_every_route_is_a_4xx_problem_never_a_500() {
     .await;
     let spec = spec(&stack).await;
     let admin = token(
-        "ten_00000000000000000000000000000000",
+        "ten_platform",
         "operator",
         &["platform_admin"],
     );
     let client = reqwest::Client::new();
     let segments = [
         "x",
-        "ten_00000000000000000000000000000000",
+        "ten_platform",
         "usr_zz",
         "%F0%9F%A6%80",
         "..",

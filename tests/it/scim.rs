@@ -47,7 +47,7 @@ impl Scim {
 async fn setup(stack: &Stack, slug: &str) -> (String, String, Scim) {
     let http = Client::new();
     let admin = token(
-        "ten_00000000000000000000000000000000",
+        "ten_platform",
         "operator",
         &["platform_admin"],
     );

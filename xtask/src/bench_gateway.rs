@@ -89,7 +89,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let gw_port = infra::free_port()?;
     let nginx_port = infra::free_port()?;
     let token = crate::token::mint(
-        "ten_00000000000000000000000000000000",
+        crate::token::OPERATOR_TENANT,
         "bench",
         &["platform_admin"],
         3600,
@@ -398,6 +398,7 @@ pub(crate) fn gateway_command(release: &std::path::Path, port: u16) -> Command {
     let mut gw = Command::new(release.join("gateway"));
     gw.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("JWT_HS256_SECRET", crate::token::DEV_SECRET)
+        .env("DEV_MODE", "true")
         .env("RATE_LIMIT_CALLER_PER_SEC", "1000000")
         .env("RATE_LIMIT_CALLER_BURST", "1000000")
         .env("RATE_LIMIT_TENANT_PER_SEC", "1000000")

@@ -107,6 +107,8 @@ pub fn up() -> Result<ExitCode> {
         ("NATS_URL".into(), infra.nats_url()),
         ("LOG_FORMAT".into(), "pretty".into()),
         ("JWT_HS256_SECRET".into(), crate::token::DEV_SECRET.into()),
+        // The public development secret is refused without it.
+        ("DEV_MODE".into(), "true".into()),
     ];
     for ((_, short, _), port) in SERVICES.iter().zip(&ports) {
         if *short != "gateway" {
@@ -166,10 +168,16 @@ pub fn up() -> Result<ExitCode> {
                 bail!("interrupted during start-up");
             }
         }
-        let token = crate::token::mint("demo", "demo-admin", &["platform_admin"], 24 * 3600)?;
+        let token = crate::token::mint(
+            crate::token::OPERATOR_TENANT,
+            "demo-admin",
+            &["platform_admin"],
+            24 * 3600,
+        )?;
         println!(
-            "\nxtask: all services ready in {:.1} s\n\n  gateway: http://{gateway}\n  status:  curl http://{gateway}/v1/status\n  token:   {token}\n\nCtrl-C stops everything.\n",
-            started.elapsed().as_secs_f64()
+            "\nxtask: all services ready in {:.1} s — DEVELOPMENT MODE (DEV_MODE=true: the gateway accepts tokens signed with the public development secret; never expose this stack)\n\n  gateway: http://{gateway}\n  status:  curl http://{gateway}/v1/status\n  token:   {token}  (platform_admin of the operator tenant {})\n\nCtrl-C stops everything.\n",
+            started.elapsed().as_secs_f64(),
+            crate::token::OPERATOR_TENANT
         );
         // Watch for Ctrl-C/SIGTERM, or a service dying.
         loop {

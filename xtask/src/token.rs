@@ -7,8 +7,12 @@ use anyhow::{Context, Result, bail};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde::Serialize;
 
-/// The development secret `cargo xtask up` configures; never for production.
+/// The development secret `cargo xtask up` configures (with `DEV_MODE=true`, without which the
+/// gateway refuses it); never for production. `gateway::config::DEV_HS256_SECRET` is the same.
 pub const DEV_SECRET: &str = "dev-secret-change-me-0123456789abcdef";
+
+/// The gateway's default `PLATFORM_OPERATOR_TENANT`: `platform_admin` counts only here.
+pub const OPERATOR_TENANT: &str = "ten_platform";
 
 #[derive(Serialize)]
 struct Claims<'a> {

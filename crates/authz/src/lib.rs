@@ -205,6 +205,66 @@ pub fn allowed(roles: &[Role], p: Permission) -> bool {
     roles.iter().any(|r| r.grants(p))
 }
 
+/// A set of permissions: what a caller holds (its roles' grants plus an API key's scopes), or
+/// what a role or key would confer. Privileges never grow: a caller may hand out (as a key's
+/// scopes or a role grant) only a set it [`covers`](Permissions::covers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Permissions(u32);
+
+impl Permissions {
+    pub const NONE: Permissions = Permissions(0);
+
+    fn bit(p: Permission) -> u32 {
+        1 << (p as u32)
+    }
+
+    /// Everything `roles` grant, plus `scopes`.
+    pub fn of(roles: &[Role], scopes: &[Permission]) -> Permissions {
+        let mut set = Permissions::NONE;
+        for r in roles {
+            set = set.union(r.permissions());
+        }
+        for p in scopes {
+            set.0 |= Self::bit(*p);
+        }
+        set
+    }
+
+    pub fn contains(self, p: Permission) -> bool {
+        self.0 & Self::bit(p) != 0
+    }
+
+    pub fn union(self, other: Permissions) -> Permissions {
+        Permissions(self.0 | other.0)
+    }
+
+    /// True when every permission of `other` is in `self`.
+    pub fn covers(self, other: Permissions) -> bool {
+        other.0 & !self.0 == 0
+    }
+
+    /// The permissions of `other` that `self` lacks, for error messages.
+    pub fn missing(self, other: Permissions) -> Vec<Permission> {
+        Permission::ALL
+            .into_iter()
+            .filter(|p| other.contains(*p) && !self.contains(*p))
+            .collect()
+    }
+}
+
+impl Role {
+    /// Every permission this role grants.
+    pub fn permissions(self) -> Permissions {
+        let mut set = Permissions::NONE;
+        for p in Permission::ALL {
+            if self.grants(p) {
+                set.0 |= Permissions::bit(p);
+            }
+        }
+        set
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +312,29 @@ mod tests {
             &[Role::Viewer, Role::Admin],
             Permission::UsersWrite
         ));
+    }
+
+    #[test]
+    fn permission_sets_cover_by_inclusion() {
+        let admin = Permissions::of(&[Role::Admin], &[]);
+        assert!(admin.covers(Role::Member.permissions()));
+        assert!(admin.covers(Role::Viewer.permissions()));
+        assert!(admin.covers(Role::Admin.permissions()));
+        assert!(!admin.covers(Role::Owner.permissions()));
+        assert!(!admin.covers(Role::BillingAdmin.permissions()));
+        assert_eq!(
+            admin.missing(Permissions::of(&[], &[Permission::SubscriptionsWrite])),
+            vec![Permission::SubscriptionsWrite]
+        );
+        let owner = Role::Owner.permissions();
+        assert!(!owner.contains(Permission::UsageWrite));
+        assert!(Role::PlatformAdmin.permissions().covers(owner));
+        let key = Permissions::of(&[], &[Permission::UsersRead, Permission::UsersWrite]);
+        assert!(key.contains(Permission::UsersWrite) && !key.contains(Permission::RolesWrite));
+        assert!(Permissions::NONE.covers(Permissions::NONE));
+        for p in Permission::ALL {
+            assert!(Permissions::of(&Role::ALL, &[]).contains(p));
+            assert!(Permissions::of(&[], &[p]).missing(Permissions::of(&[], &[p])).is_empty());
+        }
     }
 }

@@ -397,6 +397,7 @@ fn as_operator<T>(run: &RunRow, msg: T) -> tonic::Request<T> {
         tenant_id: "platform".into(),
         subject: "billing-service".into(),
         roles: vec!["platform_admin".into()],
+        scopes: Vec::new(),
         request_id: Some(run.id.clone()),
     }
     .apply(&mut req);

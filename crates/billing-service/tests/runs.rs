@@ -22,6 +22,7 @@ fn as_caller<T>(tenant: &str, role: &str, msg: T) -> tonic::Request<T> {
         tenant_id: tenant.into(),
         subject: "tester".into(),
         roles: vec![role.into()],
+        scopes: Vec::new(),
         request_id: None,
     }
     .apply(&mut req);

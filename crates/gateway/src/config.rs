@@ -2,16 +2,40 @@
 
 use std::time::Duration;
 
+use platform::Secret;
 use platform::config::ConfigError;
 
 use crate::http::ratelimit::Quota;
+
+/// The HS256 secret of the README, the compose file and `cargo xtask up`: public, so the
+/// gateway refuses it unless `DEV_MODE` is set.
+pub const DEV_HS256_SECRET: &str = "dev-secret-change-me-0123456789abcdef";
+
+/// Default of `PLATFORM_OPERATOR_TENANT`. Tenant ids the user service issues are
+/// `ten_<uuid>`, so no tenant can be created with this id.
+pub const DEFAULT_OPERATOR_TENANT: &str = "ten_platform";
 
 /// Variables only the gateway reads: name, default, meaning (the README lists them).
 pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
         "JWT_HS256_SECRET",
         "(unset)",
-        "shared secret for HS256 tokens (local development); at least 32 bytes",
+        "shared secret for HS256 tokens (local development); at least 32 bytes; the public development secret is refused unless DEV_MODE=true",
+    ),
+    (
+        "DEV_MODE",
+        "false",
+        "true for local development only: accepts the public development HS256 secret",
+    ),
+    (
+        "JWT_ALLOW_HS256",
+        "false",
+        "true to accept HS256 tokens alongside a JWKS (JWT_JWKS_FILE/URL); without it, setting both is refused",
+    ),
+    (
+        "PLATFORM_OPERATOR_TENANT",
+        DEFAULT_OPERATOR_TENANT,
+        "the tenant id (`tid` claim) of the SaaS operator: a token's platform_admin role counts only with this tenant",
     ),
     (
         "JWT_JWKS_FILE",
@@ -61,11 +85,23 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "400",
         "requests a tenant may send at once, across all replicas",
     ),
+    (
+        "AUTH_FAILURE_BURST",
+        "20",
+        "failed authentications (401) a client address may have at once before it gets 429",
+    ),
+    (
+        "AUTH_FAILURE_PER_SEC",
+        "1",
+        "failed authentications per second a client address is forgiven",
+    ),
 ];
 
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<Secret>,
+    pub dev_mode: bool,
+    pub operator_tenant: String,
     pub jwks_file: Option<String>,
     pub jwks_url: Option<String>,
     pub jwks_refresh: Duration,
@@ -76,6 +112,7 @@ pub struct GatewaySettings {
     pub max_body_bytes: usize,
     pub per_caller: Quota,
     pub per_tenant: Quota,
+    pub auth_failures: Quota,
 }
 
 impl GatewaySettings {
@@ -98,20 +135,61 @@ impl GatewaySettings {
                 },
             }
         };
-        let hs256_secret = get("JWT_HS256_SECRET");
-        if let Some(s) = &hs256_secret
-            && s.len() < 32
+        let flag = |var: &'static str| -> Result<bool, ConfigError> {
+            match get(var).as_deref().map(str::trim) {
+                None | Some("false") | Some("0") => Ok(false),
+                Some("true") | Some("1") => Ok(true),
+                Some(other) => Err(ConfigError {
+                    var,
+                    value: other.into(),
+                    reason: "expected true or false".into(),
+                }),
+            }
+        };
+        let dev_mode = flag("DEV_MODE")?;
+        let hs256_secret = get("JWT_HS256_SECRET").map(Secret::new);
+        if let Some(s) = &hs256_secret {
+            let hidden = |reason: &str| ConfigError {
+                var: "JWT_HS256_SECRET",
+                value: "(hidden)".into(),
+                reason: reason.into(),
+            };
+            if s.expose().len() < 32 {
+                return Err(hidden("must be at least 32 bytes"));
+            }
+            if s.expose() == DEV_HS256_SECRET && !dev_mode {
+                return Err(hidden(
+                    "this is the public development secret: anyone can sign tokens with it; set a secret of your own, or DEV_MODE=true on a development machine",
+                ));
+            }
+        }
+        let jwks_file = get("JWT_JWKS_FILE");
+        let jwks_url = get("JWT_JWKS_URL");
+        if hs256_secret.is_some()
+            && (jwks_file.is_some() || jwks_url.is_some())
+            && !flag("JWT_ALLOW_HS256")?
         {
             return Err(ConfigError {
                 var: "JWT_HS256_SECRET",
                 value: "(hidden)".into(),
-                reason: "must be at least 32 bytes".into(),
+                reason: "a JWKS is configured too: HS256 tokens alongside it need JWT_ALLOW_HS256=true".into(),
+            });
+        }
+        let operator_tenant =
+            get("PLATFORM_OPERATOR_TENANT").unwrap_or_else(|| DEFAULT_OPERATOR_TENANT.into());
+        if operator_tenant.len() > 255 || operator_tenant.chars().any(|c| c.is_control() || c == ',') {
+            return Err(ConfigError {
+                var: "PLATFORM_OPERATOR_TENANT",
+                value: operator_tenant,
+                reason: "expected a tenant id (at most 255 bytes, no control characters)".into(),
             });
         }
         Ok(GatewaySettings {
             hs256_secret,
-            jwks_file: get("JWT_JWKS_FILE"),
-            jwks_url: match get("JWT_JWKS_URL") {
+            dev_mode,
+            operator_tenant,
+            jwks_file,
+            jwks_url: match jwks_url {
                 Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
                 Some(u) => {
                     return Err(ConfigError {
@@ -136,6 +214,61 @@ impl GatewaySettings {
                 per_sec: num("RATE_LIMIT_TENANT_PER_SEC", 200, 1_000_000)?.max(1) as u32,
                 burst: num("RATE_LIMIT_TENANT_BURST", 400, 1_000_000)?.max(1) as u32,
             },
+            auth_failures: Quota {
+                per_sec: num("AUTH_FAILURE_PER_SEC", 1, 1_000_000)?.max(1) as u32,
+                burst: num("AUTH_FAILURE_BURST", 20, 1_000_000)?.max(1) as u32,
+            },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<GatewaySettings, ConfigError> {
+        GatewaySettings::from_lookup(|k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn the_public_development_secret_needs_dev_mode() {
+        let err = settings(&[("JWT_HS256_SECRET", DEV_HS256_SECRET)]).unwrap_err();
+        assert_eq!(err.var, "JWT_HS256_SECRET");
+        assert!(err.reason.contains("DEV_MODE"), "{err}");
+        assert!(!err.to_string().contains(DEV_HS256_SECRET));
+        let ok = settings(&[("JWT_HS256_SECRET", DEV_HS256_SECRET), ("DEV_MODE", "true")]).unwrap();
+        assert!(ok.dev_mode);
+        let own = settings(&[("JWT_HS256_SECRET", "a-secret-of-our-own-0123456789abcdef")]).unwrap();
+        assert!(!own.dev_mode);
+        assert_eq!(settings(&[("DEV_MODE", "yes")]).unwrap_err().var, "DEV_MODE");
+    }
+
+    #[test]
+    fn hs256_beside_a_jwks_must_be_asked_for() {
+        let both = [
+            ("JWT_HS256_SECRET", "a-secret-of-our-own-0123456789abcdef"),
+            ("JWT_JWKS_URL", "https://idp.example/jwks.json"),
+        ];
+        let err = settings(&both).unwrap_err();
+        assert!(err.reason.contains("JWT_ALLOW_HS256"), "{err}");
+        let mut allowed = both.to_vec();
+        allowed.push(("JWT_ALLOW_HS256", "true"));
+        assert!(settings(&allowed).is_ok());
+        assert!(settings(&[("JWT_JWKS_URL", "https://idp.example/jwks.json")]).is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_print_and_the_operator_tenant_has_a_default() {
+        let s = settings(&[("JWT_HS256_SECRET", "a-secret-of-our-own-0123456789abcdef")]).unwrap();
+        assert!(!format!("{s:?}").contains("a-secret-of-our-own"));
+        assert_eq!(s.operator_tenant, DEFAULT_OPERATOR_TENANT);
+        assert_eq!(
+            settings(&[("PLATFORM_OPERATOR_TENANT", "a\u{0}b")]).unwrap_err().var,
+            "PLATFORM_OPERATOR_TENANT"
+        );
     }
 }

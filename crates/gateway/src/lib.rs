@@ -67,6 +67,7 @@ pub async fn build_with(
             redis,
             per_caller: settings.per_caller,
             per_tenant: settings.per_tenant,
+            auth_failures: settings.auth_failures,
             max_body_bytes: settings.max_body_bytes,
             redis_namespace: cfg.event_prefix.clone(),
         }))
@@ -85,8 +86,13 @@ fn auth_from(
             audience: settings.audience.clone(),
             leeway_secs: settings.leeway_secs,
         },
-        settings.hs256_secret.as_deref().map(str::as_bytes),
+        settings.hs256_secret.as_ref().map(|s| s.expose().as_bytes()),
     );
+    if settings.dev_mode {
+        tracing::warn!(
+            "DEV_MODE is on: the public development HS256 secret is accepted; never run this in production"
+        );
+    }
     let source = match (&settings.jwks_file, &settings.jwks_url) {
         (Some(f), _) => Some((
             auth::jwks::Source::File(f.clone()),
@@ -103,7 +109,8 @@ fn auth_from(
     let refresher =
         source.map(|(src, every)| auth::jwks::Refresher::new(verifier.clone(), src, every));
     let users = upstreams.channel(ServiceName::User).clone();
-    let mut authenticator = auth::Authenticator::new(verifier, users, settings.api_key_cache);
+    let mut authenticator = auth::Authenticator::new(verifier, users, settings.api_key_cache)
+        .with_operator_tenant(&settings.operator_tenant);
     if let Some(r) = &refresher {
         authenticator = authenticator.with_jwks_kicker(r.kicker());
     }

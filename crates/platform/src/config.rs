@@ -226,8 +226,8 @@ pub fn is_known_var(var: &str) -> bool {
     ENV_VARS.iter().any(|(name, _, _)| *name == var)
 }
 
-/// Configuration of one service process.
-#[derive(Debug, Clone)]
+/// Configuration of one service process. Its `Debug` hides the passwords in connection URLs.
+#[derive(Clone)]
 pub struct ServiceConfig {
     pub service: ServiceName,
     pub listen_addr: SocketAddr,
@@ -251,6 +251,24 @@ pub struct ServiceConfig {
     pub outbox_poll: Duration,
     /// gRPC endpoints of the other services (`http://host:port`), keyed by service.
     pub upstreams: BTreeMap<ServiceName, String>,
+}
+
+impl std::fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::secret::redact_url;
+        f.debug_struct("ServiceConfig")
+            .field("service", &self.service)
+            .field("listen_addr", &self.listen_addr)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_max_connections", &self.db_max_connections)
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("event_prefix", &self.event_prefix)
+            .field("max_workers", &self.max_workers)
+            .field("max_db_jobs", &self.max_db_jobs)
+            .field("upstreams", &self.upstreams)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServiceConfig {
@@ -441,6 +459,21 @@ mod tests {
         assert_eq!(c.max_workers, 8);
         assert_eq!(c.upstream(ServiceName::User), "http://127.0.0.1:50051");
         assert_eq!(c.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn debug_output_hides_connection_passwords() {
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://app:pg-pass-1@db/saas"),
+            ("REDIS_URL", "redis://:redis-pass-2@r:6379"),
+            ("NATS_URL", "nats://u:nats-pass-3@n:4222"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        for pw in ["pg-pass-1", "redis-pass-2", "nats-pass-3"] {
+            assert!(!shown.contains(pw), "{shown}");
+        }
+        assert!(shown.contains("postgres://app:<redacted>@db/saas"), "{shown}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub mod metadata {
     pub const TENANT_ID: &str = "x-tenant-id";
     pub const SUBJECT: &str = "x-subject";
     pub const ROLES: &str = "x-roles";
+    /// An API key's scopes (permission names, comma-separated); empty for tokens.
+    pub const SCOPES: &str = "x-scopes";
     pub const REQUEST_ID: &str = "x-request-id";
 }
 
@@ -46,6 +48,8 @@ pub struct Caller {
     pub tenant_id: String,
     pub subject: String,
     pub roles: Vec<String>,
+    /// An API key's scopes (permission names); empty for tokens.
+    pub scopes: Vec<String>,
     pub request_id: Option<String>,
 }
 
@@ -56,19 +60,22 @@ impl Caller {
         let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
         let tenant_id = get(metadata::TENANT_ID).filter(|t| !t.is_empty())?;
         let subject = get(metadata::SUBJECT).filter(|s| !s.is_empty())?;
-        let roles = get(metadata::ROLES)
-            .map(|r| {
-                r.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let list = |k: &str| -> Vec<String> {
+            get(k)
+                .map(|r| {
+                    r.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         Some(Caller {
             tenant_id,
             subject,
-            roles,
+            roles: list(metadata::ROLES),
+            scopes: list(metadata::SCOPES),
             request_id: get(metadata::REQUEST_ID),
         })
     }
@@ -80,6 +87,7 @@ impl Caller {
             &self.tenant_id,
             &self.subject,
             &self.roles.join(","),
+            &self.scopes.join(","),
             self.request_id.as_deref(),
         );
     }
@@ -87,15 +95,28 @@ impl Caller {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// Everything this caller may do: its roles' permissions plus an API key's scopes.
+    /// Unknown names (roles of other systems) grant nothing.
+    pub fn permissions(&self) -> authz::Permissions {
+        let roles: Vec<authz::Role> = self.roles.iter().filter_map(|r| authz::Role::parse(r)).collect();
+        let scopes: Vec<authz::Permission> = self
+            .scopes
+            .iter()
+            .filter_map(|p| authz::Permission::parse(p))
+            .collect();
+        authz::Permissions::of(&roles, &scopes)
+    }
 }
 
-/// Writes a caller's identity (`roles` comma-separated) into outgoing request metadata, as
-/// [`Caller::from_metadata`] reads it.
+/// Writes a caller's identity (`roles` and `scopes` comma-separated) into outgoing request
+/// metadata, as [`Caller::from_metadata`] reads it. Scopes are only sent when there are any.
 pub fn write_identity(
     md: &mut tonic::metadata::MetadataMap,
     tenant_id: &str,
     subject: &str,
     roles: &str,
+    scopes: &str,
     request_id: Option<&str>,
 ) {
     use tonic::metadata::MetadataValue;
@@ -107,6 +128,11 @@ pub fn write_identity(
         if let Ok(v) = MetadataValue::try_from(value) {
             md.insert(key, v);
         }
+    }
+    if !scopes.is_empty()
+        && let Ok(v) = MetadataValue::try_from(scopes)
+    {
+        md.insert(metadata::SCOPES, v);
     }
     if let Some(mut rid) = request_id.and_then(|r| MetadataValue::try_from(r).ok()) {
         // New on every request: sent as a never-indexed HPACK literal, it does not push the

@@ -19,6 +19,7 @@ pub mod infra;
 mod observe;
 pub mod problem;
 pub mod run;
+pub mod secret;
 pub mod telemetry;
 
 pub use app::{App, AppBuilder, shutdown_signal};
@@ -26,6 +27,7 @@ pub use config::{ServiceConfig, ServiceName};
 pub use infra::{Backbone, StartError};
 pub use problem::Problem;
 pub use run::run_service;
+pub use secret::Secret;
 
 /// Re-exported so services need not depend on tokio-util directly.
 pub use tokio_util::sync::CancellationToken;

@@ -85,6 +85,7 @@ fn as_caller<T>(tenant: &str, roles: &[&str], msg: T) -> tonic::Request<T> {
         tenant_id: tenant.into(),
         subject: "usr_test".into(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        scopes: Vec::new(),
         request_id: None,
     }
     .apply(&mut req);

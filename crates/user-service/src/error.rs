@@ -11,7 +11,7 @@ pub enum UserError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
     #[error("missing caller identity")]
     Unauthenticated,
     #[error("not implemented yet: {0}")]
@@ -28,6 +28,12 @@ impl From<Invalid> for UserError {
             field: i.field,
             reason: i.reason,
         }
+    }
+}
+
+impl From<crate::domain::grants::Escalation> for UserError {
+    fn from(e: crate::domain::grants::Escalation) -> Self {
+        UserError::Forbidden(e.to_string())
     }
 }
 

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use crate::domain::ids::{ApiKeyId, ScimTokenId, TenantId, UserId};
-use crate::domain::{secrets, validate};
+use crate::domain::{grants, secrets, validate};
 use crate::error::UserError;
 use crate::store::tenant_cache::TenantCache;
 use crate::store::{self, api_keys, scim_tokens, tenants, users};
@@ -56,7 +56,7 @@ fn require_platform_admin(c: &Caller) -> Result<(), UserError> {
     if is_platform_admin(c) {
         Ok(())
     } else {
-        Err(UserError::Forbidden("platform_admin only"))
+        Err(UserError::Forbidden("platform_admin only".into()))
     }
 }
 
@@ -232,6 +232,7 @@ impl UserApi {
         } else {
             validate::roles(&r.roles)?
         };
+        grants::roles(c.permissions(), &roles)?;
         let mut tx = self.pool.begin().await?;
         let t =
             sqlx::query_scalar::<_, String>("SELECT status FROM tenants WHERE id = $1 FOR SHARE")
@@ -274,12 +275,16 @@ impl UserApi {
     }
 
     /// Begins a transaction holding the user's row lock; NOT_FOUND if the tenant has no such
-    /// user.
-    async fn lock_user(&self, tenant: &TenantId, id: &UserId) -> Result<Tx, UserError> {
+    /// user, PERMISSION_DENIED if the user holds roles the caller could not have granted.
+    async fn lock_user(&self, c: &Caller, tenant: &TenantId, id: &UserId) -> Result<Tx, UserError> {
         let mut tx = self.pool.begin().await?;
         if !users::lock(&mut tx, tenant.as_str(), id.as_str()).await? {
             return Err(UserError::NotFound("user"));
         }
+        let current = users::get(&mut tx, tenant.as_str(), id.as_str())
+            .await?
+            .ok_or(UserError::NotFound("user"))?;
+        grants::manage(c.permissions(), &current.roles)?;
         Ok(tx)
     }
 
@@ -315,7 +320,7 @@ impl UserApi {
             .as_deref()
             .map(|n| validate::name("display_name", n))
             .transpose()?;
-        let mut tx = self.lock_user(&tenant, &id).await?;
+        let mut tx = self.lock_user(c, &tenant, &id).await?;
         users::update(
             &mut tx,
             tenant.as_str(),
@@ -336,7 +341,7 @@ impl UserApi {
     ) -> Result<pb::User, UserError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
         let id = UserId::parse(&r.user_id).ok_or(UserError::NotFound("user"))?;
-        let mut tx = self.lock_user(&tenant, &id).await?;
+        let mut tx = self.lock_user(c, &tenant, &id).await?;
         let changed = users::deactivate(&mut tx, tenant.as_str(), id.as_str()).await?;
         // Deactivating twice is fine, and reported once.
         let event = changed.then_some("user.deactivated");
@@ -351,7 +356,8 @@ impl UserApi {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
         let id = UserId::parse(&r.user_id).ok_or(UserError::NotFound("user"))?;
         let roles = validate::roles(&r.roles)?;
-        let mut tx = self.lock_user(&tenant, &id).await?;
+        grants::roles(c.permissions(), &roles)?;
+        let mut tx = self.lock_user(c, &tenant, &id).await?;
         users::set_roles(&mut tx, tenant.as_str(), id.as_str(), &roles).await?;
         self.commit_user(tx, &tenant, &id, Some("user.updated"))
             .await
@@ -402,6 +408,7 @@ impl UserApi {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
         let name = validate::name("name", &r.name)?;
         let scopes = validate::scopes(&r.scopes)?;
+        grants::scopes(c.permissions(), &scopes)?;
         if tenants::get(&self.pool, tenant.as_str()).await?.is_none() {
             return Err(UserError::NotFound("tenant"));
         }
@@ -641,6 +648,7 @@ impl UserService for UserApi {
     ) -> Reply<pb::CreateScimTokenResponse> {
         let c = caller(&req)?;
         let tenant = scoped_tenant(&c, &req.get_ref().tenant_id)?;
+        grants::scim_token(c.permissions()).map_err(UserError::from)?;
         if tenants::get(&self.pool, tenant.as_str())
             .await
             .map_err(UserError::from)?

@@ -63,11 +63,19 @@ impl Identity {
             }
             roles.push_str(r.as_str());
         }
+        let mut scopes = String::new();
+        for (i, p) in self.scopes.iter().enumerate() {
+            if i > 0 {
+                scopes.push(',');
+            }
+            scopes.push_str(p.as_str());
+        }
         platform::grpc::write_identity(
             req.metadata_mut(),
             &self.tenant_id,
             &self.subject,
             &roles,
+            &scopes,
             self.request_id.as_deref(),
         );
     }
@@ -78,9 +86,13 @@ impl Identity {
 pub struct Authenticator {
     jwt: JwtVerifier,
     users: UserServiceClient<Channel>,
-    cache: Arc<Mutex<HashMap<String, (Identity, Instant)>>>,
+    /// Verified keys, and (`None`) secrets the user service did not know: a junk key sent in
+    /// a loop costs one lookup per `cache_ttl`, not one per request.
+    cache: Arc<Mutex<HashMap<String, (Option<Identity>, Instant)>>>,
     cache_ttl: Duration,
     jwks_kick: Option<Arc<tokio::sync::Notify>>,
+    /// The only tenant whose tokens may carry `platform_admin`.
+    operator_tenant: Arc<str>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -113,7 +125,16 @@ impl Authenticator {
             cache: Arc::new(Mutex::new(HashMap::new())),
             cache_ttl,
             jwks_kick: None,
+            operator_tenant: crate::config::DEFAULT_OPERATOR_TENANT.into(),
         }
+    }
+
+    /// `platform_admin` counts only in tokens of this tenant (`tid`); elsewhere it is ignored,
+    /// so an identity provider that lets a tenant's admins edit their own role claims cannot
+    /// make one of them the platform's operator.
+    pub fn with_operator_tenant(mut self, tenant: &str) -> Self {
+        self.operator_tenant = tenant.into();
+        self
     }
 
     /// Lets an unknown key id wake the JWKS refresher (key rotation at the identity provider).
@@ -147,10 +168,16 @@ impl Authenticator {
             }
             unauthorized(&e)
         })?;
+        let operator = claims.tid == *self.operator_tenant;
         Ok(Identity {
             tenant_id: claims.tid.clone(),
             subject: claims.sub.clone(),
-            roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+            roles: claims
+                .roles
+                .iter()
+                .filter_map(|r| Role::parse(r))
+                .filter(|r| *r != Role::PlatformAdmin || operator)
+                .collect(),
             scopes: Vec::new(),
             request_id: None,
         })
@@ -158,17 +185,19 @@ impl Authenticator {
 
     async fn api_key(&self, secret: &str) -> Result<Identity, Response> {
         let now = Instant::now();
-        if let Some((id, at)) = self
+        if let Some((known, at)) = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(secret)
             && now.duration_since(*at) < self.cache_ttl
         {
-            return Ok(id.clone());
+            return known
+                .clone()
+                .ok_or_else(|| unauthorized(&AuthError::BadSignature));
         }
         let mut users = self.users.clone();
-        match users
+        let found = match users
             .verify_api_key(VerifyApiKeyRequest {
                 secret: secret.to_string(),
             })
@@ -176,7 +205,7 @@ impl Authenticator {
         {
             Ok(resp) => {
                 let p = resp.into_inner();
-                let identity = Identity {
+                Some(Identity {
                     tenant_id: p.tenant_id,
                     subject: p.subject,
                     roles: Vec::new(),
@@ -186,23 +215,23 @@ impl Authenticator {
                         .filter_map(|s| Permission::parse(s))
                         .collect(),
                     request_id: None,
-                };
-                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                // Bounded: drop expired entries when it grows, so junk keys cannot fill memory.
-                if cache.len() > 10_000 {
-                    cache.retain(|_, (_, at)| now.duration_since(*at) < self.cache_ttl);
-                }
-                cache.insert(secret.to_string(), (identity.clone(), now));
-                Ok(identity)
+                })
             }
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                Err(unauthorized(&AuthError::BadSignature))
-            }
+            Err(s) if s.code() == tonic::Code::NotFound => None,
             Err(s) => {
                 tracing::warn!(status = %s, "API key verification unavailable");
-                Err(Problem::unavailable("cannot verify API keys right now").into_response())
+                return Err(
+                    Problem::unavailable("cannot verify API keys right now").into_response()
+                );
             }
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: drop expired entries when it grows, so junk keys cannot fill memory.
+        if cache.len() > 10_000 {
+            cache.retain(|_, (_, at)| now.duration_since(*at) < self.cache_ttl);
         }
+        cache.insert(secret.to_string(), (found.clone(), now));
+        found.ok_or_else(|| unauthorized(&AuthError::BadSignature))
     }
 }
 

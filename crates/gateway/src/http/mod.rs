@@ -1,6 +1,7 @@
 //! The gateway's public HTTP routes, one module per resource, behind authentication and the
 //! permission table.
 
+mod auth_throttle;
 mod billing;
 mod catalog;
 pub mod error;
@@ -42,6 +43,8 @@ pub struct Deps {
     pub redis: Option<redis::aio::ConnectionManager>,
     pub per_caller: ratelimit::Quota,
     pub per_tenant: ratelimit::Quota,
+    /// Failed authentications allowed per client address.
+    pub auth_failures: ratelimit::Quota,
     pub max_body_bytes: usize,
     /// Prefix of every Redis key (`EVENT_PREFIX`): stacks sharing one Redis stay apart.
     pub redis_namespace: String,
@@ -56,6 +59,7 @@ pub fn router(deps: Deps) -> Router {
         redis,
         per_caller,
         per_tenant,
+        auth_failures,
         max_body_bytes,
         redis_namespace,
     } = deps;
@@ -86,6 +90,7 @@ pub fn router(deps: Deps) -> Router {
         .split_for_parts();
     let edge = Arc::new(Edge {
         auth,
+        auth_failures: auth_throttle::AuthFailures::new(auth_failures),
         limiter,
         idem,
     });
@@ -101,20 +106,28 @@ pub fn router(deps: Deps) -> Router {
 /// What stands between a routed request and its handler.
 struct Edge {
     auth: Authenticator,
+    auth_failures: auth_throttle::AuthFailures,
     limiter: ratelimit::RateLimiter,
     idem: idempotency::Idempotency,
 }
 
-/// Authenticate and authorize, rate-limit (per caller, per tenant), then idempotency (which
-/// needs the identity); the rate-limit headers go on whatever comes back.
+/// Authenticate and authorize (unless the client address has failed too often), rate-limit
+/// (per caller, per tenant), then idempotency (which needs the identity); the rate-limit
+/// headers go on whatever comes back.
 async fn edge_checks(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
-    if let Err(denied) = authorize(&edge.auth, &mut req).await {
-        return denied;
-    }
     let peer = req
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    if let Some(refused) = edge.auth_failures.refuse(peer) {
+        return refused;
+    }
+    if let Err(denied) = authorize(&edge.auth, &mut req).await {
+        if denied.status() == axum::http::StatusCode::UNAUTHORIZED {
+            edge.auth_failures.record(peer);
+        }
+        return denied;
+    }
     let shown = match edge
         .limiter
         .admit(req.extensions().get::<Identity>(), peer)

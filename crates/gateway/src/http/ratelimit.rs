@@ -53,7 +53,17 @@ pub struct LocalGcra {
 }
 
 impl LocalGcra {
+    /// Spends one token of `key`'s bucket, if there is one.
     pub fn check(&self, key: &str, q: Quota, now: Instant) -> Decision {
+        self.decide(key, q, now, true)
+    }
+
+    /// What [`check`](Self::check) would decide, spending nothing.
+    pub fn peek(&self, key: &str, q: Quota, now: Instant) -> Decision {
+        self.decide(key, q, now, false)
+    }
+
+    fn decide(&self, key: &str, q: Quota, now: Instant, spend: bool) -> Decision {
         let t = Duration::from_nanos(1_000_000_000 / u64::from(q.per_sec.max(1)));
         let cap = t * q.burst.max(1);
         let mut map = self.tat.lock().unwrap_or_else(|p| p.into_inner());
@@ -76,10 +86,12 @@ impl LocalGcra {
                 retry_after: diff - cap,
             };
         }
-        match map.get_mut(key) {
-            Some(slot) => *slot = tat + t,
-            None => {
-                map.insert(key.to_string(), tat + t);
+        if spend {
+            match map.get_mut(key) {
+                Some(slot) => *slot = tat + t,
+                None => {
+                    map.insert(key.to_string(), tat + t);
+                }
             }
         }
         Decision {
@@ -346,7 +358,7 @@ pub fn set_headers(h: &mut HeaderMap, d: &Decision) {
     }
 }
 
-fn too_many(d: &Decision, scope: &str) -> Response {
+pub(crate) fn too_many(d: &Decision, scope: &str) -> Response {
     let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
         .with_detail(format!(
             "{scope} rate limit exceeded; retry after the Retry-After delay"
