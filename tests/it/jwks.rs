@@ -54,7 +54,11 @@ async fn jwks_url_keys_verify_and_rotation_needs_no_restart() {
     let url = format!("http://{}/jwks", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let stack = Stack::start_with(&[("JWT_JWKS_URL", url.as_str()), ("JWT_ALLOW_HS256", "true")]).await;
+    let stack = Stack::start_with(&[
+        ("JWT_JWKS_URL", url.as_str()),
+        ("JWT_ALLOW_HS256", "true"),
+        ("JWT_JWKS_MIN_REFETCH_SECS", "1"),
+    ]).await;
     let admin = token(
         "ten_platform",
         "op",

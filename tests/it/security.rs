@@ -291,3 +291,104 @@ async fn failed_authentication_is_throttled_per_address_and_unknown_keys_are_rem
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_tenant_reads_but_writes_nothing_with_any_credential() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let (t, owner) = tenant(&api, "paused-co").await;
+    let (s, k) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/api_keys"),
+            &owner,
+            Some(json!({"name": "ci", "scopes": ["users:read", "users:write"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let key = k["secret"].as_str().unwrap().to_string();
+    let (s, scim) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/scim_tokens"),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{scim}");
+    let scim = scim["secret"].as_str().unwrap().to_string();
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/suspend"),
+            &admin(),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+
+    let users = format!("/v1/tenants/{t}/users");
+    for bearer in [&owner, &key] {
+        let (s, p) = api.send(Method::GET, &users, bearer, None).await;
+        assert_eq!(s, StatusCode::OK, "reads go on: {p}");
+        let (s, p) = api
+            .send(
+                Method::POST,
+                &users,
+                bearer,
+                Some(json!({"email": "late@paused.example"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
+        assert_eq!(p["code"], "tenant_suspended");
+    }
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/api_keys"),
+            &owner,
+            Some(json!({"name": "more", "scopes": ["users:read"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
+    // SCIM provisioning only writes: its token is refused outright.
+    let resp = api
+        .http
+        .get(stack.url("/scim/v2/Users"))
+        .bearer_auth(&scim)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Nothing was written; the operator reactivates, and writes work again.
+    let (_, list) = api.send(Method::GET, &users, &owner, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/reactivate"),
+            &admin(),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &users,
+            &key,
+            Some(json!({"email": "back@paused.example", "roles": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a users:write key cannot grant member: {p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &users,
+            &owner,
+            Some(json!({"email": "back@paused.example"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    stack.stop().await;
+}

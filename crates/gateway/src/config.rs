@@ -52,6 +52,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "300",
         "how often the JWKS URL is refetched",
     ),
+    (
+        "JWT_JWKS_MIN_REFETCH_SECS",
+        "30",
+        "least time between two JWKS fetches, however many tokens name unknown key ids (failures back off further)",
+    ),
     ("JWT_ISSUER", "saas-platform-dev", "required `iss` claim"),
     ("JWT_AUDIENCE", "saas-platform", "required `aud` claim"),
     (
@@ -105,6 +110,7 @@ pub struct GatewaySettings {
     pub jwks_file: Option<String>,
     pub jwks_url: Option<String>,
     pub jwks_refresh: Duration,
+    pub jwks_min_refetch: Duration,
     pub issuer: String,
     pub audience: String,
     pub leeway_secs: u64,
@@ -201,6 +207,9 @@ impl GatewaySettings {
                 None => None,
             },
             jwks_refresh: Duration::from_secs(num("JWT_JWKS_REFRESH_SECS", 300, 86_400)?.max(10)),
+            jwks_min_refetch: Duration::from_secs(
+                num("JWT_JWKS_MIN_REFETCH_SECS", 30, 86_400)?.max(1),
+            ),
             issuer: get("JWT_ISSUER").unwrap_or_else(|| "saas-platform-dev".into()),
             audience: get("JWT_AUDIENCE").unwrap_or_else(|| "saas-platform".into()),
             leeway_secs: num("JWT_LEEWAY_SECS", 30, 600)?,

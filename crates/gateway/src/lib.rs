@@ -106,8 +106,9 @@ fn auth_from(
             "none of JWT_HS256_SECRET, JWT_JWKS_FILE, JWT_JWKS_URL is set: only API keys can authenticate"
         );
     }
-    let refresher =
-        source.map(|(src, every)| auth::jwks::Refresher::new(verifier.clone(), src, every));
+    let refresher = source.map(|(src, every)| {
+        auth::jwks::Refresher::new(verifier.clone(), src, every, settings.jwks_min_refetch)
+    });
     let users = upstreams.channel(ServiceName::User).clone();
     let mut authenticator = auth::Authenticator::new(verifier, users, settings.api_key_cache)
         .with_operator_tenant(&settings.operator_tenant);

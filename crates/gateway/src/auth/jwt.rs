@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
@@ -140,32 +140,34 @@ impl JwtVerifier {
     }
 
     /// Replaces the JWKS keys (key rotation: publish the new key, then retire the old one).
-    /// Keys without a `kid`, or of a type other than RSA or EC P-256, are refused.
+    /// Only signing keys with a `kid` that are RSA (RS256) or EC P-256 (ES256) are used;
+    /// others — encryption keys, other types, keys this library cannot read — are skipped
+    /// with a warning, so one exotic key at the identity provider does not block rotation.
+    /// A document that is not a JWKS, or has no usable key, changes nothing.
     pub fn set_jwks(&self, json: &str) -> Result<usize, JwksError> {
-        let set: JwkSet = serde_json::from_str(json).map_err(|e| JwksError(e.to_string()))?;
+        #[derive(serde::Deserialize)]
+        struct RawSet {
+            keys: Vec<serde_json::Value>,
+        }
+        let set: RawSet = serde_json::from_str(json).map_err(|e| JwksError(e.to_string()))?;
         let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let kid = jwk
-                .common
-                .key_id
-                .clone()
-                .ok_or_else(|| JwksError("a key has no kid".into()))?;
-            let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
-                (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
-                (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
-                    if ec.curve == EllipticCurve::P256 =>
-                {
-                    Algorithm::ES256
+        let mut skipped = Vec::new();
+        for raw in set.keys {
+            match self.usable_key(raw) {
+                Ok((kid, key)) => {
+                    keys.insert(kid, key);
                 }
-                _ => {
-                    return Err(JwksError(format!(
-                        "key {kid}: only RS256 and ES256 keys are accepted"
-                    )));
-                }
-            };
-            let key =
-                DecodingKey::from_jwk(jwk).map_err(|e| JwksError(format!("key {kid}: {e}")))?;
-            keys.insert(kid, PinnedKey::new(alg, key, &self.settings));
+                Err(why) => skipped.push(why),
+            }
+        }
+        if !skipped.is_empty() {
+            tracing::warn!(skipped = ?skipped, "JWKS: keys skipped");
+        }
+        if keys.is_empty() {
+            return Err(JwksError(format!(
+                "no usable key (RS256 or ES256 with a kid): {}",
+                skipped.join("; ")
+            )));
         }
         let n = keys.len();
         *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = keys;
@@ -174,6 +176,31 @@ impl JwtVerifier {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         Ok(n)
+    }
+
+    /// One JWKS entry as a pinned key, or why it is not used.
+    fn usable_key(&self, raw: serde_json::Value) -> Result<(String, Arc<PinnedKey>), String> {
+        let kid = raw
+            .get("kid")
+            .and_then(|k| k.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| "a key has no kid".to_string())?;
+        if raw.get("use").and_then(|u| u.as_str()) == Some("enc") {
+            return Err(format!("key {kid}: an encryption key"));
+        }
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(raw).map_err(|e| format!("key {kid}: {e}"))?;
+        let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                if ec.curve == EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            _ => return Err(format!("key {kid}: only RS256 and ES256 keys are used")),
+        };
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid}: {e}"))?;
+        Ok((kid, PinnedKey::new(alg, key, &self.settings)))
     }
 
     /// Verifies `token` and returns its claims.
@@ -477,11 +504,32 @@ mod tests {
     }
 
     #[test]
+    fn skips_keys_it_cannot_use_and_loads_the_rest() {
+        let v = verifier();
+        let mut doc: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+        let keys = doc["keys"].as_array_mut().unwrap();
+        let mut enc = keys[0].clone();
+        enc["kid"] = "enc-1".into();
+        enc["use"] = "enc".into();
+        keys.push(enc);
+        keys.push(serde_json::json!({"kty": "ML-DSA", "kid": "pq-1", "pub": "AAAA"}));
+        keys.push(serde_json::json!({"kty": "OKP", "crv": "Ed448", "kid": "ed-1", "x": "AAAA"}));
+        keys.push(serde_json::json!({"kty": "oct", "kid": "sym-1", "k": "c2VjcmV0"}));
+        assert_eq!(v.set_jwks(&doc.to_string()).unwrap(), 3);
+        assert!(v.set_jwks(r#"{"keys":[]}"#).is_err());
+        assert!(
+            v.verify(&hs(&claims())).is_ok(),
+            "a refused document leaves the keys as they were"
+        );
+    }
+
+    #[test]
     fn refuses_unpinnable_jwks() {
         let v = verifier();
         assert!(
             v.set_jwks(r#"{"keys":[{"kty":"oct","kid":"x","k":"c2VjcmV0"}]}"#)
-                .is_err()
+                .is_err(),
+            "no usable key"
         );
         assert!(
             v.set_jwks(r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}"#)

@@ -8,6 +8,7 @@
 pub mod jwks;
 pub mod jwt;
 pub mod permissions;
+pub mod suspension;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -93,6 +94,7 @@ pub struct Authenticator {
     jwks_kick: Option<Arc<tokio::sync::Notify>>,
     /// The only tenant whose tokens may carry `platform_admin`.
     operator_tenant: Arc<str>,
+    suspensions: suspension::Suspensions,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -119,9 +121,11 @@ fn unauthorized(e: &AuthError) -> Response {
 
 impl Authenticator {
     pub fn new(jwt: JwtVerifier, users: Channel, cache_ttl: Duration) -> Self {
+        let users = UserServiceClient::new(users);
         Authenticator {
             jwt,
-            users: UserServiceClient::new(users),
+            suspensions: suspension::Suspensions::new(users.clone(), cache_ttl),
+            users,
             cache: Arc::new(Mutex::new(HashMap::new())),
             cache_ttl,
             jwks_kick: None,
@@ -235,8 +239,8 @@ impl Authenticator {
     }
 }
 
-/// Authenticates every route in the permission table and checks its permission; public
-/// routes pass through. Puts the [`Identity`] in the request extensions, or answers 401/403.
+/// Authenticates every route in the permission table and checks its permission and, for
+/// writes, that the caller's tenant is not suspended; public routes pass through. Puts the [`Identity`] in the request extensions, or answers 401/403.
 pub async fn authorize(auth: &Authenticator, req: &mut Request) -> Result<(), Response> {
     let Some(path) = req.extensions().get::<MatchedPath>() else {
         return Ok(()); // unmatched: the fallback answers 404
@@ -255,6 +259,7 @@ pub async fn authorize(auth: &Authenticator, req: &mut Request) -> Result<(), Re
             .with_detail(format!("this requires the {required} permission"))
             .into_response());
     }
+    auth.suspensions.check(&identity, req.method()).await?;
     identity.request_id = req
         .headers()
         .get(platform::app::REQUEST_ID)

@@ -76,14 +76,13 @@ pub async fn revoke(
     .await
 }
 
-/// The live key with this secret hash, marking it used. Keys of suspended tenants do not
-/// verify.
+/// The live key with this secret hash, marking it used. Keys of suspended tenants verify:
+/// the gateway lets them read and nothing else (ARCHITECTURE.md, "Security model").
 pub async fn verify(pool: &PgPool, secret_hash: &[u8]) -> Result<Option<ApiKeyRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE api_keys k SET last_used_at = now() FROM tenants t \
-         WHERE k.secret_hash = $1 AND k.revoked_at IS NULL AND t.id = k.tenant_id AND t.status = 'active' \
-         RETURNING {}",
-        COLUMNS.split(", ").map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", ")
+        "UPDATE api_keys SET last_used_at = now() \
+         WHERE secret_hash = $1 AND revoked_at IS NULL \
+         RETURNING {COLUMNS}"
     )))
     .bind(secret_hash)
     .fetch_optional(pool)
