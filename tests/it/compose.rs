@@ -84,13 +84,15 @@ fn only_the_gateway_is_published_and_infrastructure_needs_credentials() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deployments/docker-compose.yml"),
     )
     .unwrap();
-    assert!(!text.contains("trust"), "Postgres must not trust every connection");
+    assert!(
+        !text.contains("trust"),
+        "Postgres must not trust every connection"
+    );
     assert!(text.contains("--requirepass"), "Redis needs a password");
     // Every ${VAR} the file uses is defined in the env file compose reads.
-    let env = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deployments/.env"),
-    )
-    .expect("deployments/.env exists");
+    let env =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deployments/.env"))
+            .expect("deployments/.env exists");
     let defined: Vec<&str> = env
         .lines()
         .filter(|l| !l.starts_with('#'))

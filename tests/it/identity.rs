@@ -508,8 +508,7 @@ async fn rbac_matrix_matches_the_permission_table() {
                     .as_str()
                     .is_some_and(|d| d.starts_with("this requires the"));
             assert_eq!(
-                denied_by_route,
-                !allowed,
+                denied_by_route, !allowed,
                 "{role} {method} {pattern} (needs {permission}): {s} {p}"
             );
             assert!(

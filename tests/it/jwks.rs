@@ -58,12 +58,9 @@ async fn jwks_url_keys_verify_and_rotation_needs_no_restart() {
         ("JWT_JWKS_URL", url.as_str()),
         ("JWT_ALLOW_HS256", "true"),
         ("JWT_JWKS_MIN_REFETCH_SECS", "1"),
-    ]).await;
-    let admin = token(
-        "ten_platform",
-        "op",
-        &["platform_admin"],
-    );
+    ])
+    .await;
+    let admin = token("ten_platform", "op", &["platform_admin"]);
     let client = reqwest::Client::new();
     let t: Value = client
         .post(stack.url("/v1/tenants"))

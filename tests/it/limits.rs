@@ -6,11 +6,7 @@ use serde_json::json;
 use crate::stack::{Stack, token};
 
 async fn create_tenant(stack: &Stack, slug: &str) -> String {
-    let admin = token(
-        "ten_platform",
-        "operator",
-        &["platform_admin"],
-    );
+    let admin = token("ten_platform", "operator", &["platform_admin"]);
     let resp = reqwest::Client::new()
         .post(stack.url("/v1/tenants"))
         .bearer_auth(admin)
@@ -122,11 +118,7 @@ async fn the_tenant_limit_is_sized_by_its_plan() {
     ])
     .await;
     let api = crate::stack::Api::new(&stack);
-    let operator = token(
-        "ten_platform",
-        "operator",
-        &["platform_admin"],
-    );
+    let operator = token("ten_platform", "operator", &["platform_admin"]);
     let (s, p) = api
         .send(
             reqwest::Method::POST,

@@ -130,11 +130,7 @@ async fn hostile_input_on_every_route_is_a_4xx_problem_never_a_500() {
     ])
     .await;
     let spec = spec(&stack).await;
-    let admin = token(
-        "ten_platform",
-        "operator",
-        &["platform_admin"],
-    );
+    let admin = token("ten_platform", "operator", &["platform_admin"]);
     let client = reqwest::Client::new();
     let segments = [
         "x",

@@ -46,11 +46,7 @@ impl Scim {
 /// A tenant with a SCIM token; returns (tenant id, owner token, SCIM client).
 async fn setup(stack: &Stack, slug: &str) -> (String, String, Scim) {
     let http = Client::new();
-    let admin = token(
-        "ten_platform",
-        "operator",
-        &["platform_admin"],
-    );
+    let admin = token("ten_platform", "operator", &["platform_admin"]);
     let t: Value = http
         .post(stack.url("/v1/tenants"))
         .bearer_auth(&admin)

@@ -49,7 +49,12 @@ async fn grants_never_exceed_the_granters_own_permissions() {
             Some(json!({"name": "sneaky", "scopes": ["users:read", "subscriptions:write"]})),
         )
         .await;
-    assert_forbidden(s, &p, "subscriptions:write", "admin mints subscriptions:write");
+    assert_forbidden(
+        s,
+        &p,
+        "subscriptions:write",
+        "admin mints subscriptions:write",
+    );
     // The owner lacks usage:write (an operator permission).
     let (s, p) = api
         .send(
@@ -114,7 +119,12 @@ async fn grants_never_exceed_the_granters_own_permissions() {
                 Some(json!({"email": "new@grants.example", "roles": roles})),
             )
             .await;
-        assert_forbidden(s, &p, "subscriptions:write", "admin creates a user with {roles}");
+        assert_forbidden(
+            s,
+            &p,
+            "subscriptions:write",
+            "admin creates a user with {roles}",
+        );
     }
     // Nor change, demote or deactivate someone more powerful.
     for (method, path, body) in [
@@ -224,7 +234,9 @@ async fn requests_to(url: &str, route: &str) -> u64 {
         .await
         .unwrap();
     text.lines()
-        .filter(|l| l.starts_with("http_requests_total{") && l.contains(&format!("route=\"{route}\"")))
+        .filter(|l| {
+            l.starts_with("http_requests_total{") && l.contains(&format!("route=\"{route}\""))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -280,7 +292,12 @@ async fn failed_authentication_is_throttled_per_address_and_unknown_keys_are_rem
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited");
-    assert!(body["detail"].as_str().unwrap().contains("failed authentication"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("failed authentication")
+    );
     // Even good credentials wait: the address is refused, not the key.
     let (s, _) = api.send(Method::GET, "/v1/plans", &admin(), None).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
@@ -380,7 +397,11 @@ async fn a_suspended_tenant_reads_but_writes_nothing_with_any_credential() {
             Some(json!({"email": "back@paused.example", "roles": []})),
         )
         .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "a users:write key cannot grant member: {p}");
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "a users:write key cannot grant member: {p}"
+    );
     let (s, p) = api
         .send(
             Method::POST,
@@ -390,5 +411,83 @@ async fn a_suspended_tenant_reads_but_writes_nothing_with_any_credential() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_of_different_callers_never_meet() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let (t, owner) = tenant(&api, "idem-walls").await;
+    let (s, k) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/api_keys"),
+            &owner,
+            Some(json!({"name": "ci", "scopes": ["tenants:read", "users:read", "users:write", "plans:read", "entitlements:read", "usage:read"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let key = k["secret"].as_str().unwrap().to_string();
+    let key_id = k["id"].as_str().unwrap().to_string();
+    let url = stack.url(&format!("/v1/tenants/{t}/users"));
+    let body = json!({"email": "first@walls.example"});
+    // The key (subject `apikey:<id>`) sends Idempotency-Key `k1` ...
+    let first = api
+        .http
+        .post(&url)
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "k1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    // ... and a token whose subject is `apikey` sends `<id>:k1`: with the parts joined by
+    // raw colons both named one record, and this request got the key's response replayed.
+    let other = token(&t, "apikey", &["owner"]);
+    let second = api
+        .http
+        .post(&url)
+        .bearer_auth(&other)
+        .header("Idempotency-Key", format!("{key_id}:k1"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(second.headers().get("idempotent-replayed").is_none());
+    assert_eq!(
+        second.status(),
+        StatusCode::CONFLICT,
+        "it ran: the e-mail is taken"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_usage_batches_get_the_routes_own_body_limit() {
+    // The test stack's MAX_BODY_BYTES is 64 KiB; /v1/usage takes up to 8 MiB.
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let records: Vec<Value> = (0..2_000)
+        .map(|i| json!({"id": format!("big-{i:05}"), "tenant_id": "ten_nobody", "metric": "api_calls", "quantity": 1, "timestamp": "2026-01-01T00:00:00Z"}))
+        .collect();
+    let body = json!({ "records": records });
+    assert!(body.to_string().len() > 64 << 10);
+    for key in [None, Some("batch-1")] {
+        let mut req = api
+            .http
+            .post(stack.url("/v1/usage"))
+            .bearer_auth(admin())
+            .json(&body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let report: Value = resp.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "key {key:?}: {report}");
+        assert_eq!(report["rejected"].as_array().unwrap().len(), 2_000);
+    }
     stack.stop().await;
 }

@@ -334,7 +334,11 @@ mod tests {
         assert!(Permissions::NONE.covers(Permissions::NONE));
         for p in Permission::ALL {
             assert!(Permissions::of(&Role::ALL, &[]).contains(p));
-            assert!(Permissions::of(&[], &[p]).missing(Permissions::of(&[], &[p])).is_empty());
+            assert!(
+                Permissions::of(&[], &[p])
+                    .missing(Permissions::of(&[], &[p]))
+                    .is_empty()
+            );
         }
     }
 }

@@ -178,12 +178,16 @@ impl GatewaySettings {
             return Err(ConfigError {
                 var: "JWT_HS256_SECRET",
                 value: "(hidden)".into(),
-                reason: "a JWKS is configured too: HS256 tokens alongside it need JWT_ALLOW_HS256=true".into(),
+                reason:
+                    "a JWKS is configured too: HS256 tokens alongside it need JWT_ALLOW_HS256=true"
+                        .into(),
             });
         }
         let operator_tenant =
             get("PLATFORM_OPERATOR_TENANT").unwrap_or_else(|| DEFAULT_OPERATOR_TENANT.into());
-        if operator_tenant.len() > 255 || operator_tenant.chars().any(|c| c.is_control() || c == ',') {
+        if operator_tenant.len() > 255
+            || operator_tenant.chars().any(|c| c.is_control() || c == ',')
+        {
             return Err(ConfigError {
                 var: "PLATFORM_OPERATOR_TENANT",
                 value: operator_tenant,
@@ -251,9 +255,13 @@ mod tests {
         assert!(!err.to_string().contains(DEV_HS256_SECRET));
         let ok = settings(&[("JWT_HS256_SECRET", DEV_HS256_SECRET), ("DEV_MODE", "true")]).unwrap();
         assert!(ok.dev_mode);
-        let own = settings(&[("JWT_HS256_SECRET", "a-secret-of-our-own-0123456789abcdef")]).unwrap();
+        let own =
+            settings(&[("JWT_HS256_SECRET", "a-secret-of-our-own-0123456789abcdef")]).unwrap();
         assert!(!own.dev_mode);
-        assert_eq!(settings(&[("DEV_MODE", "yes")]).unwrap_err().var, "DEV_MODE");
+        assert_eq!(
+            settings(&[("DEV_MODE", "yes")]).unwrap_err().var,
+            "DEV_MODE"
+        );
     }
 
     #[test]
@@ -276,7 +284,9 @@ mod tests {
         assert!(!format!("{s:?}").contains("a-secret-of-our-own"));
         assert_eq!(s.operator_tenant, DEFAULT_OPERATOR_TENANT);
         assert_eq!(
-            settings(&[("PLATFORM_OPERATOR_TENANT", "a\u{0}b")]).unwrap_err().var,
+            settings(&[("PLATFORM_OPERATOR_TENANT", "a\u{0}b")])
+                .unwrap_err()
+                .var,
             "PLATFORM_OPERATOR_TENANT"
         );
     }

@@ -86,7 +86,10 @@ fn auth_from(
             audience: settings.audience.clone(),
             leeway_secs: settings.leeway_secs,
         },
-        settings.hs256_secret.as_ref().map(|s| s.expose().as_bytes()),
+        settings
+            .hs256_secret
+            .as_ref()
+            .map(|s| s.expose().as_bytes()),
     );
     if settings.dev_mode {
         tracing::warn!(

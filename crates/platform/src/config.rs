@@ -473,7 +473,10 @@ mod tests {
         for pw in ["pg-pass-1", "redis-pass-2", "nats-pass-3"] {
             assert!(!shown.contains(pw), "{shown}");
         }
-        assert!(shown.contains("postgres://app:<redacted>@db/saas"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:<redacted>@db/saas"),
+            "{shown}"
+        );
     }
 
     #[test]

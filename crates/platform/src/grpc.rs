@@ -99,7 +99,11 @@ impl Caller {
     /// Everything this caller may do: its roles' permissions plus an API key's scopes.
     /// Unknown names (roles of other systems) grant nothing.
     pub fn permissions(&self) -> authz::Permissions {
-        let roles: Vec<authz::Role> = self.roles.iter().filter_map(|r| authz::Role::parse(r)).collect();
+        let roles: Vec<authz::Role> = self
+            .roles
+            .iter()
+            .filter_map(|r| authz::Role::parse(r))
+            .collect();
         let scopes: Vec<authz::Permission> = self
             .scopes
             .iter()

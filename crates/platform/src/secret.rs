@@ -75,7 +75,10 @@ mod tests {
             redact_url("postgres://postgres@localhost:5432/saas_user"),
             "postgres://<redacted>@localhost:5432/saas_user"
         );
-        assert_eq!(redact_url("redis://localhost:6379"), "redis://localhost:6379");
+        assert_eq!(
+            redact_url("redis://localhost:6379"),
+            "redis://localhost:6379"
+        );
         assert_eq!(
             redact_url("redis://:pw@r:6379/0"),
             "redis://:<redacted>@r:6379/0"

@@ -72,8 +72,10 @@ impl Suspensions {
             Err(s) if s.code() == tonic::Code::NotFound => false,
             Err(s) => {
                 tracing::warn!(status = %s, "tenant status unavailable");
-                return Err(Problem::unavailable("cannot check the tenant's status right now")
-                    .into_response());
+                return Err(
+                    Problem::unavailable("cannot check the tenant's status right now")
+                        .into_response(),
+                );
             }
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());

@@ -76,7 +76,10 @@ mod tests {
         let refused = f.refuse_at(a, t0).expect("the fourth attempt is refused");
         assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
         assert!(refused.headers().contains_key("retry-after"));
-        assert!(f.refuse_at(b, t0).is_none(), "other addresses are not affected");
+        assert!(
+            f.refuse_at(b, t0).is_none(),
+            "other addresses are not affected"
+        );
         // A second later one failure has been forgiven.
         let t1 = t0 + std::time::Duration::from_secs(1);
         assert!(f.refuse_at(a, t1).is_none());

@@ -1,19 +1,27 @@
 //! `Idempotency-Key` on POST: the same key and body replay the first response; the same key
 //! with another body is refused; concurrent duplicates execute once.
 //!
-//! Records live in Redis for 24 hours under `idem:<tenant>:<subject>:<key>`, shared by every
-//! gateway replica. A record is claimed with `SET NX` before the request runs ("in progress"),
+//! Records live in Redis for 24 hours under `idem:v2:<tenant>:<subject>:<key>`, each part
+//! base64url-encoded (subjects such as `apikey:key_…` contain `:`, and raw parts could
+//! collide), shared by every gateway replica. A record is claimed with `SET NX` before the request runs ("in progress"),
 //! so a concurrent duplicate sees the claim and gets 409 instead of running too; the finished
 //! response replaces the claim. A 5xx answer releases the claim so the client can retry. If
 //! Redis is unreachable, a request that carries a key is refused with 503 rather than run
 //! without the guarantee it asked for.
+//!
+//! The request body is buffered up to the route's own limit (`/v1/usage` takes more than
+//! `MAX_BODY_BYTES`). A response is stored up to `MAX_STORED_RESPONSE`; a larger one still
+//! reaches the client whole, and a replay of its key answers 409
+//! `idempotency_response_not_stored` with the original status rather than an empty body.
 
-use axum::body::{Body, to_bytes};
-use axum::extract::Request;
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use bytes::BytesMut;
+use futures::StreamExt;
 use platform::Problem;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -26,11 +34,15 @@ pub const REPLAYED: &str = "idempotent-replayed";
 const TTL_SECS: u64 = 24 * 3600;
 /// How long an in-progress claim survives a gateway that died mid-request.
 const CLAIM_SECS: u64 = 120;
+/// Largest response body kept for replay.
+pub const MAX_STORED_RESPONSE: usize = 4 << 20;
 
 #[derive(Clone)]
 pub struct Idempotency {
     pub redis: Option<ConnectionManager>,
     pub max_body_bytes: usize,
+    /// Routes (matched paths) whose body limit is not `max_body_bytes`.
+    pub route_body_limits: &'static [(&'static str, usize)],
     /// Prepended to every key (`EVENT_PREFIX`), so stacks sharing one Redis stay apart.
     pub namespace: String,
 }
@@ -47,6 +59,11 @@ enum Record {
         content_type: Option<String>,
         body_b64: String,
     },
+    /// Done, but the response was over `MAX_STORED_RESPONSE`.
+    NotStored {
+        fingerprint: String,
+        status: u16,
+    },
 }
 
 fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
@@ -57,6 +74,23 @@ fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
 
 fn valid_key(k: &str) -> bool {
     (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// The Redis key of `key` sent by (`tenant`, `subject`): every part base64url-encoded, so no
+/// two different triples share a key whatever characters they hold.
+fn redis_key(namespace: &str, tenant: &str, subject: &str, key: &str) -> String {
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let ns = if namespace.is_empty() {
+        String::new()
+    } else {
+        format!("{namespace}:")
+    };
+    format!(
+        "{ns}idem:v2:{}:{}:{}",
+        b.encode(tenant),
+        b.encode(subject),
+        b.encode(key)
+    )
 }
 
 fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
@@ -99,24 +133,33 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
             "idempotency keys cannot be honoured right now; retry shortly",
         );
     };
+    let limit = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| {
+            idem.route_body_limits
+                .iter()
+                .find(|(route, _)| *route == p.as_str())
+        })
+        .map_or(idem.max_body_bytes, |(_, limit)| *limit);
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, idem.max_body_bytes).await {
+    let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
             return problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                "the request body is too large",
+                &format!("the request body is larger than this route's limit of {limit} bytes"),
             );
         }
     };
     let fp = fingerprint(&parts.method, parts.uri.path(), &bytes);
-    let ns = if idem.namespace.is_empty() {
-        String::new()
-    } else {
-        format!("{}:", idem.namespace)
-    };
-    let redis_key = format!("{ns}idem:{}:{}:{key}", identity.tenant_id, identity.subject);
+    let redis_key = redis_key(
+        &idem.namespace,
+        &identity.tenant_id,
+        &identity.subject,
+        &key,
+    );
 
     let claim = serde_json::to_string(&Record::InProgress {
         fingerprint: fp.clone(),
@@ -147,25 +190,38 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let (rparts, rbody) = resp.into_parts();
-    let rbytes = to_bytes(rbody, 16 << 20).await.unwrap_or_default();
-    if rparts.status.is_server_error() {
+    let (kept, body) = match buffer_up_to(rbody, MAX_STORED_RESPONSE).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "response body failed; releasing the idempotency claim");
+            release(&mut redis, &redis_key).await;
+            return Problem::internal().into_response();
+        }
+    };
+    let status = rparts.status.as_u16();
+    let record = if rparts.status.is_server_error() {
         // Not a result worth pinning: let the client retry with the same key.
-        let _: Result<(), _> = redis::cmd("DEL")
-            .arg(&redis_key)
-            .query_async(&mut redis)
-            .await;
-    } else {
-        let done = Record::Done {
+        release(&mut redis, &redis_key).await;
+        None
+    } else if let Some(bytes) = &kept {
+        Some(Record::Done {
             fingerprint: fp,
-            status: rparts.status.as_u16(),
+            status,
             content_type: rparts
                 .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
-            body_b64: base64::engine::general_purpose::STANDARD.encode(&rbytes),
-        };
-        let stored = serde_json::to_string(&done).expect("a record always serializes");
+            body_b64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+    } else {
+        Some(Record::NotStored {
+            fingerprint: fp,
+            status,
+        })
+    };
+    if let Some(record) = record {
+        let stored = serde_json::to_string(&record).expect("a record always serializes");
         if let Err(e) = redis::cmd("SET")
             .arg(&redis_key)
             .arg(stored)
@@ -177,7 +233,28 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
             tracing::warn!(error = %e, "could not store the idempotent response");
         }
     }
-    Response::from_parts(rparts, Body::from(rbytes))
+    Response::from_parts(rparts, body)
+}
+
+async fn release(redis: &mut ConnectionManager, redis_key: &str) {
+    let _: Result<(), _> = redis::cmd("DEL").arg(redis_key).query_async(redis).await;
+}
+
+/// Reads `body` while it stays within `cap` bytes: the whole body (`Some`) and a body that
+/// replays it, or, past the cap, `None` and a body that yields what was read and then the
+/// rest — the client always gets everything.
+async fn buffer_up_to(body: Body, cap: usize) -> Result<(Option<Bytes>, Body), axum::Error> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+        if buf.len() > cap {
+            let head = futures::stream::once(async move { Ok::<_, axum::Error>(buf.freeze()) });
+            return Ok((None, Body::from_stream(head.chain(stream))));
+        }
+    }
+    let bytes = buf.freeze();
+    Ok((Some(bytes.clone()), Body::from(bytes)))
 }
 
 async fn existing(redis: &mut ConnectionManager, redis_key: &str, fp: &str) -> Response {
@@ -188,7 +265,9 @@ async fn existing(redis: &mut ConnectionManager, redis_key: &str, fp: &str) -> R
         .unwrap_or(None);
     let record = stored.and_then(|s| serde_json::from_str::<Record>(&s).ok());
     match record {
-        Some(Record::InProgress { fingerprint }) | Some(Record::Done { fingerprint, .. })
+        Some(Record::InProgress { fingerprint })
+        | Some(Record::Done { fingerprint, .. })
+        | Some(Record::NotStored { fingerprint, .. })
             if fingerprint != fp =>
         {
             problem(
@@ -202,6 +281,18 @@ async fn existing(redis: &mut ConnectionManager, redis_key: &str, fp: &str) -> R
             "idempotency_in_progress",
             "a request with this Idempotency-Key is still in progress; retry shortly",
         ),
+        Some(Record::NotStored { status, .. }) => {
+            let mut resp = problem(
+                StatusCode::CONFLICT,
+                "idempotency_response_not_stored",
+                &format!(
+                    "the request with this Idempotency-Key was done (status {status}), but its response was too large to keep for replay; read the result instead"
+                ),
+            );
+            resp.headers_mut()
+                .insert(REPLAYED, HeaderValue::from_static("true"));
+            resp
+        }
         Some(Record::Done {
             status,
             content_type,
@@ -242,5 +333,38 @@ mod tests {
         assert_eq!(a, fingerprint(&Method::POST, "/v1/x", b"{}"));
         assert_ne!(a, fingerprint(&Method::POST, "/v1/y", b"{}"));
         assert_ne!(a, fingerprint(&Method::POST, "/v1/x", b"{ }"));
+    }
+
+    #[test]
+    fn keys_of_different_callers_never_collide() {
+        // Raw `tenant:subject:key` made these two the same record.
+        let api_key = redis_key("", "ten_1", "apikey:key_abc", "k1");
+        let jwt_user = redis_key("", "ten_1", "apikey", "key_abc:k1");
+        assert_ne!(api_key, jwt_user);
+        assert_ne!(
+            redis_key("", "a:b", "c", "d"),
+            redis_key("", "a", "b:c", "d")
+        );
+        assert!(redis_key("e2e_x", "t", "s", "k").starts_with("e2e_x:idem:v2:"));
+    }
+
+    #[tokio::test]
+    async fn large_responses_reach_the_client_whole_and_are_not_stored() {
+        let chunks = || {
+            futures::stream::iter(
+                (0..10).map(|i| Ok::<_, std::io::Error>(Bytes::from(vec![b'a' + i as u8; 1000]))),
+            )
+        };
+        let body = Body::from_stream(chunks());
+        let (kept, body) = buffer_up_to(body, 2500).await.unwrap();
+        assert!(kept.is_none());
+        let all = to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(all.len(), 10_000);
+        assert_eq!(&all[9_000..9_001], b"j");
+        let (kept, body) = buffer_up_to(Body::from_stream(chunks()), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(kept.unwrap().len(), 10_000);
+        assert_eq!(to_bytes(body, usize::MAX).await.unwrap().len(), 10_000);
     }
 }

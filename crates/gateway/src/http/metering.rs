@@ -29,7 +29,7 @@ type Result<T> = std::result::Result<T, Problem>;
 /// Most records per `POST /v1/usage`.
 const MAX_RECORDS: usize = 10_000;
 /// A full batch of 10,000 records is about 1.5 MB of JSON; allow room.
-const USAGE_BODY_LIMIT: usize = 8 << 20;
+pub(crate) const USAGE_BODY_LIMIT: usize = 8 << 20;
 
 pub fn router(subs: Subs) -> OpenApiRouter {
     OpenApiRouter::new()

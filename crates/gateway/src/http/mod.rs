@@ -76,6 +76,7 @@ pub fn router(deps: Deps) -> Router {
     let idem = idempotency::Idempotency {
         redis,
         max_body_bytes,
+        route_body_limits: &[("/v1/usage", metering::USAGE_BODY_LIMIT)],
         namespace: redis_namespace,
     };
     let (router, doc) = OpenApiRouter::new()
