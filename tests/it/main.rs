@@ -4,6 +4,7 @@
 mod billing;
 mod compose;
 mod docs;
+mod hostile;
 mod identity;
 mod jwks;
 mod limits;

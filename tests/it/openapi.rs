@@ -110,6 +110,9 @@ fn hostile_value(r: &mut Rng, depth: u32) -> Value {
                 "scopes",
                 "display_name",
                 "owner_email",
+                "id",
+                "tenant_id",
+                "tenant_ids",
                 "zzz",
             ];
             let mut m = serde_json::Map::new();
@@ -164,6 +167,8 @@ async fn hostile_input_on_every_route_is_a_4xx_problem_never_a_500() {
                 "?cursor=%%%",
                 "?status=weird",
                 "?email=%00",
+                "?tenant_id=%00abc",
+                "?status=%7F",
                 "?unknown=1",
             ]);
             let mut req = client

@@ -15,6 +15,8 @@ use crate::store::runs::{self, NewRun, RunRow};
 
 /// The longest deadline a run may ask for.
 const MAX_DEADLINE_SECS: u32 = 3600;
+/// Most tenants one run may name; beyond it, a run over every tenant is the tool.
+const MAX_RUN_TENANTS: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct BillingApi {
@@ -125,30 +127,13 @@ impl BillingService for BillingApi {
                 ));
             }
         };
-        if r.synthetic_records > 0 {
-            // Load-test mode: nothing is recorded; the answer says how fast it went.
-            let n = r.synthetic_records.min(10_000_000);
-            let (done, secs) = self
-                .runner
-                .synthetic(n)
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
-            let now = Utc::now();
-            return Ok(Response::new(pb::BillingRun {
-                id: String::new(),
-                status: pb::RunStatus::Completed as i32,
-                progress: Some(pb::RunProgress {
-                    records_processed: done,
-                    records_per_second: done as f64 / secs.max(1e-9),
-                    tenants_done: 0,
-                    tenants_total: 0,
-                }),
-                duration_ms: (secs * 1000.0) as u64,
-                created_at: Some(timestamp(now)),
-                ..Default::default()
-            }));
-        }
         let mut tenants: Vec<String> = r.tenant_ids;
+        if tenants.len() > MAX_RUN_TENANTS {
+            return Err(platform::grpc::invalid_field(
+                "tenant_ids",
+                format!("tenant_ids: at most {MAX_RUN_TENANTS} (omit them to bill every tenant)"),
+            ));
+        }
         if tenants
             .iter()
             .any(|t| t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_graphic()))

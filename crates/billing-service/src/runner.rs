@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use concurrency::{Limiter, ThroughputTracker, batch_channel, with_deadline};
+use concurrency::{Limiter, ThroughputTracker, with_deadline};
 use platform::events::{CloudEvent, enqueue};
 use platform::grpc::Channel;
 use platform::grpc::{Caller, timestamp};
@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::domain::aggregate::Columns;
 use crate::domain::charges::Billable;
-use crate::pipeline::{self, MemorySink, PipelineError, SummarySink};
+use crate::pipeline::{self, PipelineError, SummarySink};
 use crate::store::charges;
 use crate::store::runs::{self, RunRow};
 
@@ -331,31 +331,6 @@ impl Runner {
         charges::insert(&mut tx, &run.id, &all).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The load-test mode of the API: `n` generated records through the same pipeline into
-    /// memory; returns (records, seconds).
-    pub async fn synthetic(&self, n: u64) -> Result<(u64, f64), RunError> {
-        let (mut tx, rx) = batch_channel(self.limiter.max_workers() * 2, BATCH);
-        let started = Instant::now();
-        let producer = tokio::spawn(async move {
-            for r in pipeline::synthetic(n, 100) {
-                if tx.push(r).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.finish().await;
-        });
-        let tracker = Arc::new(ThroughputTracker::new());
-        let done = pipeline::run(
-            rx.into_inner(),
-            &self.limiter,
-            Arc::new(MemorySink::default()),
-            tracker,
-        )
-        .await?;
-        producer.abort();
-        Ok((done, started.elapsed().as_secs_f64()))
     }
 }
 

@@ -570,3 +570,30 @@ async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
     pool.close().await;
     stack.stop().await;
 }
+
+/// Migration 0304 keys the runs it finds with SQL; new runs are keyed in Rust. Same digest.
+#[tokio::test]
+async fn the_sql_tenant_key_is_the_rust_one() {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    for set in [
+        vec![],
+        vec!["ten_a".to_string()],
+        (0..100).map(|i| format!("ten_{i:032x}")).collect(),
+    ] {
+        let sql: String = sqlx::query_scalar(
+            "SELECT encode(sha256(convert_to(array_to_string($1::text[], E'\\n'), 'UTF8')), 'hex')",
+        )
+        .bind(&set)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            sql,
+            billing_service::store::runs::tenant_key(&set),
+            "{set:?}"
+        );
+    }
+    pool.close().await;
+    db.drop_db().await;
+}

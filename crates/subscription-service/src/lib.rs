@@ -54,7 +54,9 @@ pub async fn build_with(
         .limiter(limiter)
         .reflection(rpc::FILE_DESCRIPTOR_SET)
         .grpc(
-            rpc::subscription::v1::subscription_service_server::SubscriptionServiceServer::new(api),
+            rpc::subscription::v1::subscription_service_server::SubscriptionServiceServer::new(api)
+                // A usage batch the gateway accepts (up to 8 MiB of JSON) fits in one message.
+                .max_decoding_message_size(16 << 20),
         )
         .task("seat-consumer", move |stop| async move {
             let spec = ConsumerSpec::new("subscription-members", "USER", "user.>");

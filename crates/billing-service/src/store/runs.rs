@@ -33,12 +33,21 @@ pub struct NewRun<'a> {
     pub corrects_run_id: Option<&'a str>,
 }
 
+/// The key of a run's tenant set (sorted, de-duplicated ids): the hex SHA-256 of the ids
+/// joined by newlines, so the uniqueness index stays small however many tenants a run
+/// names (`migrations/billing/0304` computes the same in SQL for older runs).
+pub fn tenant_key(tenant_ids: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(tenant_ids.join("\n").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Inserts the run, or returns the existing one for the same period and tenants (`false`).
 pub async fn insert_or_existing(
     conn: &mut PgConnection,
     r: &NewRun<'_>,
 ) -> Result<(RunRow, bool), sqlx::Error> {
-    let key = r.tenant_ids.join(",");
+    let key = tenant_key(r.tenant_ids);
     let q = format!(
         "INSERT INTO billing_runs (id, period_start, period_end, tenant_ids, tenant_key, status, \
          deadline_seconds, corrects_run_id) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7) \
@@ -84,7 +93,7 @@ pub async fn original_for_update(
     sqlx::query_as(sqlx::AssertSqlSafe(q))
         .bind(period.0)
         .bind(period.1)
-        .bind(tenant_ids.join(","))
+        .bind(tenant_key(tenant_ids))
         .fetch_optional(conn)
         .await
 }
@@ -117,7 +126,7 @@ pub async fn insert_correction(
         .bind(r.period.0)
         .bind(r.period.1)
         .bind(r.tenant_ids)
-        .bind(r.tenant_ids.join(","))
+        .bind(tenant_key(r.tenant_ids))
         .bind(r.deadline_seconds)
         .bind(r.corrects_run_id)
         .fetch_one(conn)
@@ -251,4 +260,25 @@ pub async fn totals(
     .bind(id)
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_keys_are_fixed_size_digests_of_the_set() {
+        let many: Vec<String> = (0..1000).map(|i| format!("ten_{i:032}")).collect();
+        assert_eq!(tenant_key(&many).len(), 64);
+        assert_eq!(tenant_key(&[]), tenant_key(&[]));
+        assert_ne!(
+            tenant_key(&["a".into(), "b".into()]),
+            tenant_key(&["a,b".into()])
+        );
+        // The digest of the empty string: every tenant.
+        assert_eq!(
+            tenant_key(&[]),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
 }

@@ -112,9 +112,6 @@ pub struct StartRun {
     /// Default 120.
     #[serde(default)]
     deadline_seconds: Option<u32>,
-    /// Load test: stream this many generated records through the pipeline; nothing is stored.
-    #[serde(default)]
-    synthetic_records: Option<u64>,
     /// Correct the completed run of this period and tenants: bill only the difference, as
     /// adjustment lines.
     #[serde(default)]
@@ -140,7 +137,6 @@ async fn start_run(
                 tenant_ids: body.tenant_ids,
                 deadline_seconds: body.deadline_seconds.unwrap_or(0),
                 rerun: body.rerun,
-                synthetic_records: body.synthetic_records.unwrap_or(0),
             },
         ))
         .await

@@ -40,16 +40,28 @@ pub fn from_status(s: tonic::Status) -> Problem {
         Code::Unauthenticated => {
             Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated").with_detail(msg)
         }
-        Code::ResourceExhausted => {
-            Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited").with_detail(msg)
-        }
+        // Never used by our services for quotas; tonic and h2 answer it when an upstream is
+        // out of capacity (e.g. too many concurrent streams): come back shortly.
+        Code::ResourceExhausted => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_busy")
+            .with_detail("the service is busy; retry shortly"),
+        // tonic's answer to a message over the peer's size limit.
+        Code::OutOfRange => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large")
+            .with_detail("the request is too large for the service; send less at once"),
         Code::Unimplemented => {
             Problem::new(StatusCode::NOT_IMPLEMENTED, "not_implemented").with_detail(msg)
         }
         Code::DeadlineExceeded => Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
             .with_detail("the service did not answer in time"),
-        Code::Unavailable => Problem::unavailable("the service is unavailable; retry shortly"),
-        _ => {
+        Code::Unavailable | Code::Cancelled => {
+            Problem::unavailable("the service is unavailable; retry shortly")
+        }
+        // A reply that is not a gRPC answer of ours (protocol error, wrong peer).
+        Code::Unknown => {
+            tracing::error!(message = %msg, "upstream answered with an unknown error");
+            Problem::new(StatusCode::BAD_GATEWAY, "bad_gateway")
+                .with_detail("the service answered unexpectedly")
+        }
+        Code::Internal | Code::DataLoss | Code::Ok => {
             tracing::error!(code = ?s.code(), message = %msg, "upstream error");
             Problem::internal()
         }
@@ -64,11 +76,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    .with_detail("send the body as JSON with Content-Type: application/json"),
+            );
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            // Over the body limit, or the body could not be read.
+            .map_err(|e| Problem::new(e.status(), "bad_body").with_detail(e.body_text()))?;
+        // Hostile strings are refused before the body means anything (`input.rs`).
+        super::input::check_json(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(json_problem(rejection)),
         }
     }
+}
+
+/// `application/json` or `application/<something>+json`, parameters allowed.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn json_problem(r: JsonRejection) -> Problem {
@@ -109,5 +151,42 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
                 Err(Problem::new(other.status(), "bad_query").with_detail(other.body_text()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_internal_failures_are_500() {
+        for code in [
+            Code::Cancelled,
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::DeadlineExceeded,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unimplemented,
+            Code::Unavailable,
+            Code::Unauthenticated,
+        ] {
+            let p = from_status(tonic::Status::new(code, "x"));
+            assert_ne!(p.status, 500, "{code:?}");
+        }
+        assert_eq!(
+            from_status(tonic::Status::out_of_range("too big")).status,
+            413
+        );
+        assert_eq!(
+            from_status(tonic::Status::resource_exhausted("busy")).status,
+            503
+        );
+        assert_eq!(from_status(tonic::Status::internal("x")).status, 500);
     }
 }

@@ -7,6 +7,7 @@ mod catalog;
 pub mod error;
 pub mod idempotency;
 mod identity;
+pub mod input;
 mod metering;
 pub mod openapi;
 pub mod ratelimit;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use platform::ServiceName;
 use platform::health::Readiness;
 use rpc::billing::v1::billing_service_client::BillingServiceClient;
@@ -122,6 +123,9 @@ async fn edge_checks(State(edge): State<Arc<Edge>>, mut req: Request, next: Next
         .map(|c| c.0.ip());
     if let Some(refused) = edge.auth_failures.refuse(peer) {
         return refused;
+    }
+    if let Err(bad) = input::check_uri(req.uri()) {
+        return bad.into_response();
     }
     if let Err(denied) = authorize(&edge.auth, &mut req).await {
         if denied.status() == axum::http::StatusCode::UNAUTHORIZED {
