@@ -55,6 +55,27 @@ async fn spec_lists_exactly_the_routes_of_the_permission_table() {
         if protected {
             assert!(op["responses"].get("401").is_some(), "{method} {path}");
         }
+        for (status, response) in op["responses"].as_object().unwrap() {
+            let content = response["content"].as_object();
+            if status.starts_with('4') || status.starts_with('5') {
+                let types: Vec<&String> = content.map(|c| c.keys().collect()).unwrap_or_default();
+                assert_eq!(
+                    types,
+                    ["application/problem+json"],
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        // Every route can be rate limited and fed a bad path; bodies can be too large.
+        for status in ["400", "429", "500"] {
+            assert!(
+                op["responses"].get(status).is_some(),
+                "{method} {path} {status}"
+            );
+        }
+        if method != "GET" && method != "DELETE" {
+            assert!(op["responses"].get("413").is_some(), "{method} {path} 413");
+        }
     }
     stack.stop().await;
 }
@@ -146,7 +167,7 @@ async fn hostile_input_on_every_route_is_a_4xx_problem_never_a_500() {
     ];
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut sent = 0;
-    for (method, path, _) in operations(&spec) {
+    for (method, path, op) in operations(&spec) {
         for _ in 0..12 {
             let url_path = path
                 .split('/')
@@ -193,6 +214,11 @@ async fn hostile_input_on_every_route_is_a_4xx_problem_never_a_500() {
                 status.as_u16() < 500 || status == StatusCode::NOT_IMPLEMENTED,
                 "{method} {url_path}{query}: {status} {}",
                 resp.text().await.unwrap_or_default()
+            );
+            // (`..` is resolved by the client: the request reaches another route.)
+            assert!(
+                url_path.contains("/../") || op["responses"].get(status.as_str()).is_some(),
+                "{method} {url_path}{query}: {status} is not in the spec"
             );
             if status.is_client_error() {
                 assert_eq!(

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiQuery, from_status};
-use super::openapi::ProblemDoc;
+use super::openapi::{BodyErrors, Errors};
 use super::wire::{List, call, instant, time};
 use crate::auth::Identity;
 
@@ -119,7 +119,7 @@ pub struct StartRun {
 }
 
 /// Start a billing run (or get the existing one for the same period and tenants).
-#[utoipa::path(post, path = "/v1/billing/runs", tag = "billing", request_body = StartRun, responses((status = 202, body = Run), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/billing/runs", tag = "billing", request_body = StartRun, responses((status = 202, body = Run), BodyErrors), security(("bearer" = [])))]
 async fn start_run(
     State(mut billing): State<Billing>,
     Extension(id): Extension<Identity>,
@@ -145,7 +145,7 @@ async fn start_run(
 }
 
 /// A billing run with its live progress.
-#[utoipa::path(get, path = "/v1/billing/runs/{run_id}", tag = "billing", params(("run_id" = String, Path, description = "run id")), responses((status = 200, body = Run), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or not the caller's", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/billing/runs/{run_id}", tag = "billing", params(("run_id" = String, Path, description = "run id")), responses((status = 200, body = Run), Errors), security(("bearer" = [])))]
 async fn get_run(
     State(mut billing): State<Billing>,
     Extension(id): Extension<Identity>,
@@ -169,7 +169,7 @@ pub struct RunListQuery {
 }
 
 /// Billing runs, newest first.
-#[utoipa::path(get, path = "/v1/billing/runs", tag = "billing", params(RunListQuery), responses((status = 200, body = List<Run>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/billing/runs", tag = "billing", params(RunListQuery), responses((status = 200, body = List<Run>), Errors), security(("bearer" = [])))]
 async fn list_runs(
     State(mut billing): State<Billing>,
     Extension(id): Extension<Identity>,

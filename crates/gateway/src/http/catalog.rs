@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiQuery, from_status};
-use super::openapi::ProblemDoc;
+use super::openapi::{BodyErrors, Errors};
 use super::wire::{List, call, time};
 use crate::auth::Identity;
 
@@ -397,7 +397,7 @@ impl From<pb::Plan> for Plan {
 }
 
 /// Create a plan (platform_admin).
-#[utoipa::path(post, path = "/v1/plans", tag = "plans", request_body = PlanBody, responses((status = 201, body = Plan), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 409, description = "id taken", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/plans", tag = "plans", request_body = PlanBody, responses((status = 201, body = Plan), BodyErrors), security(("bearer" = [])))]
 async fn create_plan(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -421,7 +421,7 @@ pub struct PlanListQuery {
 }
 
 /// List plans (latest versions).
-#[utoipa::path(get, path = "/v1/plans", tag = "plans", params(PlanListQuery), responses((status = 200, body = List<Plan>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/plans", tag = "plans", params(PlanListQuery), responses((status = 200, body = List<Plan>), Errors), security(("bearer" = [])))]
 async fn list_plans(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -462,7 +462,7 @@ pub struct VersionQuery {
 }
 
 /// Get a plan (latest version, or `?version=`).
-#[utoipa::path(get, path = "/v1/plans/{plan_id}", tag = "plans", params(("plan_id" = String, Path, description = "plan id"), VersionQuery), responses((status = 200, body = Plan), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{plan_id}", tag = "plans", params(("plan_id" = String, Path, description = "plan id"), VersionQuery), responses((status = 200, body = Plan), Errors), security(("bearer" = [])))]
 async fn get_plan(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -483,7 +483,7 @@ async fn get_plan(
 }
 
 /// Edit a plan: makes a new version (platform_admin).
-#[utoipa::path(put, path = "/v1/plans/{plan_id}", tag = "plans", params(("plan_id" = String, Path, description = "plan id")), request_body = PlanBody, responses((status = 200, body = Plan), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/plans/{plan_id}", tag = "plans", params(("plan_id" = String, Path, description = "plan id")), request_body = PlanBody, responses((status = 200, body = Plan), BodyErrors), security(("bearer" = [])))]
 async fn update_plan(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,

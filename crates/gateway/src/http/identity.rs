@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiQuery, from_status};
-use super::openapi::ProblemDoc;
+use super::openapi::{BodyErrors, Errors};
 use super::wire::{List, call, time};
 use crate::auth::Identity;
 
@@ -162,7 +162,7 @@ pub struct CreateTenant {
 }
 
 /// Create a tenant (platform_admin), optionally with its first owner.
-#[utoipa::path(post, path = "/v1/tenants", tag = "identity", request_body = CreateTenant, responses((status = 201, body = Tenant), (status = 409, description = "slug taken", body = ProblemDoc), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants", tag = "identity", request_body = CreateTenant, responses((status = 201, body = Tenant), BodyErrors), security(("bearer" = [])))]
 async fn create_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -183,7 +183,7 @@ async fn create_tenant(
 }
 
 /// List tenants (platform_admin).
-#[utoipa::path(get, path = "/v1/tenants", tag = "identity", params(PageQuery), responses((status = 200, body = List<Tenant>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants", tag = "identity", params(PageQuery), responses((status = 200, body = List<Tenant>), Errors), security(("bearer" = [])))]
 async fn list_tenants(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -201,7 +201,7 @@ async fn list_tenants(
 }
 
 /// Get a tenant.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), Errors), security(("bearer" = [])))]
 async fn get_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -222,7 +222,7 @@ pub struct UpdateTenant {
 }
 
 /// Rename a tenant.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = UpdateTenant, responses((status = 200, body = Tenant), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = UpdateTenant, responses((status = 200, body = Tenant), BodyErrors), security(("bearer" = [])))]
 async fn update_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -264,7 +264,7 @@ async fn set_tenant_status(
 }
 
 /// Suspend a tenant: its API keys stop working.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/suspend", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), BodyErrors), security(("bearer" = [])))]
 async fn suspend_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -274,7 +274,7 @@ async fn suspend_tenant(
 }
 
 /// Reactivate a suspended tenant.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/reactivate", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/reactivate", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = Tenant), BodyErrors), security(("bearer" = [])))]
 async fn reactivate_tenant(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -294,7 +294,7 @@ pub struct CreateUser {
 }
 
 /// Create an org user (e-mail unique per tenant, case-insensitive).
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = CreateUser, responses((status = 201, body = User), (status = 409, description = "e-mail taken in this tenant", body = ProblemDoc), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = CreateUser, responses((status = 201, body = User), BodyErrors), security(("bearer" = [])))]
 async fn create_user(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -318,7 +318,7 @@ async fn create_user(
 }
 
 /// List users, filtered by e-mail or status.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), PageQuery), responses((status = 200, body = List<User>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), PageQuery), responses((status = 200, body = List<User>), Errors), security(("bearer" = [])))]
 async fn list_users(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -355,7 +355,7 @@ async fn list_users(
 }
 
 /// Get a user.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), responses((status = 200, body = User), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), responses((status = 200, body = User), Errors), security(("bearer" = [])))]
 async fn get_user(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -377,7 +377,7 @@ pub struct UpdateUser {
 }
 
 /// Change a user's e-mail or display name.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), request_body = UpdateUser, responses((status = 200, body = User), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), request_body = UpdateUser, responses((status = 200, body = User), BodyErrors), security(("bearer" = [])))]
 async fn update_user(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -401,7 +401,7 @@ async fn update_user(
 }
 
 /// Deactivate a user (idempotent).
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users/{user_id}/deactivate", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), responses((status = 200, body = User), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/users/{user_id}/deactivate", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), responses((status = 200, body = User), BodyErrors), security(("bearer" = [])))]
 async fn deactivate_user(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -422,7 +422,7 @@ pub struct SetRoles {
 }
 
 /// Replace a user's roles.
-#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/users/{user_id}/roles", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), request_body = SetRoles, responses((status = 200, body = User), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/users/{user_id}/roles", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("user_id" = String, Path, description = "user id, e.g. usr_…")), request_body = SetRoles, responses((status = 200, body = User), BodyErrors), security(("bearer" = [])))]
 async fn set_roles(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -451,7 +451,7 @@ pub struct Role {
 }
 
 /// The roles and the permissions each grants.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/roles", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = List<Role>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/roles", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), responses((status = 200, body = List<Role>), Errors), security(("bearer" = [])))]
 async fn list_roles(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -482,7 +482,7 @@ pub struct CreateApiKey {
 }
 
 /// Create an API key; the secret is in this response only.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/api_keys", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = CreateApiKey, responses((status = 201, body = ApiKey), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/api_keys", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…")), request_body = CreateApiKey, responses((status = 201, body = ApiKey), BodyErrors), security(("bearer" = [])))]
 async fn create_api_key(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -508,7 +508,7 @@ async fn create_api_key(
 }
 
 /// List API keys (never their secrets).
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api_keys", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), PageQuery), responses((status = 200, body = List<ApiKey>), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/api_keys", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), PageQuery), responses((status = 200, body = List<ApiKey>), Errors), security(("bearer" = [])))]
 async fn list_api_keys(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -534,7 +534,7 @@ async fn list_api_keys(
 }
 
 /// Revoke an API key.
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/api_keys/{key_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("key_id" = String, Path, description = "API key id, e.g. key_…")), responses((status = 200, body = ApiKey), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/api_keys/{key_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("key_id" = String, Path, description = "API key id, e.g. key_…")), responses((status = 200, body = ApiKey), Errors), security(("bearer" = [])))]
 async fn revoke_api_key(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -558,7 +558,7 @@ pub struct ScimToken {
 }
 
 /// Create a SCIM bearer token for this tenant's identity provider (shown once).
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/scim_tokens", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id")), responses((status = 201, body = ScimToken), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/scim_tokens", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id")), responses((status = 201, body = ScimToken), BodyErrors), security(("bearer" = [])))]
 async fn create_scim_token(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,
@@ -581,7 +581,7 @@ async fn create_scim_token(
 }
 
 /// Revoke a SCIM token.
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/scim_tokens/{token_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id"), ("token_id" = String, Path, description = "SCIM token id, e.g. sct_…")), responses((status = 204, description = "revoked"), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/scim_tokens/{token_id}", tag = "identity", params(("tenant_id" = String, Path, description = "tenant id"), ("token_id" = String, Path, description = "SCIM token id, e.g. sct_…")), responses((status = 204, description = "revoked"), Errors), security(("bearer" = [])))]
 async fn revoke_scim_token(
     State(mut users): State<Users>,
     Extension(id): Extension<Identity>,

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiQuery, from_status};
-use super::openapi::ProblemDoc;
+use super::openapi::{BodyErrors, Errors};
 use super::wire::{call, instant, time};
 use crate::auth::Identity;
 
@@ -103,7 +103,7 @@ pub struct CreateSubscription {
 }
 
 /// Subscribe the tenant to a plan's latest version.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/subscription", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), request_body = CreateSubscription, responses((status = 201, body = Subscription), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 409, description = "already subscribed", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/subscription", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), request_body = CreateSubscription, responses((status = 201, body = Subscription), BodyErrors), security(("bearer" = [])))]
 async fn create_subscription(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -127,7 +127,7 @@ async fn create_subscription(
 }
 
 /// The tenant's subscription.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/subscription", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), responses((status = 200, body = Subscription), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/subscription", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), responses((status = 200, body = Subscription), Errors), security(("bearer" = [])))]
 async fn get_subscription(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -150,7 +150,7 @@ pub struct ChangePlan {
 }
 
 /// Move to another plan (or version); recurring charges are prorated by seconds.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/subscription/change_plan", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), request_body = ChangePlan, responses((status = 200, body = Subscription), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 409, description = "canceled, or another currency", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/subscription/change_plan", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), request_body = ChangePlan, responses((status = 200, body = Subscription), BodyErrors), security(("bearer" = [])))]
 async fn change_plan(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -181,7 +181,7 @@ pub struct Cancel {
 }
 
 /// Cancel now or at the period's end.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/subscription/cancel", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), request_body = Cancel, responses((status = 200, body = Subscription), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/subscription/cancel", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), request_body = Cancel, responses((status = 200, body = Subscription), BodyErrors), security(("bearer" = [])))]
 async fn cancel_subscription(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -216,7 +216,7 @@ pub struct SeatHistory {
 }
 
 /// Seat history (what billing prorates).
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/subscription/seats", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), responses((status = 200, body = SeatHistory), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/subscription/seats", tag = "subscriptions", params(("tenant_id" = String, Path, description = "tenant id")), responses((status = 200, body = SeatHistory), Errors), security(("bearer" = [])))]
 async fn seat_history(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -289,7 +289,7 @@ fn quantity(v: &serde_json::Value) -> Option<String> {
 }
 
 /// Record usage: up to 10,000 records; partial success.
-#[utoipa::path(post, path = "/v1/usage", tag = "usage", request_body = UsageBatch, responses((status = 200, body = IngestReport), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 413, description = "body too large", body = ProblemDoc), (status = 422, description = "too many records", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/usage", tag = "usage", request_body = UsageBatch, responses((status = 200, body = IngestReport), BodyErrors), security(("bearer" = [])))]
 async fn ingest_usage(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -382,7 +382,7 @@ pub struct Usage {
 }
 
 /// Usage of a metric over time, from the rollups.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/usage", tag = "usage", params(("tenant_id" = String, Path, description = "tenant id"), UsageQuery), responses((status = 200, body = Usage), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/usage", tag = "usage", params(("tenant_id" = String, Path, description = "tenant id"), UsageQuery), responses((status = 200, body = Usage), Errors), security(("bearer" = [])))]
 async fn get_usage(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,
@@ -454,7 +454,7 @@ pub struct Entitlement {
 }
 
 /// May the tenant use a feature now?
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/entitlements/{feature}", tag = "usage", params(("tenant_id" = String, Path, description = "tenant id"), ("feature" = String, Path, description = "feature key, e.g. api_calls"), EntitlementQuery), responses((status = 200, body = Entitlement), (status = 400, description = "malformed input", body = ProblemDoc), (status = 401, description = "not authenticated", body = ProblemDoc), (status = 403, description = "missing permission", body = ProblemDoc), (status = 404, description = "not found, or another tenant's", body = ProblemDoc), (status = 422, description = "invalid field", body = ProblemDoc), (status = 429, description = "rate limited", body = ProblemDoc)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/entitlements/{feature}", tag = "usage", params(("tenant_id" = String, Path, description = "tenant id"), ("feature" = String, Path, description = "feature key, e.g. api_calls"), EntitlementQuery), responses((status = 200, body = Entitlement), Errors), security(("bearer" = [])))]
 async fn check_entitlement(
     State(mut subs): State<Subs>,
     Extension(id): Extension<Identity>,

@@ -9,6 +9,8 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::openapi::PublicErrors;
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// `ok` when every service is serving, else `degraded`.
@@ -26,7 +28,7 @@ pub fn router(upstreams: Readiness) -> OpenApiRouter {
 }
 
 /// The health of every internal service (public).
-#[utoipa::path(get, path = "/v1/status", tag = "operations", responses((status = 200, body = Status)))]
+#[utoipa::path(get, path = "/v1/status", tag = "operations", responses((status = 200, body = Status), PublicErrors))]
 async fn status(State(upstreams): State<Readiness>) -> Json<Status> {
     let report = upstreams.report("gateway").await;
     Json(Status {

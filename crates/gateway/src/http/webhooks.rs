@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::from_status;
-use super::openapi::ProblemDoc;
+use super::openapi::CallbackErrors;
 
 type Payments = PaymentServiceClient<Channel>;
 
@@ -63,7 +63,7 @@ async fn forward(
 }
 
 /// Stripe webhook: raw body and `Stripe-Signature` forwarded to the payment service.
-#[utoipa::path(post, path = "/v1/webhooks/psp/stripe", tag = "webhooks", request_body(content = String, content_type = "application/json"), responses((status = 200, body = Received), (status = 400, description = "bad signature or payload", body = ProblemDoc)))]
+#[utoipa::path(post, path = "/v1/webhooks/psp/stripe", tag = "webhooks", request_body(content = String, content_type = "application/json"), responses((status = 200, body = Received), CallbackErrors))]
 async fn stripe(
     State(p): State<Payments>,
     headers: HeaderMap,
@@ -73,7 +73,7 @@ async fn stripe(
 }
 
 /// Adyen notification: raw body forwarded to the payment service (HMAC checked there).
-#[utoipa::path(post, path = "/v1/webhooks/psp/adyen", tag = "webhooks", request_body(content = String, content_type = "application/json"), responses((status = 200, body = Received), (status = 400, description = "bad signature or payload", body = ProblemDoc)))]
+#[utoipa::path(post, path = "/v1/webhooks/psp/adyen", tag = "webhooks", request_body(content = String, content_type = "application/json"), responses((status = 200, body = Received), CallbackErrors))]
 async fn adyen(
     State(p): State<Payments>,
     headers: HeaderMap,
