@@ -4,6 +4,7 @@
 mod billing;
 mod compose;
 mod docs;
+mod fuzz;
 mod hostile;
 mod identity;
 mod jwks;

@@ -3,13 +3,15 @@
 //! - `up`: the whole stack, using Postgres/Redis/NATS where they answer on their default
 //!   ports, else private instances under `target/xtask/`; prints the gateway URL and a demo
 //!   token; Ctrl-C or SIGTERM stops everything it started.
-//! - `test [-- args]`: the test suite against the same infrastructure rules.
+//! - `test [-- args]`: the test suite against the same infrastructure rules (installs the
+//!   pinned schemathesis first, for the spec-driven fuzzing test).
 //! - `bench <name> [-- args]`: a benchmark (see BENCHMARKS.md).
 //! - `token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]`: a dev JWT.
 
 mod bench_billing;
 mod bench_gateway;
 mod bench_metering;
+mod fuzzer;
 mod infra;
 mod stack;
 mod token;
@@ -79,6 +81,7 @@ fn cargo() -> Command {
 }
 
 fn test(extra: &[String]) -> Result<ExitCode> {
+    let schemathesis = fuzzer::ensure()?;
     let infra = infra::Infra::ensure()?;
     let nextest = cargo()
         .args(["nextest", "--version"])
@@ -90,7 +93,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     } else {
         cmd.args(["test", "--workspace", "--no-fail-fast"]);
     }
-    cmd.args(extra).envs(infra.test_env());
+    cmd.args(extra)
+        .envs(infra.test_env())
+        .env("SCHEMATHESIS", &schemathesis);
     println!("xtask: {cmd:?}");
     let status = cmd.status().context("running cargo")?;
     drop(infra);
