@@ -481,10 +481,11 @@ async fn serve_connection(
         () = shutdown.cancelled() => return,
     };
     // Peer addresses reach handlers (rate limits key anonymous callers by IP).
-    let service = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+    let service = router.map_request(move |mut req: axum::http::Request<axum::body::Body>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        req.map(axum::body::Body::new)
+        req
     });
+    let incoming = |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new);
     let io = TokioIo::new(tcp);
     let open =
         metrics::gauge!("connections_open", "protocol" => if h2 { "http2" } else { "http1" });
@@ -496,7 +497,7 @@ async fn serve_connection(
         // reply at a time to write.
         let calls = InFlight::default();
         let counter = calls.clone();
-        let service = service.map_future(move |answer| {
+        let service = service.map_request(incoming).map_future(move |answer| {
             let call = counter.enter();
             async move {
                 let _call = call;
@@ -506,6 +507,19 @@ async fn serve_connection(
         let conn = builder.serve_connection(io, TowerToHyperService::new(service));
         Batched::new(watcher.watch(conn.into_owned()), calls).await
     } else {
+        // A response to a request whose body was left unread says `Connection: close`
+        // (`unread`): hyper closes such a connection, and the client must know before it
+        // sends the next request on it.
+        let service = tower::service_fn(move |req: axum::http::Request<axum::body::Body>| {
+            let (req, end) = crate::unread::watch(req);
+            let answer = service.clone().oneshot(req);
+            async move {
+                let mut resp = answer.await?;
+                crate::unread::close_if_unread(&mut resp, end);
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        let service = service.map_request(incoming);
         let conn = builder.serve_connection(io, TowerToHyperService::new(service));
         watcher.watch(conn.into_owned()).await
     };

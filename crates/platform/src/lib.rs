@@ -21,6 +21,7 @@ pub mod problem;
 pub mod run;
 pub mod secret;
 pub mod telemetry;
+mod unread;
 
 pub use app::{App, AppBuilder, shutdown_signal};
 pub use config::{ServiceConfig, ServiceName};

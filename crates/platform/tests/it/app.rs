@@ -360,3 +360,59 @@ async fn every_request_leaves_one_access_log_line_in_its_span() {
     assert!(lines[0].contains("status=200"), "{}", lines[0]);
     assert!(lines[0].contains("path=/healthz"), "{}", lines[0]);
 }
+
+/// Reads one HTTP/1 response head from `tcp` (lower-cased).
+async fn response_head(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
+            .await
+            .expect("a response within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before a response: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf).to_ascii_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_body_was_read_tells_keep_alive_clients_to_reconnect() {
+    use tokio::io::AsyncWriteExt;
+    let app = AppBuilder::new(config(&[]))
+        .http(Router::new().route(
+            "/echo",
+            axum::routing::post(|body: String| async move { body }),
+        ))
+        .build();
+    let svc = test_support::spawn(app).await;
+    let addr = svc.url().trim_start_matches("http://").to_string();
+    // The body is announced but not sent yet when the answer (404: no such route) is decided,
+    // as when a client writes headers and body separately. Before, this response promised
+    // keep-alive and the connection was then closed under the client's next request.
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"POST /nowhere HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n")
+        .await
+        .unwrap();
+    let head = response_head(&mut tcp).await;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    // A body that was read keeps the connection: two requests on one connection.
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..2 {
+        tcp.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        let head = response_head(&mut tcp).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        // The 5-byte body follows the head; the next read starts after it.
+        let mut body = [0u8; 5];
+        use tokio::io::AsyncReadExt;
+        if !head.ends_with("hello") {
+            tcp.read_exact(&mut body).await.unwrap();
+        }
+    }
+    svc.stop().await;
+}
