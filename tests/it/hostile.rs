@@ -144,10 +144,17 @@ async fn keep_alive_clients_lose_no_request_to_a_closing_connection() {
         ("RATE_LIMIT_CALLER_BURST", "5"),
     ])
     .await;
-    let addr = stack.gateway.url().trim_start_matches("http://").to_string();
+    let addr = stack
+        .gateway
+        .url()
+        .trim_start_matches("http://")
+        .to_string();
     let (created, limited, errors) = keep_alive_loop(&addr, &admin(), 1_500).await;
     assert_eq!(errors, 0, "{created} created, {limited} limited");
-    assert!(created > 0 && limited > 0, "{created} created, {limited} limited");
+    assert!(
+        created > 0 && limited > 0,
+        "{created} created, {limited} limited"
+    );
     assert_eq!(created + limited, 1_500);
     stack.stop().await;
 }

@@ -491,3 +491,37 @@ async fn idempotent_usage_batches_get_the_routes_own_body_limit() {
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_metrics_only_for_allowed_addresses_and_status_shares_its_checks() {
+    let stack = Stack::start_with(&[("METRICS_ALLOW", "10.0.0.0/8")]).await;
+    let resp = reqwest::get(stack.url("/metrics")).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::NOT_FOUND,
+        "a public port hides its metrics"
+    );
+    let user_service = stack
+        .services
+        .iter()
+        .find(|(s, _)| *s == platform::ServiceName::User)
+        .map(|(_, r)| r.url())
+        .unwrap();
+    let health = "/grpc.health.v1.Health/Check";
+    let before = requests_to(&user_service, health).await;
+    for _ in 0..30 {
+        let resp = reqwest::get(stack.url("/v1/status")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let checks = requests_to(&user_service, health).await - before;
+    assert!(
+        (1..30).contains(&checks),
+        "30 anonymous status calls made {checks} health checks"
+    );
+    stack.stop().await;
+    // The default lets local scrapers in.
+    let stack = Stack::start().await;
+    let resp = reqwest::get(stack.url("/metrics")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    stack.stop().await;
+}

@@ -100,6 +100,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "1",
         "failed authentications per second a client address is forgiven",
     ),
+    (
+        "METRICS_ALLOW",
+        "127.0.0.0/8,::1",
+        "addresses (CIDR, comma-separated) that may read /metrics on the gateway's public port; others get 404",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -119,6 +124,7 @@ pub struct GatewaySettings {
     pub per_caller: Quota,
     pub per_tenant: Quota,
     pub auth_failures: Quota,
+    pub metrics_allow: Vec<platform::health::Cidr>,
 }
 
 impl GatewaySettings {
@@ -194,7 +200,20 @@ impl GatewaySettings {
                 reason: "expected a tenant id (at most 255 bytes, no control characters)".into(),
             });
         }
+        let metrics_allow_text = get("METRICS_ALLOW").unwrap_or_else(|| "127.0.0.0/8,::1".into());
+        let metrics_allow = metrics_allow_text
+            .split(',')
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| platform::health::Cidr::parse(c).ok_or(()))
+            .collect::<Result<Vec<_>, ()>>()
+            .map_err(|()| ConfigError {
+                var: "METRICS_ALLOW",
+                value: metrics_allow_text.clone(),
+                reason: "expected comma-separated addresses or CIDR ranges (10.0.0.0/8, ::1)"
+                    .into(),
+            })?;
         Ok(GatewaySettings {
+            metrics_allow,
             hs256_secret,
             dev_mode,
             operator_tenant,

@@ -59,6 +59,8 @@ pub async fn build_with(
         // Large list responses are compressed when the client accepts it.
         .compression()
         .body_limit(settings.max_body_bytes)
+        // The gateway's port faces the internet: metrics only for the operator's scrapers.
+        .metrics_allow(settings.metrics_allow.clone())
         .readiness(upstream_health.clone())
         .http(http::router(http::Deps {
             upstream_health,

@@ -16,10 +16,12 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -51,6 +53,7 @@ pub struct AppBuilder {
     cors: bool,
     body_limit: Option<usize>,
     compression: bool,
+    metrics_allow: Option<Vec<crate::health::Cidr>>,
 }
 
 impl AppBuilder {
@@ -66,6 +69,7 @@ impl AppBuilder {
             cors: false,
             body_limit: None,
             compression: false,
+            metrics_allow: None,
         }
     }
 
@@ -118,6 +122,12 @@ impl AppBuilder {
     /// Caps request bodies at `bytes` for every HTTP route (axum's default is 2 MiB).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = Some(bytes);
+        self
+    }
+
+    /// Serves `/metrics` only to clients in `allow` (a public port: the gateway's).
+    pub fn metrics_allow(mut self, allow: Vec<crate::health::Cidr>) -> Self {
+        self.metrics_allow = Some(allow);
         self
     }
 
@@ -264,7 +274,12 @@ impl AppBuilder {
         // and axum clones the whole wrapped chain per request).
         let http = self
             .http
-            .merge(crate::health::router(name, self.readiness, self.limiter))
+            .merge(crate::health::router(
+                name,
+                self.readiness,
+                self.limiter,
+                self.metrics_allow,
+            ))
             .method_not_allowed_fallback(|req: Request| async move {
                 Problem::new(
                     axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -321,7 +336,11 @@ impl AppBuilder {
             router: Router::new().fallback_service(stack),
             tasks,
             grace: self.cfg.shutdown_grace,
-            header_timeout: self.cfg.header_read_timeout,
+            limits: ConnLimits {
+                header_timeout: self.cfg.header_read_timeout,
+                h2_idle: self.cfg.http2_idle_timeout,
+            },
+            max_connections: self.cfg.max_connections,
         }
     }
 }
@@ -377,7 +396,17 @@ pub struct App {
     router: Router,
     tasks: Vec<(String, Task)>,
     grace: Duration,
+    limits: ConnLimits,
+    max_connections: usize,
+}
+
+/// How long a connection may stay silent.
+#[derive(Clone, Copy)]
+struct ConnLimits {
+    /// Until a request head (and, for HTTP/1, between requests) is complete.
     header_timeout: Duration,
+    /// An HTTP/2 connection without a call.
+    h2_idle: Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -415,8 +444,21 @@ impl App {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout);
+            .header_read_timeout(self.limits.header_timeout);
+        // Each connection holds a permit; at the cap, new ones wait in the kernel's backlog.
+        let permits = Arc::new(Semaphore::new(self.max_connections));
         loop {
+            if permits.available_permits() == 0 {
+                tracing::warn!(
+                    service = self.name,
+                    max = self.max_connections,
+                    "connection cap reached (MAX_CONNECTIONS); new connections wait"
+                );
+            }
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = shutdown.cancelled() => break,
+            };
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -427,15 +469,19 @@ impl App {
                 },
                 () = shutdown.cancelled() => break,
             };
-            tokio::spawn(serve_connection(
+            let served = serve_connection(
                 tcp,
                 peer,
                 self.router.clone(),
                 builder.clone(),
                 graceful.watcher(),
-                self.header_timeout,
+                self.limits,
                 shutdown.clone(),
-            ));
+            );
+            tokio::spawn(async move {
+                served.await;
+                drop(permit);
+            });
         }
         drop(listener);
         // Open connections finish what they are serving (idle ones close now), for at most
@@ -461,7 +507,7 @@ async fn serve_connection(
     router: Router,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
-    header_timeout: Duration,
+    limits: ConnLimits,
     shutdown: CancellationToken,
 ) {
     // Small gRPC and HTTP replies must not wait for Nagle's algorithm (a 40 ms stall against
@@ -471,7 +517,7 @@ async fn serve_connection(
     }
     // A connection that says nothing is closed like one that stalls in a request head.
     let h2 = tokio::select! {
-        h2 = tokio::time::timeout(header_timeout, speaks_h2(&tcp)) => match h2 {
+        h2 = tokio::time::timeout(limits.header_timeout, speaks_h2(&tcp)) => match h2 {
             Ok(h2) => h2,
             Err(_) => {
                 tracing::debug!(%peer, "nothing received in time; closing the connection");
@@ -504,8 +550,15 @@ async fn serve_connection(
                 answer.await
             }
         });
-        let conn = builder.serve_connection(io, TowerToHyperService::new(service));
-        Batched::new(watcher.watch(conn.into_owned()), calls).await
+        let conn = builder
+            .serve_connection(io, TowerToHyperService::new(service))
+            .into_owned();
+        // Not `watcher.watch`: this connection also closes itself when idle. Held until it
+        // ends, the watcher still makes the drain at shutdown wait for it.
+        let _drain = watcher;
+        let conn = std::pin::pin!(Batched::new(conn, calls.clone()));
+        let idle = std::pin::pin!(idle(calls, limits.h2_idle));
+        close_gracefully_on(conn, idle, &shutdown).await
     } else {
         // A response to a request whose body was left unread says `Connection: close`
         // (`unread`): hyper closes such a connection, and the client must know before it
@@ -526,6 +579,44 @@ async fn serve_connection(
     open.decrement(1.0);
     if let Err(e) = served {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Drives an HTTP/2 connection to its end; on shutdown or when `idle` fires it says GOAWAY,
+/// lets the calls in flight finish and closes.
+async fn close_gracefully_on<C: GracefulConnection>(
+    mut conn: std::pin::Pin<&mut Batched<C>>,
+    mut idle: std::pin::Pin<&mut impl Future<Output = ()>>,
+    shutdown: &CancellationToken,
+) -> Result<(), C::Error> {
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            done = conn.as_mut() => return done,
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().inner().graceful_shutdown();
+            }
+            () = idle.as_mut(), if !closing => {
+                closing = true;
+                tracing::debug!("idle HTTP/2 connection; closing");
+                conn.as_mut().inner().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Resolves once no call has started or been in flight for `after` (checked every `after`,
+/// so an idle connection closes between one and two `after`s).
+async fn idle(calls: InFlight, after: Duration) {
+    let mut seen = calls.started();
+    loop {
+        tokio::time::sleep(after).await;
+        let now = calls.started();
+        if now == seen && calls.in_flight() == 0 {
+            return;
+        }
+        seen = now;
     }
 }
 

@@ -17,30 +17,47 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-/// How many calls are in flight on one connection; `enter` counts one until its guard drops.
+#[derive(Default)]
+struct Counts {
+    now: AtomicUsize,
+    started: AtomicU64,
+}
+
+/// How many calls are in flight on one connection (`enter` counts one until its guard
+/// drops), and how many ever started (for the idle timeout).
 #[derive(Clone, Default)]
-pub(crate) struct InFlight(Arc<AtomicUsize>);
+pub(crate) struct InFlight(Arc<Counts>);
 
 impl InFlight {
     pub(crate) fn enter(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.now.fetch_add(1, Ordering::Relaxed);
+        self.0.started.fetch_add(1, Ordering::Relaxed);
         InFlightGuard(self.0.clone())
     }
 
     fn busy(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 1
+        self.0.now.load(Ordering::Relaxed) > 1
+    }
+
+    /// Calls started so far.
+    pub(crate) fn started(&self) -> u64 {
+        self.0.started.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.0.now.load(Ordering::Relaxed)
     }
 }
 
 /// One call in flight; dropping it ends the call.
-pub(crate) struct InFlightGuard(Arc<AtomicUsize>);
+pub(crate) struct InFlightGuard(Arc<Counts>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -61,6 +78,11 @@ impl<F> Batched<F> {
             calls,
             requeued: false,
         }
+    }
+
+    /// The connection itself (to shut it down gracefully).
+    pub(crate) fn inner(self: Pin<&mut Self>) -> Pin<&mut F> {
+        self.project().inner
     }
 }
 
@@ -135,6 +157,6 @@ mod tests {
         drop(one);
         assert!(!calls.busy());
         drop(two);
-        assert_eq!(calls.0.load(Ordering::Relaxed), 0);
+        assert_eq!(calls.in_flight(), 0);
     }
 }

@@ -175,6 +175,16 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "how long a client may take to send a request's head, a new connection its first bytes; also how long an idle HTTP/1 keep-alive connection stays open (keep it above a load balancer's idle timeout)",
     ),
     (
+        "HTTP2_IDLE_TIMEOUT_SECS",
+        "300",
+        "an HTTP/2 connection with no call for this long is closed (GOAWAY); clients reconnect",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "10000",
+        "open connections this process serves at once; beyond it, new ones wait in the listen backlog",
+    ),
+    (
         "GRPC_TIMEOUT_MS",
         "5000",
         "deadline on every east-west gRPC call",
@@ -247,6 +257,9 @@ pub struct ServiceConfig {
     /// keep-alive idle timeout (75 s as nginx's, above common load balancers' 60 s, so the
     /// balancer, not us, closes idle connections and never sends on one we just closed).
     pub header_read_timeout: Duration,
+    /// An HTTP/2 connection with no call for this long is closed.
+    pub http2_idle_timeout: Duration,
+    pub max_connections: usize,
     pub grpc_timeout: Duration,
     pub outbox_poll: Duration,
     /// gRPC endpoints of the other services (`http://host:port`), keyed by service.
@@ -359,6 +372,10 @@ impl ServiceConfig {
             ),
             request_timeout: ms_var(&get, "REQUEST_TIMEOUT_MS", 30_000)?,
             header_read_timeout: ms_var(&get, "HEADER_READ_TIMEOUT_MS", 75_000)?,
+            http2_idle_timeout: Duration::from_secs(
+                num_var(&get, "HTTP2_IDLE_TIMEOUT_SECS", 300, 1, 86_400)?.into(),
+            ),
+            max_connections: num_var(&get, "MAX_CONNECTIONS", 10_000, 1, 1_000_000)? as usize,
             grpc_timeout: ms_var(&get, "GRPC_TIMEOUT_MS", 5_000)?,
             outbox_poll: ms_var(&get, "OUTBOX_POLL_MS", 500)?,
             upstreams,

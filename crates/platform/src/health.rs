@@ -5,11 +5,12 @@
 //! replica that cannot reach its database. `/metrics` is the Prometheus text format.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -111,13 +112,59 @@ struct ProbeState {
     service: String,
     readiness: Readiness,
     limiter: Option<concurrency::Limiter>,
+    /// Who may read `/metrics`; `None`: anyone who reaches the port.
+    metrics_allow: Option<Arc<[Cidr]>>,
 }
 
-/// `/healthz`, `/readyz` and `/metrics` for one service.
+/// An address range (`10.0.0.0/8`, `::1/128`, or a single address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { net: addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics` for one service; `/metrics` only for clients in
+/// `metrics_allow` when it is given (others get 404, as if it were not there).
 pub fn router(
     service: &str,
     readiness: Readiness,
     limiter: Option<concurrency::Limiter>,
+    metrics_allow: Option<Vec<Cidr>>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -127,6 +174,7 @@ pub fn router(
             service: service.to_string(),
             readiness,
             limiter,
+            metrics_allow: metrics_allow.map(Arc::from),
         })
 }
 
@@ -144,7 +192,14 @@ async fn readyz(State(s): State<ProbeState>) -> Response {
     (status, axum::Json(report)).into_response()
 }
 
-async fn metrics_text(State(s): State<ProbeState>) -> Response {
+async fn metrics_text(State(s): State<ProbeState>, req: axum::extract::Request) -> Response {
+    if let Some(allow) = &s.metrics_allow {
+        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>();
+        let allowed = peer.is_some_and(|p| allow.iter().any(|c| c.contains(p.0.ip())));
+        if !allowed {
+            return crate::problem::Problem::not_found("route").into_response();
+        }
+    }
     if let Some(l) = &s.limiter {
         // Gauges are sampled at scrape time: cheaper than updating them on every permit.
         metrics::gauge!("limiter_in_flight_workers").set(l.in_flight_workers() as f64);
@@ -161,4 +216,25 @@ async fn metrics_text(State(s): State<ProbeState>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::Cidr;
+
+    #[test]
+    fn ranges_contain_their_addresses_only() {
+        let lo = Cidr::parse("127.0.0.0/8").unwrap();
+        assert!(lo.contains("127.1.2.3".parse().unwrap()));
+        assert!(lo.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!lo.contains("10.0.0.1".parse().unwrap()));
+        let one = Cidr::parse("::1").unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(!one.contains("::2".parse().unwrap()));
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        for bad in ["", "10.0.0.0/33", "::/129", "nope", "10.0.0.0/x"] {
+            assert!(Cidr::parse(bad).is_none(), "{bad}");
+        }
+    }
 }

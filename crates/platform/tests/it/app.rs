@@ -371,7 +371,11 @@ async fn response_head(tcp: &mut tokio::net::TcpStream) -> String {
             .await
             .expect("a response within 10 s")
             .unwrap();
-        assert!(n > 0, "closed before a response: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "closed before a response: {}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
     String::from_utf8_lossy(&buf).to_ascii_lowercase()
@@ -414,5 +418,57 @@ async fn an_answer_before_the_body_was_read_tells_keep_alive_clients_to_reconnec
             tcp.read_exact(&mut body).await.unwrap();
         }
     }
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed() {
+    let app = AppBuilder::new(config(&[("HTTP2_IDLE_TIMEOUT_SECS", "1".into())]))
+        .http(routes())
+        .build();
+    let svc = test_support::spawn(app).await;
+    let tcp = tokio::net::TcpStream::connect(svc.url().trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = axum::http::Request::get(format!("{}/healthz", svc.url()))
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    // Then nothing: the server says GOAWAY and the connection ends (bounded wait; it was
+    // never closed before).
+    let ended = tokio::time::timeout(Duration::from_secs(20), driver).await;
+    assert!(ended.is_ok(), "the idle connection is still open");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    use tokio::io::AsyncWriteExt;
+    let app = AppBuilder::new(config(&[("MAX_CONNECTIONS", "1".into())]))
+        .http(routes())
+        .build();
+    let svc = test_support::spawn(app).await;
+    let addr = svc.url().trim_start_matches("http://").to_string();
+    let mut first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(response_head(&mut first).await.starts_with("http/1.1 200"));
+    // The first connection stays open (keep-alive): the second is not served meanwhile.
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(500), response_head(&mut second)).await;
+    assert!(waiting.is_err(), "served beyond the cap");
+    drop(first);
+    assert!(response_head(&mut second).await.starts_with("http/1.1 200"));
     svc.stop().await;
 }
