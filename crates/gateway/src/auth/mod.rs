@@ -82,6 +82,9 @@ impl Identity {
     }
 }
 
+/// A remembered API-key lookup: the key's identity (`None`: no such key) and when asked.
+type KeyLookup = (Option<Identity>, Instant);
+
 /// Verifies bearer credentials.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -89,7 +92,7 @@ pub struct Authenticator {
     users: UserServiceClient<Channel>,
     /// Verified keys, and (`None`) secrets the user service did not know: a junk key sent in
     /// a loop costs one lookup per `cache_ttl`, not one per request.
-    cache: Arc<Mutex<HashMap<String, (Option<Identity>, Instant)>>>,
+    cache: Arc<Mutex<HashMap<String, KeyLookup>>>,
     cache_ttl: Duration,
     jwks_kick: Option<Arc<tokio::sync::Notify>>,
     /// The only tenant whose tokens may carry `platform_admin`.
