@@ -50,7 +50,10 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
         .args(["--mode", "all"])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", "60", "--seed", "20261202"])
-        .args(["--workers", "2", "--request-timeout", "10"])
+        // One worker: with two, Python 3.11's `ast` (used by hypothesis from both threads)
+        // now and then fails with "AST constructor recursion depth mismatch" — a tool
+        // error, not a finding.
+        .args(["--workers", "1", "--request-timeout", "10"])
         .args(["--generation-database", "none", "--no-color"])
         // The PSP callbacks reach the payment service, a shell until its issue lands.
         .args(["--exclude-path-regex", "^/v1/webhooks/"])

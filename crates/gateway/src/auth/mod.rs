@@ -248,8 +248,13 @@ pub async fn authorize(auth: &Authenticator, req: &mut Request) -> Result<(), Re
     let Some(path) = req.extensions().get::<MatchedPath>() else {
         return Ok(()); // unmatched: the fallback answers 404
     };
-    let Some(required) = permissions::required(req.method(), path.as_str()) else {
-        return Ok(()); // public
+    let required = match permissions::required(req.method(), path.as_str()) {
+        permissions::Access::Requires(p) => p,
+        permissions::Access::Public => return Ok(()),
+        permissions::Access::Unlisted => {
+            tracing::error!(method = %req.method(), route = path.as_str(), "route missing from auth/permissions.rs; refused");
+            return Err(Problem::not_found("route").into_response());
+        }
     };
     let header = req
         .headers()

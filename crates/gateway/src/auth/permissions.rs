@@ -1,5 +1,7 @@
-//! The one table from route to required permission. A route absent from it is public; the
-//! router test checks every `/v1` route is here (except `/v1/status`).
+//! The one table from route to required permission, and the list of public routes. It fails
+//! closed: a route in neither answers 404 to everyone (and logs an error), so forgetting to
+//! list a new route cannot make it public. The e2e tests check every route of the OpenAPI
+//! document is listed exactly once.
 
 use authz::Permission as P;
 use axum::http::Method;
@@ -93,7 +95,7 @@ pub const ROUTES: &[(&str, &str, P)] = &[
     ),
 ];
 
-/// Public routes under `/v1`.
+/// Public routes under `/v1` (the OpenAPI document lists them without security).
 pub const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/v1/status"),
     // PSP callbacks authenticate by the PSP's signature, checked by the payment service.
@@ -101,9 +103,50 @@ pub const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/psp/adyen"),
 ];
 
-pub fn required(method: &Method, path: &str) -> Option<P> {
-    ROUTES
+/// Routes outside `/v1` that authenticate on their own or need no identity: the API
+/// description, and SCIM (its bearer token is checked by the user service).
+const OWN_AUTH: &[&str] = &["/openapi.json", "/scim/v2/{*rest}"];
+
+/// What a matched route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Requires(P),
+    /// In no list: nobody may call it.
+    Unlisted,
+}
+
+pub fn required(method: &Method, path: &str) -> Access {
+    if let Some((_, _, perm)) = ROUTES
         .iter()
         .find(|(m, p, _)| *p == path && *m == method.as_str())
-        .map(|(_, _, perm)| *perm)
+    {
+        return Access::Requires(*perm);
+    }
+    let public = PUBLIC
+        .iter()
+        .any(|(m, p)| *p == path && *m == method.as_str())
+        || OWN_AUTH.contains(&path);
+    if public {
+        Access::Public
+    } else {
+        Access::Unlisted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unlisted_routes_are_closed() {
+        assert_eq!(
+            required(&Method::GET, "/v1/tenants/{tenant_id}"),
+            Access::Requires(P::TenantsRead)
+        );
+        assert_eq!(required(&Method::GET, "/v1/status"), Access::Public);
+        assert_eq!(required(&Method::PUT, "/scim/v2/{*rest}"), Access::Public);
+        assert_eq!(required(&Method::POST, "/v1/status"), Access::Unlisted);
+        assert_eq!(required(&Method::GET, "/v1/new_route"), Access::Unlisted);
+    }
 }
