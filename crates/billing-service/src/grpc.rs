@@ -3,12 +3,14 @@
 use chrono::{DateTime, Utc};
 use platform::events::enqueue;
 use platform::grpc::{Caller, timestamp};
+use platform::paging;
 use rpc::billing::v1 as pb;
 use rpc::billing::v1::billing_service_server::BillingService;
 use rpc::common::v1::{Money, PageResponse};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
+use crate::error::BillingError;
 use crate::runner::{Runner, requested_event};
 use crate::store::charges;
 use crate::store::runs::{self, NewRun, RunRow};
@@ -26,39 +28,20 @@ pub struct BillingApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
-    Caller::from_metadata(req.metadata())
-        .ok_or_else(|| Status::unauthenticated("missing caller identity"))
-}
-
-fn is_admin(c: &Caller) -> bool {
-    c.has_role(authz::Role::PlatformAdmin.as_str())
-}
-
-fn db(e: sqlx::Error) -> Status {
-    tracing::error!(error = %e, "database error");
-    Status::internal("internal error")
-}
-
-fn time(field: &str, t: &Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
+fn time(
+    field: &'static str,
+    t: &Option<prost_types::Timestamp>,
+) -> Result<DateTime<Utc>, BillingError> {
     let t = t
         .as_ref()
-        .ok_or_else(|| platform::grpc::invalid_field(field, format!("{field}: required")))?;
+        .ok_or_else(|| BillingError::invalid(field, "required"))?;
     DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
-        .ok_or_else(|| platform::grpc::invalid_field(field, format!("{field}: out of range")))
-}
-
-/// Page size: 1..=100, default 20.
-fn page_limit(limit: u32) -> i64 {
-    match limit {
-        0 => 20,
-        n => i64::from(n.min(100)),
-    }
+        .ok_or_else(|| BillingError::invalid(field, "out of range"))
 }
 
 /// A run as the caller may see it: the operator sees all; a tenant only runs naming it.
 fn visible(c: &Caller, r: &RunRow) -> bool {
-    is_admin(c) || r.tenant_ids.contains(&c.tenant_id)
+    c.is_operator() || r.tenant_ids.contains(&c.tenant_id)
 }
 
 fn run_pb(r: RunRow) -> pb::BillingRun {
@@ -99,70 +82,63 @@ fn run_pb(r: RunRow) -> pb::BillingRun {
     }
 }
 
-#[tonic::async_trait]
-impl BillingService for BillingApi {
-    async fn start_run(&self, req: Request<pb::StartRunRequest>) -> Reply<pb::BillingRun> {
-        let c = caller(&req)?;
-        if !is_admin(&c) {
-            return Err(Status::permission_denied("platform_admin only"));
-        }
-        let r = req.into_inner();
+impl BillingApi {
+    async fn start_run_inner(
+        &self,
+        c: &Caller,
+        r: pb::StartRunRequest,
+    ) -> Result<pb::BillingRun, BillingError> {
+        c.require(authz::Role::PlatformAdmin)?;
         let p = r
             .period
-            .ok_or_else(|| platform::grpc::invalid_field("period", "period: required"))?;
+            .ok_or_else(|| BillingError::invalid("period", "required"))?;
         let (start, end) = (time("period.start", &p.start)?, time("period.end", &p.end)?);
         if end <= start {
-            return Err(platform::grpc::invalid_field(
+            return Err(BillingError::invalid(
                 "period.end",
-                "period.end: must be after period.start",
+                "must be after period.start",
             ));
         }
         let deadline = match r.deadline_seconds {
             0 => concurrency::DEFAULT_RUN_DEADLINE.as_secs() as u32,
             n @ 1..=MAX_DEADLINE_SECS => n,
             _ => {
-                return Err(platform::grpc::invalid_field(
+                return Err(BillingError::invalid(
                     "deadline_seconds",
-                    format!("deadline_seconds: 1 to {MAX_DEADLINE_SECS}"),
+                    format!("1 to {MAX_DEADLINE_SECS}"),
                 ));
             }
         };
         let mut tenants: Vec<String> = r.tenant_ids;
         if tenants.len() > MAX_RUN_TENANTS {
-            return Err(platform::grpc::invalid_field(
+            return Err(BillingError::invalid(
                 "tenant_ids",
-                format!("tenant_ids: at most {MAX_RUN_TENANTS} (omit them to bill every tenant)"),
+                format!("at most {MAX_RUN_TENANTS} (omit them to bill every tenant)"),
             ));
         }
         if tenants
             .iter()
             .any(|t| t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_graphic()))
         {
-            return Err(platform::grpc::invalid_field(
+            return Err(BillingError::invalid(
                 "tenant_ids",
-                "tenant_ids: 1 to 64 printable ASCII characters each",
+                "1 to 64 printable ASCII characters each",
             ));
         }
         tenants.sort();
         tenants.dedup();
         let id = format!("run_{}", uuid::Uuid::now_v7().simple());
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.pool.begin().await?;
         if r.rerun {
             // A correction of the completed original: it bills only the difference.
             let original = runs::original_for_update(&mut tx, (start, end), &tenants)
-                .await
-                .map_err(db)?
+                .await?
                 .filter(|o| o.status == "completed")
-                .ok_or_else(|| {
-                    Status::failed_precondition(
-                        "no completed run of this period and these tenants to correct",
-                    )
-                })?;
-            if runs::correction_in_flight(&mut tx, &original.id)
-                .await
-                .map_err(db)?
-            {
-                return Err(Status::failed_precondition(
+                .ok_or(BillingError::FailedPrecondition(
+                    "no completed run of this period and these tenants to correct",
+                ))?;
+            if runs::correction_in_flight(&mut tx, &original.id).await? {
+                return Err(BillingError::FailedPrecondition(
                     "a correction of this run is already queued or running",
                 ));
             }
@@ -176,13 +152,10 @@ impl BillingService for BillingApi {
                     corrects_run_id: Some(&original.id),
                 },
             )
-            .await
-            .map_err(db)?;
-            enqueue(&mut tx, &requested_event(&row))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
-            tx.commit().await.map_err(db)?;
-            return Ok(Response::new(run_pb(row)));
+            .await?;
+            enqueue(&mut tx, &requested_event(&row)).await?;
+            tx.commit().await?;
+            return Ok(run_pb(row));
         }
         let (row, fresh) = runs::insert_or_existing(
             &mut tx,
@@ -194,31 +167,25 @@ impl BillingService for BillingApi {
                 corrects_run_id: None,
             },
         )
-        .await
-        .map_err(db)?;
+        .await?;
         if fresh {
-            enqueue(&mut tx, &requested_event(&row))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
+            enqueue(&mut tx, &requested_event(&row)).await?;
         }
-        tx.commit().await.map_err(db)?;
-        Ok(Response::new(run_pb(row)))
+        tx.commit().await?;
+        Ok(run_pb(row))
     }
 
-    async fn get_run(&self, req: Request<pb::GetRunRequest>) -> Reply<pb::BillingRun> {
-        let c = caller(&req)?;
-        let id = req.into_inner().run_id;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let run = match runs::get(&mut conn, &id).await.map_err(db)? {
-            Some(r) if visible(&c, &r) => r,
-            _ => return Err(Status::not_found("run not found")),
+    async fn get_run_inner(&self, c: &Caller, id: String) -> Result<pb::BillingRun, BillingError> {
+        let mut conn = self.pool.acquire().await?;
+        let run = match runs::get(&mut conn, &id).await? {
+            Some(r) if visible(c, &r) => r,
+            _ => return Err(BillingError::NotFound("run")),
         };
         // Money totals exist once the run completed (a failed run's charges are deleted).
         let totals = charges::totals(&mut conn, &id)
-            .await
-            .map_err(db)?
+            .await?
             .into_iter()
-            .filter(|(tenant, _, _)| is_admin(&c) || *tenant == c.tenant_id)
+            .filter(|(tenant, _, _)| c.is_operator() || *tenant == c.tenant_id)
             .map(|(tenant_id, currency, amount_cents)| pb::TenantTotal {
                 tenant_id,
                 total: Some(Money {
@@ -227,84 +194,67 @@ impl BillingService for BillingApi {
                 }),
             })
             .collect();
-        Ok(Response::new(pb::BillingRun {
+        Ok(pb::BillingRun {
             totals,
             ..run_pb(run)
-        }))
+        })
     }
 
-    async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Reply<pb::ListRunsResponse> {
-        let c = caller(&req)?;
-        let r = req.into_inner();
+    async fn list_runs_inner(
+        &self,
+        c: &Caller,
+        r: pb::ListRunsRequest,
+    ) -> Result<pb::ListRunsResponse, BillingError> {
         let page = r.page.unwrap_or_default();
-        let limit = page_limit(page.limit);
+        let limit = paging::limit(page.limit);
         // The operator may filter by tenant; anyone else sees only their own tenant's runs.
-        let tenant = if is_admin(&c) {
+        let tenant = if c.is_operator() {
             r.tenant_id
         } else {
             Some(c.tenant_id.clone())
         };
-        let before = (!page.cursor.is_empty()).then_some(page.cursor.as_str());
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let mut rows = runs::list(&mut conn, before, limit, tenant.as_deref())
-            .await
-            .map_err(db)?;
-        if !is_admin(&c) {
-            rows.retain(|r| visible(&c, r));
+        let before = paging::after(&page.cursor)?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = runs::list(&mut conn, before.as_deref(), limit, tenant.as_deref()).await?;
+        if !c.is_operator() {
+            rows.retain(|r| visible(c, r));
         }
-        let has_more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = if has_more {
-            rows.last().map(|r| r.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(pb::ListRunsResponse {
-            runs: rows.into_iter().map(run_pb).collect(),
+        let page = paging::page(rows, limit, |r| r.id.clone());
+        Ok(pb::ListRunsResponse {
+            runs: page.rows.into_iter().map(run_pb).collect(),
             page: Some(PageResponse {
-                next_cursor,
-                has_more,
+                next_cursor: page.next_cursor,
+                has_more: page.has_more,
             }),
-        }))
+        })
     }
 
-    async fn list_charges(
+    async fn list_charges_inner(
         &self,
-        req: Request<pb::ListChargesRequest>,
-    ) -> Reply<pb::ListChargesResponse> {
-        let c = caller(&req)?;
-        let r = req.into_inner();
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        match runs::get(&mut conn, &r.run_id).await.map_err(db)? {
-            Some(run) if visible(&c, &run) => {}
-            _ => return Err(Status::not_found("run not found")),
+        c: &Caller,
+        r: pb::ListChargesRequest,
+    ) -> Result<pb::ListChargesResponse, BillingError> {
+        let mut conn = self.pool.acquire().await?;
+        match runs::get(&mut conn, &r.run_id).await? {
+            Some(run) if visible(c, &run) => {}
+            _ => return Err(BillingError::NotFound("run")),
         }
         // Another tenant's lines are never listed to a tenant.
-        let tenant = if is_admin(&c) {
+        let tenant = if c.is_operator() {
             r.tenant_id
         } else {
             Some(c.tenant_id.clone())
         };
         let page = r.page.unwrap_or_default();
-        let limit = page_limit(page.limit);
-        let after = if page.cursor.is_empty() {
-            0
-        } else {
-            page.cursor.parse::<i64>().map_err(|_| {
-                platform::grpc::invalid_field("cursor", "cursor: not a cursor this API issued")
-            })?
+        let limit = paging::limit(page.limit);
+        let after = match paging::after(&page.cursor)? {
+            None => 0,
+            Some(key) => key.parse::<i64>().map_err(|_| paging::BadCursor)?,
         };
-        let mut rows = charges::list(&mut conn, &r.run_id, tenant.as_deref(), after, limit)
-            .await
-            .map_err(db)?;
-        let has_more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = if has_more {
-            rows.last().map(|r| r.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(pb::ListChargesResponse {
+        let rows = charges::list(&mut conn, &r.run_id, tenant.as_deref(), after, limit).await?;
+        let page = paging::page(rows, limit, |r| r.id.to_string());
+        let (rows, has_more, next_cursor) = (page.rows, page.has_more, page.next_cursor);
+        Ok(pb::ListChargesResponse {
             charges: rows
                 .into_iter()
                 .map(|r| pb::Charge {
@@ -339,7 +289,40 @@ impl BillingService for BillingApi {
                 next_cursor,
                 has_more,
             }),
-        }))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl BillingService for BillingApi {
+    async fn start_run(&self, req: Request<pb::StartRunRequest>) -> Reply<pb::BillingRun> {
+        let c = Caller::of(&req).map_err(BillingError::from)?;
+        Ok(Response::new(
+            self.start_run_inner(&c, req.into_inner()).await?,
+        ))
+    }
+
+    async fn get_run(&self, req: Request<pb::GetRunRequest>) -> Reply<pb::BillingRun> {
+        let c = Caller::of(&req).map_err(BillingError::from)?;
+        let id = req.into_inner().run_id;
+        Ok(Response::new(self.get_run_inner(&c, id).await?))
+    }
+
+    async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Reply<pb::ListRunsResponse> {
+        let c = Caller::of(&req).map_err(BillingError::from)?;
+        Ok(Response::new(
+            self.list_runs_inner(&c, req.into_inner()).await?,
+        ))
+    }
+
+    async fn list_charges(
+        &self,
+        req: Request<pb::ListChargesRequest>,
+    ) -> Reply<pb::ListChargesResponse> {
+        let c = Caller::of(&req).map_err(BillingError::from)?;
+        Ok(Response::new(
+            self.list_charges_inner(&c, req.into_inner()).await?,
+        ))
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod error;
 pub mod grpc;
 pub mod pipeline;
 pub mod runner;

@@ -53,7 +53,55 @@ pub struct Caller {
     pub request_id: Option<String>,
 }
 
+/// The request carries no caller identity (it did not come through the gateway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("missing caller identity")]
+pub struct MissingIdentity;
+
+/// The caller may not see this tenant (another tenant's, or no plausible tenant id): answer
+/// NOT_FOUND, so ids of other tenants cannot be probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("tenant not found")]
+pub struct Foreign;
+
+/// The caller lacks the role a call needs (PERMISSION_DENIED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} only")]
+pub struct Lacks(pub authz::Role);
+
 impl Caller {
+    /// The verified caller of `req`.
+    pub fn of<T>(req: &tonic::Request<T>) -> Result<Caller, MissingIdentity> {
+        Caller::from_metadata(req.metadata()).ok_or(MissingIdentity)
+    }
+
+    /// The SaaS operator (`platform_admin`), who acts across tenants.
+    pub fn is_operator(&self) -> bool {
+        self.has_role(authz::Role::PlatformAdmin.as_str())
+    }
+
+    /// `tenant_id`, if this caller may act on it: its own tenant, or any for the operator.
+    /// The one tenant-scoping rule of every service.
+    pub fn scope<'a>(&self, tenant_id: &'a str) -> Result<&'a str, Foreign> {
+        let plausible = !tenant_id.is_empty()
+            && tenant_id.len() <= 64
+            && tenant_id.bytes().all(|b| b.is_ascii_graphic());
+        if plausible && (self.is_operator() || self.tenant_id == tenant_id) {
+            Ok(tenant_id)
+        } else {
+            Err(Foreign)
+        }
+    }
+
+    /// Ok when the caller holds `role`.
+    pub fn require(&self, role: authz::Role) -> Result<(), Lacks> {
+        if self.has_role(role.as_str()) {
+            Ok(())
+        } else {
+            Err(Lacks(role))
+        }
+    }
+
     /// Reads the identity metadata; `None` when the tenant or subject is missing (a call that
     /// did not come through the gateway).
     pub fn from_metadata(md: &tonic::metadata::MetadataMap) -> Option<Caller> {

@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod health;
 pub mod infra;
 mod observe;
+pub mod paging;
 pub mod problem;
 pub mod run;
 pub mod secret;

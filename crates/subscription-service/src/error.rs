@@ -30,6 +30,31 @@ impl From<crate::store::copy_binary::CopyError> for SubError {
     }
 }
 
+impl From<platform::grpc::MissingIdentity> for SubError {
+    fn from(_: platform::grpc::MissingIdentity) -> Self {
+        SubError::Unauthenticated
+    }
+}
+
+/// Another tenant's (or no plausible) tenant: its subscription is not found.
+impl From<platform::grpc::Foreign> for SubError {
+    fn from(_: platform::grpc::Foreign) -> Self {
+        SubError::NotFound("subscription")
+    }
+}
+
+impl From<platform::grpc::Lacks> for SubError {
+    fn from(_: platform::grpc::Lacks) -> Self {
+        SubError::Forbidden("platform_admin only")
+    }
+}
+
+impl From<platform::paging::BadCursor> for SubError {
+    fn from(_: platform::paging::BadCursor) -> Self {
+        SubError::invalid("cursor", "not a cursor this API issued")
+    }
+}
+
 impl From<Invalid> for SubError {
     fn from(i: Invalid) -> Self {
         SubError::Invalid {

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use platform::events::{CloudEvent, enqueue};
 use platform::grpc::{Caller, timestamp};
+use platform::paging;
 use pricing::{Decimal, period_containing};
 use rpc::common::v1::PageResponse;
 use rpc::subscription::v1 as pb;
@@ -54,32 +55,12 @@ struct Inner {
 type Reply<T> = Result<Response<T>, Status>;
 
 fn caller<T>(req: &Request<T>) -> Result<Caller, SubError> {
-    Caller::from_metadata(req.metadata()).ok_or(SubError::Unauthenticated)
+    Ok(Caller::of(req)?)
 }
 
-fn is_admin(c: &Caller) -> bool {
-    c.has_role(authz::Role::PlatformAdmin.as_str())
-}
-
-fn require_admin(c: &Caller) -> Result<(), SubError> {
-    if is_admin(c) {
-        Ok(())
-    } else {
-        Err(SubError::Forbidden("platform_admin only"))
-    }
-}
-
-/// The tenant a request may touch: its own, or any for the operator. Anything else is
-/// NOT_FOUND, so other tenants' ids cannot be probed.
+/// The tenant a request may touch (`Caller::scope`), owned.
 fn scoped_tenant(c: &Caller, tenant_id: &str) -> Result<String, SubError> {
-    let plausible = !tenant_id.is_empty()
-        && tenant_id.len() <= 64
-        && tenant_id.bytes().all(|b| b.is_ascii_graphic());
-    if plausible && (is_admin(c) || c.tenant_id == tenant_id) {
-        Ok(tenant_id.to_string())
-    } else {
-        Err(SubError::NotFound("subscription"))
-    }
+    Ok(c.scope(tenant_id)?.to_string())
 }
 
 fn plan_id(field: &'static str, id: &str) -> Result<String, SubError> {
@@ -153,7 +134,7 @@ impl SubscriptionApi {
         c: &Caller,
         r: pb::CreatePlanRequest,
     ) -> Result<pb::Plan, SubError> {
-        require_admin(c)?;
+        c.require(authz::Role::PlatformAdmin)?;
         let p = r
             .plan
             .ok_or_else(|| SubError::invalid("plan", "required"))?;
@@ -181,7 +162,7 @@ impl SubscriptionApi {
         c: &Caller,
         r: pb::UpdatePlanRequest,
     ) -> Result<pb::Plan, SubError> {
-        require_admin(c)?;
+        c.require(authz::Role::PlatformAdmin)?;
         let id = plan_id("plan_id", &r.plan_id)?;
         let p = r
             .plan
@@ -218,31 +199,16 @@ impl SubscriptionApi {
         r: pb::ListPlansRequest,
     ) -> Result<pb::ListPlansResponse, SubError> {
         let page = r.page.unwrap_or_default();
-        let after = if page.cursor.is_empty() {
-            None
-        } else if is_key(&page.cursor) {
-            Some(page.cursor.as_str())
-        } else {
-            return Err(SubError::invalid("cursor", "not a cursor this API issued"));
-        };
-        let limit = match page.limit {
-            0 => 20,
-            n => i64::from(n.min(100)),
-        };
+        let after = paging::after(&page.cursor)?;
+        let limit = paging::limit(page.limit);
         let mut conn = self.inner.pool.acquire().await?;
-        let mut rows = plans::list(&mut conn, after, limit, r.include_archived).await?;
-        let has_more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = if has_more {
-            rows.last().map(|p| p.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let rows = plans::list(&mut conn, after.as_deref(), limit, r.include_archived).await?;
+        let page = paging::page(rows, limit, |p| p.id.clone());
         Ok(pb::ListPlansResponse {
-            plans: rows.iter().map(plan_pb).collect(),
+            plans: page.rows.iter().map(plan_pb).collect(),
             page: Some(PageResponse {
-                next_cursor,
-                has_more,
+                next_cursor: page.next_cursor,
+                has_more: page.has_more,
             }),
         })
     }
@@ -507,7 +473,7 @@ impl SubscriptionApi {
             ));
         }
         let now = Utc::now();
-        let admin = is_admin(c);
+        let admin = c.is_operator();
         let mut rejected = Vec::new();
         let mut reject = |i: usize, id: &str, why: Reject, message: String| {
             rejected.push(pb::RejectedRecord {
@@ -781,7 +747,7 @@ impl SubscriptionApi {
         c: &Caller,
         r: pb::StreamUsageRequest,
     ) -> Result<UsageStream, SubError> {
-        require_admin(c)?;
+        c.require(authz::Role::PlatformAdmin)?;
         let period = convert::period(&r.period)?;
         let size = match r.batch_size {
             0 => 4096,
@@ -820,7 +786,7 @@ impl SubscriptionApi {
         c: &Caller,
         r: pb::ListBillableSubscriptionsRequest,
     ) -> Result<BillableStream, SubError> {
-        require_admin(c)?;
+        c.require(authz::Role::PlatformAdmin)?;
         let period = convert::period(&r.period)?;
         let mut conn = self.inner.pool.acquire().await?;
         let subs = subscriptions::list(&mut conn, &r.tenant_ids).await?;

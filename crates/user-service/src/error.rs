@@ -31,6 +31,33 @@ impl From<Invalid> for UserError {
     }
 }
 
+impl From<platform::grpc::MissingIdentity> for UserError {
+    fn from(_: platform::grpc::MissingIdentity) -> Self {
+        UserError::Unauthenticated
+    }
+}
+
+impl From<platform::grpc::Foreign> for UserError {
+    fn from(_: platform::grpc::Foreign) -> Self {
+        UserError::NotFound("tenant")
+    }
+}
+
+impl From<platform::grpc::Lacks> for UserError {
+    fn from(e: platform::grpc::Lacks) -> Self {
+        UserError::Forbidden(e.to_string())
+    }
+}
+
+impl From<platform::paging::BadCursor> for UserError {
+    fn from(_: platform::paging::BadCursor) -> Self {
+        UserError::Invalid {
+            field: "cursor",
+            reason: "not a cursor this API issued".into(),
+        }
+    }
+}
+
 impl From<crate::domain::grants::Escalation> for UserError {
     fn from(e: crate::domain::grants::Escalation) -> Self {
         UserError::Forbidden(e.to_string())

@@ -3,6 +3,7 @@
 
 use platform::events::{CloudEvent, enqueue};
 use platform::grpc::{Caller, timestamp};
+use platform::paging;
 use rpc::common::v1::{PageRequest, PageResponse};
 use rpc::user::v1 as pb;
 use rpc::user::v1::user_service_server::UserService;
@@ -33,63 +34,27 @@ impl UserApi {
 type Reply<T> = Result<Response<T>, Status>;
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
-fn caller<T>(req: &Request<T>) -> Result<Caller, UserError> {
-    Caller::from_metadata(req.metadata()).ok_or(UserError::Unauthenticated)
-}
-
-fn is_platform_admin(c: &Caller) -> bool {
-    c.has_role(authz::Role::PlatformAdmin.as_str())
-}
-
-/// The tenant a request may touch: its own, or any for the operator. A foreign or malformed
-/// id is NOT_FOUND, never PERMISSION_DENIED, so ids of other tenants cannot be probed.
+/// The caller's tenant as a parsed id, if the caller may act on it (`Caller::scope`); a
+/// foreign or malformed id is NOT_FOUND.
 fn scoped_tenant(c: &Caller, tenant_id: &str) -> Result<TenantId, UserError> {
-    let id = TenantId::parse(tenant_id).ok_or(UserError::NotFound("tenant"))?;
-    if is_platform_admin(c) || c.tenant_id == tenant_id {
-        Ok(id)
-    } else {
-        Err(UserError::NotFound("tenant"))
-    }
+    TenantId::parse(c.scope(tenant_id)?).ok_or(UserError::NotFound("tenant"))
 }
 
-fn require_platform_admin(c: &Caller) -> Result<(), UserError> {
-    if is_platform_admin(c) {
-        Ok(())
-    } else {
-        Err(UserError::Forbidden("platform_admin only".into()))
-    }
-}
-
-fn page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> &str) -> (Vec<T>, PageResponse) {
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if has_more {
-        rows.last()
-            .map(|r| store::encode_cursor(id(r)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    (
-        rows,
-        PageResponse {
-            next_cursor,
-            has_more,
-        },
-    )
-}
-
+/// The page a list call asks for: the id to continue after, and the page size.
 fn cursor(p: &Option<PageRequest>) -> Result<(Option<String>, i64), UserError> {
     let p = p.clone().unwrap_or_default();
-    let after = if p.cursor.is_empty() {
-        None
-    } else {
-        Some(store::decode_cursor(&p.cursor).ok_or(UserError::Invalid {
-            field: "cursor",
-            reason: "not a cursor this API issued".into(),
-        })?)
-    };
-    Ok((after, store::page_limit(p.limit)))
+    Ok((paging::after(&p.cursor)?, paging::limit(p.limit)))
+}
+
+fn page<T>(rows: Vec<T>, limit: i64, id: impl Fn(&T) -> &str) -> (Vec<T>, PageResponse) {
+    let page = paging::page(rows, limit, |r| id(r).to_string());
+    (
+        page.rows,
+        PageResponse {
+            next_cursor: page.next_cursor,
+            has_more: page.has_more,
+        },
+    )
 }
 
 fn tenant_pb(t: &tenants::TenantRow) -> pb::Tenant {
@@ -167,7 +132,7 @@ impl UserApi {
         c: &Caller,
         r: pb::CreateTenantRequest,
     ) -> Result<pb::Tenant, UserError> {
-        require_platform_admin(c)?;
+        c.require(authz::Role::PlatformAdmin)?;
         let name = validate::name("name", &r.name)?;
         let slug = validate::slug(&r.slug)?;
         let owner_email = if r.owner_email.trim().is_empty() {
@@ -368,7 +333,7 @@ impl UserApi {
         c: &Caller,
         r: pb::SetTenantStatusRequest,
     ) -> Result<pb::Tenant, UserError> {
-        require_platform_admin(c)?;
+        c.require(authz::Role::PlatformAdmin)?;
         let id = TenantId::parse(&r.tenant_id).ok_or(UserError::NotFound("tenant"))?;
         let status = match pb::TenantStatus::try_from(r.status) {
             Ok(pb::TenantStatus::Active) => "active",
@@ -441,12 +406,12 @@ fn reply<T>(r: Result<T, UserError>) -> Reply<T> {
 #[tonic::async_trait]
 impl UserService for UserApi {
     async fn create_tenant(&self, req: Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         reply(self.create_tenant_inner(&c, req.into_inner()).await)
     }
 
     async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         let id = scoped_tenant(&c, &req.get_ref().tenant_id)?;
         let t = self
             .tenants
@@ -458,8 +423,9 @@ impl UserService for UserApi {
     }
 
     async fn update_tenant(&self, req: Request<pb::UpdateTenantRequest>) -> Reply<pb::Tenant> {
-        let c = caller(&req)?;
-        require_platform_admin(&c)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
+        c.require(authz::Role::PlatformAdmin)
+            .map_err(UserError::from)?;
         let r = req.into_inner();
         let id = TenantId::parse(&r.tenant_id).ok_or(UserError::NotFound("tenant"))?;
         let t = match r.name {
@@ -479,8 +445,9 @@ impl UserService for UserApi {
         &self,
         req: Request<pb::ListTenantsRequest>,
     ) -> Reply<pb::ListTenantsResponse> {
-        let c = caller(&req)?;
-        require_platform_admin(&c)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
+        c.require(authz::Role::PlatformAdmin)
+            .map_err(UserError::from)?;
         let (after, limit) = cursor(&req.get_ref().page)?;
         let rows = tenants::list(&self.pool, after.as_deref(), limit)
             .await
@@ -496,17 +463,17 @@ impl UserService for UserApi {
         &self,
         req: Request<pb::SetTenantStatusRequest>,
     ) -> Reply<pb::Tenant> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         reply(self.set_tenant_status_inner(&c, req.into_inner()).await)
     }
 
     async fn create_user(&self, req: Request<pb::CreateUserRequest>) -> Reply<pb::User> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         reply(self.create_user_inner(&c, req.into_inner()).await)
     }
 
     async fn get_user(&self, req: Request<pb::GetUserRequest>) -> Reply<pb::User> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.get_ref();
         reply(
             self.get_user_row(&c, &r.tenant_id, &r.user_id)
@@ -516,12 +483,12 @@ impl UserService for UserApi {
     }
 
     async fn update_user(&self, req: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         reply(self.update_user_inner(&c, req.into_inner()).await)
     }
 
     async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> Reply<pb::ListUsersResponse> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
         let (after, limit) = cursor(&r.page)?;
@@ -559,12 +526,12 @@ impl UserService for UserApi {
     }
 
     async fn deactivate_user(&self, req: Request<pb::GetUserRequest>) -> Reply<pb::User> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         reply(self.deactivate_user_inner(&c, req.into_inner()).await)
     }
 
     async fn list_roles(&self, req: Request<pb::ListRolesRequest>) -> Reply<pb::ListRolesResponse> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         scoped_tenant(&c, &req.get_ref().tenant_id)?;
         let roles = authz::Role::ALL
             .into_iter()
@@ -582,7 +549,7 @@ impl UserService for UserApi {
     }
 
     async fn set_user_roles(&self, req: Request<pb::SetUserRolesRequest>) -> Reply<pb::User> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         reply(self.set_roles_inner(&c, req.into_inner()).await)
     }
 
@@ -590,7 +557,7 @@ impl UserService for UserApi {
         &self,
         req: Request<pb::CreateApiKeyRequest>,
     ) -> Reply<pb::CreateApiKeyResponse> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         reply(self.create_api_key_inner(&c, req.into_inner()).await)
     }
 
@@ -598,7 +565,7 @@ impl UserService for UserApi {
         &self,
         req: Request<pb::ListApiKeysRequest>,
     ) -> Reply<pb::ListApiKeysResponse> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
         let (after, limit) = cursor(&r.page)?;
@@ -613,7 +580,7 @@ impl UserService for UserApi {
     }
 
     async fn revoke_api_key(&self, req: Request<pb::RevokeApiKeyRequest>) -> Reply<pb::ApiKey> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
         let id = ApiKeyId::parse(&r.key_id).ok_or(UserError::NotFound("api key"))?;
@@ -646,7 +613,7 @@ impl UserService for UserApi {
         &self,
         req: Request<pb::CreateScimTokenRequest>,
     ) -> Reply<pb::CreateScimTokenResponse> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         let tenant = scoped_tenant(&c, &req.get_ref().tenant_id)?;
         grants::scim_token(c.permissions()).map_err(UserError::from)?;
         if tenants::get(&self.pool, tenant.as_str())
@@ -676,7 +643,7 @@ impl UserService for UserApi {
         &self,
         req: Request<pb::RevokeScimTokenRequest>,
     ) -> Reply<pb::RevokeScimTokenResponse> {
-        let c = caller(&req)?;
+        let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
         let id = ScimTokenId::parse(&r.token_id).ok_or(UserError::NotFound("SCIM token"))?;

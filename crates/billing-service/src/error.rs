@@ -1,0 +1,82 @@
+//! The billing service's errors and their one mapping to gRPC status. Internals (database,
+//! events) are logged and answered as a bare INTERNAL: their text never reaches a caller.
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{0}")]
+    FailedPrecondition(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("missing caller identity")]
+    Unauthenticated,
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("events: {0}")]
+    Events(#[from] platform::events::EventError),
+}
+
+impl BillingError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        BillingError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<platform::grpc::MissingIdentity> for BillingError {
+    fn from(_: platform::grpc::MissingIdentity) -> Self {
+        BillingError::Unauthenticated
+    }
+}
+
+impl From<platform::grpc::Lacks> for BillingError {
+    fn from(e: platform::grpc::Lacks) -> Self {
+        BillingError::Forbidden(e.to_string())
+    }
+}
+
+impl From<platform::paging::BadCursor> for BillingError {
+    fn from(_: platform::paging::BadCursor) -> Self {
+        BillingError::invalid("cursor", "not a cursor this API issued")
+    }
+}
+
+impl From<BillingError> for tonic::Status {
+    fn from(e: BillingError) -> Self {
+        match e {
+            BillingError::NotFound(_) => tonic::Status::not_found(e.to_string()),
+            BillingError::Invalid { field, reason } => {
+                platform::grpc::invalid_field(field, format!("{field}: {reason}"))
+            }
+            BillingError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
+            BillingError::Forbidden(m) => tonic::Status::permission_denied(m),
+            BillingError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
+            BillingError::Db(_) | BillingError::Events(_) => {
+                tracing::error!(error = %e, "internal error");
+                tonic::Status::internal("internal error")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internals_never_reach_the_caller() {
+        let s = tonic::Status::from(BillingError::Db(sqlx::Error::Protocol(
+            "relation \"billing_runs\" does not exist".into(),
+        )));
+        assert_eq!(s.code(), tonic::Code::Internal);
+        assert_eq!(s.message(), "internal error");
+        let s = tonic::Status::from(BillingError::invalid("period.end", "must be after"));
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert_eq!(s.message(), "period.end: must be after");
+    }
+}
