@@ -1,0 +1,136 @@
+//! The two streams billing reads: a period's usage and the billable subscriptions.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use platform::grpc::{Caller, timestamp};
+use rpc::subscription::v1 as pb;
+use tonic::Status;
+
+use super::SubscriptionApi;
+use crate::convert::{self, plan_pb, segment_pb, sub_pb};
+use crate::domain::phases::plan_phases;
+use crate::error::SubError;
+use crate::store::subscriptions;
+use crate::store::{self, seats};
+
+impl SubscriptionApi {
+    pub(super) async fn stream_usage_inner(
+        &self,
+        c: &Caller,
+        r: pb::StreamUsageRequest,
+    ) -> Result<UsageStream, SubError> {
+        c.require(authz::Role::PlatformAdmin)?;
+        let period = convert::period(&r.period)?;
+        let size = match r.batch_size {
+            0 => 4096,
+            n @ 1..=8192 => n as usize,
+            _ => return Err(SubError::invalid("batch_size", "1 to 8192")),
+        };
+        let tenants = if r.tenant_ids.is_empty() {
+            let mut conn = self.inner.pool.acquire().await?;
+            subscriptions::list(&mut conn, &[])
+                .await?
+                .into_iter()
+                .map(|s| s.tenant_id)
+                .collect()
+        } else {
+            r.tenant_ids
+        };
+        if r.columnar {
+            Ok(usage_stream(self, tenants, period, size, |c| {
+                pb::UsageBatch {
+                    records: Vec::new(),
+                    columns: Some(convert::columns_pb(c)),
+                }
+            }))
+        } else {
+            Ok(usage_stream(self, tenants, period, size, |rows: Vec<_>| {
+                pb::UsageBatch {
+                    records: rows.into_iter().map(convert::record_pb).collect(),
+                    columns: None,
+                }
+            }))
+        }
+    }
+
+    pub(super) async fn billable_inner(
+        &self,
+        c: &Caller,
+        r: pb::ListBillableSubscriptionsRequest,
+    ) -> Result<BillableStream, SubError> {
+        c.require(authz::Role::PlatformAdmin)?;
+        let period = convert::period(&r.period)?;
+        let mut conn = self.inner.pool.acquire().await?;
+        let subs = subscriptions::list(&mut conn, &r.tenant_ids).await?;
+        let mut out = Vec::new();
+        for s in subs {
+            let ended_before = s.canceled_at.is_some_and(|t| t <= period.start);
+            if s.created_at >= period.end || ended_before {
+                continue;
+            }
+            let changes = subscriptions::plan_changes(
+                &mut conn,
+                &s.tenant_id,
+                period.start.max(s.created_at),
+                period.end,
+                s.canceled_at,
+            )
+            .await?;
+            let current = (s.plan_id.clone(), s.plan_version());
+            let mut phases = Vec::new();
+            for p in plan_phases(&period, current, &changes) {
+                let plan = self.plan_version(&mut conn, &p.plan.0, p.plan.1).await?;
+                phases.push(pb::PlanPhase {
+                    plan: Some(plan_pb(&plan)),
+                    start: Some(timestamp(p.start)),
+                    end: Some(timestamp(p.end)),
+                });
+            }
+            let segments = seats::history(
+                &mut conn,
+                &s.tenant_id,
+                Some(period.start),
+                Some(period.end),
+            )
+            .await?;
+            out.push(Ok(pb::BillableSubscription {
+                subscription: Some(sub_pb(&s)),
+                plan: phases.last().and_then(|p| p.plan.clone()),
+                seats: segments.iter().map(segment_pb).collect(),
+                phases,
+            }));
+        }
+        Ok(Box::pin(futures::stream::iter(out)))
+    }
+}
+
+pub(crate) type UsageStream = Pin<Box<dyn Stream<Item = Result<pb::UsageBatch, Status>> + Send>>;
+
+/// Streams the period's usage as batches of `B`, each turned into a message by `encode`.
+fn usage_stream<B: store::usage::StreamBatch>(
+    svc: &SubscriptionApi,
+    tenants: Vec<String>,
+    period: pricing::Period,
+    size: usize,
+    encode: fn(B) -> pb::UsageBatch,
+) -> UsageStream {
+    // Two batches in flight: a slow reader pauses the query (and Postgres) here.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let pool = svc.inner.pool.clone();
+    tokio::spawn(async move {
+        let q = store::usage::StreamQuery {
+            tenants,
+            from: period.start,
+            to: period.end,
+            size,
+        };
+        store::usage::stream(&pool, q, tx).await;
+    });
+    Box::pin(tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        move |batch| batch.map(encode).map_err(Status::from),
+    ))
+}
+pub(crate) type BillableStream =
+    Pin<Box<dyn Stream<Item = Result<pb::BillableSubscription, Status>> + Send>>;
