@@ -7,6 +7,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod scim;
 pub mod settings;

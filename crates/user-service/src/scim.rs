@@ -295,7 +295,7 @@ async fn create(
         .await
         .map_err(db)?
         .ok_or_else(ScimError::internal)?;
-    enqueue(&mut tx, &crate::grpc::user_event("user.created", &row))
+    enqueue(&mut tx, &crate::events::user_event("user.created", &row))
         .await
         .map_err(|_| ScimError::internal())?;
     tx.commit().await.map_err(db)?;
@@ -351,7 +351,7 @@ async fn write(
         ("deactivated", "active") => "user.reactivated",
         _ => "user.updated",
     };
-    enqueue(&mut tx, &crate::grpc::user_event(kind, &row))
+    enqueue(&mut tx, &crate::events::user_event(kind, &row))
         .await
         .map_err(|_| ScimError::internal())?;
     tx.commit().await.map_err(db)?;
@@ -367,11 +367,14 @@ async fn delete(pool: &PgPool, tenant: &str, id: &str) -> Result<ScimResponse, S
     }
     // Seats follow active users: a deleted active user is a deactivation for billing.
     if row.status == "active" {
-        enqueue(&mut tx, &crate::grpc::user_event("user.deactivated", &row))
-            .await
-            .map_err(|_| ScimError::internal())?;
+        enqueue(
+            &mut tx,
+            &crate::events::user_event("user.deactivated", &row),
+        )
+        .await
+        .map_err(|_| ScimError::internal())?;
     }
-    enqueue(&mut tx, &crate::grpc::user_event("user.deleted", &row))
+    enqueue(&mut tx, &crate::events::user_event("user.deleted", &row))
         .await
         .map_err(|_| ScimError::internal())?;
     tx.commit().await.map_err(db)?;
@@ -567,7 +570,7 @@ async fn apply_members(
         .chain(after.iter().filter(|m| !before.contains(m)));
     for uid in changed {
         if let Some(row) = users::get(tx, tenant, uid).await.map_err(db)? {
-            enqueue(tx, &crate::grpc::user_event("user.updated", &row))
+            enqueue(tx, &crate::events::user_event("user.updated", &row))
                 .await
                 .map_err(|_| ScimError::internal())?;
         }

@@ -1,0 +1,123 @@
+//! Tenants: create (with their owner), suspend and reactivate.
+
+use platform::events::{CloudEvent, enqueue};
+use platform::grpc::{Caller, timestamp};
+use rpc::user::v1 as pb;
+
+use crate::domain::ids::{TenantId, UserId};
+use crate::domain::validate;
+use crate::error::UserError;
+use crate::events::user_event;
+use crate::store::{self, tenants, users};
+
+use super::UserApi;
+
+pub(crate) fn tenant_pb(t: &tenants::TenantRow) -> pb::Tenant {
+    pb::Tenant {
+        status: match t.status.as_str() {
+            "active" => pb::TenantStatus::Active,
+            _ => pb::TenantStatus::Suspended,
+        } as i32,
+        id: t.id.clone(),
+        name: t.name.clone(),
+        slug: t.slug.clone(),
+        created_at: Some(timestamp(t.created_at)),
+        updated_at: Some(timestamp(t.updated_at)),
+    }
+}
+
+impl UserApi {
+    pub(super) async fn create_tenant_inner(
+        &self,
+        c: &Caller,
+        r: pb::CreateTenantRequest,
+    ) -> Result<pb::Tenant, UserError> {
+        c.require(authz::Role::PlatformAdmin)?;
+        let name = validate::name("name", &r.name)?;
+        let slug = validate::slug(&r.slug)?;
+        let owner_email = if r.owner_email.trim().is_empty() {
+            None
+        } else {
+            Some(validate::email(&r.owner_email)?)
+        };
+        let id = TenantId::generate();
+        let mut tx = self.pool.begin().await?;
+        let tenant = tenants::insert(&mut tx, id.as_str(), &name, &slug)
+            .await
+            .map_err(|e| {
+                if store::is_unique_violation(&e) {
+                    UserError::Conflict(format!("slug {slug:?} is taken"))
+                } else {
+                    e.into()
+                }
+            })?;
+        enqueue(
+            &mut tx,
+            &CloudEvent::new(crate::events::SOURCE, "tenant.created", serde_json::json!({"tenant_id": tenant.id, "name": tenant.name, "slug": tenant.slug}))
+                .with_tenant(&tenant.id)
+                .with_subject(&tenant.id),
+        )
+        .await?;
+        if let Some(email) = owner_email {
+            let uid = UserId::generate();
+            users::insert(
+                &mut tx,
+                users::NewUser {
+                    id: uid.as_str(),
+                    tenant_id: &tenant.id,
+                    email: &email,
+                    display_name: "",
+                    roles: &["owner".to_string()],
+                },
+            )
+            .await?;
+            let row = users::get(&mut tx, &tenant.id, uid.as_str())
+                .await?
+                .ok_or(UserError::NotFound("user"))?;
+            enqueue(&mut tx, &user_event("user.created", &row)).await?;
+        }
+        tx.commit().await?;
+        Ok(tenant_pb(&tenant))
+    }
+
+    pub(super) async fn set_tenant_status_inner(
+        &self,
+        c: &Caller,
+        r: pb::SetTenantStatusRequest,
+    ) -> Result<pb::Tenant, UserError> {
+        c.require(authz::Role::PlatformAdmin)?;
+        let id = TenantId::parse(&r.tenant_id).ok_or(UserError::NotFound("tenant"))?;
+        let status = match pb::TenantStatus::try_from(r.status) {
+            Ok(pb::TenantStatus::Active) => "active",
+            Ok(pb::TenantStatus::Suspended) => "suspended",
+            _ => {
+                return Err(UserError::Invalid {
+                    field: "status",
+                    reason: "must be active or suspended".into(),
+                });
+            }
+        };
+        let mut tx = self.pool.begin().await?;
+        let t = tenants::set_status(&mut tx, id.as_str(), status)
+            .await?
+            .ok_or(UserError::NotFound("tenant"))?;
+        let kind = if status == "active" {
+            "tenant.reactivated"
+        } else {
+            "tenant.suspended"
+        };
+        enqueue(
+            &mut tx,
+            &CloudEvent::new(
+                crate::events::SOURCE,
+                kind,
+                serde_json::json!({"tenant_id": t.id}),
+            )
+            .with_tenant(&t.id),
+        )
+        .await?;
+        tx.commit().await?;
+        self.tenants.forget(&t.id);
+        Ok(tenant_pb(&t))
+    }
+}
