@@ -11,6 +11,7 @@ pub mod app;
 mod batched;
 pub mod cache;
 pub mod config;
+mod conn;
 pub mod db;
 pub mod events;
 pub mod grpc;
