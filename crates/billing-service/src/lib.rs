@@ -1,11 +1,13 @@
-//! The billing-service: billing runs: aggregates usage into charges with bounded concurrency and deadlock-free locking.
+//! The billing service: billing runs that stream a period's usage from the subscription
+//! service through a bounded, deadline-capped pipeline into per-tenant and per-user summaries,
+//! and price every billable subscription into charges.
 //!
-//! It owns the `saas_billing` database (migrated at start-up) and serves the `saas.billing.v1`
-//! gRPC contract from `proto/billing/v1/` beside health, readiness and metrics on one port.
-//! Built so far: the usage fold ([`domain`]) and the summary writes in canonical lock order
-//! ([`store::summaries`]), proven by the ConcurFlow regression suite
-//! (`tests/concurflow.rs`). The runs API and pipeline follow; until then the contract's
-//! methods answer `UNIMPLEMENTED`.
+//! It owns the `saas_billing` database (migrated at start-up) and serves `saas.billing.v1`
+//! from `proto/billing/v1/` beside health, readiness and metrics on one port. Transport is in
+//! [`grpc`] (errors mapped once in [`error`]), the run's engine in [`pipeline`] and
+//! [`runner`], pure rules (the usage fold, charges) in [`domain`], SQL in [`store`] — the
+//! summary writes in canonical lock order ([`store::summaries`]), proven by the ConcurFlow
+//! regression suite (`tests/concurflow.rs`). `billing.run.*` events leave through the outbox.
 
 pub mod cli;
 pub mod domain;

@@ -1,8 +1,9 @@
 //! The gateway: the platform's only public door (DESIGN.md §6, §7).
 //!
 //! It owns no database. It holds a lazily connected gRPC channel to every internal service
-//! ([`upstream`]), reports their health on `/readyz` and `GET /v1/status`, and (with the
-//! gateway issue) authenticates, authorises, rate-limits and forwards `/v1/...` requests.
+//! ([`upstream`]), reports their health on `/readyz` and `GET /v1/status`, and authenticates,
+//! authorises ([`auth`]), checks input, rate-limits, de-duplicates and forwards `/v1/...`
+//! requests ([`http`]); ARCHITECTURE.md, "Security model", has the rules.
 
 pub mod auth;
 pub mod config;

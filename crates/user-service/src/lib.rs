@@ -1,9 +1,11 @@
-//! The user service: tenants, org users, roles and API keys (SCIM next).
+//! The user service: tenants, org users, roles, API keys and SCIM 2.0 provisioning.
 //!
 //! It owns the `saas_user` database (migrated at start-up) and serves `saas.user.v1` from
 //! `proto/user/v1/` beside health, readiness and metrics on one port. Transport is in
-//! [`grpc`], pure rules in [`domain`], SQL in [`store`]; `tenant.*` and `user.*` events leave
-//! through the outbox in the same transaction as the change.
+//! [`grpc`] (one file per resource) and [`scim`], pure rules in [`domain`] (grants bounded by
+//! the granter's permissions in [`domain::grants`]), SQL in [`store`]; `tenant.*` and
+//! `user.*` events ([`events`]) leave through the outbox in the same transaction as the
+//! change.
 
 pub mod domain;
 pub mod error;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 
+#[cfg(feature = "test-util")]
 use super::CloudEvent;
 
 /// The streams of the platform: base name and the subjects it captures (DESIGN.md §5).
@@ -34,6 +35,8 @@ pub enum EventError {
     Db(#[from] sqlx::Error),
     #[error("invalid event: {0}")]
     Invalid(String),
+    /// Only with the `test-util` feature (`OutboxRelay::crash_after_publishes`).
+    #[cfg(feature = "test-util")]
     #[error("relay stopped by test fault injection after {0} publishes")]
     InjectedCrash(usize),
 }
@@ -136,7 +139,9 @@ impl EventBus {
         Ok(())
     }
 
-    /// Publishes one event and waits for JetStream's acknowledgement.
+    /// Publishes one event and waits for JetStream's acknowledgement. Services publish through
+    /// the outbox only; this is for tests that play another service (`test-util`).
+    #[cfg(feature = "test-util")]
     pub async fn publish(&self, event: &CloudEvent) -> Result<(), EventError> {
         let payload = serde_json::to_vec(event).map_err(|e| EventError::Invalid(e.to_string()))?;
         self.publish_raw(&event.event_type, &event.id.to_string(), payload)
@@ -144,7 +149,8 @@ impl EventBus {
     }
 
     /// Publishes a serialized event with `Nats-Msg-Id` set, awaiting the PubAck.
-    pub(crate) async fn publish_raw(
+    #[cfg(feature = "test-util")]
+    async fn publish_raw(
         &self,
         event_type: &str,
         msg_id: &str,
