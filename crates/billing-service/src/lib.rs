@@ -44,22 +44,19 @@ pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
     };
     let (ids_tx, ids_rx) = tokio::sync::mpsc::unbounded_channel();
     let requested = runner::RunRequested { ids: ids_tx };
-    let (bus, pool) = (backbone.bus.clone(), backbone.pool.clone());
     Ok(AppBuilder::new(cfg)
         .backbone(&backbone)
         .limiter(limiter)
         .reflection(rpc::FILE_DESCRIPTOR_SET)
         .grpc(rpc::billing::v1::billing_service_server::BillingServiceServer::new(api))
-        .task("run-requests", move |stop| async move {
-            let spec = platform::events::ConsumerSpec::new(
+        .consumer(
+            platform::events::ConsumerSpec::new(
                 "billing-run-requests",
                 "BILLING",
                 "billing.run.requested",
-            );
-            if let Err(e) = platform::events::run_consumer(bus, pool, spec, requested, stop).await {
-                tracing::error!(error = %e, "billing.run.requested consumer stopped");
-            }
-        })
+            ),
+            requested,
+        )
         .task("runner", move |stop| runner.serve(ids_rx, stop))
         .build())
 }

@@ -27,7 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::ServiceConfig;
 use crate::conn::{ConnLimits, accept_failed, serve_connection};
-use crate::events::{EventBus, OutboxRelay};
+use crate::events::{ConsumerSpec, EventBus, EventHandler, OutboxRelay, run_consumer};
 use crate::health::Readiness;
 use crate::observe::{ObserveLayer, RouteTagLayer};
 use crate::problem::Problem;
@@ -50,6 +50,9 @@ pub struct AppBuilder {
     body_limit: Option<usize>,
     compression: bool,
     metrics_allow: Option<Vec<crate::health::Cidr>>,
+    /// NATS and the database, once `events` (or `backbone`) registered them: consumers use
+    /// them.
+    events: Option<(EventBus, sqlx::PgPool)>,
 }
 
 impl AppBuilder {
@@ -66,6 +69,7 @@ impl AppBuilder {
             body_limit: None,
             compression: false,
             metrics_allow: None,
+            events: None,
         }
     }
 
@@ -191,8 +195,9 @@ impl AppBuilder {
     }
 
     /// Registers NATS as a readiness dependency and runs this service's outbox relay.
-    pub fn events(self, bus: EventBus, pool: sqlx::PgPool) -> Self {
-        let relay = OutboxRelay::new(pool, bus.clone(), self.cfg.outbox_poll);
+    pub fn events(mut self, bus: EventBus, pool: sqlx::PgPool) -> Self {
+        let relay = OutboxRelay::new(pool.clone(), bus.clone(), self.cfg.outbox_poll);
+        self.events = Some((bus.clone(), pool));
         self.ready_check("nats", move || {
             let ok = bus.is_connected();
             async move {
@@ -204,6 +209,23 @@ impl AppBuilder {
             }
         })
         .task("outbox-relay", move |stop| relay.run(stop))
+    }
+
+    /// Consumes the events `spec` selects with `handler` for the life of the service, through
+    /// the inbox (each effect once; retries, then the dead-letter stream). Needs
+    /// [`backbone`](Self::backbone) (or [`events`](Self::events)) first.
+    pub fn consumer<H: EventHandler>(self, spec: ConsumerSpec, handler: H) -> Self {
+        let (bus, pool) = self
+            .events
+            .clone()
+            .expect("AppBuilder::consumer needs backbone() or events() first");
+        let name = format!("consumer:{}", spec.name);
+        self.task(&name, move |stop| async move {
+            let durable = spec.name.clone();
+            if let Err(e) = run_consumer(bus, pool, spec, handler, stop).await {
+                tracing::error!(consumer = %durable, error = %e, "event consumer stopped");
+            }
+        })
     }
 
     /// Runs a background task for the life of the service; it must return once `stop` fires.

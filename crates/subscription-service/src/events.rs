@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::EntitlementCache;
 use crate::domain::status::SubStatus;
 use crate::error::SubError;
-use crate::grpc::subscription_event;
 use crate::store::plans::PlanCache;
 use crate::store::{seats, subscriptions};
 
@@ -214,4 +213,30 @@ pub async fn run_ticker(
             }
         }
     }
+}
+
+/// Where this service's events come from (CloudEvents `source`).
+pub(crate) const SOURCE: &str = "/services/subscription";
+
+pub(crate) fn subscription_event(
+    kind: &str,
+    s: &crate::store::subscriptions::SubRow,
+    extra: serde_json::Value,
+) -> CloudEvent {
+    let mut data = serde_json::json!({
+        "tenant_id": s.tenant_id,
+        "subscription_id": s.id,
+        "plan_id": s.plan_id,
+        "plan_version": s.plan_version,
+        "status": s.status,
+        "seats": s.seats,
+        "period_start": s.period_start,
+        "period_end": s.period_end,
+    });
+    if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
+        d.extend(e);
+    }
+    CloudEvent::new(SOURCE, kind, data)
+        .with_tenant(&s.tenant_id)
+        .with_subject(&s.id)
 }

@@ -16,7 +16,7 @@ pub mod grpc;
 pub mod settings;
 pub mod store;
 
-use platform::events::{ConsumerSpec, run_consumer};
+use platform::events::ConsumerSpec;
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
 
 /// This service's schema migrations.
@@ -40,14 +40,13 @@ pub async fn build_with(
         cache::EntitlementCache::new(redis.clone(), settings.entitlement_ttl, &cfg.event_prefix);
     let tick_every = settings.tick;
     let api = grpc::SubscriptionApi::new(backbone.pool.clone(), cache.clone(), settings);
-    let (bus, pool) = (backbone.bus.clone(), backbone.pool.clone());
     let members = events::MemberEvents {
         cache: cache.clone(),
     };
     let tenants = events::TenantEvents {
         cache: cache.clone(),
     };
-    let (bus2, pool2, pool3) = (bus.clone(), pool.clone(), pool.clone());
+    let pool = backbone.pool.clone();
     Ok(AppBuilder::new(cfg)
         .backbone(&backbone)
         .redis(redis)
@@ -58,21 +57,17 @@ pub async fn build_with(
                 // A usage batch the gateway accepts (up to 8 MiB of JSON) fits in one message.
                 .max_decoding_message_size(16 << 20),
         )
-        .task("seat-consumer", move |stop| async move {
-            let spec = ConsumerSpec::new("subscription-members", "USER", "user.>");
-            if let Err(e) = run_consumer(bus, pool, spec, members, stop).await {
-                tracing::error!(error = %e, "user event consumer stopped");
-            }
-        })
-        .task("tenant-consumer", move |stop| async move {
-            let spec = ConsumerSpec::new("subscription-tenants", "USER", "tenant.>");
-            if let Err(e) = run_consumer(bus2, pool2, spec, tenants, stop).await {
-                tracing::error!(error = %e, "tenant event consumer stopped");
-            }
-        })
+        .consumer(
+            ConsumerSpec::new("subscription-members", "USER", "user.>"),
+            members,
+        )
+        .consumer(
+            ConsumerSpec::new("subscription-tenants", "USER", "tenant.>"),
+            tenants,
+        )
         .task("subscription-tick", move |stop| {
             events::run_ticker(
-                pool3,
+                pool,
                 store::plans::PlanCache::default(),
                 cache,
                 tick_every,

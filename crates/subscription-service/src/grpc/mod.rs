@@ -24,9 +24,6 @@ mod subscriptions;
 mod usage;
 
 pub(crate) use billing::{BillableStream, UsageStream};
-pub(crate) use subscriptions::subscription_event;
-
-pub(crate) const SOURCE: &str = "/services/subscription";
 
 /// Seats an explicit quantity may hold.
 const MAX_SEATS: u32 = 1_000_000;

@@ -2,7 +2,7 @@
 //! change publishes.
 
 use chrono::{DateTime, Utc};
-use platform::events::{CloudEvent, enqueue};
+use platform::events::enqueue;
 use platform::grpc::Caller;
 use pricing::period_containing;
 use rpc::subscription::v1 as pb;
@@ -11,11 +11,12 @@ use crate::convert::{segment_pb, sub_pb};
 use crate::domain::plan::MAX_TRIAL_DAYS;
 use crate::domain::status::SubStatus;
 use crate::error::SubError;
+use crate::events::subscription_event;
 use crate::store::plans;
-use crate::store::subscriptions::{self, NewSub, SubRow};
+use crate::store::subscriptions::{self, NewSub};
 use crate::store::{self, seats};
 
-use super::{MAX_SEATS, SOURCE, SubscriptionApi, plan_id, scoped_tenant};
+use super::{MAX_SEATS, SubscriptionApi, plan_id, scoped_tenant};
 
 impl SubscriptionApi {
     pub(super) async fn create_subscription_inner(
@@ -265,23 +266,4 @@ impl SubscriptionApi {
             segments: segments.iter().map(segment_pb).collect(),
         })
     }
-}
-
-pub(crate) fn subscription_event(kind: &str, s: &SubRow, extra: serde_json::Value) -> CloudEvent {
-    let mut data = serde_json::json!({
-        "tenant_id": s.tenant_id,
-        "subscription_id": s.id,
-        "plan_id": s.plan_id,
-        "plan_version": s.plan_version,
-        "status": s.status,
-        "seats": s.seats,
-        "period_start": s.period_start,
-        "period_end": s.period_end,
-    });
-    if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
-        d.extend(e);
-    }
-    CloudEvent::new(SOURCE, kind, data)
-        .with_tenant(&s.tenant_id)
-        .with_subject(&s.id)
 }
