@@ -242,13 +242,38 @@ impl Price {
     /// Prices `quantity` (for [`ChargeKind::Flat`] pass 1): included units first, then the
     /// model, one rounding, then the minimum.
     pub fn charge(&self, quantity: Decimal) -> Result<LineAmount, PricingError> {
+        self.charge_scaled(quantity, Decimal::ONE, Decimal::ONE)
+    }
+
+    /// [`charge`](Self::charge) for part of a period: the model's amount × `scale` and the
+    /// minimum × `min_scale` (each the part's share of the period), still one rounding per
+    /// line. Billing prices every line through here.
+    pub fn charge_scaled(
+        &self,
+        quantity: Decimal,
+        scale: Decimal,
+        min_scale: Decimal,
+    ) -> Result<LineAmount, PricingError> {
         if quantity.is_sign_negative() && !quantity.is_zero() {
             return Err(PricingError::NegativeQuantity(quantity));
         }
         let billable = (quantity - self.included_quantity).max(Decimal::ZERO);
-        let exact = self.model.exact_amount(billable)?;
+        let exact = self
+            .model
+            .exact_amount(billable)?
+            .checked_mul(scale)
+            .ok_or(PricingError::Overflow)?;
         let rounded = round_minor(exact)?;
-        let (amount_minor, minimum_applied) = match self.minimum_amount_minor {
+        let minimum = self
+            .minimum_amount_minor
+            .map(|m| {
+                Decimal::from(m)
+                    .checked_mul(min_scale)
+                    .ok_or(PricingError::Overflow)
+                    .and_then(round_minor)
+            })
+            .transpose()?;
+        let (amount_minor, minimum_applied) = match minimum {
             Some(min) if rounded < min => (min, true),
             _ => (rounded, false),
         };

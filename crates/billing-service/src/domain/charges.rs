@@ -19,9 +19,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use pricing::{
-    ChargeKind, Currency, Decimal, Period, Price, PricingError, SeatSegment, round_minor,
-};
+use pricing::{ChargeKind, Currency, Decimal, Period, Price, PricingError, SeatSegment};
 
 /// One plan version over `[start, end)` of the period.
 #[derive(Debug, Clone)]
@@ -159,34 +157,16 @@ impl Billable {
     }
 }
 
-/// `price` at `quantity`: the model's amount × `scale`, rounded once, raised to the minimum ×
-/// `min_scale`.
+/// `price` at `quantity` for part of a period (`pricing::Price::charge_scaled`): the amount
+/// in minor units and whether the minimum applied.
 fn priced(
     price: &Price,
     quantity: Decimal,
     scale: Decimal,
     min_scale: Decimal,
 ) -> Result<(i64, bool), PricingError> {
-    let billable = (quantity - price.included_quantity).max(Decimal::ZERO);
-    let exact = price
-        .model
-        .exact_amount(billable)?
-        .checked_mul(scale)
-        .ok_or(PricingError::Overflow)?;
-    let rounded = round_minor(exact)?;
-    let minimum = price
-        .minimum_amount_minor
-        .map(|m| {
-            Decimal::from(m)
-                .checked_mul(min_scale)
-                .ok_or(PricingError::Overflow)
-                .and_then(round_minor)
-        })
-        .transpose()?;
-    Ok(match minimum {
-        Some(m) if rounded < m => (m, true),
-        _ => (rounded, false),
-    })
+    let line = price.charge_scaled(quantity, scale, min_scale)?;
+    Ok((line.amount_minor, line.minimum_applied))
 }
 
 /// The charge lines of one tenant for `period`, given its usage per metric.
@@ -248,6 +228,7 @@ pub fn price(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use pricing::round_minor;
     use pricing::{PriceModel, Tier};
     use std::collections::BTreeMap;
 
