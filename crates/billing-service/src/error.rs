@@ -50,16 +50,12 @@ impl From<BillingError> for tonic::Status {
     fn from(e: BillingError) -> Self {
         match e {
             BillingError::NotFound(_) => tonic::Status::not_found(e.to_string()),
-            BillingError::Invalid { field, reason } => {
-                platform::grpc::invalid_field(field, format!("{field}: {reason}"))
-            }
+            BillingError::Invalid { field, reason } => platform::grpc::invalid(field, &reason),
             BillingError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
             BillingError::Forbidden(m) => tonic::Status::permission_denied(m),
             BillingError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
-            BillingError::Db(_) | BillingError::Events(_) => {
-                tracing::error!(error = %e, "internal error");
-                tonic::Status::internal("internal error")
-            }
+            BillingError::Db(ref d) => platform::grpc::db_status(d),
+            BillingError::Events(_) => platform::grpc::internal(&e),
         }
     }
 }

@@ -207,6 +207,31 @@ pub fn invalid_field(field: &str, message: impl Into<String>) -> tonic::Status {
     status
 }
 
+/// An internal failure: logged with its text, answered without it (internals never reach a
+/// caller).
+pub fn internal(e: &dyn std::fmt::Display) -> tonic::Status {
+    tracing::error!(error = %e, "internal error");
+    tonic::Status::internal("internal error")
+}
+
+/// The status for a database error. A data exception (SQLSTATE class 22: bad encoding, a
+/// value out of range) is input that got past validation: INVALID_ARGUMENT. Anything else is
+/// internal.
+pub fn db_status(e: &sqlx::Error) -> tonic::Status {
+    match e {
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => {
+            tracing::warn!(error = %e, "data exception from input");
+            tonic::Status::invalid_argument("a value in the request cannot be stored")
+        }
+        _ => internal(e),
+    }
+}
+
+/// [`invalid_field`] with the message `field: reason`, as every service words it.
+pub fn invalid(field: &str, reason: &str) -> tonic::Status {
+    invalid_field(field, format!("{field}: {reason}"))
+}
+
 /// RFC 3339-ish instants on the wire.
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

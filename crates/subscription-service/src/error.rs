@@ -77,24 +77,13 @@ impl From<SubError> for tonic::Status {
     fn from(e: SubError) -> Self {
         match e {
             SubError::NotFound(_) => tonic::Status::not_found(e.to_string()),
-            SubError::Invalid { field, reason } => {
-                platform::grpc::invalid_field(field, format!("{field}: {reason}"))
-            }
+            SubError::Invalid { field, reason } => platform::grpc::invalid(field, &reason),
             SubError::Conflict(m) => tonic::Status::already_exists(m),
             SubError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
             SubError::Forbidden(m) => tonic::Status::permission_denied(m),
             SubError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
-            // Class 22 (data exception) is bad input that got past validation.
-            SubError::Db(sqlx::Error::Database(ref d))
-                if d.code().is_some_and(|c| c.starts_with("22")) =>
-            {
-                tracing::warn!(error = %e, "data exception from input");
-                tonic::Status::invalid_argument("a value in the request cannot be stored")
-            }
-            SubError::Db(_) | SubError::Events(_) | SubError::Corrupt(_) => {
-                tracing::error!(error = %e, "internal error");
-                tonic::Status::internal("internal error")
-            }
+            SubError::Db(ref d) => platform::grpc::db_status(d),
+            SubError::Events(_) | SubError::Corrupt(_) => platform::grpc::internal(&e),
         }
     }
 }

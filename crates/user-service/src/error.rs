@@ -68,25 +68,13 @@ impl From<UserError> for tonic::Status {
     fn from(e: UserError) -> Self {
         match e {
             UserError::NotFound(_) => tonic::Status::not_found(e.to_string()),
-            UserError::Invalid { field, reason } => {
-                platform::grpc::invalid_field(field, format!("{field}: {reason}"))
-            }
+            UserError::Invalid { field, reason } => platform::grpc::invalid(field, &reason),
             UserError::Conflict(m) => tonic::Status::already_exists(m),
             UserError::Forbidden(m) => tonic::Status::permission_denied(m),
             UserError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             UserError::Unimplemented(what) => tonic::Status::unimplemented(what),
-            // Class 22 (data exception: bad encoding, out-of-range value) is bad input that got
-            // past validation; say so rather than answer an internal error.
-            UserError::Db(sqlx::Error::Database(ref d))
-                if d.code().is_some_and(|c| c.starts_with("22")) =>
-            {
-                tracing::warn!(error = %e, "data exception from input");
-                tonic::Status::invalid_argument("a value in the request cannot be stored")
-            }
-            UserError::Db(_) | UserError::Events(_) => {
-                tracing::error!(error = %e, "internal error");
-                tonic::Status::internal("internal error")
-            }
+            UserError::Db(ref d) => platform::grpc::db_status(d),
+            UserError::Events(_) => platform::grpc::internal(&e),
         }
     }
 }
