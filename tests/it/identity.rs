@@ -664,6 +664,10 @@ async fn user_changes_reach_jetstream_through_the_outbox() {
             .unwrap();
         while let Some(Ok(m)) = batch.next().await {
             let ev: platform::events::CloudEvent = serde_json::from_slice(&m.payload).unwrap();
+            // Every event the code emits is one of the typed contracts.
+            if let Err(e) = event_types::Payload::decode(&ev.event_type, &ev.data) {
+                panic!("{} does not decode: {e}: {}", ev.event_type, ev.data);
+            }
             seen.push((ev.event_type, ev.subject.unwrap_or_default()));
         }
         if seen.iter().any(|(k, _)| k == "user.deactivated") {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concurrency::{Limiter, ThroughputTracker, with_deadline};
+use event_types::{BillingRun, RunCompleted, RunFailed, TenantAmount, TenantRecords, data};
 use platform::events::{CloudEvent, enqueue};
 use platform::grpc::Channel;
 use platform::grpc::{Caller, timestamp};
@@ -168,31 +169,36 @@ impl Runner {
         let mut tx = self.pool.begin().await?;
         let row = runs::finish(&mut tx, &run.id, status, records as i64, rate, &error).await?;
         let event = if status == "completed" {
-            let totals: Vec<_> = runs::totals(&mut tx, &run.id)
+            let totals = runs::totals(&mut tx, &run.id)
                 .await?
                 .into_iter()
-                .map(|(tenant, records, quantity)| {
-                    serde_json::json!({"tenant_id": tenant, "records": records, "quantity": quantity.to_string()})
+                .map(|(tenant_id, records, quantity)| TenantRecords {
+                    tenant_id,
+                    records,
+                    quantity: quantity.to_string(),
                 })
                 .collect();
-            let amounts: Vec<_> = charges::totals(&mut tx, &run.id)
+            let amounts = charges::totals(&mut tx, &run.id)
                 .await?
                 .into_iter()
-                .map(|(tenant, currency, amount_minor)| {
-                    serde_json::json!({"tenant_id": tenant, "currency": currency, "amount_minor": amount_minor})
+                .map(|(tenant_id, currency, amount_minor)| TenantAmount {
+                    tenant_id,
+                    currency,
+                    amount_minor,
                 })
                 .collect();
-            run_event(
-                "billing.run.completed",
-                &row,
-                serde_json::json!({ "totals": totals, "amounts": amounts }),
-            )
+            let payload = RunCompleted {
+                run: run_payload(&row),
+                totals,
+                amounts,
+            };
+            run_event("billing.run.completed", &row, data(&payload))
         } else {
-            run_event(
-                "billing.run.failed",
-                &row,
-                serde_json::json!({ "error": error }),
-            )
+            let payload = RunFailed {
+                run: run_payload(&row),
+                error: error.to_string(),
+            };
+            run_event("billing.run.failed", &row, data(&payload))
         };
         enqueue(&mut tx, &event).await?;
         tx.commit().await?;
@@ -380,19 +386,20 @@ fn as_operator<T>(run: &RunRow, msg: T) -> tonic::Request<T> {
     req
 }
 
-fn run_event(kind: &str, r: &RunRow, extra: serde_json::Value) -> CloudEvent {
-    let mut data = serde_json::json!({
-        "run_id": r.id,
-        "period_start": r.period_start,
-        "period_end": r.period_end,
-        "tenant_ids": r.tenant_ids,
-        "status": r.status,
-        "records_processed": r.records_processed,
-    });
-    if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
-        d.extend(e);
+/// A run as its events carry it.
+fn run_payload(r: &RunRow) -> BillingRun {
+    BillingRun {
+        run_id: r.id.clone(),
+        period_start: r.period_start,
+        period_end: r.period_end,
+        tenant_ids: r.tenant_ids.clone(),
+        status: r.status.clone(),
+        records_processed: r.records_processed,
     }
-    CloudEvent::new(SOURCE, kind, data).with_subject(&r.id)
+}
+
+fn run_event(kind: &str, r: &RunRow, payload: serde_json::Value) -> CloudEvent {
+    CloudEvent::new(SOURCE, kind, payload).with_subject(&r.id)
 }
 
 /// `billing.run.requested` → the runner (the run record is durable; the event is the nudge).
@@ -407,18 +414,13 @@ impl platform::events::EventHandler for RunRequested {
         _tx: &mut sqlx::PgConnection,
         event: &CloudEvent,
     ) -> Result<(), platform::events::HandlerError> {
-        let id = event
-            .data
-            .get("run_id")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| {
-                platform::events::HandlerError::Permanent("data.run_id missing".into())
-            })?;
-        let _ = self.ids.send(id.to_string());
+        let run: BillingRun = event_types::read(&event.data)
+            .map_err(|e| platform::events::HandlerError::Permanent(e.to_string()))?;
+        let _ = self.ids.send(run.run_id);
         Ok(())
     }
 }
 
 pub(crate) fn requested_event(r: &RunRow) -> CloudEvent {
-    run_event("billing.run.requested", r, serde_json::json!({}))
+    run_event("billing.run.requested", r, data(&run_payload(r)))
 }

@@ -268,8 +268,9 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
     .fetch_one(&mut *conn)
     .await
     .unwrap();
-    assert_eq!(event["data"]["run_id"], run.id.as_str());
-    assert_eq!(event["data"]["totals"].as_array().unwrap().len(), 2);
+    let completed: event_types::RunCompleted = event_types::read(&event["data"]).unwrap();
+    assert_eq!(completed.run.run_id, run.id);
+    assert_eq!(completed.totals.len(), 2);
 
     // Priced at the plan: 0.5 minor units per call, one rounding per line.
     let run = billing

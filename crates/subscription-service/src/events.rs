@@ -6,6 +6,7 @@
 //! member table is a set keyed by user, so applying the same state again changes nothing.
 
 use chrono::{DateTime, Utc};
+use event_types::{SubscriptionChanged, TenantStatusChanged, UserChanged, data};
 use platform::events::{CloudEvent, EventHandler, HandlerError, enqueue};
 use pricing::period_containing;
 use sqlx::{PgConnection, PgPool};
@@ -26,15 +27,10 @@ impl From<SubError> for HandlerError {
     }
 }
 
-fn field<'a>(event: &'a CloudEvent, name: &str) -> Result<&'a str, HandlerError> {
-    event
-        .data
-        .get(name)
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            HandlerError::Permanent(format!("{}: data.{name} missing", event.event_type))
-        })
+/// An event's payload, or a permanent failure (a malformed event never gets better).
+fn payload<T: serde::de::DeserializeOwned>(event: &CloudEvent) -> Result<T, HandlerError> {
+    event_types::read(&event.data)
+        .map_err(|e| HandlerError::Permanent(format!("{}: {e}", event.event_type)))
 }
 
 /// Re-counts a follow-users subscription's seats after a member change.
@@ -55,11 +51,9 @@ async fn recount(conn: &mut PgConnection, tenant: &str, at: DateTime<Utc>) -> Re
     let row = subscriptions::save(conn, &sub).await?;
     enqueue(
         conn,
-        &subscription_event(
-            "subscription.seats_changed",
-            &row,
-            serde_json::json!({"previous_seats": before}),
-        ),
+        &subscription_event("subscription.seats_changed", &row, |p| {
+            p.previous_seats = Some(before)
+        }),
     )
     .await?;
     Ok(())
@@ -77,11 +71,10 @@ impl EventHandler for MemberEvents {
         conn: &mut PgConnection,
         event: &CloudEvent,
     ) -> Result<(), HandlerError> {
-        let tenant = field(event, "tenant_id")?;
-        let user = field(event, "user_id")?;
-        let active = event.event_type != "user.deleted"
-            && event.data.get("status").and_then(|s| s.as_str()) == Some("active");
-        if seats::upsert_member(conn, tenant, user, active, event.time).await? {
+        let user: UserChanged = payload(event)?;
+        let (tenant, user_id) = (user.tenant_id.as_str(), user.user_id.as_str());
+        let active = event.event_type != "user.deleted" && user.status == "active";
+        if seats::upsert_member(conn, tenant, user_id, active, event.time).await? {
             recount(conn, tenant, event.time).await?;
             self.cache.invalidate(vec![tenant.to_string()]);
         }
@@ -106,7 +99,8 @@ impl EventHandler for TenantEvents {
             "tenant.reactivated" => false,
             _ => return Ok(()),
         };
-        let tenant = field(event, "tenant_id")?;
+        let changed: TenantStatusChanged = payload(event)?;
+        let tenant = changed.tenant_id.as_str();
         let Some(mut sub) = subscriptions::get(conn, tenant, true).await? else {
             return Ok(());
         };
@@ -120,7 +114,7 @@ impl EventHandler for TenantEvents {
         } else {
             "subscription.reactivated"
         };
-        enqueue(conn, &subscription_event(kind, &row, serde_json::json!({})))
+        enqueue(conn, &subscription_event(kind, &row, |_| {}))
             .await
             .map_err(SubError::from)?;
         self.cache.invalidate(vec![tenant.to_string()]);
@@ -167,7 +161,7 @@ async fn advance(
     }
     let row = subscriptions::save(conn, &sub).await?;
     for kind in &emitted {
-        enqueue(conn, &subscription_event(kind, &row, serde_json::json!({}))).await?;
+        enqueue(conn, &subscription_event(kind, &row, |_| {})).await?;
     }
     Ok(emitted)
 }
@@ -218,25 +212,27 @@ pub async fn run_ticker(
 /// Where this service's events come from (CloudEvents `source`).
 pub(crate) const SOURCE: &str = "/services/subscription";
 
+/// A `subscription.*` event: the subscription as it is now, with what `with` adds (the
+/// previous seats, a plan change's proration).
 pub(crate) fn subscription_event(
     kind: &str,
     s: &crate::store::subscriptions::SubRow,
-    extra: serde_json::Value,
+    with: impl FnOnce(&mut SubscriptionChanged),
 ) -> CloudEvent {
-    let mut data = serde_json::json!({
-        "tenant_id": s.tenant_id,
-        "subscription_id": s.id,
-        "plan_id": s.plan_id,
-        "plan_version": s.plan_version,
-        "status": s.status,
-        "seats": s.seats,
-        "period_start": s.period_start,
-        "period_end": s.period_end,
-    });
-    if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
-        d.extend(e);
-    }
-    CloudEvent::new(SOURCE, kind, data)
+    let mut payload = SubscriptionChanged {
+        tenant_id: s.tenant_id.clone(),
+        subscription_id: s.id.clone(),
+        plan_id: s.plan_id.clone(),
+        plan_version: s.plan_version,
+        status: s.status.clone(),
+        seats: s.seats,
+        period_start: s.period_start,
+        period_end: s.period_end,
+        previous_seats: None,
+        plan_change: None,
+    };
+    with(&mut payload);
+    CloudEvent::new(SOURCE, kind, data(&payload))
         .with_tenant(&s.tenant_id)
         .with_subject(&s.id)
 }

@@ -717,14 +717,18 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
     h.stop().await;
 }
 
+/// A `user.*` event as the user service publishes it (the typed contract).
 fn user_event(kind: &str, tenant: &str, user: &str, status: &str) -> CloudEvent {
-    CloudEvent::new(
-        "/services/user",
-        kind,
-        serde_json::json!({"tenant_id": tenant, "user_id": user, "status": status}),
-    )
-    .with_tenant(tenant)
-    .with_subject(user)
+    let payload = event_types::UserChanged {
+        tenant_id: tenant.into(),
+        user_id: user.into(),
+        email: format!("{user}@example.test"),
+        status: status.into(),
+        roles: vec!["member".into()],
+    };
+    CloudEvent::new("/services/user", kind, event_types::data(&payload))
+        .with_tenant(tenant)
+        .with_subject(user)
 }
 
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {

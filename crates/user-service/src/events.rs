@@ -1,25 +1,43 @@
-//! The user service's events: `user.*` and `tenant.*` payloads for the outbox, shared by the
-//! gRPC API and SCIM (neither imports the other).
+//! The user service's events for the outbox, shared by the gRPC API and SCIM (neither imports
+//! the other); payloads are the `event-types` contracts.
 
+use event_types::{TenantCreated, TenantStatusChanged, UserChanged, data};
 use platform::events::CloudEvent;
 
-use crate::store::users;
+use crate::store::{tenants, users};
 
 pub(crate) const SOURCE: &str = "/services/user";
 
-/// A `user.*` event for the outbox.
+/// A `user.*` event.
 pub(crate) fn user_event(kind: &str, u: &users::UserRow) -> CloudEvent {
-    CloudEvent::new(
-        SOURCE,
-        kind,
-        serde_json::json!({
-            "tenant_id": u.tenant_id,
-            "user_id": u.id,
-            "email": u.email,
-            "status": u.status,
-            "roles": u.roles,
-        }),
-    )
-    .with_tenant(&u.tenant_id)
-    .with_subject(&u.id)
+    let payload = UserChanged {
+        tenant_id: u.tenant_id.clone(),
+        user_id: u.id.clone(),
+        email: u.email.clone(),
+        status: u.status.clone(),
+        roles: u.roles.clone(),
+    };
+    CloudEvent::new(SOURCE, kind, data(&payload))
+        .with_tenant(&u.tenant_id)
+        .with_subject(&u.id)
+}
+
+/// `tenant.created`.
+pub(crate) fn tenant_created(t: &tenants::TenantRow) -> CloudEvent {
+    let payload = TenantCreated {
+        tenant_id: t.id.clone(),
+        name: t.name.clone(),
+        slug: t.slug.clone(),
+    };
+    CloudEvent::new(SOURCE, "tenant.created", data(&payload))
+        .with_tenant(&t.id)
+        .with_subject(&t.id)
+}
+
+/// `tenant.suspended` or `tenant.reactivated`.
+pub(crate) fn tenant_status(kind: &str, t: &tenants::TenantRow) -> CloudEvent {
+    let payload = TenantStatusChanged {
+        tenant_id: t.id.clone(),
+    };
+    CloudEvent::new(SOURCE, kind, data(&payload)).with_tenant(&t.id)
 }

@@ -15,6 +15,7 @@ use crate::events::subscription_event;
 use crate::store::plans;
 use crate::store::subscriptions::{self, NewSub};
 use crate::store::{self, seats};
+use event_types::PlanChange;
 
 use super::{MAX_SEATS, SubscriptionApi, plan_id, scoped_tenant};
 
@@ -95,7 +96,7 @@ impl SubscriptionApi {
         seats::set_seats(&mut tx, &tenant, seats, now).await?;
         enqueue(
             &mut tx,
-            &subscription_event("subscription.created", &row, serde_json::json!({})),
+            &subscription_event("subscription.created", &row, |_| {}),
         )
         .await?;
         tx.commit().await?;
@@ -197,16 +198,15 @@ impl SubscriptionApi {
         let row = subscriptions::save(&mut tx, &sub).await?;
         enqueue(
             &mut tx,
-            &subscription_event(
-                "subscription.plan_changed",
-                &row,
-                serde_json::json!({
-                    "from_plan_id": from.id, "from_plan_version": from.version,
-                    "currency": from.def.currency.as_str(),
-                    "proration_credit_minor": proration.credit_minor,
-                    "proration_charge_minor": proration.charge_minor,
-                }),
-            ),
+            &subscription_event("subscription.plan_changed", &row, |p| {
+                p.plan_change = Some(PlanChange {
+                    from_plan_id: from.id.clone(),
+                    from_plan_version: from.version,
+                    currency: from.def.currency.as_str().to_string(),
+                    proration_credit_minor: proration.credit_minor,
+                    proration_charge_minor: proration.charge_minor,
+                })
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -241,11 +241,7 @@ impl SubscriptionApi {
             "subscription.cancel_scheduled"
         };
         let row = subscriptions::save(&mut tx, &sub).await?;
-        enqueue(
-            &mut tx,
-            &subscription_event(kind, &row, serde_json::json!({})),
-        )
-        .await?;
+        enqueue(&mut tx, &subscription_event(kind, &row, |_| {})).await?;
         tx.commit().await?;
         self.inner.cache.invalidate_now(&[tenant]).await;
         Ok(sub_pb(&row))

@@ -1,6 +1,6 @@
 //! Tenants: create (with their owner), suspend and reactivate.
 
-use platform::events::{CloudEvent, enqueue};
+use platform::events::enqueue;
 use platform::grpc::{Caller, timestamp};
 use rpc::user::v1 as pb;
 
@@ -51,13 +51,7 @@ impl UserApi {
                     e.into()
                 }
             })?;
-        enqueue(
-            &mut tx,
-            &CloudEvent::new(crate::events::SOURCE, "tenant.created", serde_json::json!({"tenant_id": tenant.id, "name": tenant.name, "slug": tenant.slug}))
-                .with_tenant(&tenant.id)
-                .with_subject(&tenant.id),
-        )
-        .await?;
+        enqueue(&mut tx, &crate::events::tenant_created(&tenant)).await?;
         if let Some(email) = owner_email {
             let uid = UserId::generate();
             users::insert(
@@ -106,16 +100,7 @@ impl UserApi {
         } else {
             "tenant.suspended"
         };
-        enqueue(
-            &mut tx,
-            &CloudEvent::new(
-                crate::events::SOURCE,
-                kind,
-                serde_json::json!({"tenant_id": t.id}),
-            )
-            .with_tenant(&t.id),
-        )
-        .await?;
+        enqueue(&mut tx, &crate::events::tenant_status(kind, &t)).await?;
         tx.commit().await?;
         self.tenants.forget(&t.id);
         Ok(tenant_pb(&t))

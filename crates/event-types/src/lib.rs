@@ -1,0 +1,356 @@
+//! The contracts between services: the `data` of every CloudEvent a service publishes, one
+//! Rust type per payload, used by the producer to build it and by every consumer to read it
+//! (never `json!` or `data.get("…")`). [`TYPES`] lists every event type with its payload;
+//! [`Payload::decode`] reads any of them, and the tests decode one of each.
+//!
+//! Adding a field is compatible (consumers ignore what they do not know; a new optional field
+//! has `#[serde(default)]`); renaming or removing one is a new event type.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// `user.created|updated|deactivated|reactivated|deleted` (user service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserChanged {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub email: String,
+    /// `active` or `deactivated`.
+    pub status: String,
+    pub roles: Vec<String>,
+}
+
+/// `tenant.created` (user service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCreated {
+    pub tenant_id: String,
+    pub name: String,
+    pub slug: String,
+}
+
+/// `tenant.suspended|reactivated` (user service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantStatusChanged {
+    pub tenant_id: String,
+}
+
+/// What a plan change prorated (on `subscription.plan_changed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanChange {
+    pub from_plan_id: String,
+    pub from_plan_version: u32,
+    pub currency: String,
+    pub proration_credit_minor: i64,
+    pub proration_charge_minor: i64,
+}
+
+/// `subscription.*` (subscription service): the subscription after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionChanged {
+    pub tenant_id: String,
+    pub subscription_id: String,
+    pub plan_id: String,
+    pub plan_version: i32,
+    pub status: String,
+    pub seats: i32,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// On `subscription.seats_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_seats: Option<i32>,
+    /// On `subscription.plan_changed`.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub plan_change: Option<PlanChange>,
+}
+
+/// A billing run as its events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingRun {
+    pub run_id: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// Empty: every billable tenant.
+    pub tenant_ids: Vec<String>,
+    pub status: String,
+    pub records_processed: i64,
+}
+
+/// Records of one tenant in a completed run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecords {
+    pub tenant_id: String,
+    pub records: i64,
+    /// An exact decimal.
+    pub quantity: String,
+}
+
+/// Money of one tenant in a completed run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantAmount {
+    pub tenant_id: String,
+    pub currency: String,
+    pub amount_minor: i64,
+}
+
+/// `billing.run.completed` (billing service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCompleted {
+    #[serde(flatten)]
+    pub run: BillingRun,
+    pub totals: Vec<TenantRecords>,
+    pub amounts: Vec<TenantAmount>,
+}
+
+/// `billing.run.failed` (billing service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFailed {
+    #[serde(flatten)]
+    pub run: BillingRun,
+    pub error: String,
+}
+
+/// Which payload an event type carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    UserChanged,
+    TenantCreated,
+    TenantStatusChanged,
+    SubscriptionChanged,
+    RunRequested,
+    RunCompleted,
+    RunFailed,
+}
+
+/// Every event type a service publishes, with its payload and producer. ARCHITECTURE.md's
+/// subject table is this list.
+pub const TYPES: &[(&str, Kind, &str)] = &[
+    ("user.created", Kind::UserChanged, "user"),
+    ("user.updated", Kind::UserChanged, "user"),
+    ("user.deactivated", Kind::UserChanged, "user"),
+    ("user.reactivated", Kind::UserChanged, "user"),
+    ("user.deleted", Kind::UserChanged, "user"),
+    ("tenant.created", Kind::TenantCreated, "user"),
+    ("tenant.suspended", Kind::TenantStatusChanged, "user"),
+    ("tenant.reactivated", Kind::TenantStatusChanged, "user"),
+    (
+        "subscription.created",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
+        "subscription.plan_changed",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
+        "subscription.seats_changed",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
+        "subscription.cancel_scheduled",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
+        "subscription.canceled",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
+        "subscription.suspended",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
+        "subscription.reactivated",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
+        "subscription.trial_ended",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
+        "subscription.renewed",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    ("billing.run.requested", Kind::RunRequested, "billing"),
+    ("billing.run.completed", Kind::RunCompleted, "billing"),
+    ("billing.run.failed", Kind::RunFailed, "billing"),
+];
+
+/// Any event's payload, read by its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    UserChanged(UserChanged),
+    TenantCreated(TenantCreated),
+    TenantStatusChanged(TenantStatusChanged),
+    SubscriptionChanged(SubscriptionChanged),
+    RunRequested(BillingRun),
+    RunCompleted(RunCompleted),
+    RunFailed(RunFailed),
+}
+
+/// An event whose type is unknown or whose data does not fit its type.
+#[derive(Debug)]
+pub enum DecodeError {
+    UnknownType(String),
+    Data(serde_json::Error),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::UnknownType(t) => write!(f, "unknown event type {t:?}"),
+            DecodeError::Data(e) => write!(f, "event data: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Reads `data` as the payload of `T`.
+pub fn read<T: serde::de::DeserializeOwned>(data: &serde_json::Value) -> Result<T, DecodeError> {
+    T::deserialize(data).map_err(DecodeError::Data)
+}
+
+/// `payload` as event data.
+pub fn data<T: Serialize>(payload: &T) -> serde_json::Value {
+    serde_json::to_value(payload).expect("event payloads are plain data")
+}
+
+impl Payload {
+    pub fn decode(event_type: &str, data: &serde_json::Value) -> Result<Payload, DecodeError> {
+        let kind = TYPES
+            .iter()
+            .find(|(t, _, _)| *t == event_type)
+            .map(|(_, k, _)| *k)
+            .ok_or_else(|| DecodeError::UnknownType(event_type.to_string()))?;
+        Ok(match kind {
+            Kind::UserChanged => Payload::UserChanged(read(data)?),
+            Kind::TenantCreated => Payload::TenantCreated(read(data)?),
+            Kind::TenantStatusChanged => Payload::TenantStatusChanged(read(data)?),
+            Kind::SubscriptionChanged => Payload::SubscriptionChanged(read(data)?),
+            Kind::RunRequested => Payload::RunRequested(read(data)?),
+            Kind::RunCompleted => Payload::RunCompleted(read(data)?),
+            Kind::RunFailed => Payload::RunFailed(read(data)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> BillingRun {
+        BillingRun {
+            run_id: "run_1".into(),
+            period_start: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            period_end: DateTime::from_timestamp(1_702_000_000, 0).unwrap(),
+            tenant_ids: vec![],
+            status: "completed".into(),
+            records_processed: 3,
+        }
+    }
+
+    fn sub(extra: Option<PlanChange>) -> SubscriptionChanged {
+        SubscriptionChanged {
+            tenant_id: "ten_1".into(),
+            subscription_id: "sub_1".into(),
+            plan_id: "pro".into(),
+            plan_version: 2,
+            status: "active".into(),
+            seats: 4,
+            period_start: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            period_end: DateTime::from_timestamp(1_702_000_000, 0).unwrap(),
+            previous_seats: None,
+            plan_change: extra,
+        }
+    }
+
+    /// One sample payload of `kind`, as its producer builds it.
+    fn sample(kind: Kind) -> serde_json::Value {
+        match kind {
+            Kind::UserChanged => data(&UserChanged {
+                tenant_id: "ten_1".into(),
+                user_id: "usr_1".into(),
+                email: "a@b.example".into(),
+                status: "active".into(),
+                roles: vec!["member".into()],
+            }),
+            Kind::TenantCreated => data(&TenantCreated {
+                tenant_id: "ten_1".into(),
+                name: "Acme".into(),
+                slug: "acme".into(),
+            }),
+            Kind::TenantStatusChanged => data(&TenantStatusChanged {
+                tenant_id: "ten_1".into(),
+            }),
+            Kind::SubscriptionChanged => data(&sub(Some(PlanChange {
+                from_plan_id: "basic".into(),
+                from_plan_version: 1,
+                currency: "EUR".into(),
+                proration_credit_minor: -500,
+                proration_charge_minor: 900,
+            }))),
+            Kind::RunRequested => data(&run()),
+            Kind::RunCompleted => data(&RunCompleted {
+                run: run(),
+                totals: vec![TenantRecords {
+                    tenant_id: "ten_1".into(),
+                    records: 3,
+                    quantity: "2.5".into(),
+                }],
+                amounts: vec![TenantAmount {
+                    tenant_id: "ten_1".into(),
+                    currency: "EUR".into(),
+                    amount_minor: 1234,
+                }],
+            }),
+            Kind::RunFailed => data(&RunFailed {
+                run: run(),
+                error: "deadline".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn every_type_decodes_as_its_payload() {
+        for (event_type, kind, _) in TYPES {
+            let decoded = Payload::decode(event_type, &sample(*kind)).unwrap();
+            let matches = matches!(
+                (kind, &decoded),
+                (Kind::UserChanged, Payload::UserChanged(_))
+                    | (Kind::TenantCreated, Payload::TenantCreated(_))
+                    | (Kind::TenantStatusChanged, Payload::TenantStatusChanged(_))
+                    | (Kind::SubscriptionChanged, Payload::SubscriptionChanged(_))
+                    | (Kind::RunRequested, Payload::RunRequested(_))
+                    | (Kind::RunCompleted, Payload::RunCompleted(_))
+                    | (Kind::RunFailed, Payload::RunFailed(_))
+            );
+            assert!(matches, "{event_type}: {decoded:?}");
+        }
+        assert!(matches!(
+            Payload::decode("user.exploded", &serde_json::json!({})),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            Payload::decode("tenant.suspended", &serde_json::json!({"tenant": 1})),
+            Err(DecodeError::Data(_))
+        ));
+    }
+
+    #[test]
+    fn optional_parts_are_absent_unless_set_and_survive_a_round_trip() {
+        let plain = data(&sub(None));
+        assert!(plain.get("previous_seats").is_none());
+        assert!(plain.get("from_plan_id").is_none());
+        let back: SubscriptionChanged = read(&plain).unwrap();
+        assert_eq!(back, sub(None));
+        let changed: SubscriptionChanged = read(&sample(Kind::SubscriptionChanged)).unwrap();
+        assert_eq!(changed.plan_change.unwrap().proration_charge_minor, 900);
+    }
+}
