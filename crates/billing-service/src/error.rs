@@ -28,15 +28,13 @@ impl BillingError {
     }
 }
 
-impl From<platform::grpc::MissingIdentity> for BillingError {
-    fn from(_: platform::grpc::MissingIdentity) -> Self {
-        BillingError::Unauthenticated
-    }
-}
-
-impl From<platform::grpc::Lacks> for BillingError {
-    fn from(e: platform::grpc::Lacks) -> Self {
-        BillingError::Forbidden(e.to_string())
+impl From<platform::grpc::Refused> for BillingError {
+    fn from(r: platform::grpc::Refused) -> Self {
+        match r {
+            platform::grpc::Refused::MissingIdentity => BillingError::Unauthenticated,
+            platform::grpc::Refused::Foreign => BillingError::NotFound("tenant"),
+            platform::grpc::Refused::Lacks(_) => BillingError::Forbidden(r.to_string()),
+        }
     }
 }
 

@@ -53,26 +53,25 @@ pub struct Caller {
     pub request_id: Option<String>,
 }
 
-/// The request carries no caller identity (it did not come through the gateway).
+/// Why a call is refused before it starts: each service maps it to its own error once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("missing caller identity")]
-pub struct MissingIdentity;
-
-/// The caller may not see this tenant (another tenant's, or no plausible tenant id): answer
-/// NOT_FOUND, so ids of other tenants cannot be probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("tenant not found")]
-pub struct Foreign;
-
-/// The caller lacks the role a call needs (PERMISSION_DENIED).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{0} only")]
-pub struct Lacks(pub authz::Role);
+pub enum Refused {
+    /// No caller identity (the call did not come through the gateway): UNAUTHENTICATED.
+    #[error("missing caller identity")]
+    MissingIdentity,
+    /// Another tenant's (or no plausible) tenant: NOT_FOUND, so ids of other tenants cannot
+    /// be probed.
+    #[error("tenant not found")]
+    Foreign,
+    /// The caller lacks the role the call needs: PERMISSION_DENIED.
+    #[error("{0} only")]
+    Lacks(authz::Role),
+}
 
 impl Caller {
     /// The verified caller of `req`.
-    pub fn of<T>(req: &tonic::Request<T>) -> Result<Caller, MissingIdentity> {
-        Caller::from_metadata(req.metadata()).ok_or(MissingIdentity)
+    pub fn of<T>(req: &tonic::Request<T>) -> Result<Caller, Refused> {
+        Caller::from_metadata(req.metadata()).ok_or(Refused::MissingIdentity)
     }
 
     /// The SaaS operator (`platform_admin`), who acts across tenants.
@@ -82,23 +81,23 @@ impl Caller {
 
     /// `tenant_id`, if this caller may act on it: its own tenant, or any for the operator.
     /// The one tenant-scoping rule of every service.
-    pub fn scope<'a>(&self, tenant_id: &'a str) -> Result<&'a str, Foreign> {
+    pub fn scope<'a>(&self, tenant_id: &'a str) -> Result<&'a str, Refused> {
         let plausible = !tenant_id.is_empty()
             && tenant_id.len() <= 64
             && tenant_id.bytes().all(|b| b.is_ascii_graphic());
         if plausible && (self.is_operator() || self.tenant_id == tenant_id) {
             Ok(tenant_id)
         } else {
-            Err(Foreign)
+            Err(Refused::Foreign)
         }
     }
 
     /// Ok when the caller holds `role`.
-    pub fn require(&self, role: authz::Role) -> Result<(), Lacks> {
+    pub fn require(&self, role: authz::Role) -> Result<(), Refused> {
         if self.has_role(role.as_str()) {
             Ok(())
         } else {
-            Err(Lacks(role))
+            Err(Refused::Lacks(role))
         }
     }
 

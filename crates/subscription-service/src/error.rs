@@ -30,22 +30,13 @@ impl From<crate::store::copy_binary::CopyError> for SubError {
     }
 }
 
-impl From<platform::grpc::MissingIdentity> for SubError {
-    fn from(_: platform::grpc::MissingIdentity) -> Self {
-        SubError::Unauthenticated
-    }
-}
-
-/// Another tenant's (or no plausible) tenant: its subscription is not found.
-impl From<platform::grpc::Foreign> for SubError {
-    fn from(_: platform::grpc::Foreign) -> Self {
-        SubError::NotFound("subscription")
-    }
-}
-
-impl From<platform::grpc::Lacks> for SubError {
-    fn from(_: platform::grpc::Lacks) -> Self {
-        SubError::Forbidden("platform_admin only")
+impl From<platform::grpc::Refused> for SubError {
+    fn from(r: platform::grpc::Refused) -> Self {
+        match r {
+            platform::grpc::Refused::MissingIdentity => SubError::Unauthenticated,
+            platform::grpc::Refused::Foreign => SubError::NotFound("subscription"),
+            platform::grpc::Refused::Lacks(_) => SubError::Forbidden("platform_admin only"),
+        }
     }
 }
 

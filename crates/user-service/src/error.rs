@@ -31,21 +31,13 @@ impl From<Invalid> for UserError {
     }
 }
 
-impl From<platform::grpc::MissingIdentity> for UserError {
-    fn from(_: platform::grpc::MissingIdentity) -> Self {
-        UserError::Unauthenticated
-    }
-}
-
-impl From<platform::grpc::Foreign> for UserError {
-    fn from(_: platform::grpc::Foreign) -> Self {
-        UserError::NotFound("tenant")
-    }
-}
-
-impl From<platform::grpc::Lacks> for UserError {
-    fn from(e: platform::grpc::Lacks) -> Self {
-        UserError::Forbidden(e.to_string())
+impl From<platform::grpc::Refused> for UserError {
+    fn from(r: platform::grpc::Refused) -> Self {
+        match r {
+            platform::grpc::Refused::MissingIdentity => UserError::Unauthenticated,
+            platform::grpc::Refused::Foreign => UserError::NotFound("tenant"),
+            platform::grpc::Refused::Lacks(_) => UserError::Forbidden(r.to_string()),
+        }
     }
 }
 
