@@ -9,6 +9,7 @@
 //! ARCHITECTURE.md, "Security model").
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::response::Response;
@@ -19,6 +20,8 @@ use super::ratelimit::{LocalGcra, Quota, too_many};
 pub struct AuthFailures {
     buckets: LocalGcra,
     quota: Quota,
+    /// False until the first failure: until then a request costs no lock and no lookup.
+    any: AtomicBool,
 }
 
 fn key(peer: Option<IpAddr>) -> String {
@@ -33,6 +36,7 @@ impl AuthFailures {
         AuthFailures {
             buckets: LocalGcra::default(),
             quota,
+            any: AtomicBool::new(false),
         }
     }
 
@@ -47,11 +51,15 @@ impl AuthFailures {
     }
 
     fn refuse_at(&self, peer: Option<IpAddr>, now: Instant) -> Option<Response> {
+        if !self.any.load(Ordering::Relaxed) {
+            return None;
+        }
         let d = self.buckets.peek(&key(peer), self.quota, now);
         (!d.allowed).then(|| too_many(&d, "failed authentication"))
     }
 
     fn record_at(&self, peer: Option<IpAddr>, now: Instant) {
+        self.any.store(true, Ordering::Relaxed);
         self.buckets.check(&key(peer), self.quota, now);
     }
 }

@@ -47,7 +47,8 @@ pub fn check_uri(uri: &Uri) -> Result<(), Problem> {
     }
     if let Some(query) = uri.query() {
         for pair in query.split('&') {
-            let decoded = percent_decode(&pair.replace('+', " "))
+            let spaced = pair.replace('+', " ");
+            let decoded = percent_decode(&spaced)
                 .ok_or_else(|| bad("bad_query", "the query is not valid UTF-8 once decoded"))?;
             let (key, value) = decoded.split_once('=').unwrap_or((&decoded, ""));
             if decoded.chars().any(char::is_control) {
@@ -72,10 +73,11 @@ fn bad(code: &str, detail: &str) -> Problem {
 }
 
 /// `%XX`-decodes `s`; `None` if the result is not UTF-8. A `%` not followed by two hex
-/// digits is kept as it is (the router treats it the same way).
-fn percent_decode(s: &str) -> Option<String> {
+/// digits is kept as it is (the router treats it the same way). Borrowed when there is
+/// nothing to decode (the common case costs no allocation).
+fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     if !s.contains('%') {
-        return Some(s.to_string());
+        return Some(std::borrow::Cow::Borrowed(s));
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -92,7 +94,7 @@ fn percent_decode(s: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
 }
 
 fn hex(c: u8) -> Option<u8> {
