@@ -4,6 +4,7 @@
 mod auth_throttle;
 mod billing;
 mod catalog;
+mod credentials;
 pub mod error;
 pub mod idempotency;
 mod identity;
@@ -83,6 +84,7 @@ pub fn router(deps: Deps) -> Router {
     let (router, doc) = OpenApiRouter::new()
         .merge(status::router(upstream_health))
         .merge(identity::router(users.clone()))
+        .merge(credentials::router(users.clone()))
         .merge(metering::router(subs.clone()))
         .merge(catalog::router(subs))
         .merge(billing::router(BillingServiceClient::new(
