@@ -154,39 +154,21 @@ async fn a_billing_run_through_the_gateway() {
     );
     // A run may name many tenants (its set is keyed by a digest), up to a bound.
     let start = (now - chrono::Duration::days(2)).to_rfc3339();
-    let many: Vec<String> = (0..200).map(|i| format!("ten_{i:032x}")).collect();
-    let (s, p) = api
-        .send(
+    let run_over = |n: usize| {
+        let tenants: Vec<String> = (0..n).map(|i| format!("ten_{i:032x}")).collect();
+        api.send(
             Method::POST,
             "/v1/billing/runs",
             &operator,
-            Some(
-                json!({"period_start": start, "period_end": now.to_rfc3339(), "tenant_ids": many}),
-            ),
+            Some(json!({"period_start": start, "period_end": now.to_rfc3339(), "tenant_ids": tenants})),
         )
-        .await;
+    };
+    let (s, p) = run_over(200).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{p}");
-    let (s, again) = api
-        .send(
-            Method::POST,
-            "/v1/billing/runs",
-            &operator,
-            Some(
-                json!({"period_start": start, "period_end": now.to_rfc3339(), "tenant_ids": many}),
-            ),
-        )
-        .await;
+    let (s, again) = run_over(200).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(again["id"], p["id"], "the same set is the same run");
-    let too_many: Vec<String> = (0..1001).map(|i| format!("ten_{i:032x}")).collect();
-    let (s, p) = api
-        .send(
-            Method::POST,
-            "/v1/billing/runs",
-            &operator,
-            Some(json!({"period_start": start, "period_end": now.to_rfc3339(), "tenant_ids": too_many})),
-        )
-        .await;
+    let (s, p) = run_over(1001).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     assert_eq!(p["errors"][0]["field"], "tenant_ids", "{p}");
     stack.stop().await;

@@ -21,6 +21,23 @@ async fn create_user(api: &Api, t: &str, bearer: &str, email: &str, roles: &[&st
     u["id"].as_str().unwrap().to_string()
 }
 
+/// Creates an API key with `scopes` as `bearer`; (id, secret).
+async fn create_key(api: &Api, t: &str, bearer: &str, scopes: &[&str]) -> (String, String) {
+    let (s, k) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/api_keys"),
+            bearer,
+            Some(json!({"name": "test", "scopes": scopes})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    (
+        k["id"].as_str().unwrap().to_string(),
+        k["secret"].as_str().unwrap().to_string(),
+    )
+}
+
 fn assert_forbidden(s: StatusCode, body: &Value, naming: &str, what: &str) {
     assert_eq!(s, StatusCode::FORBIDDEN, "{what}: {body}");
     assert_eq!(body["code"], "forbidden", "{what}");
@@ -71,16 +88,7 @@ async fn grants_never_exceed_the_granters_own_permissions() {
 
     // Within its own permissions an admin may mint a key, and that key in turn may only mint
     // keys within its scopes.
-    let (s, k) = api
-        .send(
-            Method::POST,
-            &keys,
-            &adm,
-            Some(json!({"name": "ops", "scopes": ["users:read", "api_keys:write"]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{k}");
-    let key = k["secret"].as_str().unwrap().to_string();
+    let (_, key) = create_key(&api, &t, &adm, &["users:read", "api_keys:write"]).await;
     let (s, p) = api
         .send(
             Method::POST,
@@ -250,12 +258,7 @@ async fn failed_authentication_is_throttled_per_address_and_unknown_keys_are_rem
     ])
     .await;
     let api = Api::new(&stack);
-    let user_service = stack
-        .services
-        .iter()
-        .find(|(s, _)| *s == platform::ServiceName::User)
-        .map(|(_, r)| r.url())
-        .unwrap();
+    let user_service = stack.service_url(platform::ServiceName::User);
     let verify = "/saas.user.v1.UserService/VerifyApiKey";
     let before = requests_to(&user_service, verify).await;
     // The same junk key five times: five 401s, one lookup (the answer is remembered).
@@ -314,16 +317,7 @@ async fn a_suspended_tenant_reads_but_writes_nothing_with_any_credential() {
     let stack = Stack::start().await;
     let api = Api::new(&stack);
     let (t, owner) = tenant(&api, "paused-co").await;
-    let (s, k) = api
-        .send(
-            Method::POST,
-            &format!("/v1/tenants/{t}/api_keys"),
-            &owner,
-            Some(json!({"name": "ci", "scopes": ["users:read", "users:write"]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{k}");
-    let key = k["secret"].as_str().unwrap().to_string();
+    let (_, key) = create_key(&api, &t, &owner, &["users:read", "users:write"]).await;
     let (s, scim) = api
         .send(
             Method::POST,
@@ -419,17 +413,20 @@ async fn idempotency_keys_of_different_callers_never_meet() {
     let stack = Stack::start().await;
     let api = Api::new(&stack);
     let (t, owner) = tenant(&api, "idem-walls").await;
-    let (s, k) = api
-        .send(
-            Method::POST,
-            &format!("/v1/tenants/{t}/api_keys"),
-            &owner,
-            Some(json!({"name": "ci", "scopes": ["tenants:read", "users:read", "users:write", "plans:read", "entitlements:read", "usage:read"]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{k}");
-    let key = k["secret"].as_str().unwrap().to_string();
-    let key_id = k["id"].as_str().unwrap().to_string();
+    let (key_id, key) = create_key(
+        &api,
+        &t,
+        &owner,
+        &[
+            "tenants:read",
+            "users:read",
+            "users:write",
+            "plans:read",
+            "entitlements:read",
+            "usage:read",
+        ],
+    )
+    .await;
     let url = stack.url(&format!("/v1/tenants/{t}/users"));
     let body = json!({"email": "first@walls.example"});
     // The key (subject `apikey:<id>`) sends Idempotency-Key `k1` ...
@@ -501,12 +498,7 @@ async fn gateway_metrics_only_for_allowed_addresses_and_status_shares_its_checks
         StatusCode::NOT_FOUND,
         "a public port hides its metrics"
     );
-    let user_service = stack
-        .services
-        .iter()
-        .find(|(s, _)| *s == platform::ServiceName::User)
-        .map(|(_, r)| r.url())
-        .unwrap();
+    let user_service = stack.service_url(platform::ServiceName::User);
     let health = "/grpc.health.v1.Health/Check";
     let before = requests_to(&user_service, health).await;
     for _ in 0..30 {

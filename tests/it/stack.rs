@@ -122,6 +122,15 @@ impl Stack {
         format!("{}{path}", self.gateway.url())
     }
 
+    /// The base URL of one internal service (its `/metrics`, say).
+    pub fn service_url(&self, service: ServiceName) -> String {
+        self.services
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, r)| r.url())
+            .expect("every internal service is in the stack")
+    }
+
     pub async fn stop(self) {
         self.gateway.stop().await;
         for (_, s) in self.services {
