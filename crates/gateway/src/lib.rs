@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod expiring;
 pub mod http;
 pub mod upstream;
 

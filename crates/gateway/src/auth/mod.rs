@@ -10,8 +10,7 @@ pub mod jwt;
 pub mod permissions;
 pub mod suspension;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authz::{Permission, Role};
@@ -24,6 +23,7 @@ use rpc::user::v1::VerifyApiKeyRequest;
 use rpc::user::v1::user_service_client::UserServiceClient;
 
 use crate::auth::jwt::{AuthError, JwtVerifier};
+use crate::expiring::Expiring;
 
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,33 +57,28 @@ impl Identity {
 
     /// Writes the identity metadata forwarded to the services into `req`.
     pub fn apply<T>(&self, req: &mut tonic::Request<T>) {
-        let mut roles = String::new();
-        for (i, r) in self.roles.iter().enumerate() {
-            if i > 0 {
-                roles.push(',');
-            }
-            roles.push_str(r.as_str());
-        }
-        let mut scopes = String::new();
-        for (i, p) in self.scopes.iter().enumerate() {
-            if i > 0 {
-                scopes.push(',');
-            }
-            scopes.push_str(p.as_str());
-        }
         platform::grpc::write_identity(
             req.metadata_mut(),
             &self.tenant_id,
             &self.subject,
-            &roles,
-            &scopes,
+            &comma_list(self.roles.iter().map(|r| r.as_str())),
+            &comma_list(self.scopes.iter().map(|p| p.as_str())),
             self.request_id.as_deref(),
         );
     }
 }
 
-/// A remembered API-key lookup: the key's identity (`None`: no such key) and when asked.
-type KeyLookup = (Option<Identity>, Instant);
+/// `a,b,c` without an intermediate `Vec` (this runs for every forwarded request).
+fn comma_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, name) in names.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+    }
+    out
+}
 
 /// Verifies bearer credentials.
 #[derive(Clone)]
@@ -92,7 +87,7 @@ pub struct Authenticator {
     users: UserServiceClient<Channel>,
     /// Verified keys, and (`None`) secrets the user service did not know: a junk key sent in
     /// a loop costs one lookup per `cache_ttl`, not one per request.
-    cache: Arc<Mutex<HashMap<String, KeyLookup>>>,
+    cache: Expiring<Option<Identity>>,
     cache_ttl: Duration,
     jwks_kick: Option<Arc<tokio::sync::Notify>>,
     /// The only tenant whose tokens may carry `platform_admin`.
@@ -129,7 +124,7 @@ impl Authenticator {
             jwt,
             suspensions: suspension::Suspensions::new(users.clone(), cache_ttl),
             users,
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: Expiring::new(10_000),
             cache_ttl,
             jwks_kick: None,
             operator_tenant: crate::config::DEFAULT_OPERATOR_TENANT.into(),
@@ -192,16 +187,8 @@ impl Authenticator {
 
     async fn api_key(&self, secret: &str) -> Result<Identity, Response> {
         let now = Instant::now();
-        if let Some((known, at)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(secret)
-            && now.duration_since(*at) < self.cache_ttl
-        {
-            return known
-                .clone()
-                .ok_or_else(|| unauthorized(&AuthError::BadSignature));
+        if let Some(known) = self.cache.get(secret, now) {
+            return known.ok_or_else(|| unauthorized(&AuthError::BadSignature));
         }
         let mut users = self.users.clone();
         let found = match users
@@ -232,12 +219,8 @@ impl Authenticator {
                 );
             }
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: drop expired entries when it grows, so junk keys cannot fill memory.
-        if cache.len() > 10_000 {
-            cache.retain(|_, (_, at)| now.duration_since(*at) < self.cache_ttl);
-        }
-        cache.insert(secret.to_string(), (found.clone(), now));
+        self.cache
+            .insert(secret, found.clone(), now + self.cache_ttl, now);
         found.ok_or_else(|| unauthorized(&AuthError::BadSignature))
     }
 }

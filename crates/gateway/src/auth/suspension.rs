@@ -8,8 +8,6 @@
 //! memory) and is remembered for `API_KEY_CACHE_SECS`, so a suspension takes effect within
 //! that; nothing is remembered when the user service cannot answer (503, fail closed).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -20,12 +18,13 @@ use rpc::user::v1::user_service_client::UserServiceClient;
 use rpc::user::v1::{GetTenantRequest, TenantStatus};
 
 use super::Identity;
+use crate::expiring::Expiring;
 
 #[derive(Clone)]
 pub struct Suspensions {
     users: UserServiceClient<Channel>,
-    /// tenant id → (suspended, when asked)
-    cache: Arc<Mutex<HashMap<String, (bool, Instant)>>>,
+    /// tenant id → suspended
+    cache: Expiring<bool>,
     ttl: Duration,
 }
 
@@ -33,7 +32,7 @@ impl Suspensions {
     pub fn new(users: UserServiceClient<Channel>, ttl: Duration) -> Self {
         Suspensions {
             users,
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: Expiring::new(10_000),
             ttl,
         }
     }
@@ -53,14 +52,8 @@ impl Suspensions {
 
     async fn suspended(&self, identity: &Identity) -> Result<bool, Response> {
         let now = Instant::now();
-        if let Some((suspended, at)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&identity.tenant_id)
-            && now.duration_since(*at) < self.ttl
-        {
-            return Ok(*suspended);
+        if let Some(suspended) = self.cache.get(&identity.tenant_id, now) {
+            return Ok(suspended);
         }
         let mut req = tonic::Request::new(GetTenantRequest {
             tenant_id: identity.tenant_id.clone(),
@@ -78,11 +71,8 @@ impl Suspensions {
                 );
             }
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 10_000 {
-            cache.retain(|_, (_, at)| now.duration_since(*at) < self.ttl);
-        }
-        cache.insert(identity.tenant_id.clone(), (suspended, now));
+        self.cache
+            .insert(&identity.tenant_id, suspended, now + self.ttl, now);
         Ok(suspended)
     }
 }

@@ -26,6 +26,7 @@ use rpc::subscription::v1::GetTenantLimitsRequest;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 
 use crate::auth::Identity;
+use crate::expiring::Expiring;
 
 /// A budget: `burst` at once, `per_sec` sustained.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -147,14 +148,14 @@ const PLAN_QUOTA_RETRY: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PlanQuotas {
     client: SubscriptionServiceClient<Channel>,
-    cache: Arc<Mutex<HashMap<String, (Quota, Instant)>>>,
+    cache: Expiring<Quota>,
 }
 
 impl PlanQuotas {
     pub fn new(client: SubscriptionServiceClient<Channel>) -> Self {
         PlanQuotas {
             client,
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: Expiring::new(100_000),
         }
     }
 
@@ -162,14 +163,8 @@ impl PlanQuotas {
     /// default for a few seconds.
     async fn get(&self, id: &Identity, default: Quota) -> Quota {
         let now = Instant::now();
-        if let Some((q, until)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id.tenant_id)
-            && *until > now
-        {
-            return *q;
+        if let Some(q) = self.cache.get(&id.tenant_id, now) {
+            return q;
         }
         let mut req = tonic::Request::new(GetTenantLimitsRequest {
             tenant_id: id.tenant_id.clone(),
@@ -189,11 +184,7 @@ impl PlanQuotas {
                 (default, PLAN_QUOTA_RETRY)
             }
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 100_000 {
-            cache.retain(|_, (_, until)| *until > now);
-        }
-        cache.insert(id.tenant_id.clone(), (quota, now + ttl));
+        self.cache.insert(&id.tenant_id, quota, now + ttl, now);
         quota
     }
 }
