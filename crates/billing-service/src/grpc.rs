@@ -1,6 +1,7 @@
 //! `saas.billing.v1.BillingService`: transport only.
 
 use chrono::{DateTime, Utc};
+use ids::{RunId, TenantId};
 use platform::events::enqueue;
 use platform::grpc::{Caller, timestamp};
 use platform::paging;
@@ -10,6 +11,7 @@ use rpc::common::v1::{Money, PageResponse};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
+use crate::domain::RunStatus;
 use crate::error::BillingError;
 use crate::runner::{Runner, requested_event};
 use crate::store::charges;
@@ -44,26 +46,30 @@ fn visible(c: &Caller, r: &RunRow) -> bool {
     c.is_operator() || r.tenant_ids.contains(&c.tenant_id)
 }
 
+/// The operator's tenant filter.
+fn tenant_filter(t: &str) -> Result<TenantId, BillingError> {
+    TenantId::parse(t).map_err(|e| BillingError::invalid("tenant_id", e.to_string()))
+}
+
 fn run_pb(r: RunRow) -> pb::BillingRun {
-    let status = match r.status.as_str() {
-        "queued" => pb::RunStatus::Queued,
-        "running" => pb::RunStatus::Running,
-        "completed" => pb::RunStatus::Completed,
-        "failed" => pb::RunStatus::Failed,
-        "exceeded_deadline" => pb::RunStatus::ExceededDeadline,
-        _ => pb::RunStatus::Unspecified,
+    let status = match r.status {
+        RunStatus::Queued => pb::RunStatus::Queued,
+        RunStatus::Running => pb::RunStatus::Running,
+        RunStatus::Completed => pb::RunStatus::Completed,
+        RunStatus::Failed => pb::RunStatus::Failed,
+        RunStatus::ExceededDeadline => pb::RunStatus::ExceededDeadline,
     };
     let duration_ms = match (r.started_at, r.finished_at) {
         (Some(s), Some(f)) => (f - s).num_milliseconds().max(0) as u64,
         _ => 0,
     };
     pb::BillingRun {
-        id: r.id,
+        id: r.id.into(),
         period: Some(rpc::common::v1::Period {
             start: Some(timestamp(r.period_start)),
             end: Some(timestamp(r.period_end)),
         }),
-        tenant_ids: r.tenant_ids,
+        tenant_ids: r.tenant_ids.into_iter().map(String::from).collect(),
         status: status as i32,
         progress: Some(pb::RunProgress {
             records_processed: r.records_processed.max(0) as u64,
@@ -77,7 +83,7 @@ fn run_pb(r: RunRow) -> pb::BillingRun {
         // Money totals arrive with pricing; record and quantity totals are in the event.
         totals: vec![],
         error: r.error,
-        corrects_run_id: r.corrects_run_id,
+        corrects_run_id: r.corrects_run_id.map(String::from),
         created_at: Some(timestamp(r.created_at)),
     }
 }
@@ -109,31 +115,32 @@ impl BillingApi {
                 ));
             }
         };
-        let mut tenants: Vec<String> = r.tenant_ids;
-        if tenants.len() > MAX_RUN_TENANTS {
+        if r.tenant_ids.len() > MAX_RUN_TENANTS {
             return Err(BillingError::invalid(
                 "tenant_ids",
                 format!("at most {MAX_RUN_TENANTS} (omit them to bill every tenant)"),
             ));
         }
-        if tenants
+        let mut tenants = r
+            .tenant_ids
             .iter()
-            .any(|t| t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(BillingError::invalid(
-                "tenant_ids",
-                "1 to 64 printable ASCII characters each",
-            ));
-        }
+            .map(|t| TenantId::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                BillingError::invalid(
+                    "tenant_ids",
+                    "1 to 64 printable ASCII characters each, no comma",
+                )
+            })?;
         tenants.sort();
         tenants.dedup();
-        let id = format!("run_{}", uuid::Uuid::now_v7().simple());
+        let id = RunId::generate();
         let mut tx = self.pool.begin().await?;
         if r.rerun {
             // A correction of the completed original: it bills only the difference.
             let original = runs::original_for_update(&mut tx, (start, end), &tenants)
                 .await?
-                .filter(|o| o.status == "completed")
+                .filter(|o| o.status == RunStatus::Completed)
                 .ok_or(BillingError::FailedPrecondition(
                     "no completed run of this period and these tenants to correct",
                 ))?;
@@ -175,7 +182,8 @@ impl BillingApi {
         Ok(run_pb(row))
     }
 
-    async fn get_run_inner(&self, c: &Caller, id: String) -> Result<pb::BillingRun, BillingError> {
+    async fn get_run_inner(&self, c: &Caller, id: &str) -> Result<pb::BillingRun, BillingError> {
+        let id = RunId::parse(id).map_err(|_| BillingError::NotFound("run"))?;
         let mut conn = self.pool.acquire().await?;
         let run = match runs::get(&mut conn, &id).await? {
             Some(r) if visible(c, &r) => r,
@@ -185,9 +193,9 @@ impl BillingApi {
         let totals = charges::totals(&mut conn, &id)
             .await?
             .into_iter()
-            .filter(|(tenant, _, _)| c.is_operator() || *tenant == c.tenant_id)
+            .filter(|(tenant, _, _)| c.sees(tenant))
             .map(|(tenant_id, currency, amount_cents)| pb::TenantTotal {
-                tenant_id,
+                tenant_id: tenant_id.into(),
                 total: Some(Money {
                     amount_cents,
                     currency,
@@ -209,17 +217,17 @@ impl BillingApi {
         let limit = paging::limit(page.limit);
         // The operator may filter by tenant; anyone else sees only their own tenant's runs.
         let tenant = if c.is_operator() {
-            r.tenant_id
+            r.tenant_id.as_deref().map(tenant_filter).transpose()?
         } else {
             Some(c.tenant_id.clone())
         };
         let before = paging::after(&page.cursor)?;
         let mut conn = self.pool.acquire().await?;
-        let mut rows = runs::list(&mut conn, before.as_deref(), limit, tenant.as_deref()).await?;
+        let mut rows = runs::list(&mut conn, before.as_deref(), limit, tenant.as_ref()).await?;
         if !c.is_operator() {
             rows.retain(|r| visible(c, r));
         }
-        let page = paging::page(rows, limit, |r| r.id.clone());
+        let page = paging::page(rows, limit, |r| r.id.to_string());
         Ok(pb::ListRunsResponse {
             runs: page.rows.into_iter().map(run_pb).collect(),
             page: Some(PageResponse {
@@ -234,14 +242,15 @@ impl BillingApi {
         c: &Caller,
         r: pb::ListChargesRequest,
     ) -> Result<pb::ListChargesResponse, BillingError> {
+        let run_id = RunId::parse(&r.run_id).map_err(|_| BillingError::NotFound("run"))?;
         let mut conn = self.pool.acquire().await?;
-        match runs::get(&mut conn, &r.run_id).await? {
+        match runs::get(&mut conn, &run_id).await? {
             Some(run) if visible(c, &run) => {}
             _ => return Err(BillingError::NotFound("run")),
         }
         // Another tenant's lines are never listed to a tenant.
         let tenant = if c.is_operator() {
-            r.tenant_id
+            r.tenant_id.as_deref().map(tenant_filter).transpose()?
         } else {
             Some(c.tenant_id.clone())
         };
@@ -251,7 +260,7 @@ impl BillingApi {
             None => 0,
             Some(key) => key.parse::<i64>().map_err(|_| paging::BadCursor)?,
         };
-        let rows = charges::list(&mut conn, &r.run_id, tenant.as_deref(), after, limit).await?;
+        let rows = charges::list(&mut conn, &run_id, tenant.as_ref(), after, limit).await?;
         let page = paging::page(rows, limit, |r| r.id.to_string());
         let (rows, has_more, next_cursor) = (page.rows, page.has_more, page.next_cursor);
         Ok(pb::ListChargesResponse {
@@ -260,8 +269,8 @@ impl BillingApi {
                 .map(|r| pb::Charge {
                     description: describe(&r),
                     id: r.id.to_string(),
-                    run_id: r.run_id,
-                    tenant_id: r.tenant_id,
+                    run_id: r.run_id.into(),
+                    tenant_id: r.tenant_id.into(),
                     user_id: None,
                     kind: match r.kind.as_str() {
                         "flat" => pb::ChargeKind::Flat,
@@ -305,7 +314,7 @@ impl BillingService for BillingApi {
     async fn get_run(&self, req: Request<pb::GetRunRequest>) -> Reply<pb::BillingRun> {
         let c = Caller::of(&req).map_err(BillingError::from)?;
         let id = req.into_inner().run_id;
-        Ok(Response::new(self.get_run_inner(&c, id).await?))
+        Ok(Response::new(self.get_run_inner(&c, &id).await?))
     }
 
     async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Reply<pb::ListRunsResponse> {

@@ -176,7 +176,7 @@ impl Sink for MemorySink {
 #[derive(Debug, Clone)]
 pub struct SummarySink {
     pub pool: PgPool,
-    pub run_id: String,
+    pub run_id: ids::RunId,
 }
 
 impl Sink for SummarySink {

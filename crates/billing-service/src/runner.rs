@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use concurrency::{Limiter, ThroughputTracker, with_deadline};
 use event_types::{BillingRun, RunCompleted, RunFailed, TenantAmount, TenantRecords, data};
+use ids::{RunId, TenantId};
 use platform::events::{CloudEvent, enqueue};
 use platform::grpc::Channel;
 use platform::grpc::{Caller, timestamp};
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::domain::RunStatus;
 use crate::domain::aggregate::Columns;
 use crate::domain::charges::Billable;
 use crate::pipeline::{self, PipelineError, SummarySink};
@@ -82,7 +84,7 @@ fn columns(c: sub::UsageColumns) -> Result<Columns, RunError> {
 
 impl Runner {
     /// Runs queued runs as their ids arrive (and any left queued at start-up) until `stop`.
-    pub async fn serve(self, mut ids: mpsc::UnboundedReceiver<String>, stop: CancellationToken) {
+    pub async fn serve(self, mut ids: mpsc::UnboundedReceiver<RunId>, stop: CancellationToken) {
         // A run left `running` by a process that died is retried from scratch, once its
         // deadline has passed (by then no live process can still be running it).
         match self.pool.begin().await {
@@ -96,7 +98,7 @@ impl Runner {
             },
             Err(e) => tracing::error!(error = %e, "could not requeue abandoned runs"),
         }
-        let queued: Vec<String> =
+        let queued: Vec<RunId> =
             sqlx::query_scalar("SELECT id FROM billing_runs WHERE status = 'queued' ORDER BY id")
                 .fetch_all(&self.pool)
                 .await
@@ -115,7 +117,7 @@ impl Runner {
         }
     }
 
-    async fn execute_logged(&self, id: &str) {
+    async fn execute_logged(&self, id: &RunId) {
         let span = tracing::info_span!("billing_run", run = %id);
         if let Err(e) = self.execute(id).instrument(span).await {
             tracing::error!(run = %id, error = %e, "billing run could not be recorded");
@@ -123,7 +125,7 @@ impl Runner {
     }
 
     /// Executes one run if it is still queued.
-    pub async fn execute(&self, id: &str) -> Result<(), RunError> {
+    pub async fn execute(&self, id: &RunId) -> Result<(), RunError> {
         let Some(run) = runs::claim(&mut *self.pool.acquire().await?, id).await? else {
             return Ok(());
         };
@@ -157,18 +159,18 @@ impl Runner {
         metrics::counter!("billing_records_processed_total").increment(records);
         metrics::histogram!("billing_run_seconds").record(secs);
         let (status, error) = match &outcome {
-            Ok(Ok(())) => ("completed", String::new()),
-            Ok(Err(e)) => ("failed", e.to_string()),
+            Ok(Ok(())) => (RunStatus::Completed, String::new()),
+            Ok(Err(e)) => (RunStatus::Failed, e.to_string()),
             Err(e) => {
                 metrics::counter!("billing_run_deadline_exceeded_total").increment(1);
-                ("exceeded_deadline", e.to_string())
+                (RunStatus::ExceededDeadline, e.to_string())
             }
         };
-        tracing::info!(run = %run.id, status, records, records_per_second = rate, "billing run finished");
+        tracing::info!(run = %run.id, %status, records, records_per_second = rate, "billing run finished");
         let mut finishing = Instant::now();
         let mut tx = self.pool.begin().await?;
         let row = runs::finish(&mut tx, &run.id, status, records as i64, rate, &error).await?;
-        let event = if status == "completed" {
+        let event = if status == RunStatus::Completed {
             let totals = runs::totals(&mut tx, &run.id)
                 .await?
                 .into_iter()
@@ -219,7 +221,7 @@ impl Runner {
         let req = as_operator(
             run,
             sub::StreamUsageRequest {
-                tenant_ids: run.tenant_ids.clone(),
+                tenant_ids: run.tenant_ids.iter().map(|t| t.to_string()).collect(),
                 period: Some(period_pb(run)),
                 batch_size: BATCH as u32,
                 columnar: true,
@@ -254,7 +256,7 @@ impl Runner {
             run,
             sub::ListBillableSubscriptionsRequest {
                 period: Some(period_pb(run)),
-                tenant_ids: run.tenant_ids.clone(),
+                tenant_ids: run.tenant_ids.iter().map(|t| t.to_string()).collect(),
             },
         );
         let mut stream = self
@@ -375,11 +377,11 @@ fn period_pb(run: &RunRow) -> rpc::common::v1::Period {
 fn as_operator<T>(run: &RunRow, msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     Caller {
-        tenant_id: "platform".into(),
+        tenant_id: TenantId::parse("platform").expect("a valid tenant id"),
         subject: "billing-service".into(),
         roles: vec!["platform_admin".into()],
         scopes: Vec::new(),
-        request_id: Some(run.id.clone()),
+        request_id: Some(run.id.to_string()),
     }
     .apply(&mut req);
     req.set_timeout(Duration::from_secs(run.deadline_seconds.max(1) as u64));
@@ -393,19 +395,19 @@ fn run_payload(r: &RunRow) -> BillingRun {
         period_start: r.period_start,
         period_end: r.period_end,
         tenant_ids: r.tenant_ids.clone(),
-        status: r.status.clone(),
+        status: r.status.to_string(),
         records_processed: r.records_processed,
     }
 }
 
 fn run_event(kind: &str, r: &RunRow, payload: serde_json::Value) -> CloudEvent {
-    CloudEvent::new(SOURCE, kind, payload).with_subject(&r.id)
+    CloudEvent::new(SOURCE, kind, payload).with_subject(r.id.as_str())
 }
 
 /// `billing.run.requested` → the runner (the run record is durable; the event is the nudge).
 #[derive(Debug, Clone)]
 pub struct RunRequested {
-    pub ids: mpsc::UnboundedSender<String>,
+    pub ids: mpsc::UnboundedSender<RunId>,
 }
 
 impl platform::events::EventHandler for RunRequested {

@@ -13,6 +13,8 @@
 //! Size: `CONCURFLOW_ROWS` (default 20,000; set 1000000 for the case study's full import).
 
 use std::collections::BTreeMap;
+
+use ids::{RunId, TenantId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -67,7 +69,7 @@ async fn schema() -> (TestDb, sqlx::PgPool) {
 /// deadlocks again as often as not, and the suite only needs to see them.
 async fn import(
     pool: &sqlx::PgPool,
-    run_id: &str,
+    run_id: &RunId,
     rows: &[Usage],
     order: impl Fn(usize) -> LockOrder,
 ) -> u64 {
@@ -82,7 +84,7 @@ async fn import(
         let deltas = fold(chunk);
         let (pool, run_id, deadlocks, order, l) = (
             pool.clone(),
-            run_id.to_string(),
+            run_id.clone(),
             deadlocks.clone(),
             order(b),
             limiter.clone(),
@@ -134,10 +136,12 @@ fn expected(rows: &[Usage]) -> (BTreeMap<(String, String), Total>, Total) {
     (users, tenant)
 }
 
-async fn assert_totals(pool: &sqlx::PgPool, run_id: &str, rows: &[Usage]) {
+async fn assert_totals(pool: &sqlx::PgPool, run_id: &RunId, rows: &[Usage]) {
     let (want_users, want_tenant) = expected(rows);
     let mut conn = pool.acquire().await.unwrap();
-    let (users, tenant) = summaries::read(&mut conn, run_id, TENANT).await.unwrap();
+    let (users, tenant) = summaries::read(&mut conn, run_id, &TenantId::parse(TENANT).unwrap())
+        .await
+        .unwrap();
     let got: BTreeMap<(String, String), Total> = users
         .into_iter()
         .map(|(u, m, records, quantity)| ((u, m), Total { records, quantity }))
@@ -161,7 +165,7 @@ async fn shuffled_lock_order_deadlocks_and_canonical_order_does_not() {
     let sample = &rows[..rows.len().min(40 * BATCH)];
     let mut deadlocks = 0;
     for pass in 0..5u64 {
-        let run = format!("shuffled-{pass}");
+        let run = RunId::generate();
         deadlocks += import(&pool, &run, sample, |b| {
             LockOrder::Shuffled(pass * 1_000_003 + b as u64)
         })
@@ -176,9 +180,10 @@ async fn shuffled_lock_order_deadlocks_and_canonical_order_does_not() {
     );
 
     // The fix: canonical order. Same workload, zero deadlocks, exact totals.
-    let canonical = import(&pool, "canonical", &rows, |_| LockOrder::Canonical).await;
+    let run = RunId::generate();
+    let canonical = import(&pool, &run, &rows, |_| LockOrder::Canonical).await;
     assert_eq!(canonical, 0, "canonical lock order deadlocked");
-    assert_totals(&pool, "canonical", &rows).await;
+    assert_totals(&pool, &run, &rows).await;
     eprintln!(
         "ConcurFlow: {} rows; shuffled order: {deadlocks} deadlocks; canonical: 0",
         rows.len()
@@ -194,9 +199,11 @@ async fn burst(pool: &sqlx::PgPool, limiter: Option<Limiter>) -> (u64, u64) {
     let ok = Arc::new(AtomicU64::new(0));
     let timeouts = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
+    let run = RunId::generate();
     for i in 0..64 {
         let (pool, ok, timeouts, limiter) =
             (pool.clone(), ok.clone(), timeouts.clone(), limiter.clone());
+        let burst = run.clone();
         handles.push(tokio::spawn(async move {
             let delta = &fold(&[Usage {
                 tenant_id: format!("tenant-{i}"),
@@ -206,7 +213,7 @@ async fn burst(pool: &sqlx::PgPool, limiter: Option<Limiter>) -> (u64, u64) {
             }])[0];
             let work = async {
                 let mut tx = pool.begin().await?;
-                summaries::apply(&mut tx, "burst", delta, LockOrder::Canonical).await?;
+                summaries::apply(&mut tx, &burst, delta, LockOrder::Canonical).await?;
                 sqlx::query("SELECT pg_sleep(0.05)")
                     .execute(&mut *tx)
                     .await?;

@@ -10,6 +10,10 @@ use billing_service::store::summaries;
 use concurrency::{Limiter, LimiterConfig, ThroughputTracker, batch_channel, with_deadline};
 use test_support::TestDb;
 
+fn tenant(t: &str) -> ids::TenantId {
+    ids::TenantId::parse(t).unwrap()
+}
+
 fn limiter() -> Limiter {
     Limiter::new(LimiterConfig {
         max_workers: 4,
@@ -33,9 +37,10 @@ async fn totals_written_by_the_pipeline_equal_a_recomputation() {
         }
         tx.finish().await.unwrap();
     });
+    let run = ids::RunId::generate();
     let sink = Arc::new(SummarySink {
         pool: pool.clone(),
-        run_id: "run-1".into(),
+        run_id: run.clone(),
     });
     let progress = Arc::new(ThroughputTracker::new());
     let n = pipeline::run(rx.into_inner(), &limiter(), sink, progress.clone())
@@ -47,7 +52,7 @@ async fn totals_written_by_the_pipeline_equal_a_recomputation() {
 
     let mut conn = pool.acquire().await.unwrap();
     for want in &expected {
-        let (users, tenant) = summaries::read(&mut conn, "run-1", &want.tenant_id)
+        let (users, tenant) = summaries::read(&mut conn, &run, &tenant(&want.tenant_id))
             .await
             .unwrap();
         let got: Vec<((String, String), Total)> = users

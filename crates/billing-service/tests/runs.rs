@@ -19,7 +19,7 @@ use test_support::TestDb;
 fn as_caller<T>(tenant: &str, role: &str, msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     Caller {
-        tenant_id: tenant.into(),
+        tenant_id: ids::TenantId::parse(tenant).unwrap(),
         subject: "tester".into(),
         roles: vec![role.into()],
         scopes: Vec::new(),
@@ -255,10 +255,11 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
 
     let pool = stack.bdb.pool().await;
     let mut conn = pool.acquire().await.unwrap();
-    let totals = runs::totals(&mut conn, &run.id).await.unwrap();
+    let run_id = ids::RunId::parse(&run.id).unwrap();
+    let totals = runs::totals(&mut conn, &run_id).await.unwrap();
     let got: std::collections::BTreeMap<_, _> = totals
         .into_iter()
-        .map(|(t, records, q)| (t, (records, q)))
+        .map(|(t, records, q)| (t.into_string(), (records, q)))
         .collect();
     assert_eq!(got, expected);
     // billing.run.completed left through the outbox with the totals.
@@ -269,7 +270,7 @@ async fn a_run_bills_the_period_once_with_exact_totals() {
     .await
     .unwrap();
     let completed: event_types::RunCompleted = event_types::read(&event["data"]).unwrap();
-    assert_eq!(completed.run.run_id, run.id);
+    assert_eq!(completed.run.run_id, run_id);
     assert_eq!(completed.totals.len(), 2);
 
     // Priced at the plan: 0.5 minor units per call, one rounding per line.
@@ -591,7 +592,11 @@ async fn the_sql_tenant_key_is_the_rust_one() {
         .unwrap();
         assert_eq!(
             sql,
-            billing_service::store::runs::tenant_key(&set),
+            billing_service::store::runs::tenant_key(
+                &set.iter()
+                    .map(|t| ids::TenantId::parse(t).unwrap())
+                    .collect::<Vec<_>>()
+            ),
             "{set:?}"
         );
     }

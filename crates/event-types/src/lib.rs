@@ -7,13 +7,14 @@
 //! has `#[serde(default)]`); renaming or removing one is a new event type.
 
 use chrono::{DateTime, Utc};
+use ids::{PlanId, RunId, SubscriptionId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// `user.created|updated|deactivated|reactivated|deleted` (user service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserChanged {
-    pub tenant_id: String,
-    pub user_id: String,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
     pub email: String,
     /// `active` or `deactivated`.
     pub status: String,
@@ -23,7 +24,7 @@ pub struct UserChanged {
 /// `tenant.created` (user service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantCreated {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub name: String,
     pub slug: String,
 }
@@ -31,13 +32,13 @@ pub struct TenantCreated {
 /// `tenant.suspended|reactivated` (user service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantStatusChanged {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
 }
 
 /// What a plan change prorated (on `subscription.plan_changed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanChange {
-    pub from_plan_id: String,
+    pub from_plan_id: PlanId,
     pub from_plan_version: u32,
     pub currency: String,
     pub proration_credit_minor: i64,
@@ -47,9 +48,9 @@ pub struct PlanChange {
 /// `subscription.*` (subscription service): the subscription after the change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionChanged {
-    pub tenant_id: String,
-    pub subscription_id: String,
-    pub plan_id: String,
+    pub tenant_id: TenantId,
+    pub subscription_id: SubscriptionId,
+    pub plan_id: PlanId,
     pub plan_version: i32,
     pub status: String,
     pub seats: i32,
@@ -66,11 +67,11 @@ pub struct SubscriptionChanged {
 /// A billing run as its events carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingRun {
-    pub run_id: String,
+    pub run_id: RunId,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     /// Empty: every billable tenant.
-    pub tenant_ids: Vec<String>,
+    pub tenant_ids: Vec<TenantId>,
     pub status: String,
     pub records_processed: i64,
 }
@@ -78,7 +79,7 @@ pub struct BillingRun {
 /// Records of one tenant in a completed run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantRecords {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub records: i64,
     /// An exact decimal.
     pub quantity: String,
@@ -87,7 +88,7 @@ pub struct TenantRecords {
 /// Money of one tenant in a completed run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantAmount {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub currency: String,
     pub amount_minor: i64,
 }
@@ -245,9 +246,13 @@ impl Payload {
 mod tests {
     use super::*;
 
+    fn tenant() -> TenantId {
+        TenantId::parse("ten_1").unwrap()
+    }
+
     fn run() -> BillingRun {
         BillingRun {
-            run_id: "run_1".into(),
+            run_id: RunId::parse("run_0190f1e0c0de7000800000000000000a").unwrap(),
             period_start: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             period_end: DateTime::from_timestamp(1_702_000_000, 0).unwrap(),
             tenant_ids: vec![],
@@ -258,9 +263,9 @@ mod tests {
 
     fn sub(extra: Option<PlanChange>) -> SubscriptionChanged {
         SubscriptionChanged {
-            tenant_id: "ten_1".into(),
-            subscription_id: "sub_1".into(),
-            plan_id: "pro".into(),
+            tenant_id: tenant(),
+            subscription_id: SubscriptionId::parse("sub_0190f1e0c0de7000800000000000000b").unwrap(),
+            plan_id: PlanId::parse("pro").unwrap(),
             plan_version: 2,
             status: "active".into(),
             seats: 4,
@@ -275,22 +280,22 @@ mod tests {
     fn sample(kind: Kind) -> serde_json::Value {
         match kind {
             Kind::UserChanged => data(&UserChanged {
-                tenant_id: "ten_1".into(),
-                user_id: "usr_1".into(),
+                tenant_id: tenant(),
+                user_id: UserId::parse("usr_0190f1e0c0de7000800000000000000c").unwrap(),
                 email: "a@b.example".into(),
                 status: "active".into(),
                 roles: vec!["member".into()],
             }),
             Kind::TenantCreated => data(&TenantCreated {
-                tenant_id: "ten_1".into(),
+                tenant_id: tenant(),
                 name: "Acme".into(),
                 slug: "acme".into(),
             }),
             Kind::TenantStatusChanged => data(&TenantStatusChanged {
-                tenant_id: "ten_1".into(),
+                tenant_id: tenant(),
             }),
             Kind::SubscriptionChanged => data(&sub(Some(PlanChange {
-                from_plan_id: "basic".into(),
+                from_plan_id: PlanId::parse("basic").unwrap(),
                 from_plan_version: 1,
                 currency: "EUR".into(),
                 proration_credit_minor: -500,
@@ -300,12 +305,12 @@ mod tests {
             Kind::RunCompleted => data(&RunCompleted {
                 run: run(),
                 totals: vec![TenantRecords {
-                    tenant_id: "ten_1".into(),
+                    tenant_id: tenant(),
                     records: 3,
                     quantity: "2.5".into(),
                 }],
                 amounts: vec![TenantAmount {
-                    tenant_id: "ten_1".into(),
+                    tenant_id: tenant(),
                     currency: "EUR".into(),
                     amount_minor: 1234,
                 }],

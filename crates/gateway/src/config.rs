@@ -191,13 +191,12 @@ impl GatewaySettings {
         }
         let operator_tenant =
             get("PLATFORM_OPERATOR_TENANT").unwrap_or_else(|| DEFAULT_OPERATOR_TENANT.into());
-        if operator_tenant.len() > 255
-            || operator_tenant.chars().any(|c| c.is_control() || c == ',')
-        {
+        if ids::TenantId::parse(&operator_tenant).is_err() {
             return Err(ConfigError {
                 var: "PLATFORM_OPERATOR_TENANT",
                 value: operator_tenant,
-                reason: "expected a tenant id (at most 255 bytes, no control characters)".into(),
+                reason: "expected a tenant id (1 to 64 printable ASCII characters, no comma)"
+                    .into(),
             });
         }
         let metrics_allow_text = get("METRICS_ALLOW").unwrap_or_else(|| "127.0.0.0/8,::1".into());

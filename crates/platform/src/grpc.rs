@@ -1,6 +1,7 @@
 //! East-west gRPC client helpers: lazily connected channels with deadlines, the identity
 //! metadata the gateway forwards, and the gRPC health check.
 
+use ids::TenantId;
 use std::time::Duration;
 
 use tonic_health::pb::HealthCheckRequest;
@@ -43,9 +44,9 @@ pub async fn check_health(channel: Channel) -> Result<(), String> {
 }
 
 /// The verified caller, as the gateway put it in the request metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub subject: String,
     pub roles: Vec<String>,
     /// An API key's scopes (permission names); empty for tokens.
@@ -80,16 +81,18 @@ impl Caller {
     }
 
     /// `tenant_id`, if this caller may act on it: its own tenant, or any for the operator.
-    /// The one tenant-scoping rule of every service.
-    pub fn scope<'a>(&self, tenant_id: &'a str) -> Result<&'a str, Refused> {
-        let plausible = !tenant_id.is_empty()
-            && tenant_id.len() <= 64
-            && tenant_id.bytes().all(|b| b.is_ascii_graphic());
-        if plausible && (self.is_operator() || self.tenant_id == tenant_id) {
-            Ok(tenant_id)
-        } else {
-            Err(Refused::Foreign)
+    /// The one tenant-scoping rule of every service; a malformed id is as foreign as
+    /// another tenant's.
+    pub fn scope(&self, tenant_id: &str) -> Result<TenantId, Refused> {
+        match TenantId::parse(tenant_id) {
+            Ok(t) if self.is_operator() || self.tenant_id == t => Ok(t),
+            _ => Err(Refused::Foreign),
         }
+    }
+
+    /// Whether this caller may see data of `tenant`: its own, or any for the operator.
+    pub fn sees(&self, tenant: &TenantId) -> bool {
+        self.is_operator() || self.tenant_id == *tenant
     }
 
     /// Ok when the caller holds `role`.
@@ -101,11 +104,11 @@ impl Caller {
         }
     }
 
-    /// Reads the identity metadata; `None` when the tenant or subject is missing (a call that
-    /// did not come through the gateway).
+    /// Reads the identity metadata; `None` when the tenant or subject is missing or malformed
+    /// (a call that did not come through the gateway).
     pub fn from_metadata(md: &tonic::metadata::MetadataMap) -> Option<Caller> {
         let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let tenant_id = get(metadata::TENANT_ID).filter(|t| !t.is_empty())?;
+        let tenant_id = TenantId::parse(&get(metadata::TENANT_ID)?).ok()?;
         let subject = get(metadata::SUBJECT).filter(|s| !s.is_empty())?;
         let list = |k: &str| -> Vec<String> {
             get(k)
@@ -131,7 +134,7 @@ impl Caller {
     pub fn apply<T>(&self, req: &mut tonic::Request<T>) {
         write_identity(
             req.metadata_mut(),
-            &self.tenant_id,
+            self.tenant_id.as_str(),
             &self.subject,
             &self.roles.join(","),
             &self.scopes.join(","),

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use ids::TenantId;
 use prost::Message;
 use redis::AsyncCommands;
 use rpc::subscription::v1::Entitlement;
@@ -49,13 +50,13 @@ impl EntitlementCache {
         }
     }
 
-    fn key(&self, tenant: &str) -> String {
+    fn key(&self, tenant: &TenantId) -> String {
         format!("{}sub:ent:{tenant}", self.namespace)
     }
 
     pub async fn get(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         feature: &str,
         user: Option<&str>,
     ) -> Option<Entitlement> {
@@ -73,7 +74,7 @@ impl EntitlementCache {
         }
     }
 
-    pub async fn put(&self, tenant: &str, feature: &str, user: Option<&str>, e: &Entitlement) {
+    pub async fn put(&self, tenant: &TenantId, feature: &str, user: Option<&str>, e: &Entitlement) {
         let mut r = self.redis.clone();
         let k = self.key(tenant);
         let res: redis::RedisResult<()> = redis::pipe()
@@ -96,7 +97,7 @@ impl EntitlementCache {
     }
 
     /// Drops every cached answer of `tenants`, now and once more shortly after.
-    pub fn invalidate(&self, tenants: Vec<String>) {
+    pub fn invalidate(&self, tenants: Vec<TenantId>) {
         if tenants.is_empty() {
             return;
         }
@@ -111,7 +112,7 @@ impl EntitlementCache {
 
     /// Drops `tenants` now and waits for it (callers that must see the effect at once), then
     /// once more shortly after.
-    pub async fn invalidate_now(&self, tenants: &[String]) {
+    pub async fn invalidate_now(&self, tenants: &[TenantId]) {
         if tenants.is_empty() {
             return;
         }

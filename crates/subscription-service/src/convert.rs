@@ -108,7 +108,7 @@ pub fn plan_def(p: &pb::Plan) -> Result<PlanDef, SubError> {
 pub fn plan_pb(row: &PlanRow) -> pb::Plan {
     let d = &row.def;
     pb::Plan {
-        id: row.id.clone(),
+        id: row.id.to_string(),
         version: row.version,
         name: d.name.clone(),
         currency: d.currency.to_string(),
@@ -152,17 +152,16 @@ pub fn plan_pb(row: &PlanRow) -> pb::Plan {
 pub fn sub_pb(s: &SubRow) -> pb::Subscription {
     use crate::domain::status::SubStatus;
     pb::Subscription {
-        id: s.id.clone(),
-        tenant_id: s.tenant_id.clone(),
-        plan_id: s.plan_id.clone(),
+        id: s.id.to_string(),
+        tenant_id: s.tenant_id.to_string(),
+        plan_id: s.plan_id.to_string(),
         plan_version: s.plan_version(),
-        status: match s.status() {
-            Ok(SubStatus::Trialing) => pb::SubscriptionStatus::Trialing,
-            Ok(SubStatus::Active) => pb::SubscriptionStatus::Active,
-            Ok(SubStatus::PastDue) => pb::SubscriptionStatus::PastDue,
-            Ok(SubStatus::Suspended) => pb::SubscriptionStatus::Suspended,
-            Ok(SubStatus::Canceled) => pb::SubscriptionStatus::Canceled,
-            Err(_) => pb::SubscriptionStatus::Unspecified,
+        status: match s.status {
+            SubStatus::Trialing => pb::SubscriptionStatus::Trialing,
+            SubStatus::Active => pb::SubscriptionStatus::Active,
+            SubStatus::PastDue => pb::SubscriptionStatus::PastDue,
+            SubStatus::Suspended => pb::SubscriptionStatus::Suspended,
+            SubStatus::Canceled => pb::SubscriptionStatus::Canceled,
         } as i32,
         current_period: Some(period_pb(s.period_start, s.period_end)),
         trial_end: s.trial_end.map(timestamp),
@@ -184,7 +183,7 @@ pub fn segment_pb(s: &SeatSegment) -> pb::SeatSegment {
 pub fn record_pb(r: Record) -> pb::UsageRecord {
     pb::UsageRecord {
         id: r.id,
-        tenant_id: r.tenant_id,
+        tenant_id: r.tenant_id.into(),
         user_id: r.user_id,
         metric: r.metric,
         quantity: Some(dec_pb(r.quantity)),

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use event_types::{SubscriptionChanged, TenantStatusChanged, UserChanged, data};
+use ids::TenantId;
 use platform::events::{CloudEvent, EventHandler, HandlerError, enqueue};
 use pricing::period_containing;
 use sqlx::{PgConnection, PgPool};
@@ -34,11 +35,15 @@ fn payload<T: serde::de::DeserializeOwned>(event: &CloudEvent) -> Result<T, Hand
 }
 
 /// Re-counts a follow-users subscription's seats after a member change.
-async fn recount(conn: &mut PgConnection, tenant: &str, at: DateTime<Utc>) -> Result<(), SubError> {
+async fn recount(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    at: DateTime<Utc>,
+) -> Result<(), SubError> {
     let Some(mut sub) = subscriptions::get(conn, tenant, true).await? else {
         return Ok(());
     };
-    if sub.fixed_seats.is_some() || !sub.status()?.is_live() {
+    if sub.fixed_seats.is_some() || !sub.status.is_live() {
         return Ok(());
     }
     let n = seats::count_active(conn, tenant).await?;
@@ -72,11 +77,11 @@ impl EventHandler for MemberEvents {
         event: &CloudEvent,
     ) -> Result<(), HandlerError> {
         let user: UserChanged = payload(event)?;
-        let (tenant, user_id) = (user.tenant_id.as_str(), user.user_id.as_str());
         let active = event.event_type != "user.deleted" && user.status == "active";
-        if seats::upsert_member(conn, tenant, user_id, active, event.time).await? {
+        let tenant = &user.tenant_id;
+        if seats::upsert_member(conn, tenant, &user.user_id, active, event.time).await? {
             recount(conn, tenant, event.time).await?;
-            self.cache.invalidate(vec![tenant.to_string()]);
+            self.cache.invalidate(vec![tenant.clone()]);
         }
         Ok(())
     }
@@ -100,14 +105,14 @@ impl EventHandler for TenantEvents {
             _ => return Ok(()),
         };
         let changed: TenantStatusChanged = payload(event)?;
-        let tenant = changed.tenant_id.as_str();
+        let tenant = &changed.tenant_id;
         let Some(mut sub) = subscriptions::get(conn, tenant, true).await? else {
             return Ok(());
         };
-        let Some(next) = sub.status()?.on_tenant_suspension(suspended) else {
+        let Some(next) = sub.status.on_tenant_suspension(suspended) else {
             return Ok(());
         };
-        sub.status = next.as_str().into();
+        sub.status = next;
         let row = subscriptions::save(conn, &sub).await?;
         let kind = if suspended {
             "subscription.suspended"
@@ -117,7 +122,7 @@ impl EventHandler for TenantEvents {
         enqueue(conn, &subscription_event(kind, &row, |_| {}))
             .await
             .map_err(SubError::from)?;
-        self.cache.invalidate(vec![tenant.to_string()]);
+        self.cache.invalidate(vec![tenant.clone()]);
         Ok(())
     }
 }
@@ -126,21 +131,21 @@ impl EventHandler for TenantEvents {
 async fn advance(
     conn: &mut PgConnection,
     plans: &PlanCache,
-    tenant: &str,
+    tenant: &TenantId,
     now: DateTime<Utc>,
 ) -> Result<Vec<&'static str>, SubError> {
     let mut emitted = vec![];
     let Some(mut sub) = subscriptions::get(conn, tenant, true).await? else {
         return Ok(emitted);
     };
-    let status = sub.status()?;
+    let status = sub.status;
     if status == SubStatus::Trialing && sub.trial_end.is_some_and(|t| t <= now) {
-        sub.status = SubStatus::Active.as_str().into();
+        sub.status = SubStatus::Active;
         emitted.push("subscription.trial_ended");
     }
     if status != SubStatus::Canceled && sub.period_end <= now {
         if sub.cancel_at_period_end {
-            sub.status = SubStatus::Canceled.as_str().into();
+            sub.status = SubStatus::Canceled;
             sub.canceled_at = Some(sub.period_end);
             seats::close(conn, tenant, sub.period_end).await?;
             emitted.push("subscription.canceled");
@@ -224,7 +229,7 @@ pub(crate) fn subscription_event(
         subscription_id: s.id.clone(),
         plan_id: s.plan_id.clone(),
         plan_version: s.plan_version,
-        status: s.status.clone(),
+        status: s.status.to_string(),
         seats: s.seats,
         period_start: s.period_start,
         period_end: s.period_end,
@@ -233,6 +238,6 @@ pub(crate) fn subscription_event(
     };
     with(&mut payload);
     CloudEvent::new(SOURCE, kind, data(&payload))
-        .with_tenant(&s.tenant_id)
-        .with_subject(&s.id)
+        .with_tenant(s.tenant_id.as_str())
+        .with_subject(s.id.as_str())
 }

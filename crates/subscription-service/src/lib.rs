@@ -3,7 +3,8 @@
 //!
 //! It owns the `saas_subscription` database (migrated at start-up) and serves
 //! `saas.subscription.v1` from `proto/subscription/v1/`. Prices are computed by the `pricing`
-//! crate; pure rules live in [`domain`], SQL in [`store`], transport in [`grpc`], reactions to
+//! crate; pure rules live in [`domain`], SQL in [`store`], what the service does in [`service`],
+//! transport in [`grpc`], reactions to
 //! other services' events and the clock in [`events`]. Entitlement answers are cached in Redis
 //! ([`cache`]).
 
@@ -13,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod service;
 pub mod settings;
 pub mod store;
 
@@ -39,7 +41,12 @@ pub async fn build_with(
     let cache =
         cache::EntitlementCache::new(redis.clone(), settings.entitlement_ttl, &cfg.event_prefix);
     let tick_every = settings.tick;
-    let api = grpc::SubscriptionApi::new(backbone.pool.clone(), cache.clone(), settings);
+    let service = std::sync::Arc::new(service::Service::new(
+        backbone.pool.clone(),
+        cache.clone(),
+        settings,
+    ));
+    let api = grpc::SubscriptionApi::new(service);
     let members = events::MemberEvents {
         cache: cache.clone(),
     };

@@ -82,7 +82,7 @@ impl Harness {
 fn as_caller<T>(tenant: &str, roles: &[&str], msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     Caller {
-        tenant_id: tenant.into(),
+        tenant_id: ids::TenantId::parse(tenant).unwrap(),
         subject: "usr_test".into(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         scopes: Vec::new(),
@@ -717,11 +717,16 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
     h.stop().await;
 }
 
+/// The `n`th test user's id (a well-formed `usr_` id, as the user service makes them).
+fn uid(n: u32) -> String {
+    format!("usr_{n:032x}")
+}
+
 /// A `user.*` event as the user service publishes it (the typed contract).
 fn user_event(kind: &str, tenant: &str, user: &str, status: &str) -> CloudEvent {
     let payload = event_types::UserChanged {
-        tenant_id: tenant.into(),
-        user_id: user.into(),
+        tenant_id: ids::TenantId::parse(tenant).unwrap(),
+        user_id: ids::UserId::parse(user).unwrap(),
         email: format!("{user}@example.test"),
         status: status.into(),
         roles: vec!["member".into()],
@@ -746,9 +751,9 @@ async fn seats_follow_user_events_counting_redeliveries_once() {
     let h = Harness::start().await;
     h.create_pro_plan().await;
     // Two users exist before the subscription; it starts with their seats.
-    for u in ["usr_1", "usr_2"] {
+    for u in [uid(1), uid(2)] {
         h.bus
-            .publish(&user_event("user.created", "ten_a", u, "active"))
+            .publish(&user_event("user.created", "ten_a", &u, "active"))
             .await
             .unwrap();
     }
@@ -764,7 +769,7 @@ async fn seats_follow_user_events_counting_redeliveries_once() {
     assert_eq!(sub.seats, 2);
     // A third user, delivered three times (a re-publish without the broker's de-dup id, and
     // one with a fresh event id but the same state): one seat.
-    let third = user_event("user.created", "ten_a", "usr_3", "active");
+    let third = user_event("user.created", "ten_a", &uid(3), "active");
     h.bus.publish(&third).await.unwrap();
     let payload = serde_json::to_vec(&third).unwrap();
     h.bus
@@ -775,17 +780,17 @@ async fn seats_follow_user_events_counting_redeliveries_once() {
         .await
         .unwrap();
     h.bus
-        .publish(&user_event("user.updated", "ten_a", "usr_3", "active"))
+        .publish(&user_event("user.updated", "ten_a", &uid(3), "active"))
         .await
         .unwrap();
     // Deactivating one user drops a seat; a stale event (older time) does not undo it.
-    let mut off = user_event("user.deactivated", "ten_a", "usr_1", "deactivated");
+    let mut off = user_event("user.deactivated", "ten_a", &uid(1), "deactivated");
     off.time = Utc::now() + chrono::Duration::seconds(1);
     h.bus.publish(&off).await.unwrap();
-    let mut stale = user_event("user.updated", "ten_a", "usr_1", "active");
+    let mut stale = user_event("user.updated", "ten_a", &uid(1), "active");
     stale.time = Utc::now() - chrono::Duration::hours(1);
     h.bus.publish(&stale).await.unwrap();
-    let marker = user_event("user.created", "ten_other", "usr_9", "active");
+    let marker = user_event("user.created", "ten_other", &uid(9), "active");
     h.bus.publish(&marker).await.unwrap();
     wait_for("all events applied", async || {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM members WHERE tenant_id = 'ten_other'")
@@ -824,10 +829,16 @@ async fn seats_follow_user_events_counting_redeliveries_once() {
     );
     // A deactivated user is denied; an active one is not.
     assert_eq!(
-        entitlement(&h, "ten_a", "sso", Some("usr_1")).await.reason,
+        entitlement(&h, "ten_a", "sso", Some(uid(1).as_str()))
+            .await
+            .reason,
         "user_inactive"
     );
-    assert!(entitlement(&h, "ten_a", "sso", Some("usr_2")).await.allowed);
+    assert!(
+        entitlement(&h, "ten_a", "sso", Some(uid(2).as_str()))
+            .await
+            .allowed
+    );
     h.stop().await;
 }
 

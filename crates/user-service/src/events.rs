@@ -14,12 +14,12 @@ pub(crate) fn user_event(kind: &str, u: &users::UserRow) -> CloudEvent {
         tenant_id: u.tenant_id.clone(),
         user_id: u.id.clone(),
         email: u.email.clone(),
-        status: u.status.clone(),
+        status: u.status.to_string(),
         roles: u.roles.clone(),
     };
     CloudEvent::new(SOURCE, kind, data(&payload))
-        .with_tenant(&u.tenant_id)
-        .with_subject(&u.id)
+        .with_tenant(u.tenant_id.as_str())
+        .with_subject(u.id.as_str())
 }
 
 /// `tenant.created`.
@@ -30,8 +30,8 @@ pub(crate) fn tenant_created(t: &tenants::TenantRow) -> CloudEvent {
         slug: t.slug.clone(),
     };
     CloudEvent::new(SOURCE, "tenant.created", data(&payload))
-        .with_tenant(&t.id)
-        .with_subject(&t.id)
+        .with_tenant(t.id.as_str())
+        .with_subject(t.id.as_str())
 }
 
 /// `tenant.suspended` or `tenant.reactivated`.
@@ -39,5 +39,5 @@ pub(crate) fn tenant_status(kind: &str, t: &tenants::TenantRow) -> CloudEvent {
     let payload = TenantStatusChanged {
         tenant_id: t.id.clone(),
     };
-    CloudEvent::new(SOURCE, kind, data(&payload)).with_tenant(&t.id)
+    CloudEvent::new(SOURCE, kind, data(&payload)).with_tenant(t.id.as_str())
 }

@@ -12,7 +12,9 @@ use rpc::user::v1::{ScimRequest, ScimResponse};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::domain::ids::{GroupId, UserId};
+use ids::{GroupId, TenantId, UserId};
+
+use crate::domain::UserStatus;
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter;
 use crate::domain::scim::group;
@@ -72,7 +74,7 @@ fn db(e: sqlx::Error) -> ScimError {
     }
 }
 
-async fn authenticate(pool: &PgPool, req: &ScimRequest) -> Result<String, ScimError> {
+async fn authenticate(pool: &PgPool, req: &ScimRequest) -> Result<TenantId, ScimError> {
     let token = header(req, "authorization")
         .and_then(|h| {
             h.strip_prefix("Bearer ")
@@ -186,7 +188,7 @@ fn scim_user(row: &users::UserRow) -> ScimUser {
         family_name: row.family_name.clone(),
         display_name: row.display_name.clone(),
         email: row.email.clone(),
-        active: row.status == "active",
+        active: row.status == UserStatus::Active,
     }
 }
 
@@ -195,7 +197,7 @@ fn render(row: &users::UserRow, base: &str) -> (Value, String) {
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let user = scim_user(row);
     let v = to_json(&Stored {
-        id: &row.id,
+        id: row.id.as_str(),
         user: &user,
         version: row.version,
         created: &fmt(row.created_at),
@@ -205,10 +207,12 @@ fn render(row: &users::UserRow, base: &str) -> (Value, String) {
     (v, etag(row.version))
 }
 
-async fn find(pool: &PgPool, tenant: &str, id: &str) -> Result<users::UserRow, ScimError> {
-    let id = UserId::parse(id).ok_or_else(|| ScimError::not_found("User"))?;
+async fn find(pool: &PgPool, tenant: &TenantId, id: &str) -> Result<users::UserRow, ScimError> {
+    let id = UserId::parse(id)
+        .ok()
+        .ok_or_else(|| ScimError::not_found("User"))?;
     let mut conn = pool.acquire().await.map_err(db)?;
-    users::get(&mut conn, tenant, id.as_str())
+    users::get(&mut conn, tenant, &id)
         .await
         .map_err(db)?
         .ok_or_else(|| ScimError::not_found("User"))
@@ -216,7 +220,7 @@ async fn find(pool: &PgPool, tenant: &str, id: &str) -> Result<users::UserRow, S
 
 async fn list(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     base: &str,
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
@@ -281,17 +285,17 @@ fn fields(u: &ScimUser) -> users::ScimFields<'_> {
 
 async fn create(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     base: &str,
     body: &Value,
 ) -> Result<ScimResponse, ScimError> {
     let user = ScimUser::from_json(body)?;
     let id = UserId::generate();
     let mut tx = pool.begin().await.map_err(db)?;
-    users::insert_scim(&mut tx, tenant, id.as_str(), &fields(&user))
+    users::insert_scim(&mut tx, tenant, &id, &fields(&user))
         .await
         .map_err(db)?;
-    let row = users::get(&mut tx, tenant, id.as_str())
+    let row = users::get(&mut tx, tenant, &id)
         .await
         .map_err(db)?
         .ok_or_else(ScimError::internal)?;
@@ -314,21 +318,20 @@ async fn create(
 /// Replace or patch under the row lock, honouring If-Match.
 async fn write(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     base: &str,
     id: &str,
     if_match: Option<&str>,
     change: impl FnOnce(ScimUser) -> Result<ScimUser, ScimError>,
 ) -> Result<ScimResponse, ScimError> {
-    let id = UserId::parse(id).ok_or_else(|| ScimError::not_found("User"))?;
+    let id = UserId::parse(id)
+        .ok()
+        .ok_or_else(|| ScimError::not_found("User"))?;
     let mut tx = pool.begin().await.map_err(db)?;
-    if !users::lock(&mut tx, tenant, id.as_str())
-        .await
-        .map_err(db)?
-    {
+    if !users::lock(&mut tx, tenant, &id).await.map_err(db)? {
         return Err(ScimError::not_found("User"));
     }
-    let before = users::get(&mut tx, tenant, id.as_str())
+    let before = users::get(&mut tx, tenant, &id)
         .await
         .map_err(db)?
         .ok_or_else(|| ScimError::not_found("User"))?;
@@ -339,16 +342,16 @@ async fn write(
         return Err(ScimError::precondition());
     }
     let updated = change(scim_user(&before))?;
-    users::replace_scim(&mut tx, tenant, id.as_str(), &fields(&updated))
+    users::replace_scim(&mut tx, tenant, &id, &fields(&updated))
         .await
         .map_err(db)?;
-    let row = users::get(&mut tx, tenant, id.as_str())
+    let row = users::get(&mut tx, tenant, &id)
         .await
         .map_err(db)?
         .ok_or_else(ScimError::internal)?;
-    let kind = match (before.status.as_str(), row.status.as_str()) {
-        ("active", "deactivated") => "user.deactivated",
-        ("deactivated", "active") => "user.reactivated",
+    let kind = match (before.status, row.status) {
+        (UserStatus::Active, UserStatus::Deactivated) => "user.deactivated",
+        (UserStatus::Deactivated, UserStatus::Active) => "user.reactivated",
         _ => "user.updated",
     };
     enqueue(&mut tx, &crate::events::user_event(kind, &row))
@@ -359,14 +362,14 @@ async fn write(
     Ok(respond(200, Some(v), &[("etag", tag)]))
 }
 
-async fn delete(pool: &PgPool, tenant: &str, id: &str) -> Result<ScimResponse, ScimError> {
+async fn delete(pool: &PgPool, tenant: &TenantId, id: &str) -> Result<ScimResponse, ScimError> {
     let row = find(pool, tenant, id).await?;
     let mut tx = pool.begin().await.map_err(db)?;
     if !users::delete(&mut tx, tenant, &row.id).await.map_err(db)? {
         return Err(ScimError::not_found("User"));
     }
     // Seats follow active users: a deleted active user is a deactivation for billing.
-    if row.status == "active" {
+    if row.status == UserStatus::Active {
         enqueue(
             &mut tx,
             &crate::events::user_event("user.deactivated", &row),
@@ -478,10 +481,16 @@ fn render_group(row: &groups::GroupRow, base: &str) -> (Value, String) {
     (v, etag(row.version))
 }
 
-async fn find_group(pool: &PgPool, tenant: &str, id: &str) -> Result<groups::GroupRow, ScimError> {
-    let id = GroupId::parse(id).ok_or_else(|| ScimError::not_found("Group"))?;
+async fn find_group(
+    pool: &PgPool,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<groups::GroupRow, ScimError> {
+    let id = GroupId::parse(id)
+        .ok()
+        .ok_or_else(|| ScimError::not_found("Group"))?;
     let mut conn = pool.acquire().await.map_err(db)?;
-    groups::get(&mut conn, tenant, id.as_str())
+    groups::get(&mut conn, tenant, &id)
         .await
         .map_err(db)?
         .ok_or_else(|| ScimError::not_found("Group"))
@@ -489,7 +498,7 @@ async fn find_group(pool: &PgPool, tenant: &str, id: &str) -> Result<groups::Gro
 
 async fn list_groups(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     base: &str,
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
@@ -500,7 +509,7 @@ async fn list_groups(
 
 async fn create_group(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     base: &str,
     body: &Value,
 ) -> Result<ScimResponse, ScimError> {
@@ -510,19 +519,12 @@ async fn create_group(
     let role = group::role_for(&name).map(|r| r.as_str());
     let id = GroupId::generate();
     let mut tx = pool.begin().await.map_err(db)?;
-    groups::insert(
-        &mut tx,
-        id.as_str(),
-        tenant,
-        &name,
-        external.as_deref(),
-        role,
-    )
-    .await
-    .map_err(db)?;
+    groups::insert(&mut tx, &id, tenant, &name, external.as_deref(), role)
+        .await
+        .map_err(db)?;
     let members = dedup(change.set_members.unwrap_or_default());
-    apply_members(&mut tx, tenant, id.as_str(), &[], &members, role).await?;
-    let row = groups::get(&mut tx, tenant, id.as_str())
+    apply_members(&mut tx, tenant, &id, &[], &members, role).await?;
+    let row = groups::get(&mut tx, tenant, &id)
         .await
         .map_err(db)?
         .ok_or_else(ScimError::internal)?;
@@ -549,8 +551,8 @@ fn dedup(mut ids: Vec<String>) -> Vec<String> {
 /// changed, through `user.updated` events in the same transaction.
 async fn apply_members(
     tx: &mut sqlx::PgConnection,
-    tenant: &str,
-    group_id: &str,
+    tenant: &TenantId,
+    group_id: &GroupId,
     before: &[String],
     after: &[String],
     role: Option<&str>,
@@ -568,8 +570,8 @@ async fn apply_members(
         .iter()
         .filter(|m| !after.contains(m))
         .chain(after.iter().filter(|m| !before.contains(m)));
-    for uid in changed {
-        if let Some(row) = users::get(tx, tenant, uid).await.map_err(db)? {
+    for uid in changed.filter_map(|u| UserId::parse(u).ok()) {
+        if let Some(row) = users::get(tx, tenant, &uid).await.map_err(db)? {
             enqueue(tx, &crate::events::user_event("user.updated", &row))
                 .await
                 .map_err(|_| ScimError::internal())?;
@@ -580,21 +582,20 @@ async fn apply_members(
 
 async fn write_group(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     base: &str,
     id: &str,
     if_match: Option<&str>,
     change: group::GroupChange,
 ) -> Result<ScimResponse, ScimError> {
-    let id = GroupId::parse(id).ok_or_else(|| ScimError::not_found("Group"))?;
+    let id = GroupId::parse(id)
+        .ok()
+        .ok_or_else(|| ScimError::not_found("Group"))?;
     let mut tx = pool.begin().await.map_err(db)?;
-    if !groups::lock(&mut tx, tenant, id.as_str())
-        .await
-        .map_err(db)?
-    {
+    if !groups::lock(&mut tx, tenant, &id).await.map_err(db)? {
         return Err(ScimError::not_found("Group"));
     }
-    let before = groups::get(&mut tx, tenant, id.as_str())
+    let before = groups::get(&mut tx, tenant, &id)
         .await
         .map_err(db)?
         .ok_or_else(|| ScimError::not_found("Group"))?;
@@ -615,19 +616,11 @@ async fn write_group(
     members.retain(|m| !change.remove_members.contains(m));
     let members = dedup(members);
     let role = group::role_for(&name).map(|r| r.as_str());
-    groups::update(&mut tx, id.as_str(), &name, external.as_deref(), role)
+    groups::update(&mut tx, &id, &name, external.as_deref(), role)
         .await
         .map_err(db)?;
-    apply_members(
-        &mut tx,
-        tenant,
-        id.as_str(),
-        &before.members,
-        &members,
-        role,
-    )
-    .await?;
-    let row = groups::get(&mut tx, tenant, id.as_str())
+    apply_members(&mut tx, tenant, &id, &before.members, &members, role).await?;
+    let row = groups::get(&mut tx, tenant, &id)
         .await
         .map_err(db)?
         .ok_or_else(ScimError::internal)?;
@@ -636,7 +629,11 @@ async fn write_group(
     Ok(respond(200, Some(v), &[("etag", tag)]))
 }
 
-async fn delete_group(pool: &PgPool, tenant: &str, id: &str) -> Result<ScimResponse, ScimError> {
+async fn delete_group(
+    pool: &PgPool,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<ScimResponse, ScimError> {
     let row = find_group(pool, tenant, id).await?;
     let mut tx = pool.begin().await.map_err(db)?;
     apply_members(&mut tx, tenant, &row.id, &row.members, &[], None).await?;

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ids::TenantId;
 use platform::db::{PoolSettings, connect_and_migrate};
 use test_support::TestDb;
 use tokio_util::sync::CancellationToken;
+use user_service::domain::TenantStatus;
 use user_service::store::tenant_cache::TenantCache;
 use user_service::store::tenants;
 
@@ -25,7 +27,7 @@ async fn setup() -> (TestDb, sqlx::PgPool) {
     (db, pool)
 }
 
-async fn insert_tenant(pool: &sqlx::PgPool, id: &str) {
+async fn insert_tenant(pool: &sqlx::PgPool, id: &TenantId) {
     let mut conn = pool.acquire().await.unwrap();
     tenants::insert(&mut conn, id, "Acme", &format!("acme-{id}"))
         .await
@@ -67,7 +69,7 @@ async fn a_write_by_anyone_reaches_every_replica() {
         })
         .await;
     }
-    let id = "ten_0000000000000000000000000000cafe";
+    let id = &TenantId::parse("ten_0000000000000000000000000000cafe").unwrap();
     assert!(replicas[0].get(&pool, id).await.unwrap().is_none());
     assert!(replicas[0].is_empty(), "unknown ids are not remembered");
     insert_tenant(&pool, id).await;
@@ -98,7 +100,7 @@ async fn a_write_by_anyone_reaches_every_replica() {
 
     // Suspending through the store is seen the same way.
     let mut conn = pool.acquire().await.unwrap();
-    tenants::set_status(&mut conn, id, "suspended")
+    tenants::set_status(&mut conn, id, TenantStatus::Suspended)
         .await
         .unwrap();
     drop(conn);
@@ -106,7 +108,7 @@ async fn a_write_by_anyone_reaches_every_replica() {
     let p = pool.clone();
     eventually("the replica serves the suspension", move || {
         let (r, p) = (r.clone(), p.clone());
-        async move { r.get(&p, id).await.unwrap().unwrap().status == "suspended" }
+        async move { r.get(&p, id).await.unwrap().unwrap().status == TenantStatus::Suspended }
     })
     .await;
 
@@ -116,7 +118,7 @@ async fn a_write_by_anyone_reaches_every_replica() {
         .execute(&pool)
         .await
         .unwrap();
-    replicas[0].forget(id);
+    replicas[0].forget(id.as_str());
     assert_eq!(
         replicas[0].get(&pool, id).await.unwrap().unwrap().name,
         "Local"
@@ -130,7 +132,7 @@ async fn a_write_by_anyone_reaches_every_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_remembered_without_listening_or_with_a_zero_ttl() {
     let (db, pool) = setup().await;
-    let id = "ten_0000000000000000000000000000beef";
+    let id = &TenantId::parse("ten_0000000000000000000000000000beef").unwrap();
     insert_tenant(&pool, id).await;
 
     let deaf = TenantCache::new(Duration::from_secs(300));

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use ids::{RunId, TenantId};
 use pricing::{ChargeKind, Decimal};
 use sqlx::PgConnection;
 
@@ -21,7 +22,7 @@ fn kind(l: &Line) -> &'static str {
 
 pub async fn insert(
     conn: &mut PgConnection,
-    run_id: &str,
+    run_id: &RunId,
     lines: &[Line],
 ) -> Result<(), sqlx::Error> {
     if lines.is_empty() {
@@ -89,7 +90,7 @@ pub async fn insert(
 /// what a correction subtracts to bill only the difference.
 pub async fn billed_so_far(
     conn: &mut PgConnection,
-    original: &str,
+    original: &RunId,
 ) -> Result<HashMap<LineKey, i64>, sqlx::Error> {
     let rows: Vec<(String, String, i32, String, i64)> = sqlx::query_as(
         "SELECT c.tenant_id, c.plan_id, c.plan_version, c.price_id, sum(c.amount_minor)::bigint \
@@ -117,8 +118,8 @@ pub async fn billed_so_far(
 /// Per (tenant, currency) totals of a run, tenants ascending.
 pub async fn totals(
     conn: &mut PgConnection,
-    run_id: &str,
-) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    run_id: &RunId,
+) -> Result<Vec<(TenantId, String, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT tenant_id, currency, sum(amount_minor)::bigint FROM charges WHERE run_id = $1 \
          GROUP BY 1, 2 ORDER BY 1, 2",
@@ -131,8 +132,8 @@ pub async fn totals(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ChargeRow {
     pub id: i64,
-    pub run_id: String,
-    pub tenant_id: String,
+    pub run_id: RunId,
+    pub tenant_id: TenantId,
     pub kind: String,
     pub price_id: String,
     pub metric: String,
@@ -148,8 +149,8 @@ pub struct ChargeRow {
 /// Charges of a run (one tenant's when given), after the cursor id, `limit + 1` rows.
 pub async fn list(
     conn: &mut PgConnection,
-    run_id: &str,
-    tenant: Option<&str>,
+    run_id: &RunId,
+    tenant: Option<&TenantId>,
     after: i64,
     limit: i64,
 ) -> Result<Vec<ChargeRow>, sqlx::Error> {
@@ -169,7 +170,7 @@ pub async fn list(
 /// Usage totals per tenant and metric in a run (what metered prices charge).
 pub async fn usage(
     conn: &mut PgConnection,
-    run_id: &str,
+    run_id: &RunId,
 ) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, sqlx::Error> {
     let rows: Vec<(String, String, Decimal)> = sqlx::query_as(
         "SELECT tenant_id, metric, sum(quantity) FROM user_usage_summaries WHERE run_id = $1 \

@@ -1,20 +1,23 @@
 //! Billing run records.
 
 use chrono::{DateTime, Utc};
+use ids::{RunId, TenantId};
 use sqlx::PgConnection;
+
+use crate::domain::RunStatus;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RunRow {
-    pub id: String,
+    pub id: RunId,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
-    pub tenant_ids: Vec<String>,
-    pub status: String,
+    pub tenant_ids: Vec<TenantId>,
+    pub status: RunStatus,
     pub deadline_seconds: i32,
     pub records_processed: i64,
     pub records_per_second: f64,
     pub error: String,
-    pub corrects_run_id: Option<String>,
+    pub corrects_run_id: Option<RunId>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -25,20 +28,27 @@ const COLUMNS: &str = "id, period_start, period_end, tenant_ids, status, deadlin
     finished_at";
 
 pub struct NewRun<'a> {
-    pub id: &'a str,
+    pub id: &'a RunId,
     pub period: (DateTime<Utc>, DateTime<Utc>),
     /// Sorted and de-duplicated.
-    pub tenant_ids: &'a [String],
+    pub tenant_ids: &'a [TenantId],
     pub deadline_seconds: i32,
-    pub corrects_run_id: Option<&'a str>,
+    pub corrects_run_id: Option<&'a RunId>,
 }
 
 /// The key of a run's tenant set (sorted, de-duplicated ids): the hex SHA-256 of the ids
 /// joined by newlines, so the uniqueness index stays small however many tenants a run
 /// names (`migrations/billing/0304` computes the same in SQL for older runs).
-pub fn tenant_key(tenant_ids: &[String]) -> String {
+pub fn tenant_key(tenant_ids: &[TenantId]) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(tenant_ids.join("\n").as_bytes());
+    let mut hash = Sha256::new();
+    for (i, t) in tenant_ids.iter().enumerate() {
+        if i > 0 {
+            hash.update(b"\n");
+        }
+        hash.update(t.as_str().as_bytes());
+    }
+    let digest = hash.finalize();
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -84,7 +94,7 @@ pub async fn insert_or_existing(
 pub async fn original_for_update(
     conn: &mut PgConnection,
     period: (DateTime<Utc>, DateTime<Utc>),
-    tenant_ids: &[String],
+    tenant_ids: &[TenantId],
 ) -> Result<Option<RunRow>, sqlx::Error> {
     let q = format!(
         "SELECT {COLUMNS} FROM billing_runs WHERE period_start = $1 AND period_end = $2 \
@@ -101,7 +111,7 @@ pub async fn original_for_update(
 /// Whether a correction of `original` is queued or running.
 pub async fn correction_in_flight(
     conn: &mut PgConnection,
-    original: &str,
+    original: &RunId,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM billing_runs WHERE corrects_run_id = $1 \
@@ -133,7 +143,7 @@ pub async fn insert_correction(
         .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
+pub async fn get(conn: &mut PgConnection, id: &RunId) -> Result<Option<RunRow>, sqlx::Error> {
     let q = format!("SELECT {COLUMNS} FROM billing_runs WHERE id = $1");
     sqlx::query_as(sqlx::AssertSqlSafe(q))
         .bind(id)
@@ -146,7 +156,7 @@ pub async fn list(
     conn: &mut PgConnection,
     before: Option<&str>,
     limit: i64,
-    tenant: Option<&str>,
+    tenant: Option<&TenantId>,
 ) -> Result<Vec<RunRow>, sqlx::Error> {
     let q = format!(
         "SELECT {COLUMNS} FROM billing_runs WHERE ($1::text IS NULL OR id < $1) \
@@ -163,8 +173,8 @@ pub async fn list(
 
 /// Runs still `running` past their deadline belong to a process that died: their partial
 /// rows are deleted and they go back to `queued`. Returns their ids.
-pub async fn requeue_abandoned(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
-    let ids: Vec<String> = sqlx::query_scalar(
+pub async fn requeue_abandoned(conn: &mut PgConnection) -> Result<Vec<RunId>, sqlx::Error> {
+    let ids: Vec<RunId> = sqlx::query_scalar(
         "UPDATE billing_runs SET status = 'queued', started_at = NULL, records_processed = 0          WHERE status = 'running'          AND started_at < now() - make_interval(secs => deadline_seconds) RETURNING id",
     )
     .fetch_all(&mut *conn)
@@ -181,7 +191,7 @@ pub async fn requeue_abandoned(conn: &mut PgConnection) -> Result<Vec<String>, s
 }
 
 /// Claims a queued run for execution; `None` when another worker has it or it is done.
-pub async fn claim(conn: &mut PgConnection, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
+pub async fn claim(conn: &mut PgConnection, id: &RunId) -> Result<Option<RunRow>, sqlx::Error> {
     let q = format!(
         "UPDATE billing_runs SET status = 'running', started_at = now() \
          WHERE id = $1 AND status = 'queued' RETURNING {COLUMNS}"
@@ -194,7 +204,7 @@ pub async fn claim(conn: &mut PgConnection, id: &str) -> Result<Option<RunRow>, 
 
 pub async fn progress(
     conn: &mut PgConnection,
-    id: &str,
+    id: &RunId,
     records: i64,
     per_second: f64,
 ) -> Result<(), sqlx::Error> {
@@ -214,13 +224,13 @@ pub async fn progress(
 /// same transaction, so they are never visible.
 pub async fn finish(
     conn: &mut PgConnection,
-    id: &str,
-    status: &str,
+    id: &RunId,
+    status: RunStatus,
     records: i64,
     per_second: f64,
     error: &str,
 ) -> Result<RunRow, sqlx::Error> {
-    if status != "completed" {
+    if status != RunStatus::Completed {
         sqlx::query("DELETE FROM charges WHERE run_id = $1")
             .bind(id)
             .execute(&mut *conn)
@@ -251,8 +261,8 @@ pub async fn finish(
 /// Per-tenant totals of a run: (tenant, records, quantity).
 pub async fn totals(
     conn: &mut PgConnection,
-    id: &str,
-) -> Result<Vec<(String, i64, rust_decimal::Decimal)>, sqlx::Error> {
+    id: &RunId,
+) -> Result<Vec<(TenantId, i64, rust_decimal::Decimal)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT tenant_id, records, quantity FROM tenant_summaries WHERE run_id = $1 \
          ORDER BY tenant_id",
@@ -268,12 +278,14 @@ mod tests {
 
     #[test]
     fn tenant_keys_are_fixed_size_digests_of_the_set() {
-        let many: Vec<String> = (0..1000).map(|i| format!("ten_{i:032}")).collect();
+        let t = |s: &str| TenantId::parse(s).unwrap();
+        let many: Vec<TenantId> = (0..1000).map(|i| t(&format!("ten_{i:032}"))).collect();
         assert_eq!(tenant_key(&many).len(), 64);
-        assert_eq!(tenant_key(&[]), tenant_key(&[]));
-        assert_ne!(
-            tenant_key(&["a".into(), "b".into()]),
-            tenant_key(&["a,b".into()])
+        assert_ne!(tenant_key(&many[..2]), tenant_key(&many[1..3]));
+        // Joined by newlines, as migration 0304 computes it in SQL.
+        assert_eq!(
+            tenant_key(&[t("a"), t("b")]),
+            "7e18f737311b2dc3b2f269dd78396b0351f14fb66efa879f768cb23181883c78"
         );
         // The digest of the empty string: every tenant.
         assert_eq!(

@@ -6,6 +6,7 @@
 //! the other needs, so no lock cycle (deadlock) can form.
 
 use concurrency::{LockKey, canonical_lock_keys};
+use ids::{RunId, TenantId};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 
@@ -25,7 +26,7 @@ pub enum LockOrder {
 /// Adds `delta` to the run's summaries of its tenant, locking in `order`.
 pub async fn apply(
     conn: &mut PgConnection,
-    run_id: &str,
+    run_id: &RunId,
     delta: &TenantDelta,
     order: LockOrder,
 ) -> Result<(), sqlx::Error> {
@@ -38,7 +39,7 @@ pub async fn apply(
 
 async fn apply_canonical(
     conn: &mut PgConnection,
-    run_id: &str,
+    run_id: &RunId,
     delta: &TenantDelta,
 ) -> Result<(), sqlx::Error> {
     let keys = canonical_lock_keys(&delta.tenant_id, delta.user_ids());
@@ -79,7 +80,7 @@ async fn apply_canonical(
 
 async fn upsert_tenant(
     conn: &mut PgConnection,
-    run_id: &str,
+    run_id: &RunId,
     delta: &TenantDelta,
 ) -> Result<(), sqlx::Error> {
     let total = delta.total();
@@ -101,7 +102,7 @@ async fn upsert_tenant(
 #[cfg(feature = "test-util")]
 async fn apply_shuffled(
     conn: &mut PgConnection,
-    run_id: &str,
+    run_id: &RunId,
     delta: &TenantDelta,
     seed: u64,
 ) -> Result<(), sqlx::Error> {
@@ -151,8 +152,8 @@ async fn apply_shuffled(
 /// row.
 pub async fn read(
     conn: &mut PgConnection,
-    run_id: &str,
-    tenant: &str,
+    run_id: &RunId,
+    tenant: &TenantId,
 ) -> Result<(Vec<(String, String, i64, Decimal)>, Option<(i64, Decimal)>), sqlx::Error> {
     let users = sqlx::query_as(
         "SELECT user_id, metric, records, quantity FROM user_usage_summaries \

@@ -283,8 +283,11 @@ impl JwtVerifier {
             }
         })?;
         let claims = data.claims;
-        if claims.tid.trim().is_empty() {
-            return Err(AuthError::BadClaims("tid is empty".into()));
+        // The tenant travels on in gRPC metadata; services accept only well-formed ids.
+        if ids::TenantId::parse(&claims.tid).is_err() {
+            return Err(AuthError::BadClaims(
+                "tid is not a tenant id (1 to 64 printable ASCII characters, no comma)".into(),
+            ));
         }
         if claims.sub.trim().is_empty() {
             return Err(AuthError::BadClaims("sub is empty".into()));
@@ -391,8 +394,13 @@ mod tests {
         c.aud = "another-api".into();
         assert_eq!(v.verify(&hs(&c)), Err(AuthError::WrongAudience));
         let mut c = claims();
-        c.tid = " ".into();
-        assert!(matches!(v.verify(&hs(&c)), Err(AuthError::BadClaims(_))));
+        for bad in ["", " ", "a,b", "ten ü"] {
+            c.tid = bad.into();
+            assert!(
+                matches!(v.verify(&hs(&c)), Err(AuthError::BadClaims(m)) if m.starts_with("tid")),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

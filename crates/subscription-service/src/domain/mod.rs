@@ -34,14 +34,7 @@ impl From<pricing::PricingError> for Invalid {
 
 /// Ids of the things clients name (plan ids, metrics, feature keys): lower-case ASCII
 /// letters, digits, `_`, `-`, `.`, starting with a letter or digit, at most 64 bytes.
-pub fn is_key(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.".contains(c))
-}
+pub use ids::is_key;
 
 /// `value` as a key (see [`is_key`]), or the error naming `field`.
 pub fn key(field: &'static str, value: &str) -> Result<(), Invalid> {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use pricing::Period;
 
 /// A plan version: plan id and version.
-pub type PlanKey = (String, u32);
+pub type PlanKey = (ids::PlanId, u32);
 
 /// A recorded move from one plan version to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ mod tests {
     }
 
     fn key(id: &str, v: u32) -> PlanKey {
-        (id.into(), v)
+        (ids::PlanId::parse(id).unwrap(), v)
     }
 
     fn change(from: &str, to: &str, d: u32) -> PlanChange {

@@ -9,38 +9,17 @@
 //! `past_due` keeps access (a grace state while dunning runs); `suspended` and `canceled`
 //! deny every entitlement.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SubStatus {
-    Trialing,
-    Active,
-    PastDue,
-    Suspended,
-    Canceled,
+ids::text_enum! {
+    pub enum SubStatus {
+        Trialing = "trialing",
+        Active = "active",
+        PastDue = "past_due",
+        Suspended = "suspended",
+        Canceled = "canceled",
+    }
 }
 
 impl SubStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubStatus::Trialing => "trialing",
-            SubStatus::Active => "active",
-            SubStatus::PastDue => "past_due",
-            SubStatus::Suspended => "suspended",
-            SubStatus::Canceled => "canceled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<SubStatus> {
-        [
-            SubStatus::Trialing,
-            SubStatus::Active,
-            SubStatus::PastDue,
-            SubStatus::Suspended,
-            SubStatus::Canceled,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
-    }
-
     /// Whether usage and plan changes are still accepted.
     pub fn is_live(self) -> bool {
         !matches!(self, SubStatus::Canceled)

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
+use ids::TenantId;
 use pricing::Decimal;
 
 use super::is_key;
@@ -26,7 +27,7 @@ pub enum Reject {
 /// A record that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub id: String,
     pub user_id: String,
     pub metric: String,
@@ -58,9 +59,9 @@ pub fn validate(
     if !printable_id(r.id, 128) {
         return invalid("id: 1 to 128 printable ASCII characters".into());
     }
-    if !printable_id(r.tenant_id, 64) {
-        return invalid("tenant_id: 1 to 64 printable ASCII characters".into());
-    }
+    let Ok(tenant_id) = TenantId::parse(r.tenant_id) else {
+        return invalid("tenant_id: 1 to 64 printable ASCII characters, no comma".into());
+    };
     if !r.user_id.is_empty() && !printable_id(r.user_id, 64) {
         return invalid("user_id: up to 64 printable ASCII characters".into());
     }
@@ -99,7 +100,7 @@ pub fn validate(
         ));
     }
     Ok(Record {
-        tenant_id: r.tenant_id.to_string(),
+        tenant_id,
         id: r.id.to_string(),
         user_id: r.user_id.to_string(),
         metric: r.metric.to_string(),

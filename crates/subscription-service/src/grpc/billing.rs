@@ -7,12 +7,13 @@ use platform::grpc::{Caller, timestamp};
 use rpc::subscription::v1 as pb;
 use tonic::Status;
 
-use super::SubscriptionApi;
+use super::{SubscriptionApi, tenant_ids};
 use crate::convert::{self, plan_pb, segment_pb, sub_pb};
 use crate::domain::phases::plan_phases;
 use crate::error::SubError;
 use crate::store::subscriptions;
 use crate::store::{self, seats};
+use ids::TenantId;
 
 impl SubscriptionApi {
     pub(super) async fn stream_usage_inner(
@@ -35,7 +36,7 @@ impl SubscriptionApi {
                 .map(|s| s.tenant_id)
                 .collect()
         } else {
-            r.tenant_ids
+            tenant_ids(&r.tenant_ids)?
         };
         if r.columnar {
             Ok(usage_stream(self, tenants, period, size, |c| {
@@ -62,7 +63,7 @@ impl SubscriptionApi {
         c.require(authz::Role::PlatformAdmin)?;
         let period = convert::period(&r.period)?;
         let mut conn = self.inner.pool.acquire().await?;
-        let subs = subscriptions::list(&mut conn, &r.tenant_ids).await?;
+        let subs = subscriptions::list(&mut conn, &tenant_ids(&r.tenant_ids)?).await?;
         let mut out = Vec::new();
         for s in subs {
             let ended_before = s.canceled_at.is_some_and(|t| t <= period.start);
@@ -80,7 +81,10 @@ impl SubscriptionApi {
             let current = (s.plan_id.clone(), s.plan_version());
             let mut phases = Vec::new();
             for p in plan_phases(&period, current, &changes) {
-                let plan = self.plan_version(&mut conn, &p.plan.0, p.plan.1).await?;
+                let plan = self
+                    .inner
+                    .plan_version(&mut conn, &p.plan.0, p.plan.1)
+                    .await?;
                 phases.push(pb::PlanPhase {
                     plan: Some(plan_pb(&plan)),
                     start: Some(timestamp(p.start)),
@@ -110,7 +114,7 @@ pub(crate) type UsageStream = Pin<Box<dyn Stream<Item = Result<pb::UsageBatch, S
 /// Streams the period's usage as batches of `B`, each turned into a message by `encode`.
 fn usage_stream<B: store::usage::StreamBatch>(
     svc: &SubscriptionApi,
-    tenants: Vec<String>,
+    tenants: Vec<TenantId>,
     period: pricing::Period,
     size: usize,
     encode: fn(B) -> pb::UsageBatch,

@@ -36,10 +36,11 @@ impl SubscriptionApi {
         let Some(sub) = subscriptions::get(&mut conn, &tenant, false).await? else {
             return Ok(pb::TenantLimits::default());
         };
-        if !sub.status()?.is_live() {
+        if !sub.status.is_live() {
             return Ok(pb::TenantLimits::default());
         }
         let plan = self
+            .inner
             .plan_version(&mut conn, &sub.plan_id, sub.plan_version())
             .await?;
         Ok(pb::TenantLimits {

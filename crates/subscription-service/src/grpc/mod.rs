@@ -3,17 +3,15 @@
 
 use std::sync::Arc;
 
+use ids::{PlanId, TenantId};
 use platform::grpc::Caller;
 use rpc::subscription::v1 as pb;
 use rpc::subscription::v1::subscription_service_server::SubscriptionService;
-use sqlx::{PgConnection, PgPool};
 use tonic::{Request, Response, Status};
 
-use crate::cache::EntitlementCache;
 use crate::domain::key;
 use crate::error::SubError;
-use crate::settings::Settings;
-use crate::store::plans::{PlanCache, PlanRow};
+use crate::service::Service;
 
 // One module per resource; each adds the `*_inner` calls of its part of the API to
 // `SubscriptionApi`, and the trait impl below only converts and maps errors.
@@ -31,15 +29,7 @@ const MAX_SEATS: u32 = 1_000_000;
 /// The gRPC API over the service's database.
 #[derive(Debug, Clone)]
 pub struct SubscriptionApi {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    pool: PgPool,
-    plans: PlanCache,
-    cache: EntitlementCache,
-    settings: Settings,
+    inner: Arc<Service>,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -48,56 +38,26 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, SubError> {
     Ok(Caller::of(req)?)
 }
 
-/// The tenant a request may touch (`Caller::scope`), owned.
-fn scoped_tenant(c: &Caller, tenant_id: &str) -> Result<String, SubError> {
-    Ok(c.scope(tenant_id)?.to_string())
+/// The tenant a request may touch (`Caller::scope`).
+fn scoped_tenant(c: &Caller, tenant_id: &str) -> Result<TenantId, SubError> {
+    Ok(c.scope(tenant_id)?)
 }
 
-fn plan_id(field: &'static str, id: &str) -> Result<String, SubError> {
+/// Tenant ids an operator listed (billing's filters); a malformed one is invalid input.
+fn tenant_ids(ids: &[String]) -> Result<Vec<TenantId>, SubError> {
+    ids.iter()
+        .map(|t| TenantId::parse(t).map_err(|e| SubError::invalid("tenant_ids", e.to_string())))
+        .collect()
+}
+
+fn plan_id(field: &'static str, id: &str) -> Result<PlanId, SubError> {
     key(field, id)?;
-    Ok(id.to_string())
+    PlanId::parse(id).map_err(|e| SubError::invalid(field, e.to_string()))
 }
 
 impl SubscriptionApi {
-    pub fn new(pool: PgPool, cache: EntitlementCache, settings: Settings) -> Self {
-        SubscriptionApi {
-            inner: Arc::new(Inner {
-                pool,
-                plans: PlanCache::default(),
-                cache,
-                settings,
-            }),
-        }
-    }
-
-    async fn plan_version(
-        &self,
-        conn: &mut PgConnection,
-        id: &str,
-        version: u32,
-    ) -> Result<Arc<PlanRow>, SubError> {
-        self.inner
-            .plans
-            .get(conn, id, version)
-            .await?
-            .ok_or(SubError::NotFound("plan"))
-    }
-
-    /// The latest version (version 0) or the given one.
-    async fn resolve_plan(
-        &self,
-        conn: &mut PgConnection,
-        id: &str,
-        version: u32,
-    ) -> Result<Arc<PlanRow>, SubError> {
-        if version == 0 {
-            let latest = crate::store::plans::latest(conn, id, false)
-                .await?
-                .ok_or(SubError::NotFound("plan"))?;
-            Ok(Arc::new(latest))
-        } else {
-            self.plan_version(conn, id, version).await
-        }
+    pub fn new(service: Arc<Service>) -> Self {
+        SubscriptionApi { inner: service }
     }
 }
 

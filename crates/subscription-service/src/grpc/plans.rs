@@ -1,12 +1,12 @@
 //! Plans: create, edit (a new version each time), read, list.
 
+use ids::PlanId;
 use platform::grpc::Caller;
 use platform::paging;
 use rpc::common::v1::PageResponse;
 use rpc::subscription::v1 as pb;
 
 use crate::convert::{self, plan_pb};
-use crate::domain::is_key;
 use crate::error::SubError;
 use crate::store;
 use crate::store::plans;
@@ -24,7 +24,7 @@ impl SubscriptionApi {
             .plan
             .ok_or_else(|| SubError::invalid("plan", "required"))?;
         let id = if p.id.is_empty() {
-            format!("pln_{}", uuid::Uuid::now_v7().simple())
+            PlanId::generate()
         } else {
             plan_id("plan.id", &p.id)?
         };
@@ -70,12 +70,10 @@ impl SubscriptionApi {
     }
 
     pub(super) async fn get_plan_inner(&self, r: pb::GetPlanRequest) -> Result<pb::Plan, SubError> {
-        let id = is_key(&r.plan_id)
-            .then_some(r.plan_id.as_str())
-            .ok_or(SubError::NotFound("plan"))?;
+        let id = PlanId::parse(&r.plan_id).map_err(|_| SubError::NotFound("plan"))?;
         let mut conn = self.inner.pool.acquire().await?;
         Ok(plan_pb(
-            &*self.resolve_plan(&mut conn, id, r.version).await?,
+            &*self.inner.resolve_plan(&mut conn, &id, r.version).await?,
         ))
     }
 
@@ -88,7 +86,7 @@ impl SubscriptionApi {
         let limit = paging::limit(page.limit);
         let mut conn = self.inner.pool.acquire().await?;
         let rows = plans::list(&mut conn, after.as_deref(), limit, r.include_archived).await?;
-        let page = paging::page(rows, limit, |p| p.id.clone());
+        let page = paging::page(rows, limit, |p| p.id.to_string());
         Ok(pb::ListPlansResponse {
             plans: page.rows.iter().map(plan_pb).collect(),
             page: Some(PageResponse {

@@ -1,9 +1,7 @@
 //! Usage: ingestion of record batches and the per-period rollup queries.
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
-
 use chrono::{DateTime, Utc};
+use ids::{TenantId, UserId};
 use platform::grpc::{Caller, timestamp};
 use pricing::{Decimal, period_containing};
 use rpc::subscription::v1 as pb;
@@ -11,13 +9,11 @@ use rpc::subscription::v1 as pb;
 use crate::convert::{self, dec_pb};
 use crate::domain::entitlement::{Facts, decide};
 use crate::domain::plan::FeatureValue;
-use crate::domain::status::SubStatus;
-use crate::domain::usage::{self, MAX_BATCH, RawRecord, Reject};
+use crate::domain::usage::{RawRecord, Reject};
 use crate::domain::{key, optional_user};
 use crate::error::SubError;
-use crate::store::subscriptions;
-use crate::store::usage::{Bucket, Placed};
-use crate::store::{self, seats};
+use crate::store::usage::Bucket;
+use crate::store::{self, seats, subscriptions};
 
 use super::{SubscriptionApi, scoped_tenant};
 
@@ -27,31 +23,10 @@ impl SubscriptionApi {
         c: &Caller,
         r: pb::IngestUsageRequest,
     ) -> Result<pb::IngestUsageResponse, SubError> {
-        if r.records.len() > MAX_BATCH {
-            return Err(SubError::invalid(
-                "records",
-                format!("at most {MAX_BATCH} per request"),
-            ));
-        }
-        let now = Utc::now();
-        let admin = c.is_operator();
-        let mut rejected = Vec::new();
-        let mut reject = |i: usize, id: &str, why: Reject, message: String| {
-            rejected.push(pb::RejectedRecord {
-                index: i as u32,
-                id: id.chars().take(128).collect(),
-                reason: match why {
-                    Reject::UnknownTenant => pb::RejectReason::UnknownTenant,
-                    Reject::UnknownMetric => pb::RejectReason::UnknownMetric,
-                    Reject::TooOld => pb::RejectReason::TooOld,
-                    Reject::Invalid => pb::RejectReason::Invalid,
-                } as i32,
-                message,
-            })
-        };
-        let mut valid = Vec::with_capacity(r.records.len());
-        for (i, rec) in r.records.iter().enumerate() {
-            let raw = RawRecord {
+        let records: Vec<RawRecord<'_>> = r
+            .records
+            .iter()
+            .map(|rec| RawRecord {
                 id: &rec.id,
                 tenant_id: &rec.tenant_id,
                 user_id: &rec.user_id,
@@ -61,105 +36,29 @@ impl SubscriptionApi {
                     .timestamp
                     .as_ref()
                     .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)),
-            };
-            match usage::validate(&raw, now, self.inner.settings.usage_grace) {
-                Ok(v) if !admin && v.tenant_id != c.tenant_id => {
-                    reject(i, &rec.id, Reject::UnknownTenant, "unknown tenant".into())
-                }
-                Ok(v) => valid.push((i, v)),
-                Err((why, m)) => reject(i, &rec.id, why, m),
-            }
-        }
-        // The subscriptions (and so periods and metrics) of the tenants in the batch.
-        let tenants: Vec<String> = valid
-            .iter()
-            .map(|(_, v)| v.tenant_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+            })
             .collect();
-        let mut conn = self.inner.pool.acquire().await?;
-        let subs = if tenants.is_empty() {
-            vec![]
-        } else {
-            subscriptions::list(&mut conn, &tenants).await?
-        };
-        let mut meters = HashMap::new();
-        for s in subs
-            .into_iter()
-            .filter(|s| s.status().is_ok_and(SubStatus::is_live))
-        {
-            let plan = self
-                .plan_version(&mut conn, &s.plan_id, s.plan_version())
-                .await?;
-            let current = pricing::Period {
-                start: s.period_start,
-                end: s.period_end,
-            };
-            let metrics = plan.def.metrics();
-            meters.insert(s.tenant_id.clone(), (s, plan, metrics, current));
-        }
-        let mut seen = BTreeSet::new();
-        let mut duplicates = 0u32;
-        let mut batch = Vec::with_capacity(valid.len());
-        for (i, v) in valid {
-            let Some((sub, plan, metrics, current)) = meters.get(&v.tenant_id) else {
-                reject(
-                    i,
-                    &v.id,
-                    Reject::UnknownTenant,
-                    "unknown tenant (no live subscription)".into(),
-                );
-                continue;
-            };
-            if !metrics.contains(&v.metric) {
-                reject(
-                    i,
-                    &v.id,
-                    Reject::UnknownMetric,
-                    format!("the tenant's plan has no metric {:?}", v.metric),
-                );
-                continue;
-            }
-            // Almost every record falls in the current period; only late ones need the search.
-            let period = if current.contains(v.ts) {
-                Some(*current)
-            } else {
-                // Usage stamped before the subscription began (clock skew, the grace window)
-                // counts toward its first period rather than one it never had.
-                period_containing(
-                    sub.period_anchor,
-                    plan.def.interval,
-                    v.ts.max(sub.period_anchor),
-                )
-            };
-            let Some(period) = period else {
-                reject(i, &v.id, Reject::Invalid, "timestamp: out of range".into());
-                continue;
-            };
-            if !seen.insert((v.tenant_id.clone(), v.id.clone())) {
-                duplicates += 1;
-                continue;
-            }
-            batch.push(Placed { record: v, period });
-        }
-        let (inserted, touched) = {
-            let started = Instant::now();
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            let out = store::usage::ingest(&mut tx, &batch).await?;
-            tx.commit().await?;
-            metrics::histogram!("usage_ingest_db_seconds").record(started.elapsed().as_secs_f64());
-            out
-        };
-        duplicates += (batch.len() as u64 - inserted) as u32;
-        metrics::counter!("usage_records_ingested_total").increment(inserted);
-        metrics::counter!("usage_records_duplicate_total").increment(duplicates.into());
-        metrics::counter!("usage_records_rejected_total").increment(rejected.len() as u64);
-        self.inner.cache.invalidate_now(&touched).await;
-        rejected.sort_by_key(|r| r.index);
+        let only = (!c.is_operator()).then_some(&c.tenant_id);
+        let done = self.inner.ingest(only, &records).await?;
+        let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(pb::IngestUsageResponse {
-            accepted: inserted as u32,
-            duplicates,
-            rejected,
+            accepted: count(done.accepted),
+            duplicates: count(done.duplicates),
+            rejected: done
+                .rejected
+                .into_iter()
+                .map(|r| pb::RejectedRecord {
+                    index: r.index as u32,
+                    id: r.id,
+                    reason: match r.reason {
+                        Reject::UnknownTenant => pb::RejectReason::UnknownTenant,
+                        Reject::UnknownMetric => pb::RejectReason::UnknownMetric,
+                        Reject::TooOld => pb::RejectReason::TooOld,
+                        Reject::Invalid => pb::RejectReason::Invalid,
+                    } as i32,
+                    message: r.message,
+                })
+                .collect(),
         })
     }
 
@@ -212,7 +111,7 @@ impl SubscriptionApi {
     /// The entitlement answer, from the cache or computed (and cached).
     pub async fn check(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         user: Option<&str>,
         feature: &str,
     ) -> Result<pb::Entitlement, SubError> {
@@ -224,9 +123,10 @@ impl SubscriptionApi {
         let sub = subscriptions::get(&mut conn, tenant, false).await?;
         let (status, plan) = match &sub {
             Some(s) => (
-                Some(s.status()?),
+                Some(s.status),
                 Some(
-                    self.plan_version(&mut conn, &s.plan_id, s.plan_version())
+                    self.inner
+                        .plan_version(&mut conn, &s.plan_id, s.plan_version())
                         .await?,
                 ),
             ),
@@ -245,7 +145,11 @@ impl SubscriptionApi {
             _ => Decimal::ZERO,
         };
         let user_active = match user {
-            Some(u) => seats::member_active(&mut conn, tenant, u).await?,
+            // Members are users of the user service; any other id is no member.
+            Some(u) => match UserId::parse(u) {
+                Ok(u) => seats::member_active(&mut conn, tenant, &u).await?,
+                Err(_) => None,
+            },
             None => None,
         };
         let d = decide(Facts {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
+use ids::PlanId;
 use pricing::{Currency, Interval};
 use sqlx::PgConnection;
 
@@ -12,7 +13,7 @@ use crate::error::SubError;
 
 #[derive(Debug, Clone)]
 pub struct PlanRow {
-    pub id: String,
+    pub id: PlanId,
     pub version: u32,
     pub def: PlanDef,
     pub created_at: DateTime<Utc>,
@@ -20,7 +21,7 @@ pub struct PlanRow {
 
 #[derive(sqlx::FromRow)]
 struct Raw {
-    id: String,
+    id: PlanId,
     version: i32,
     name: String,
     currency: String,
@@ -67,7 +68,7 @@ fn decode(r: Raw) -> Result<PlanRow, SubError> {
 
 pub async fn insert(
     conn: &mut PgConnection,
-    id: &str,
+    id: &PlanId,
     version: u32,
     def: &PlanDef,
 ) -> Result<PlanRow, SubError> {
@@ -100,7 +101,7 @@ pub async fn insert(
 /// The latest version; `lock` takes a row lock so concurrent edits number versions in turn.
 pub async fn latest(
     conn: &mut PgConnection,
-    id: &str,
+    id: &PlanId,
     lock: bool,
 ) -> Result<Option<PlanRow>, SubError> {
     let q = format!(
@@ -134,7 +135,7 @@ pub async fn list(
     rows.into_iter().map(decode).collect()
 }
 
-type Versions = HashMap<(String, u32), Arc<PlanRow>>;
+type Versions = HashMap<(PlanId, u32), Arc<PlanRow>>;
 
 /// Immutable plan versions, read once per process.
 #[derive(Debug, Default, Clone)]
@@ -146,10 +147,10 @@ impl PlanCache {
     pub async fn get(
         &self,
         conn: &mut PgConnection,
-        id: &str,
+        id: &PlanId,
         version: u32,
     ) -> Result<Option<Arc<PlanRow>>, SubError> {
-        let key = (id.to_string(), version);
+        let key = (id.clone(), version);
         if let Some(p) = self
             .versions
             .read()

@@ -1,6 +1,7 @@
 //! Members (from user events) and seat history.
 
 use chrono::{DateTime, Utc};
+use ids::{TenantId, UserId};
 use pricing::SeatSegment;
 use sqlx::PgConnection;
 
@@ -10,8 +11,8 @@ use crate::error::SubError;
 /// Returns whether the row changed.
 pub async fn upsert_member(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    user_id: &str,
+    tenant_id: &TenantId,
+    user_id: &UserId,
     active: bool,
     event_time: DateTime<Utc>,
 ) -> Result<bool, SubError> {
@@ -33,8 +34,8 @@ pub async fn upsert_member(
 
 pub async fn member_active(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    user_id: &str,
+    tenant_id: &TenantId,
+    user_id: &UserId,
 ) -> Result<Option<bool>, SubError> {
     Ok(
         sqlx::query_scalar("SELECT active FROM members WHERE tenant_id = $1 AND user_id = $2")
@@ -45,7 +46,7 @@ pub async fn member_active(
     )
 }
 
-pub async fn count_active(conn: &mut PgConnection, tenant_id: &str) -> Result<u32, SubError> {
+pub async fn count_active(conn: &mut PgConnection, tenant_id: &TenantId) -> Result<u32, SubError> {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM members WHERE tenant_id = $1 AND active")
         .bind(tenant_id)
         .fetch_one(conn)
@@ -57,7 +58,7 @@ pub async fn count_active(conn: &mut PgConnection, tenant_id: &str) -> Result<u3
 /// rewrites the open one if it began at `at`). No-op when the count is unchanged.
 pub async fn set_seats(
     conn: &mut PgConnection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     seats: u32,
     at: DateTime<Utc>,
 ) -> Result<(), SubError> {
@@ -104,7 +105,7 @@ pub async fn set_seats(
 /// Closes the open segment (the subscription ended).
 pub async fn close(
     conn: &mut PgConnection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     at: DateTime<Utc>,
 ) -> Result<(), SubError> {
     sqlx::query("UPDATE seat_segments SET valid_to = $2 WHERE tenant_id = $1 AND valid_to IS NULL")
@@ -118,7 +119,7 @@ pub async fn close(
 /// Segments overlapping `[from, to)`, oldest first (all when both are `None`).
 pub async fn history(
     conn: &mut PgConnection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<SeatSegment>, SubError> {

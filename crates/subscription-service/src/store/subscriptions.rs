@@ -1,6 +1,7 @@
 //! Subscriptions (one per tenant).
 
 use chrono::{DateTime, Utc};
+use ids::{PlanId, SubscriptionId, TenantId};
 use sqlx::PgConnection;
 
 use crate::domain::phases::PlanChange;
@@ -9,11 +10,11 @@ use crate::error::SubError;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SubRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub plan_id: String,
+    pub id: SubscriptionId,
+    pub tenant_id: TenantId,
+    pub plan_id: PlanId,
     pub plan_version: i32,
-    pub status: String,
+    pub status: SubStatus,
     pub period_anchor: DateTime<Utc>,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
@@ -26,11 +27,6 @@ pub struct SubRow {
 }
 
 impl SubRow {
-    pub fn status(&self) -> Result<SubStatus, SubError> {
-        SubStatus::parse(&self.status)
-            .ok_or_else(|| SubError::Corrupt(format!("subscription status {:?}", self.status)))
-    }
-
     pub fn plan_version(&self) -> u32 {
         u32::try_from(self.plan_version).unwrap_or(0)
     }
@@ -43,7 +39,7 @@ const COLUMNS: &str = "id, tenant_id, plan_id, plan_version, status, period_anch
 /// The tenant's current subscription: the live one, else the latest canceled one.
 pub async fn get(
     conn: &mut PgConnection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     lock: bool,
 ) -> Result<Option<SubRow>, SubError> {
     let q = format!(
@@ -59,7 +55,7 @@ pub async fn get(
 
 /// Subscriptions of the given tenants (all when `tenants` is empty; canceled ones included),
 /// ordered by tenant and age.
-pub async fn list(conn: &mut PgConnection, tenants: &[String]) -> Result<Vec<SubRow>, SubError> {
+pub async fn list(conn: &mut PgConnection, tenants: &[TenantId]) -> Result<Vec<SubRow>, SubError> {
     let q = format!(
         "SELECT {COLUMNS} FROM subscriptions \
          WHERE cardinality($1::text[]) = 0 OR tenant_id = ANY($1) ORDER BY tenant_id, created_at"
@@ -71,9 +67,9 @@ pub async fn list(conn: &mut PgConnection, tenants: &[String]) -> Result<Vec<Sub
 }
 
 pub struct NewSub<'a> {
-    pub id: &'a str,
-    pub tenant_id: &'a str,
-    pub plan_id: &'a str,
+    pub id: &'a SubscriptionId,
+    pub tenant_id: &'a TenantId,
+    pub plan_id: &'a PlanId,
     pub plan_version: u32,
     pub status: SubStatus,
     pub anchor: DateTime<Utc>,
@@ -94,7 +90,7 @@ pub async fn insert(conn: &mut PgConnection, s: &NewSub<'_>) -> Result<SubRow, S
         .bind(s.tenant_id)
         .bind(s.plan_id)
         .bind(s.plan_version as i32)
-        .bind(s.status.as_str())
+        .bind(s.status)
         .bind(s.anchor)
         .bind(s.period.start)
         .bind(s.period.end)
@@ -117,7 +113,7 @@ pub async fn save(conn: &mut PgConnection, s: &SubRow) -> Result<SubRow, SubErro
         .bind(&s.id)
         .bind(&s.plan_id)
         .bind(s.plan_version)
-        .bind(&s.status)
+        .bind(s.status)
         .bind(s.period_anchor)
         .bind(s.period_start)
         .bind(s.period_end)
@@ -131,7 +127,7 @@ pub async fn save(conn: &mut PgConnection, s: &SubRow) -> Result<SubRow, SubErro
 }
 
 /// Tenants whose subscription has something due at `now` (trial over, period over).
-pub async fn due(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<String>, SubError> {
+pub async fn due(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<TenantId>, SubError> {
     Ok(sqlx::query_scalar(
         "SELECT tenant_id FROM subscriptions WHERE status <> 'canceled' \
          AND (period_end <= $1 OR (status = 'trialing' AND trial_end <= $1)) \
@@ -145,9 +141,9 @@ pub async fn due(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<Stri
 #[allow(clippy::too_many_arguments)]
 pub async fn record_plan_change(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    from: (&str, u32),
-    to: (&str, u32),
+    tenant_id: &TenantId,
+    from: (&PlanId, u32),
+    to: (&PlanId, u32),
     at: DateTime<Utc>,
     period: &pricing::Period,
     currency: &str,
@@ -179,12 +175,12 @@ pub async fn record_plan_change(
 /// canceled subscription's end, beyond which changes belong to a later subscription).
 pub async fn plan_changes(
     conn: &mut PgConnection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     after: DateTime<Utc>,
     period_end: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
 ) -> Result<Vec<PlanChange>, SubError> {
-    let rows: Vec<(String, i32, String, i32, DateTime<Utc>, i64)> = sqlx::query_as(
+    let rows: Vec<(PlanId, i32, PlanId, i32, DateTime<Utc>, i64)> = sqlx::query_as(
         "(SELECT from_plan_id, from_version, to_plan_id, to_version, changed_at, id \
           FROM plan_changes WHERE tenant_id = $1 AND changed_at > $2 AND changed_at < $3 \
           AND ($4::timestamptz IS NULL OR changed_at <= $4)) \

@@ -11,6 +11,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use ids::TenantId;
 use pricing::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 
@@ -29,7 +30,7 @@ pub struct Placed {
 pub async fn ingest(
     conn: &mut PgConnection,
     batch: &[Placed],
-) -> Result<(u64, Vec<String>), SubError> {
+) -> Result<(u64, Vec<TenantId>), SubError> {
     if batch.is_empty() {
         return Ok((0, vec![]));
     }
@@ -56,7 +57,7 @@ pub async fn ingest(
         starts.push(p.period.start);
         ends.push(p.period.end);
     }
-    let (inserted, touched): (i64, Vec<String>) = sqlx::query_as(
+    let (inserted, touched): (i64, Vec<TenantId>) = sqlx::query_as(
         r#"WITH input AS (
             SELECT t.tenant_id COLLATE "C" AS tenant_id, t.id COLLATE "C" AS id,
                    t.user_id COLLATE "C" AS user_id, t.metric COLLATE "C" AS metric,
@@ -113,7 +114,7 @@ pub async fn ingest(
 /// The tenant's usage of `metric` in the period starting at `period_start`.
 pub async fn period_total(
     conn: &mut PgConnection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     metric: &str,
     period_start: DateTime<Utc>,
 ) -> Result<Decimal, SubError> {
@@ -141,7 +142,7 @@ pub enum Bucket {
 /// `[from, to)`, oldest first. Reads the rollups only.
 pub async fn series(
     conn: &mut PgConnection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     metric: &str,
     user: Option<&str>,
     from: DateTime<Utc>,
@@ -179,7 +180,7 @@ pub async fn series(
 /// What `stream` reads: the records of `tenants` with `from <= ts < to`, `size` per batch.
 #[derive(Debug, Clone)]
 pub struct StreamQuery {
-    pub tenants: Vec<String>,
+    pub tenants: Vec<TenantId>,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub size: usize,

@@ -3,17 +3,17 @@
 use platform::grpc::{Caller, timestamp};
 use rpc::user::v1 as pb;
 
-use crate::domain::ids::ApiKeyId;
 use crate::domain::{grants, secrets, validate};
 use crate::error::UserError;
 use crate::store::{api_keys, tenants};
+use ids::ApiKeyId;
 
 use super::{UserApi, scoped_tenant};
 
 pub(crate) fn key_pb(k: api_keys::ApiKeyRow) -> pb::ApiKey {
     pb::ApiKey {
-        id: k.id,
-        tenant_id: k.tenant_id,
+        id: k.id.into(),
+        tenant_id: k.tenant_id.into(),
         name: k.name,
         prefix: k.prefix,
         scopes: k.scopes,
@@ -33,7 +33,7 @@ impl UserApi {
         let name = validate::name("name", &r.name)?;
         let scopes = validate::scopes(&r.scopes)?;
         grants::scopes(c.permissions(), &scopes)?;
-        if tenants::get(&self.pool, tenant.as_str()).await?.is_none() {
+        if tenants::get(&self.pool, &tenant).await?.is_none() {
             return Err(UserError::NotFound("tenant"));
         }
         let secret = secrets::generate("sk_");
@@ -41,8 +41,8 @@ impl UserApi {
         let row = api_keys::insert(
             &self.pool,
             api_keys::NewKey {
-                id: id.as_str(),
-                tenant_id: tenant.as_str(),
+                id: &id,
+                tenant_id: &tenant,
                 name: &name,
                 prefix: &secrets::display_prefix(&secret),
                 secret_hash: &secrets::hash(&secret),

@@ -9,11 +9,11 @@ use rpc::user::v1::user_service_server::UserService;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use crate::domain::ids::{ApiKeyId, ScimTokenId, TenantId};
-use crate::domain::{grants, secrets, validate};
+use crate::domain::{UserStatus, grants, secrets, validate};
 use crate::error::UserError;
 use crate::store::tenant_cache::TenantCache;
 use crate::store::{self, api_keys, scim_tokens};
+use ids::{ApiKeyId, ScimTokenId, TenantId};
 
 mod keys;
 mod tenants;
@@ -42,7 +42,7 @@ type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 /// The caller's tenant as a parsed id, if the caller may act on it (`Caller::scope`); a
 /// foreign or malformed id is NOT_FOUND.
 fn scoped_tenant(c: &Caller, tenant_id: &str) -> Result<TenantId, UserError> {
-    TenantId::parse(c.scope(tenant_id)?).ok_or(UserError::NotFound("tenant"))
+    Ok(c.scope(tenant_id)?)
 }
 
 /// The page a list call asks for: the id to continue after, and the page size.
@@ -78,7 +78,7 @@ impl UserService for UserApi {
         let id = scoped_tenant(&c, &req.get_ref().tenant_id)?;
         let t = self
             .tenants
-            .get(&self.pool, id.as_str())
+            .get(&self.pool, &id)
             .await
             .map_err(UserError::from)?
             .ok_or(UserError::NotFound("tenant"))?;
@@ -90,17 +90,19 @@ impl UserService for UserApi {
         c.require(authz::Role::PlatformAdmin)
             .map_err(UserError::from)?;
         let r = req.into_inner();
-        let id = TenantId::parse(&r.tenant_id).ok_or(UserError::NotFound("tenant"))?;
+        let id = TenantId::parse(&r.tenant_id)
+            .ok()
+            .ok_or(UserError::NotFound("tenant"))?;
         let t = match r.name {
             Some(n) => {
                 let name = validate::name("name", &n).map_err(UserError::from)?;
-                store::tenants::rename(&self.pool, id.as_str(), &name).await
+                store::tenants::rename(&self.pool, &id, &name).await
             }
-            None => store::tenants::get(&self.pool, id.as_str()).await,
+            None => store::tenants::get(&self.pool, &id).await,
         }
         .map_err(UserError::from)?
         .ok_or(UserError::NotFound("tenant"))?;
-        self.tenants.forget(&t.id);
+        self.tenants.forget(t.id.as_str());
         Ok(Response::new(tenant_pb(&t)))
     }
 
@@ -115,7 +117,7 @@ impl UserService for UserApi {
         let rows = store::tenants::list(&self.pool, after.as_deref(), limit)
             .await
             .map_err(UserError::from)?;
-        let (rows, page) = page(rows, limit, |t| &t.id);
+        let (rows, page) = page(rows, limit, |t| t.id.as_str());
         Ok(Response::new(pb::ListTenantsResponse {
             tenants: rows.iter().map(tenant_pb).collect(),
             page: Some(page),
@@ -165,13 +167,13 @@ impl UserService for UserApi {
             .into());
         }
         let status = match pb::UserStatus::try_from(r.status) {
-            Ok(pb::UserStatus::Active) => Some("active"),
-            Ok(pb::UserStatus::Deactivated) => Some("deactivated"),
+            Ok(pb::UserStatus::Active) => Some(UserStatus::Active),
+            Ok(pb::UserStatus::Deactivated) => Some(UserStatus::Deactivated),
             _ => None,
         };
         let rows = store::users::list(
             &self.pool,
-            tenant.as_str(),
+            &tenant,
             store::users::ListFilter {
                 email: r.email.as_deref(),
                 status,
@@ -181,7 +183,7 @@ impl UserService for UserApi {
         )
         .await
         .map_err(UserError::from)?;
-        let (rows, page) = page(rows, limit, |u| &u.id);
+        let (rows, page) = page(rows, limit, |u| u.id.as_str());
         Ok(Response::new(pb::ListUsersResponse {
             users: rows.into_iter().map(user_pb).collect(),
             page: Some(page),
@@ -232,10 +234,10 @@ impl UserService for UserApi {
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
         let (after, limit) = cursor(&r.page)?;
-        let rows = api_keys::list(&self.pool, tenant.as_str(), after.as_deref(), limit)
+        let rows = api_keys::list(&self.pool, &tenant, after.as_deref(), limit)
             .await
             .map_err(UserError::from)?;
-        let (rows, page) = page(rows, limit, |k| &k.id);
+        let (rows, page) = page(rows, limit, |k| k.id.as_str());
         Ok(Response::new(pb::ListApiKeysResponse {
             keys: rows.into_iter().map(key_pb).collect(),
             page: Some(page),
@@ -246,8 +248,10 @@ impl UserService for UserApi {
         let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
-        let id = ApiKeyId::parse(&r.key_id).ok_or(UserError::NotFound("api key"))?;
-        let row = api_keys::revoke(&self.pool, tenant.as_str(), id.as_str())
+        let id = ApiKeyId::parse(&r.key_id)
+            .ok()
+            .ok_or(UserError::NotFound("api key"))?;
+        let row = api_keys::revoke(&self.pool, &tenant, &id)
             .await
             .map_err(UserError::from)?
             .ok_or(UserError::NotFound("api key"))?;
@@ -265,7 +269,7 @@ impl UserService for UserApi {
             .map_err(UserError::from)?
             .ok_or(UserError::NotFound("api key"))?;
         Ok(Response::new(pb::Principal {
-            tenant_id: row.tenant_id,
+            tenant_id: row.tenant_id.into(),
             subject: format!("apikey:{}", row.id),
             roles: Vec::new(),
             scopes: row.scopes,
@@ -279,7 +283,7 @@ impl UserService for UserApi {
         let c = Caller::of(&req).map_err(UserError::from)?;
         let tenant = scoped_tenant(&c, &req.get_ref().tenant_id)?;
         grants::scim_token(c.permissions()).map_err(UserError::from)?;
-        if store::tenants::get(&self.pool, tenant.as_str())
+        if store::tenants::get(&self.pool, &tenant)
             .await
             .map_err(UserError::from)?
             .is_none()
@@ -288,14 +292,9 @@ impl UserService for UserApi {
         }
         let secret = secrets::generate("scim_");
         let id = ScimTokenId::generate();
-        scim_tokens::insert(
-            &self.pool,
-            id.as_str(),
-            tenant.as_str(),
-            &secrets::hash(&secret),
-        )
-        .await
-        .map_err(UserError::from)?;
+        scim_tokens::insert(&self.pool, &id, &tenant, &secrets::hash(&secret))
+            .await
+            .map_err(UserError::from)?;
         Ok(Response::new(pb::CreateScimTokenResponse {
             token_id: id.to_string(),
             secret,
@@ -309,8 +308,10 @@ impl UserService for UserApi {
         let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
-        let id = ScimTokenId::parse(&r.token_id).ok_or(UserError::NotFound("SCIM token"))?;
-        if !scim_tokens::revoke(&self.pool, tenant.as_str(), id.as_str())
+        let id = ScimTokenId::parse(&r.token_id)
+            .ok()
+            .ok_or(UserError::NotFound("SCIM token"))?;
+        if !scim_tokens::revoke(&self.pool, &tenant, &id)
             .await
             .map_err(UserError::from)?
         {

@@ -4,21 +4,21 @@ use platform::events::enqueue;
 use platform::grpc::{Caller, timestamp};
 use rpc::user::v1 as pb;
 
-use crate::domain::ids::{TenantId, UserId};
-use crate::domain::validate;
+use crate::domain::{TenantStatus, validate};
 use crate::error::UserError;
 use crate::events::user_event;
 use crate::store::{self, tenants, users};
+use ids::{TenantId, UserId};
 
 use super::UserApi;
 
 pub(crate) fn tenant_pb(t: &tenants::TenantRow) -> pb::Tenant {
     pb::Tenant {
-        status: match t.status.as_str() {
-            "active" => pb::TenantStatus::Active,
-            _ => pb::TenantStatus::Suspended,
+        status: match t.status {
+            TenantStatus::Active => pb::TenantStatus::Active,
+            TenantStatus::Suspended => pb::TenantStatus::Suspended,
         } as i32,
-        id: t.id.clone(),
+        id: t.id.to_string(),
         name: t.name.clone(),
         slug: t.slug.clone(),
         created_at: Some(timestamp(t.created_at)),
@@ -42,7 +42,7 @@ impl UserApi {
         };
         let id = TenantId::generate();
         let mut tx = self.pool.begin().await?;
-        let tenant = tenants::insert(&mut tx, id.as_str(), &name, &slug)
+        let tenant = tenants::insert(&mut tx, &id, &name, &slug)
             .await
             .map_err(|e| {
                 if store::is_unique_violation(&e) {
@@ -57,7 +57,7 @@ impl UserApi {
             users::insert(
                 &mut tx,
                 users::NewUser {
-                    id: uid.as_str(),
+                    id: &uid,
                     tenant_id: &tenant.id,
                     email: &email,
                     display_name: "",
@@ -65,7 +65,7 @@ impl UserApi {
                 },
             )
             .await?;
-            let row = users::get(&mut tx, &tenant.id, uid.as_str())
+            let row = users::get(&mut tx, &tenant.id, &uid)
                 .await?
                 .ok_or(UserError::NotFound("user"))?;
             enqueue(&mut tx, &user_event("user.created", &row)).await?;
@@ -80,10 +80,12 @@ impl UserApi {
         r: pb::SetTenantStatusRequest,
     ) -> Result<pb::Tenant, UserError> {
         c.require(authz::Role::PlatformAdmin)?;
-        let id = TenantId::parse(&r.tenant_id).ok_or(UserError::NotFound("tenant"))?;
+        let id = TenantId::parse(&r.tenant_id)
+            .ok()
+            .ok_or(UserError::NotFound("tenant"))?;
         let status = match pb::TenantStatus::try_from(r.status) {
-            Ok(pb::TenantStatus::Active) => "active",
-            Ok(pb::TenantStatus::Suspended) => "suspended",
+            Ok(pb::TenantStatus::Active) => TenantStatus::Active,
+            Ok(pb::TenantStatus::Suspended) => TenantStatus::Suspended,
             _ => {
                 return Err(UserError::Invalid {
                     field: "status",
@@ -92,17 +94,17 @@ impl UserApi {
             }
         };
         let mut tx = self.pool.begin().await?;
-        let t = tenants::set_status(&mut tx, id.as_str(), status)
+        let t = tenants::set_status(&mut tx, &id, status)
             .await?
             .ok_or(UserError::NotFound("tenant"))?;
-        let kind = if status == "active" {
+        let kind = if status == TenantStatus::Active {
             "tenant.reactivated"
         } else {
             "tenant.suspended"
         };
         enqueue(&mut tx, &crate::events::tenant_status(kind, &t)).await?;
         tx.commit().await?;
-        self.tenants.forget(&t.id);
+        self.tenants.forget(t.id.as_str());
         Ok(tenant_pb(&t))
     }
 }

@@ -5,22 +5,23 @@ use platform::events::enqueue;
 use platform::grpc::{Caller, timestamp};
 use rpc::user::v1 as pb;
 
-use crate::domain::ids::{TenantId, UserId};
+use crate::domain::UserStatus;
 use crate::domain::{grants, validate};
 use crate::error::UserError;
 use crate::events::user_event;
 use crate::store::{self, users};
+use ids::{TenantId, UserId};
 
 use super::{Tx, UserApi, scoped_tenant};
 
 pub(crate) fn user_pb(u: users::UserRow) -> pb::User {
     pb::User {
-        status: match u.status.as_str() {
-            "active" => pb::UserStatus::Active,
-            _ => pb::UserStatus::Deactivated,
+        status: match u.status {
+            UserStatus::Active => pb::UserStatus::Active,
+            UserStatus::Deactivated => pb::UserStatus::Deactivated,
         } as i32,
-        id: u.id,
-        tenant_id: u.tenant_id,
+        id: u.id.into(),
+        tenant_id: u.tenant_id.into(),
         email: u.email,
         display_name: u.display_name,
         roles: u.roles,
@@ -60,7 +61,7 @@ impl UserApi {
         let mut tx = self.pool.begin().await?;
         let t =
             sqlx::query_scalar::<_, String>("SELECT status FROM tenants WHERE id = $1 FOR SHARE")
-                .bind(tenant.as_str())
+                .bind(&tenant)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(UserError::NotFound("tenant"))?;
@@ -71,8 +72,8 @@ impl UserApi {
         users::insert(
             &mut tx,
             users::NewUser {
-                id: id.as_str(),
-                tenant_id: tenant.as_str(),
+                id: &id,
+                tenant_id: &tenant,
                 email: &email,
                 display_name: &display_name,
                 roles: &roles,
@@ -91,9 +92,11 @@ impl UserApi {
         user_id: &str,
     ) -> Result<users::UserRow, UserError> {
         let tenant = scoped_tenant(c, tenant_id)?;
-        let id = UserId::parse(user_id).ok_or(UserError::NotFound("user"))?;
+        let id = UserId::parse(user_id)
+            .ok()
+            .ok_or(UserError::NotFound("user"))?;
         let mut conn = self.pool.acquire().await?;
-        users::get(&mut conn, tenant.as_str(), id.as_str())
+        users::get(&mut conn, &tenant, &id)
             .await?
             .ok_or(UserError::NotFound("user"))
     }
@@ -107,10 +110,10 @@ impl UserApi {
         id: &UserId,
     ) -> Result<Tx, UserError> {
         let mut tx = self.pool.begin().await?;
-        if !users::lock(&mut tx, tenant.as_str(), id.as_str()).await? {
+        if !users::lock(&mut tx, tenant, id).await? {
             return Err(UserError::NotFound("user"));
         }
-        let current = users::get(&mut tx, tenant.as_str(), id.as_str())
+        let current = users::get(&mut tx, tenant, id)
             .await?
             .ok_or(UserError::NotFound("user"))?;
         grants::manage(c.permissions(), &current.roles)?;
@@ -126,7 +129,7 @@ impl UserApi {
         id: &UserId,
         event: Option<&str>,
     ) -> Result<pb::User, UserError> {
-        let row = users::get(&mut tx, tenant.as_str(), id.as_str())
+        let row = users::get(&mut tx, tenant, id)
             .await?
             .ok_or(UserError::NotFound("user"))?;
         if let Some(kind) = event {
@@ -142,7 +145,9 @@ impl UserApi {
         r: pb::UpdateUserRequest,
     ) -> Result<pb::User, UserError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
-        let id = UserId::parse(&r.user_id).ok_or(UserError::NotFound("user"))?;
+        let id = UserId::parse(&r.user_id)
+            .ok()
+            .ok_or(UserError::NotFound("user"))?;
         let email = r.email.as_deref().map(validate::email).transpose()?;
         let display_name = r
             .display_name
@@ -152,8 +157,8 @@ impl UserApi {
         let mut tx = self.lock_user(c, &tenant, &id).await?;
         users::update(
             &mut tx,
-            tenant.as_str(),
-            id.as_str(),
+            &tenant,
+            &id,
             email.as_deref(),
             display_name.as_deref(),
         )
@@ -169,9 +174,11 @@ impl UserApi {
         r: pb::GetUserRequest,
     ) -> Result<pb::User, UserError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
-        let id = UserId::parse(&r.user_id).ok_or(UserError::NotFound("user"))?;
+        let id = UserId::parse(&r.user_id)
+            .ok()
+            .ok_or(UserError::NotFound("user"))?;
         let mut tx = self.lock_user(c, &tenant, &id).await?;
-        let changed = users::deactivate(&mut tx, tenant.as_str(), id.as_str()).await?;
+        let changed = users::deactivate(&mut tx, &tenant, &id).await?;
         // Deactivating twice is fine, and reported once.
         let event = changed.then_some("user.deactivated");
         self.commit_user(tx, &tenant, &id, event).await
@@ -183,11 +190,13 @@ impl UserApi {
         r: pb::SetUserRolesRequest,
     ) -> Result<pb::User, UserError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
-        let id = UserId::parse(&r.user_id).ok_or(UserError::NotFound("user"))?;
+        let id = UserId::parse(&r.user_id)
+            .ok()
+            .ok_or(UserError::NotFound("user"))?;
         let roles = validate::roles(&r.roles)?;
         grants::roles(c.permissions(), &roles)?;
         let mut tx = self.lock_user(c, &tenant, &id).await?;
-        users::set_roles(&mut tx, tenant.as_str(), id.as_str(), &roles).await?;
+        users::set_roles(&mut tx, &tenant, &id, &roles).await?;
         self.commit_user(tx, &tenant, &id, Some("user.updated"))
             .await
     }

@@ -1,12 +1,13 @@
 //! The `api_keys` table.
 
 use chrono::{DateTime, Utc};
+use ids::{ApiKeyId, TenantId};
 use sqlx::PgPool;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
     pub name: String,
     pub prefix: String,
     pub scopes: Vec<String>,
@@ -20,8 +21,8 @@ const COLUMNS: &str =
     "id, tenant_id, name, prefix, scopes, created_by, created_at, revoked_at, last_used_at";
 
 pub struct NewKey<'a> {
-    pub id: &'a str,
-    pub tenant_id: &'a str,
+    pub id: &'a ApiKeyId,
+    pub tenant_id: &'a TenantId,
     pub name: &'a str,
     pub prefix: &'a str,
     pub secret_hash: &'a [u8],
@@ -47,7 +48,7 @@ pub async fn insert(pool: &PgPool, k: NewKey<'_>) -> Result<ApiKeyRow, sqlx::Err
 
 pub async fn list(
     pool: &PgPool,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
@@ -64,8 +65,8 @@ pub async fn list(
 /// Revoking twice keeps the first revocation time.
 pub async fn revoke(
     pool: &PgPool,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &ApiKeyId,
 ) -> Result<Option<ApiKeyRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"

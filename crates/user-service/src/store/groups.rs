@@ -1,12 +1,13 @@
 //! The `scim_groups` and `scim_group_members` tables, and the role bindings groups grant.
 
 use chrono::{DateTime, Utc};
+use ids::{GroupId, TenantId};
 use sqlx::{PgConnection, PgPool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GroupRow {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: GroupId,
+    pub tenant_id: TenantId,
     pub display_name: String,
     pub external_id: Option<String>,
     pub role: Option<String>,
@@ -23,8 +24,8 @@ const SELECT: &str = "SELECT g.id, g.tenant_id, g.display_name, g.external_id, g
 
 pub async fn get(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &GroupId,
 ) -> Result<Option<GroupRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE g.tenant_id = $1 AND g.id = $2 GROUP BY g.id"
@@ -35,7 +36,11 @@ pub async fn get(
     .await
 }
 
-pub async fn all(pool: &PgPool, tenant_id: &str, limit: i64) -> Result<Vec<GroupRow>, sqlx::Error> {
+pub async fn all(
+    pool: &PgPool,
+    tenant_id: &TenantId,
+    limit: i64,
+) -> Result<Vec<GroupRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE g.tenant_id = $1 GROUP BY g.id ORDER BY g.id LIMIT $2"
     )))
@@ -47,8 +52,8 @@ pub async fn all(pool: &PgPool, tenant_id: &str, limit: i64) -> Result<Vec<Group
 
 pub async fn insert(
     conn: &mut PgConnection,
-    id: &str,
-    tenant_id: &str,
+    id: &GroupId,
+    tenant_id: &TenantId,
     name: &str,
     external_id: Option<&str>,
     role: Option<&str>,
@@ -65,7 +70,11 @@ pub async fn insert(
 }
 
 /// Locks the group row; false when the tenant has no such group.
-pub async fn lock(conn: &mut PgConnection, tenant_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn lock(
+    conn: &mut PgConnection,
+    tenant_id: &TenantId,
+    id: &GroupId,
+) -> Result<bool, sqlx::Error> {
     Ok(
         sqlx::query("SELECT 1 FROM scim_groups WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
             .bind(tenant_id)
@@ -78,7 +87,7 @@ pub async fn lock(conn: &mut PgConnection, tenant_id: &str, id: &str) -> Result<
 
 pub async fn update(
     conn: &mut PgConnection,
-    id: &str,
+    id: &GroupId,
     name: &str,
     external_id: Option<&str>,
     role: Option<&str>,
@@ -99,8 +108,8 @@ pub async fn update(
 /// users of the same tenant can be members; returns the ids that were not.
 pub async fn set_members(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &GroupId,
     members: &[String],
     role: Option<&str>,
 ) -> Result<Vec<String>, sqlx::Error> {
@@ -149,8 +158,8 @@ pub async fn set_members(
 /// Deletes the group and the roles it granted.
 pub async fn delete(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &GroupId,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query("DELETE FROM role_bindings WHERE tenant_id = $1 AND source = $2")
         .bind(tenant_id)

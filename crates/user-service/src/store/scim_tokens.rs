@@ -1,11 +1,12 @@
 //! The `scim_tokens` table: one or more bearer tokens per tenant for its identity provider.
 
+use ids::{ScimTokenId, TenantId};
 use sqlx::PgPool;
 
 pub async fn insert(
     pool: &PgPool,
-    id: &str,
-    tenant_id: &str,
+    id: &ScimTokenId,
+    tenant_id: &TenantId,
     secret_hash: &[u8],
 ) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO scim_tokens (id, tenant_id, secret_hash) VALUES ($1, $2, $3)")
@@ -17,7 +18,11 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn revoke(pool: &PgPool, tenant_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn revoke(
+    pool: &PgPool,
+    tenant_id: &TenantId,
+    id: &ScimTokenId,
+) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE scim_tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE tenant_id = $1 AND id = $2",
     )
@@ -30,7 +35,7 @@ pub async fn revoke(pool: &PgPool, tenant_id: &str, id: &str) -> Result<bool, sq
 }
 
 /// The tenant of a live token (its tenant active), if any.
-pub async fn tenant_of(pool: &PgPool, secret_hash: &[u8]) -> Result<Option<String>, sqlx::Error> {
+pub async fn tenant_of(pool: &PgPool, secret_hash: &[u8]) -> Result<Option<TenantId>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT s.tenant_id FROM scim_tokens s JOIN tenants t ON t.id = s.tenant_id \
          WHERE s.secret_hash = $1 AND s.revoked_at IS NULL AND t.status = 'active'",

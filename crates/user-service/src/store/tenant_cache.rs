@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use ids::TenantId;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
@@ -81,7 +82,7 @@ impl TenantCache {
     pub async fn get(
         &self,
         pool: &PgPool,
-        id: &str,
+        id: &TenantId,
     ) -> Result<Option<Arc<TenantRow>>, sqlx::Error> {
         if !self.enabled() {
             return Ok(tenants::get(pool, id).await?.map(Arc::new));
@@ -91,7 +92,7 @@ impl TenantCache {
             .entries
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(id)
+            .get(id.as_str())
             .filter(|(_, at)| at.elapsed() < self.inner.ttl)
             .map(|(row, _)| Arc::clone(row));
         if known.is_some() {
@@ -112,7 +113,7 @@ impl TenantCache {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
-            entries.insert(id.into(), (Arc::clone(&row), Instant::now()));
+            entries.insert(id.as_str().into(), (Arc::clone(&row), Instant::now()));
         }
         Ok(Some(row))
     }

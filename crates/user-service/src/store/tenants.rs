@@ -1,14 +1,17 @@
 //! The `tenants` table.
 
 use chrono::{DateTime, Utc};
+use ids::TenantId;
+
+use crate::domain::TenantStatus;
 use sqlx::{PgConnection, PgPool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TenantRow {
-    pub id: String,
+    pub id: TenantId,
     pub name: String,
     pub slug: String,
-    pub status: String,
+    pub status: TenantStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -17,7 +20,7 @@ const COLUMNS: &str = "id, name, slug, status, created_at, updated_at";
 
 pub async fn insert(
     conn: &mut PgConnection,
-    id: &str,
+    id: &TenantId,
     name: &str,
     slug: &str,
 ) -> Result<TenantRow, sqlx::Error> {
@@ -31,7 +34,7 @@ pub async fn insert(
     .await
 }
 
-pub async fn get(pool: &PgPool, id: &str) -> Result<Option<TenantRow>, sqlx::Error> {
+pub async fn get(pool: &PgPool, id: &TenantId) -> Result<Option<TenantRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tenants WHERE id = $1"
     )))
@@ -40,7 +43,11 @@ pub async fn get(pool: &PgPool, id: &str) -> Result<Option<TenantRow>, sqlx::Err
     .await
 }
 
-pub async fn rename(pool: &PgPool, id: &str, name: &str) -> Result<Option<TenantRow>, sqlx::Error> {
+pub async fn rename(
+    pool: &PgPool,
+    id: &TenantId,
+    name: &str,
+) -> Result<Option<TenantRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE tenants SET name = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
     )))
@@ -52,8 +59,8 @@ pub async fn rename(pool: &PgPool, id: &str, name: &str) -> Result<Option<Tenant
 
 pub async fn set_status(
     conn: &mut PgConnection,
-    id: &str,
-    status: &str,
+    id: &TenantId,
+    status: TenantStatus,
 ) -> Result<Option<TenantRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"

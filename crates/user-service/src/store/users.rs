@@ -1,15 +1,18 @@
 //! The `users` and `role_bindings` tables.
 
 use chrono::{DateTime, Utc};
+use ids::{TenantId, UserId};
+
+use crate::domain::UserStatus;
 use sqlx::{PgConnection, PgPool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: UserId,
+    pub tenant_id: TenantId,
     pub email: String,
     pub display_name: String,
-    pub status: String,
+    pub status: UserStatus,
     pub external_id: Option<String>,
     pub given_name: String,
     pub family_name: String,
@@ -27,8 +30,8 @@ const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.display_name, u.statu
      FROM users u LEFT JOIN role_bindings rb ON rb.user_id = u.id AND rb.tenant_id = u.tenant_id";
 
 pub struct NewUser<'a> {
-    pub id: &'a str,
-    pub tenant_id: &'a str,
+    pub id: &'a UserId,
+    pub tenant_id: &'a TenantId,
     pub email: &'a str,
     pub display_name: &'a str,
     pub roles: &'a [String],
@@ -49,8 +52,8 @@ pub async fn insert(conn: &mut PgConnection, u: NewUser<'_>) -> Result<(), sqlx:
 
 pub async fn set_roles(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    user_id: &str,
+    tenant_id: &TenantId,
+    user_id: &UserId,
     roles: &[String],
 ) -> Result<(), sqlx::Error> {
     // Only direct grants: roles that come from SCIM groups stay until the group changes.
@@ -74,8 +77,8 @@ pub async fn set_roles(
 
 pub async fn get(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &UserId,
 ) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE u.tenant_id = $1 AND u.id = $2 GROUP BY u.id"
@@ -87,7 +90,11 @@ pub async fn get(
 }
 
 /// Locks the user row for an update within the caller's transaction.
-pub async fn lock(conn: &mut PgConnection, tenant_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn lock(
+    conn: &mut PgConnection,
+    tenant_id: &TenantId,
+    id: &UserId,
+) -> Result<bool, sqlx::Error> {
     Ok(
         sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
             .bind(tenant_id)
@@ -100,8 +107,8 @@ pub async fn lock(conn: &mut PgConnection, tenant_id: &str, id: &str) -> Result<
 
 pub async fn update(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &UserId,
     email: Option<&str>,
     display_name: Option<&str>,
 ) -> Result<(), sqlx::Error> {
@@ -121,8 +128,8 @@ pub async fn update(
 /// Returns whether the user was active before (so deactivation is reported once).
 pub async fn deactivate(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &UserId,
 ) -> Result<bool, sqlx::Error> {
     let changed = sqlx::query(
         "UPDATE users SET status = 'deactivated', version = version + 1, updated_at = now() \
@@ -138,12 +145,12 @@ pub async fn deactivate(
 
 pub struct ListFilter<'a> {
     pub email: Option<&'a str>,
-    pub status: Option<&'a str>,
+    pub status: Option<UserStatus>,
 }
 
 pub async fn list(
     pool: &PgPool,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     filter: ListFilter<'_>,
     after: Option<&str>,
     limit: i64,
@@ -163,7 +170,11 @@ pub async fn list(
 }
 
 /// Every user of a tenant, oldest first, up to `limit` (SCIM filters are evaluated on these).
-pub async fn all(pool: &PgPool, tenant_id: &str, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
+pub async fn all(
+    pool: &PgPool,
+    tenant_id: &TenantId,
+    limit: i64,
+) -> Result<Vec<UserRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE u.tenant_id = $1 GROUP BY u.id ORDER BY u.id LIMIT $2"
     )))
@@ -185,8 +196,8 @@ pub struct ScimFields<'a> {
 
 pub async fn insert_scim(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &UserId,
     f: &ScimFields<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -208,8 +219,8 @@ pub async fn insert_scim(
 
 pub async fn replace_scim(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &UserId,
     f: &ScimFields<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -232,8 +243,8 @@ pub async fn replace_scim(
 
 pub async fn delete(
     conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &UserId,
 ) -> Result<bool, sqlx::Error> {
     Ok(
         sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
