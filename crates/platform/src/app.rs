@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderName, header};
+use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -27,6 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::ServiceConfig;
 use crate::conn::{ConnLimits, accept_failed, serve_connection};
+use crate::dispatch::Dispatch;
 use crate::events::{ConsumerSpec, EventBus, EventHandler, OutboxRelay, run_consumer};
 use crate::health::Readiness;
 use crate::observe::{ObserveLayer, RouteTagLayer};
@@ -371,41 +372,6 @@ where
     B::Error: Into<axum::BoxError>,
 {
     r.map(axum::body::Body::new)
-}
-
-/// One port, two protocols: gRPC (by content type) to tonic's routes, the rest to axum's.
-#[derive(Clone)]
-struct Dispatch {
-    http: Router,
-    grpc: Router,
-}
-
-impl tower::Service<Request> for Dispatch {
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        if is_grpc(&req) {
-            self.grpc.call(req)
-        } else {
-            self.http.call(req)
-        }
-    }
-}
-
-pub(crate) fn is_grpc(req: &Request) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 /// A built service, ready to serve.

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod config;
 mod conn;
 pub mod db;
+mod dispatch;
 pub mod events;
 pub mod grpc;
 pub mod health;

@@ -89,7 +89,7 @@ where
                 v
             }
         };
-        let grpc = crate::app::is_grpc(&req);
+        let grpc = crate::dispatch::is_grpc(&req);
         let span = tracing::info_span!(
             "request",
             service = self.service,
@@ -246,7 +246,7 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let tag = req.extensions().get::<MatchedPath>().map(|p| {
-            if crate::app::is_grpc(&req) {
+            if crate::dispatch::is_grpc(&req) {
                 RouteTag::Grpc(req.uri().clone())
             } else {
                 RouteTag::Template(p.clone())
