@@ -28,6 +28,20 @@ pub struct NewSubscription {
 }
 
 impl Service {
+    /// Commits a change to `tenant`'s subscription and drops its cached entitlements, so the
+    /// caller's next check sees the change.
+    async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        tenant: &TenantId,
+    ) -> Result<(), SubError> {
+        tx.commit().await?;
+        self.cache
+            .invalidate_now(std::slice::from_ref(tenant))
+            .await;
+        Ok(())
+    }
+
     /// Starts the tenant's subscription; CONFLICT if it has a live one.
     pub async fn subscribe(&self, n: NewSubscription) -> Result<SubRow, SubError> {
         let tenant = &n.tenant;
@@ -97,10 +111,7 @@ impl Service {
             &subscription_event("subscription.created", &row, |_| {}),
         )
         .await?;
-        tx.commit().await?;
-        self.cache
-            .invalidate_now(std::slice::from_ref(tenant))
-            .await;
+        self.commit(tx, tenant).await?;
         Ok(row)
     }
 
@@ -195,10 +206,7 @@ impl Service {
             }),
         )
         .await?;
-        tx.commit().await?;
-        self.cache
-            .invalidate_now(std::slice::from_ref(tenant))
-            .await;
+        self.commit(tx, tenant).await?;
         Ok(row)
     }
 
@@ -225,10 +233,7 @@ impl Service {
         };
         let row = subscriptions::save(&mut tx, &sub).await?;
         enqueue(&mut tx, &subscription_event(kind, &row, |_| {})).await?;
-        tx.commit().await?;
-        self.cache
-            .invalidate_now(std::slice::from_ref(tenant))
-            .await;
+        self.commit(tx, tenant).await?;
         Ok(row)
     }
 }

@@ -90,9 +90,7 @@ impl UserService for UserApi {
         c.require(authz::Role::PlatformAdmin)
             .map_err(UserError::from)?;
         let r = req.into_inner();
-        let id = TenantId::parse(&r.tenant_id)
-            .ok()
-            .ok_or(UserError::NotFound("tenant"))?;
+        let id = TenantId::parse(&r.tenant_id).map_err(|_| UserError::NotFound("tenant"))?;
         let t = match r.name {
             Some(n) => {
                 let name = validate::name("name", &n).map_err(UserError::from)?;
@@ -248,9 +246,7 @@ impl UserService for UserApi {
         let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
-        let id = ApiKeyId::parse(&r.key_id)
-            .ok()
-            .ok_or(UserError::NotFound("api key"))?;
+        let id = ApiKeyId::parse(&r.key_id).map_err(|_| UserError::NotFound("api key"))?;
         let row = api_keys::revoke(&self.pool, &tenant, &id)
             .await
             .map_err(UserError::from)?
@@ -308,9 +304,7 @@ impl UserService for UserApi {
         let c = Caller::of(&req).map_err(UserError::from)?;
         let r = req.into_inner();
         let tenant = scoped_tenant(&c, &r.tenant_id)?;
-        let id = ScimTokenId::parse(&r.token_id)
-            .ok()
-            .ok_or(UserError::NotFound("SCIM token"))?;
+        let id = ScimTokenId::parse(&r.token_id).map_err(|_| UserError::NotFound("SCIM token"))?;
         if !scim_tokens::revoke(&self.pool, &tenant, &id)
             .await
             .map_err(UserError::from)?

@@ -80,9 +80,7 @@ impl UserApi {
         r: pb::SetTenantStatusRequest,
     ) -> Result<pb::Tenant, UserError> {
         c.require(authz::Role::PlatformAdmin)?;
-        let id = TenantId::parse(&r.tenant_id)
-            .ok()
-            .ok_or(UserError::NotFound("tenant"))?;
+        let id = TenantId::parse(&r.tenant_id).map_err(|_| UserError::NotFound("tenant"))?;
         let status = match pb::TenantStatus::try_from(r.status) {
             Ok(pb::TenantStatus::Active) => TenantStatus::Active,
             Ok(pb::TenantStatus::Suspended) => TenantStatus::Suspended,

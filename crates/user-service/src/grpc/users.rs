@@ -92,9 +92,7 @@ impl UserApi {
         user_id: &str,
     ) -> Result<users::UserRow, UserError> {
         let tenant = scoped_tenant(c, tenant_id)?;
-        let id = UserId::parse(user_id)
-            .ok()
-            .ok_or(UserError::NotFound("user"))?;
+        let id = UserId::parse(user_id).map_err(|_| UserError::NotFound("user"))?;
         let mut conn = self.pool.acquire().await?;
         users::get(&mut conn, &tenant, &id)
             .await?
@@ -145,9 +143,7 @@ impl UserApi {
         r: pb::UpdateUserRequest,
     ) -> Result<pb::User, UserError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
-        let id = UserId::parse(&r.user_id)
-            .ok()
-            .ok_or(UserError::NotFound("user"))?;
+        let id = UserId::parse(&r.user_id).map_err(|_| UserError::NotFound("user"))?;
         let email = r.email.as_deref().map(validate::email).transpose()?;
         let display_name = r
             .display_name
@@ -174,9 +170,7 @@ impl UserApi {
         r: pb::GetUserRequest,
     ) -> Result<pb::User, UserError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
-        let id = UserId::parse(&r.user_id)
-            .ok()
-            .ok_or(UserError::NotFound("user"))?;
+        let id = UserId::parse(&r.user_id).map_err(|_| UserError::NotFound("user"))?;
         let mut tx = self.lock_user(c, &tenant, &id).await?;
         let changed = users::deactivate(&mut tx, &tenant, &id).await?;
         // Deactivating twice is fine, and reported once.
@@ -190,9 +184,7 @@ impl UserApi {
         r: pb::SetUserRolesRequest,
     ) -> Result<pb::User, UserError> {
         let tenant = scoped_tenant(c, &r.tenant_id)?;
-        let id = UserId::parse(&r.user_id)
-            .ok()
-            .ok_or(UserError::NotFound("user"))?;
+        let id = UserId::parse(&r.user_id).map_err(|_| UserError::NotFound("user"))?;
         let roles = validate::roles(&r.roles)?;
         grants::roles(c.permissions(), &roles)?;
         let mut tx = self.lock_user(c, &tenant, &id).await?;

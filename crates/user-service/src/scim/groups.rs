@@ -45,9 +45,7 @@ pub(super) async fn find_group(
     tenant: &TenantId,
     id: &str,
 ) -> Result<groups::GroupRow, ScimError> {
-    let id = GroupId::parse(id)
-        .ok()
-        .ok_or_else(|| ScimError::not_found("Group"))?;
+    let id = GroupId::parse(id).map_err(|_| ScimError::not_found("Group"))?;
     let mut conn = pool.acquire().await.map_err(db)?;
     groups::get(&mut conn, tenant, &id)
         .await
@@ -147,9 +145,7 @@ pub(super) async fn write_group(
     if_match: Option<&str>,
     change: group::GroupChange,
 ) -> Result<ScimResponse, ScimError> {
-    let id = GroupId::parse(id)
-        .ok()
-        .ok_or_else(|| ScimError::not_found("Group"))?;
+    let id = GroupId::parse(id).map_err(|_| ScimError::not_found("Group"))?;
     let mut tx = pool.begin().await.map_err(db)?;
     if !groups::lock(&mut tx, tenant, &id).await.map_err(db)? {
         return Err(ScimError::not_found("Group"));

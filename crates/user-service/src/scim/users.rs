@@ -46,9 +46,7 @@ pub(super) async fn find(
     tenant: &TenantId,
     id: &str,
 ) -> Result<users::UserRow, ScimError> {
-    let id = UserId::parse(id)
-        .ok()
-        .ok_or_else(|| ScimError::not_found("User"))?;
+    let id = UserId::parse(id).map_err(|_| ScimError::not_found("User"))?;
     let mut conn = pool.acquire().await.map_err(db)?;
     users::get(&mut conn, tenant, &id)
         .await
@@ -120,9 +118,7 @@ pub(super) async fn write(
     if_match: Option<&str>,
     change: impl FnOnce(ScimUser) -> Result<ScimUser, ScimError>,
 ) -> Result<ScimResponse, ScimError> {
-    let id = UserId::parse(id)
-        .ok()
-        .ok_or_else(|| ScimError::not_found("User"))?;
+    let id = UserId::parse(id).map_err(|_| ScimError::not_found("User"))?;
     let mut tx = pool.begin().await.map_err(db)?;
     if !users::lock(&mut tx, tenant, &id).await.map_err(db)? {
         return Err(ScimError::not_found("User"));
