@@ -25,7 +25,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   up                      run all seven services (Ctrl-C stops everything)
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
-  bench <name> [-- ARGS]  run a benchmark: pipeline, billing, billing-run, gateway, metering
+  bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering
   token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]
                           mint a development JWT (HS256, JWT_HS256_SECRET or the dev default)
   infra                   only start the infrastructure and wait (for debugging)
@@ -117,6 +117,18 @@ const BENCHES: &[(&str, &[&str])] = &[
             "concurrency",
             "--example",
             "pipeline_bench",
+            "--",
+        ],
+    ),
+    (
+        "limiter",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "gateway",
+            "--example",
+            "limiter_bench",
             "--",
         ],
     ),

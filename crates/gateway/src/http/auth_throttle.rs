@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use axum::response::Response;
 
-use super::ratelimit::{LocalGcra, Quota, too_many};
+use super::gcra::LocalGcra;
+use super::ratelimit::{Quota, too_many};
 
 #[derive(Debug)]
 pub struct AuthFailures {

@@ -6,6 +6,7 @@ mod billing;
 mod catalog;
 mod credentials;
 pub mod error;
+pub mod gcra;
 pub mod idempotency;
 mod identity;
 pub mod input;
