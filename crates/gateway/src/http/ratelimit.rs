@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,6 @@ pub struct CallerLimits {
         StateInformationMiddleware,
     >,
     quota: Quota,
-    checks: AtomicU64,
 }
 
 impl std::fmt::Debug for CallerLimits {
@@ -74,7 +73,7 @@ impl std::fmt::Debug for CallerLimits {
     }
 }
 
-/// Every this many checks, callers whose buckets are full again are forgotten (they carry no
+/// Every this many checks (of one thread), callers whose buckets are full again are forgotten (they carry no
 /// state worth keeping), so memory follows the callers seen recently.
 const FORGET_EVERY: u64 = 1 << 16;
 
@@ -87,13 +86,17 @@ impl CallerLimits {
             )
             .with_middleware::<StateInformationMiddleware>(),
             quota,
-            checks: AtomicU64::new(0),
         }
     }
 
     /// Spends one token of `caller`'s bucket, if there is one.
     pub fn check(&self, caller: &String) -> Decision {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
+        // Counted per thread: a shared counter would bounce between cores on every request.
+        thread_local!(static CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+        if CHECKS.with(|c| {
+            c.set(c.get().wrapping_add(1));
+            c.get() % FORGET_EVERY == 0
+        }) {
             self.limiter.retain_recent();
         }
         let q = self.quota;
