@@ -11,7 +11,7 @@ use rpc::common::v1::{Money, PageResponse};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use crate::domain::RunStatus;
+use crate::domain::{LineKind, RunStatus};
 use crate::error::BillingError;
 use crate::runner::{Runner, requested_event};
 use crate::store::charges;
@@ -272,13 +272,12 @@ impl BillingApi {
                     run_id: r.run_id.into(),
                     tenant_id: r.tenant_id.into(),
                     user_id: None,
-                    kind: match r.kind.as_str() {
-                        "flat" => pb::ChargeKind::Flat,
-                        "seat" => pb::ChargeKind::Seat,
-                        "usage" => pb::ChargeKind::Usage,
-                        "minimum" => pb::ChargeKind::Minimum,
-                        "adjustment" => pb::ChargeKind::Adjustment,
-                        _ => pb::ChargeKind::Unspecified,
+                    kind: match r.kind {
+                        LineKind::Flat => pb::ChargeKind::Flat,
+                        LineKind::Seat => pb::ChargeKind::Seat,
+                        LineKind::Usage => pb::ChargeKind::Usage,
+                        LineKind::Minimum => pb::ChargeKind::Minimum,
+                        LineKind::Adjustment => pb::ChargeKind::Adjustment,
                     } as i32,
                     price_id: r.price_id,
                     plan_id: r.plan_id,
@@ -342,9 +341,9 @@ fn describe(r: &charges::ChargeRow) -> String {
     } else {
         format!("{} (plan {} v{})", r.price_id, r.plan_id, r.plan_version)
     };
-    match (r.kind.as_str(), r.starts_at) {
-        ("adjustment", None) => format!("credit: {what}"),
-        ("adjustment", Some(_)) => format!("correction: {what}"),
+    match (r.kind, r.starts_at) {
+        (LineKind::Adjustment, None) => format!("credit: {what}"),
+        (LineKind::Adjustment, Some(_)) => format!("correction: {what}"),
         _ => what,
     }
 }

@@ -1,7 +1,7 @@
 //! [`text_enum!`]: enums stored as one of a fixed set of strings.
 
 /// Declares a `Copy` enum whose values are stored as text: `as_str`, `parse`, `ALL`,
-/// `Display`, serde as the string, and sqlx `text` encode/decode. Decoding a string that
+/// `Display`, serde as the string, and sqlx `text` (and `text[]`) encode/decode. Decoding a string that
 /// is not a variant is an error (a corrupt row), never a silent default.
 ///
 /// ```
@@ -67,6 +67,15 @@ macro_rules! text_enum {
             }
             fn compatible(ty: &$crate::__private::sqlx::postgres::PgTypeInfo) -> bool {
                 <&str as $crate::__private::sqlx::Type<$crate::__private::sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl $crate::__private::sqlx::postgres::PgHasArrayType for $name {
+            fn array_type_info() -> $crate::__private::sqlx::postgres::PgTypeInfo {
+                <&str as $crate::__private::sqlx::postgres::PgHasArrayType>::array_type_info()
+            }
+            fn array_compatible(ty: &$crate::__private::sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as $crate::__private::sqlx::postgres::PgHasArrayType>::array_compatible(ty)
             }
         }
 

@@ -17,17 +17,23 @@ async fn ids_and_states_round_trip_and_unknown_states_fail() {
         TenantId::parse("ten_platform").unwrap(),
     ];
     let run = RunId::generate();
-    let (back, run_back, phase): (Vec<TenantId>, RunId, Phase) =
-        sqlx::query_as("SELECT $1::text[], $2::text, $3::text")
+    let (back, run_back, phase, phases): (Vec<TenantId>, RunId, Phase, Vec<Phase>) =
+        sqlx::query_as("SELECT $1::text[], $2::text, $3::text, $4::text[]")
             .bind(&tenants)
             .bind(&run)
             .bind(Phase::Final)
+            .bind([Phase::Draft, Phase::Final])
             .fetch_one(&pool)
             .await
             .unwrap();
     assert_eq!(
-        (back, run_back, phase),
-        (tenants.clone(), run, Phase::Final)
+        (back, run_back, phase, phases),
+        (
+            tenants.clone(),
+            run,
+            Phase::Final,
+            vec![Phase::Draft, Phase::Final]
+        )
     );
     let hit: bool = sqlx::query_scalar("SELECT $1 = ANY($2::text[])")
         .bind(&tenants[1])

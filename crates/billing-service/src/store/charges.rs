@@ -7,16 +7,17 @@ use ids::{RunId, TenantId};
 use pricing::{ChargeKind, Decimal};
 use sqlx::PgConnection;
 
+use crate::domain::LineKind;
 use crate::domain::charges::{Line, LineKey};
 
-fn kind(l: &Line) -> &'static str {
+fn kind(l: &Line) -> LineKind {
     if l.adjustment {
-        return "adjustment";
+        return LineKind::Adjustment;
     }
     match l.kind {
-        ChargeKind::Flat => "flat",
-        ChargeKind::Seat => "seat",
-        ChargeKind::Metered => "usage",
+        ChargeKind::Flat => LineKind::Flat,
+        ChargeKind::Seat => LineKind::Seat,
+        ChargeKind::Metered => LineKind::Usage,
     }
 }
 
@@ -134,7 +135,7 @@ pub struct ChargeRow {
     pub id: i64,
     pub run_id: RunId,
     pub tenant_id: TenantId,
-    pub kind: String,
+    pub kind: LineKind,
     pub price_id: String,
     pub metric: String,
     pub quantity: Decimal,
