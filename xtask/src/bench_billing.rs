@@ -149,18 +149,21 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             let now = chrono::Utc::now();
             for i in 0..records {
                 let ts = now - chrono::Duration::seconds((i % 86_400) as i64);
+                // Billing still reads a run's records by timestamp; the period column is
+                // filled the same way until runs bill by period (issue 15).
                 writeln!(
                     f,
-                    "ten_{:05},r{i},usr_{:03},api_calls,{},{}",
+                    "ten_{:05},r{i},usr_{:03},api_calls,{},{},{}",
                     i % tenants,
                     (i / tenants) % 200,
                     1 + i % 100,
+                    ts.to_rfc3339(),
                     ts.to_rfc3339()
                 )?;
             }
         }
         let copy = format!(
-            "\\copy usage_records (tenant_id, id, user_id, metric, quantity, ts) FROM '{}' WITH (FORMAT csv)",
+            "\\copy usage_records (tenant_id, id, user_id, metric, quantity, ts, period_start) FROM '{}' WITH (FORMAT csv)",
             csv.display()
         );
         if !psql(&infra, &sub_db, &copy)? || !psql(&infra, &sub_db, "VACUUM ANALYZE usage_records")?

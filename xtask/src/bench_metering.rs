@@ -95,7 +95,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
             let now = chrono::Utc::now().to_rfc3339();
             for i in 0..records {
-                writeln!(f, "ten_copy,c-{i},usr_{},api_calls,1,{now}", i % 100)?;
+                writeln!(f, "ten_copy,c-{i},usr_{},api_calls,1,{now},{now}", i % 100)?;
             }
         }
         let loadgen = release.join("examples").join("loadgen");
@@ -104,7 +104,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             .status()?;
         let started = Instant::now();
         let copy = format!(
-            "\\copy usage_records (tenant_id, id, user_id, metric, quantity, ts) FROM '{}' WITH (FORMAT csv)",
+            "\\copy usage_records (tenant_id, id, user_id, metric, quantity, ts, period_start) FROM '{}' WITH (FORMAT csv)",
             csv.display()
         );
         if !psql(&infra, &db, &copy)? {

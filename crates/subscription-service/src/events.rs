@@ -17,7 +17,7 @@ use crate::cache::EntitlementCache;
 use crate::domain::status::SubStatus;
 use crate::error::SubError;
 use crate::store::plans::PlanCache;
-use crate::store::{seats, subscriptions};
+use crate::store::{periods, seats, subscriptions};
 
 impl From<SubError> for HandlerError {
     fn from(e: SubError) -> Self {
@@ -148,14 +148,26 @@ async fn advance(
             sub.status = SubStatus::Canceled;
             sub.canceled_at = Some(sub.period_end);
             seats::close(conn, tenant, sub.period_end).await?;
+            periods::close(conn, &sub.id, sub.period_end).await?;
             emitted.push("subscription.canceled");
         } else {
             let plan = plans
                 .get(conn, &sub.plan_id, sub.plan_version())
                 .await?
                 .ok_or_else(|| SubError::Corrupt("subscription without its plan".into()))?;
-            let p = period_containing(sub.period_anchor, plan.def.interval, now)
-                .ok_or_else(|| SubError::Corrupt("period out of range".into()))?;
+            // Every period from the one that ended to the one containing `now` gets its row,
+            // even when the clock was away for several: a period never goes unbilled.
+            let out_of_range = || SubError::Corrupt("period out of range".into());
+            periods::close(conn, &sub.id, sub.period_end).await?;
+            let mut p = period_containing(sub.period_anchor, plan.def.interval, sub.period_end)
+                .ok_or_else(out_of_range)?;
+            while p.end <= now {
+                periods::open(conn, &sub.id, tenant, &p).await?;
+                periods::close(conn, &sub.id, p.end).await?;
+                p = period_containing(sub.period_anchor, plan.def.interval, p.end)
+                    .ok_or_else(out_of_range)?;
+            }
+            periods::open(conn, &sub.id, tenant, &p).await?;
             sub.period_start = p.start;
             sub.period_end = p.end;
             emitted.push("subscription.renewed");

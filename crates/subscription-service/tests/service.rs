@@ -603,6 +603,9 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
         "SELECT tenant_id, metric, period_start, quantity FROM usage_period_total",
         "SELECT tenant_id, metric, period_start, sum(quantity) FROM usage_period GROUP BY 1,2,3",
         "SELECT tenant_id, metric, period_start, quantity FROM usage_period_total",
+        // Each record names the period it was counted in: billing reads a period by it.
+        "SELECT tenant_id, metric, period_start, sum(quantity) FROM usage_records GROUP BY 1,2,3",
+        "SELECT tenant_id, metric, period_start, quantity FROM usage_period_total",
     ];
     for pair in checks.chunks(2) {
         for (a, b) in [(pair[0], pair[1]), (pair[1], pair[0])] {
@@ -1053,5 +1056,143 @@ async fn the_clock_ends_trials_and_applies_scheduled_cancellations() {
             .unwrap(),
         0
     );
+    h.stop().await;
+}
+
+/// The periods of `tenant`'s subscriptions as (start, end, ended_at), oldest first.
+async fn periods(
+    h: &Harness,
+    tenant: &str,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>)> {
+    sqlx::query_as(
+        "SELECT period_start, period_end, ended_at FROM subscription_periods \
+         WHERE tenant_id = $1 ORDER BY period_start",
+    )
+    .bind(tenant)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_period_gets_one_row_and_usage_names_the_period_it_was_counted_in() {
+    let h = Harness::start().await;
+    h.create_pro_plan().await;
+    let p = subscribe(&h, "ten_p", "pro").await;
+    let first = p.current_period.unwrap();
+    let start = DateTime::from_timestamp(first.start.unwrap().seconds, 0).unwrap();
+    let opened = periods(&h, "ten_p").await;
+    assert_eq!(opened.len(), 1);
+    assert_eq!(
+        (opened[0].0.timestamp(), opened[0].2),
+        (start.timestamp(), None)
+    );
+
+    // Usage stamped an hour before the subscription began counts in its first period.
+    let early = Utc::now() - chrono::Duration::hours(1);
+    let r = ingest(
+        &h,
+        vec![record("ten_p", "early", "", "api_calls", "2", early)],
+    )
+    .await;
+    assert_eq!(r.accepted, 1, "{r:?}");
+    let counted: DateTime<Utc> =
+        sqlx::query_scalar("SELECT period_start FROM usage_records WHERE id = 'early'")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(counted, opened[0].0);
+
+    // The clock away for about three periods: each one still gets its row, closed at its
+    // end, without gaps; the one containing "now" is open. A second tick adds nothing.
+    subscribe(&h, "ten_q", "pro").await;
+    h.client()
+        .cancel_subscription(admin(pb::CancelSubscriptionRequest {
+            tenant_id: "ten_q".into(),
+            immediately: false,
+        }))
+        .await
+        .unwrap();
+    let redis = platform::cache::connect(&test_support::redis_url())
+        .await
+        .unwrap();
+    let cache = subscription_service::cache::EntitlementCache::new(
+        redis,
+        Duration::from_secs(60),
+        "periods-test",
+    );
+    let plans = subscription_service::store::plans::PlanCache::default();
+    let later = Utc::now() + chrono::Duration::days(100);
+    for _ in 0..2 {
+        subscription_service::events::tick(&h.pool, &plans, &cache, later)
+            .await
+            .unwrap();
+    }
+    let rows = periods(&h, "ten_p").await;
+    assert!(rows.len() >= 4, "{rows:?}");
+    for w in rows.windows(2) {
+        assert_eq!(w[0].1, w[1].0, "periods are contiguous: {rows:?}");
+    }
+    let (last, closed) = rows.split_last().unwrap();
+    assert!(
+        closed.iter().all(|(_, end, ended)| *ended == Some(*end)),
+        "{rows:?}"
+    );
+    assert!(
+        last.0 <= later && later < last.1 && last.2.is_none(),
+        "{last:?}"
+    );
+
+    // Canceled at the period's end: that period closes and no other opens.
+    let q = periods(&h, "ten_q").await;
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].2, Some(q[0].1));
+
+    // Canceled now: the open period closes at the cancellation.
+    subscribe(&h, "ten_r", "pro").await;
+    let canceled = h
+        .client()
+        .cancel_subscription(admin(pb::CancelSubscriptionRequest {
+            tenant_id: "ten_r".into(),
+            immediately: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = periods(&h, "ten_r").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        r[0].2.map(|t| t.timestamp()),
+        canceled.canceled_at.map(|t| t.seconds)
+    );
+
+    // A new billing interval ends the current period at the change and opens the next.
+    let mut yearly = plan("pro-yearly", "49000");
+    yearly.interval = pb::Interval::Year as i32;
+    h.client()
+        .create_plan(admin(pb::CreatePlanRequest { plan: Some(yearly) }))
+        .await
+        .unwrap();
+    subscribe(&h, "ten_s", "pro").await;
+    let moved = h
+        .client()
+        .change_plan(admin(pb::ChangePlanRequest {
+            tenant_id: "ten_s".into(),
+            plan_id: "pro-yearly".into(),
+            plan_version: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let s = periods(&h, "ten_s").await;
+    assert_eq!(s.len(), 2, "{s:?}");
+    let new_start = moved.current_period.unwrap().start.unwrap().seconds;
+    assert_eq!(s[1].0.timestamp(), new_start);
+    assert_eq!(
+        s[0].2,
+        Some(s[1].0),
+        "the old period ended where the new one began"
+    );
+    assert!(s[1].2.is_none());
     h.stop().await;
 }

@@ -12,7 +12,7 @@ use crate::error::SubError;
 use crate::events::subscription_event;
 use crate::store;
 use crate::store::subscriptions::{self, NewSub, SubRow};
-use crate::store::{plans, seats};
+use crate::store::{periods, plans, seats};
 use event_types::PlanChange;
 
 /// What starting a subscription needs.
@@ -106,6 +106,7 @@ impl Service {
             e => e,
         })?;
         seats::set_seats(&mut tx, tenant, seats, now).await?;
+        periods::open(&mut tx, &row.id, tenant, &period).await?;
         enqueue(
             &mut tx,
             &subscription_event("subscription.created", &row, |_| {}),
@@ -188,6 +189,8 @@ impl Service {
             // A new cadence starts a new period now; the old one was settled by the proration.
             let p = period_containing(now, to.def.interval, now)
                 .ok_or_else(|| SubError::Corrupt("period out of range".into()))?;
+            periods::close(&mut tx, &sub.id, now).await?;
+            periods::open(&mut tx, &sub.id, tenant, &p).await?;
             sub.period_anchor = now;
             sub.period_start = p.start;
             sub.period_end = p.end;
@@ -226,6 +229,7 @@ impl Service {
             sub.canceled_at = Some(now);
             sub.cancel_at_period_end = false;
             seats::close(&mut tx, tenant, now).await?;
+            periods::close(&mut tx, &sub.id, now).await?;
             "subscription.canceled"
         } else {
             sub.cancel_at_period_end = true;

@@ -2,6 +2,7 @@
 //! filter by it.
 
 pub mod copy_binary;
+pub mod periods;
 pub mod plans;
 pub mod seats;
 pub mod subscriptions;

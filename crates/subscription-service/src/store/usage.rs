@@ -66,8 +66,9 @@ pub async fn ingest(
                         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
                 AS t(tenant_id, id, user_id, metric, quantity, ts, period_start, period_end)
         ), ins AS (
-            INSERT INTO usage_records (tenant_id, id, user_id, metric, quantity, ts)
-            SELECT tenant_id, id, user_id, metric, quantity, ts FROM input ORDER BY tenant_id, id
+            INSERT INTO usage_records (tenant_id, id, user_id, metric, quantity, ts, period_start)
+            SELECT tenant_id, id, user_id, metric, quantity, ts, period_start
+            FROM input ORDER BY tenant_id, id
             ON CONFLICT (tenant_id, id) DO NOTHING
             RETURNING tenant_id, id
         ), fresh AS (
