@@ -225,6 +225,7 @@ impl Runner {
                 period: Some(period_pb(run)),
                 batch_size: BATCH as u32,
                 columnar: true,
+                periods: vec![],
             },
         );
         let mut stream = self.usage.clone().stream_usage(req).await?.into_inner();

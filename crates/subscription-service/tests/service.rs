@@ -659,11 +659,25 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
         raw_total
     );
 
-    // Billing's stream returns exactly the period's raw records, as records and as columns.
+    // Billing's stream returns exactly the period's raw records, as records and as columns,
+    // selected by time window or by the periods they were counted in.
     // (tenant, user, metric) → (records, total quantity), once per stream form.
     type Sums = BTreeMap<(String, String, String), (i64, Decimal)>;
-    let mut sums: [Sums; 2] = Default::default();
-    for (columnar, sums) in [false, true].into_iter().zip(&mut sums) {
+    let counted: Vec<(String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT DISTINCT tenant_id, period_start FROM usage_period_total")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    let by_period: Vec<pb::TenantPeriod> = counted
+        .iter()
+        .map(|(t, s)| pb::TenantPeriod {
+            tenant_id: t.clone(),
+            period_start: ts(*s),
+        })
+        .collect();
+    let mut sums: [Sums; 4] = Default::default();
+    let forms = [(false, false), (true, false), (false, true), (true, true)];
+    for ((columnar, periods), sums) in forms.into_iter().zip(&mut sums) {
         let mut stream = h
             .client()
             .stream_usage(admin(pb::StreamUsageRequest {
@@ -674,6 +688,7 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
                 }),
                 batch_size: 100,
                 columnar,
+                periods: if periods { by_period.clone() } else { vec![] },
             }))
             .await
             .unwrap()
@@ -712,6 +727,8 @@ async fn windows_equal_a_recomputation_after_a_random_workload() {
         sums[0], sums[1],
         "columns carry the same records as records do"
     );
+    assert_eq!(sums[0], sums[2], "the periods select the same records");
+    assert_eq!(sums[0], sums[3]);
     let all: Decimal = sqlx::query_scalar("SELECT sum(quantity) FROM usage_records")
         .fetch_one(&h.pool)
         .await

@@ -12,6 +12,10 @@ use crate::convert::{self, plan_pb, segment_pb, sub_pb};
 use crate::domain::phases::plan_phases;
 use crate::error::SubError;
 use crate::store::subscriptions;
+use crate::store::usage::Select;
+
+/// Periods one `StreamUsage` call may name.
+const MAX_STREAM_PERIODS: usize = 100_000;
 use crate::store::{self, seats};
 use ids::TenantId;
 
@@ -22,31 +26,56 @@ impl SubscriptionApi {
         r: pb::StreamUsageRequest,
     ) -> Result<UsageStream, SubError> {
         c.require(authz::Role::PlatformAdmin)?;
-        let period = convert::period(&r.period)?;
         let size = match r.batch_size {
             0 => 4096,
             n @ 1..=8192 => n as usize,
             _ => return Err(SubError::invalid("batch_size", "1 to 8192")),
         };
-        let tenants = if r.tenant_ids.is_empty() {
-            let mut conn = self.inner.pool.acquire().await?;
-            subscriptions::list(&mut conn, &[])
-                .await?
-                .into_iter()
-                .map(|s| s.tenant_id)
-                .collect()
+        let select = if !r.periods.is_empty() {
+            if r.periods.len() > MAX_STREAM_PERIODS {
+                return Err(SubError::invalid(
+                    "periods",
+                    format!("at most {MAX_STREAM_PERIODS}"),
+                ));
+            }
+            let pairs = r
+                .periods
+                .iter()
+                .map(|p| {
+                    let tenant = TenantId::parse(&p.tenant_id)
+                        .map_err(|e| SubError::invalid("periods.tenant_id", e.to_string()))?;
+                    Ok((
+                        tenant,
+                        convert::time("periods.period_start", &p.period_start)?,
+                    ))
+                })
+                .collect::<Result<_, SubError>>()?;
+            Select::Periods(pairs)
         } else {
-            tenant_ids(&r.tenant_ids)?
+            let period = convert::period(&r.period)?;
+            let tenants = if r.tenant_ids.is_empty() {
+                let mut conn = self.inner.pool.acquire().await?;
+                subscriptions::list(&mut conn, &[])
+                    .await?
+                    .into_iter()
+                    .map(|s| s.tenant_id)
+                    .collect()
+            } else {
+                tenant_ids(&r.tenant_ids)?
+            };
+            Select::Window {
+                tenants,
+                from: period.start,
+                to: period.end,
+            }
         };
         if r.columnar {
-            Ok(usage_stream(self, tenants, period, size, |c| {
-                pb::UsageBatch {
-                    records: Vec::new(),
-                    columns: Some(convert::columns_pb(c)),
-                }
+            Ok(usage_stream(self, select, size, |c| pb::UsageBatch {
+                records: Vec::new(),
+                columns: Some(convert::columns_pb(c)),
             }))
         } else {
-            Ok(usage_stream(self, tenants, period, size, |rows: Vec<_>| {
+            Ok(usage_stream(self, select, size, |rows: Vec<_>| {
                 pb::UsageBatch {
                     records: rows.into_iter().map(convert::record_pb).collect(),
                     columns: None,
@@ -111,11 +140,10 @@ impl SubscriptionApi {
 
 pub(crate) type UsageStream = Pin<Box<dyn Stream<Item = Result<pb::UsageBatch, Status>> + Send>>;
 
-/// Streams the period's usage as batches of `B`, each turned into a message by `encode`.
+/// Streams the selected usage as batches of `B`, each turned into a message by `encode`.
 fn usage_stream<B: store::usage::StreamBatch>(
     svc: &SubscriptionApi,
-    tenants: Vec<TenantId>,
-    period: pricing::Period,
+    select: Select,
     size: usize,
     encode: fn(B) -> pb::UsageBatch,
 ) -> UsageStream {
@@ -123,12 +151,7 @@ fn usage_stream<B: store::usage::StreamBatch>(
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let pool = svc.inner.pool.clone();
     tokio::spawn(async move {
-        let q = store::usage::StreamQuery {
-            tenants,
-            from: period.start,
-            to: period.end,
-            size,
-        };
+        let q = store::usage::StreamQuery { select, size };
         store::usage::stream(&pool, q, tx).await;
     });
     Box::pin(tokio_stream::StreamExt::map(

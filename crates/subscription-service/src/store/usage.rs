@@ -178,14 +178,72 @@ pub async fn series(
         .await?)
 }
 
-/// What `stream` reads: the records of `tenants` with `from <= ts < to`, `size` per batch.
+/// Which records `stream` reads.
+#[derive(Debug, Clone)]
+pub enum Select {
+    /// Those of `tenants` with `from <= ts < to`.
+    Window {
+        tenants: Vec<TenantId>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    /// Those counted in these periods: (tenant, period start) pairs.
+    Periods(Vec<(TenantId, DateTime<Utc>)>),
+}
+
+/// What `stream` reads, `size` records per batch.
 #[derive(Debug, Clone)]
 pub struct StreamQuery {
-    pub tenants: Vec<TenantId>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    pub select: Select,
     pub size: usize,
 }
+
+impl Select {
+    /// The filter's values as Postgres text (array and timestamp literals made by Postgres
+    /// itself from bound values, so nothing from a request is spliced into SQL), for the
+    /// transaction settings `COPY` reads them from, and the `WHERE` clause reading them.
+    async fn settings(&self, conn: &mut PgConnection) -> Result<&'static str, SubError> {
+        match self {
+            Select::Window { tenants, from, to } => {
+                sqlx::query(
+                    "SELECT set_config('saas.stream_tenants', $1::text[]::text, true), \
+                            set_config('saas.stream_from', $2::timestamptz::text, true), \
+                            set_config('saas.stream_to', $3::timestamptz::text, true)",
+                )
+                .bind(tenants)
+                .bind(from)
+                .bind(to)
+                .execute(conn)
+                .await?;
+                Ok(WHERE_WINDOW)
+            }
+            Select::Periods(pairs) => {
+                let (tenants, starts): (Vec<&TenantId>, Vec<DateTime<Utc>>) =
+                    pairs.iter().map(|(t, s)| (t, *s)).unzip();
+                sqlx::query(
+                    "SELECT set_config('saas.stream_tenants', $1::text[]::text, true), \
+                            set_config('saas.stream_starts', $2::timestamptz[]::text, true)",
+                )
+                .bind(tenants)
+                .bind(starts)
+                .execute(conn)
+                .await?;
+                Ok(WHERE_PERIODS)
+            }
+        }
+    }
+}
+
+/// Read once each by an InitPlan (the outer `::text[]` makes `ANY` take the array, not the
+/// subquery's rows).
+const WHERE_WINDOW: &str = "tenant_id = ANY ((SELECT current_setting('saas.stream_tenants')::text[])::text[]) \
+     AND ts >= (SELECT current_setting('saas.stream_from')::timestamptz) \
+     AND ts < (SELECT current_setting('saas.stream_to')::timestamptz)";
+
+/// The pairs as a set the planner can join on `(tenant_id, period_start)`.
+const WHERE_PERIODS: &str = "(tenant_id, period_start) IN (SELECT t, s FROM unnest( \
+     current_setting('saas.stream_tenants')::text[], \
+     current_setting('saas.stream_starts')::timestamptz[]) AS p(t, s))";
 
 type Out<B> = tokio::sync::mpsc::Sender<Result<B, SubError>>;
 
@@ -206,14 +264,12 @@ impl StreamBatch for Vec<Record> {
         q: &StreamQuery,
         out: &Out<Self>,
     ) -> Result<bool, SubError> {
-        let mut rows = sqlx::query(
-            "SELECT tenant_id, id, user_id, metric, quantity, ts FROM usage_records \
-             WHERE tenant_id = ANY($1) AND ts >= $2 AND ts < $3",
-        )
-        .bind(&q.tenants)
-        .bind(q.from)
-        .bind(q.to)
-        .fetch(&mut *conn);
+        let mut tx = sqlx::Connection::begin(conn).await?;
+        let filter = q.select.settings(&mut tx).await?;
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT tenant_id, id, user_id, metric, quantity, ts FROM usage_records WHERE {filter}"
+        )))
+        .fetch(&mut *tx);
         let mut batch = Vec::with_capacity(q.size);
         while let Some(row) = rows.try_next().await? {
             batch.push(Record {
@@ -235,14 +291,14 @@ impl StreamBatch for Vec<Record> {
     }
 }
 
-/// Billing's read of a period: `COPY` in binary, the filter's values passed as transaction
-/// settings (`COPY` takes no bind parameters) and read once each by an InitPlan (the outer
-/// `::text[]` makes `ANY` take the array, not the subquery's rows).
-const COPY_COLUMNS: &str = "COPY (SELECT tenant_id, user_id, metric, quantity FROM usage_records \
-     WHERE tenant_id = ANY ((SELECT current_setting('saas.stream_tenants')::text[])::text[]) \
-     AND ts >= (SELECT current_setting('saas.stream_from')::timestamptz) \
-     AND ts < (SELECT current_setting('saas.stream_to')::timestamptz)) \
-     TO STDOUT (FORMAT binary)";
+/// Billing's read: `COPY` in binary, the filter's values passed as transaction settings
+/// (`COPY` takes no bind parameters; see [`Select::settings`]).
+fn copy_columns(filter: &str) -> String {
+    format!(
+        "COPY (SELECT tenant_id, user_id, metric, quantity FROM usage_records WHERE {filter}) \
+         TO STDOUT (FORMAT binary)"
+    )
+}
 
 impl StreamBatch for Columns {
     async fn read(
@@ -251,19 +307,9 @@ impl StreamBatch for Columns {
         out: &Out<Self>,
     ) -> Result<bool, SubError> {
         let mut tx = sqlx::Connection::begin(conn).await?;
-        // Postgres itself turns the values into text (array and timestamp literals), so nothing
-        // from the request is ever spliced into SQL.
-        sqlx::query(
-            "SELECT set_config('saas.stream_tenants', $1::text[]::text, true), \
-                    set_config('saas.stream_from', $2::timestamptz::text, true), \
-                    set_config('saas.stream_to', $3::timestamptz::text, true)",
-        )
-        .bind(&q.tenants)
-        .bind(q.from)
-        .bind(q.to)
-        .execute(&mut *tx)
-        .await?;
-        let mut copy = tx.copy_out_raw(COPY_COLUMNS).await?;
+        let filter = q.select.settings(&mut tx).await?;
+        let statement = copy_columns(filter);
+        let mut copy = tx.copy_out_raw(&statement).await?;
         let mut rows = CopyRows::<4>::default();
         let mut batch = Columns::default();
         let mut full = Vec::new();
