@@ -258,6 +258,7 @@ impl Runner {
             sub::ListBillableSubscriptionsRequest {
                 period: Some(period_pb(run)),
                 tenant_ids: run.tenant_ids.iter().map(|t| t.to_string()).collect(),
+                by_period: false,
             },
         );
         let mut stream = self

@@ -985,6 +985,7 @@ async fn entitlements_change_with_usage_and_suspension() {
                 end: ts(now + chrono::Duration::days(1)),
             }),
             tenant_ids: vec!["ten_a".into()],
+            by_period: false,
         }))
         .await
         .unwrap()

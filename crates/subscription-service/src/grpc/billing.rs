@@ -11,8 +11,11 @@ use super::{SubscriptionApi, tenant_ids};
 use crate::convert::{self, plan_pb, segment_pb, sub_pb};
 use crate::domain::phases::plan_phases;
 use crate::error::SubError;
-use crate::store::subscriptions;
+use crate::store::periods;
+use crate::store::subscriptions::{self, SubRow};
 use crate::store::usage::Select;
+use ids::SubscriptionId;
+use std::collections::HashMap;
 
 /// Periods one `StreamUsage` call may name.
 const MAX_STREAM_PERIODS: usize = 100_000;
@@ -90,51 +93,85 @@ impl SubscriptionApi {
         r: pb::ListBillableSubscriptionsRequest,
     ) -> Result<BillableStream, SubError> {
         c.require(authz::Role::PlatformAdmin)?;
-        let period = convert::period(&r.period)?;
+        let window = convert::period(&r.period)?;
+        let tenants = tenant_ids(&r.tenant_ids)?;
         let mut conn = self.inner.pool.acquire().await?;
-        let subs = subscriptions::list(&mut conn, &tenant_ids(&r.tenant_ids)?).await?;
+        let subs = subscriptions::list(&mut conn, &tenants).await?;
         let mut out = Vec::new();
+        if r.by_period {
+            let mut ended: HashMap<SubscriptionId, Vec<periods::PeriodRow>> = HashMap::new();
+            for p in periods::ended_within(&mut conn, &tenants, window.start, window.end).await? {
+                ended.entry(p.subscription_id.clone()).or_default().push(p);
+            }
+            for s in subs {
+                let mut billable = pb::BillableSubscription {
+                    subscription: Some(sub_pb(&s)),
+                    ..Default::default()
+                };
+                for p in ended.remove(&s.id).unwrap_or_default() {
+                    let span = pricing::Period {
+                        start: p.period_start,
+                        end: p.ended_at.unwrap_or(p.period_end),
+                    };
+                    let (phases, seats) = self.phases_and_seats(&mut conn, &s, &span).await?;
+                    billable.periods.push(pb::BillablePeriod {
+                        period: Some(convert::period_pb(p.period_start, p.period_end)),
+                        ended_at: Some(timestamp(span.end)),
+                        phases,
+                        seats,
+                    });
+                }
+                if !billable.periods.is_empty() {
+                    out.push(Ok(billable));
+                }
+            }
+            return Ok(Box::pin(futures::stream::iter(out)));
+        }
         for s in subs {
-            let ended_before = s.canceled_at.is_some_and(|t| t <= period.start);
-            if s.created_at >= period.end || ended_before {
+            let ended_before = s.canceled_at.is_some_and(|t| t <= window.start);
+            if s.created_at >= window.end || ended_before {
                 continue;
             }
-            let changes = subscriptions::plan_changes(
-                &mut conn,
-                &s.tenant_id,
-                period.start.max(s.created_at),
-                period.end,
-                s.canceled_at,
-            )
-            .await?;
-            let current = (s.plan_id.clone(), s.plan_version());
-            let mut phases = Vec::new();
-            for p in plan_phases(&period, current, &changes) {
-                let plan = self
-                    .inner
-                    .plan_version(&mut conn, &p.plan.0, p.plan.1)
-                    .await?;
-                phases.push(pb::PlanPhase {
-                    plan: Some(plan_pb(&plan)),
-                    start: Some(timestamp(p.start)),
-                    end: Some(timestamp(p.end)),
-                });
-            }
-            let segments = seats::history(
-                &mut conn,
-                &s.tenant_id,
-                Some(period.start),
-                Some(period.end),
-            )
-            .await?;
+            let (phases, seats) = self.phases_and_seats(&mut conn, &s, &window).await?;
             out.push(Ok(pb::BillableSubscription {
                 subscription: Some(sub_pb(&s)),
                 plan: phases.last().and_then(|p| p.plan.clone()),
-                seats: segments.iter().map(segment_pb).collect(),
+                seats,
                 phases,
+                periods: vec![],
             }));
         }
         Ok(Box::pin(futures::stream::iter(out)))
+    }
+
+    /// The plan versions in force over `span` (split at plan changes) and the seat history
+    /// over it.
+    async fn phases_and_seats(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        s: &SubRow,
+        span: &pricing::Period,
+    ) -> Result<(Vec<pb::PlanPhase>, Vec<pb::SeatSegment>), SubError> {
+        let changes = subscriptions::plan_changes(
+            conn,
+            &s.tenant_id,
+            span.start.max(s.created_at),
+            span.end,
+            s.canceled_at,
+        )
+        .await?;
+        let current = (s.plan_id.clone(), s.plan_version());
+        let mut phases = Vec::new();
+        for p in plan_phases(span, current, &changes) {
+            let plan = self.inner.plan_version(conn, &p.plan.0, p.plan.1).await?;
+            phases.push(pb::PlanPhase {
+                plan: Some(plan_pb(&plan)),
+                start: Some(timestamp(p.start)),
+                end: Some(timestamp(p.end)),
+            });
+        }
+        let segments = seats::history(conn, &s.tenant_id, Some(span.start), Some(span.end)).await?;
+        Ok((phases, segments.iter().map(segment_pb).collect()))
     }
 }
 
