@@ -1033,20 +1033,8 @@ async fn the_clock_ends_trials_and_applies_scheduled_cancellations() {
         }))
         .await
         .unwrap();
-    let redis = platform::cache::connect(&test_support::redis_url())
-        .await
-        .unwrap();
-    let cache = subscription_service::cache::EntitlementCache::new(
-        redis,
-        Duration::from_secs(60),
-        "tick-test",
-    );
-    let plans = subscription_service::store::plans::PlanCache::default();
     let later = Utc::now() + chrono::Duration::days(40);
-    let n = subscription_service::events::tick(&h.pool, &plans, &cache, later)
-        .await
-        .unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(tick(&h, later).await, 2);
     let get = |t: &str| {
         let mut c = h.client();
         let t = t.to_string();
@@ -1068,13 +1056,21 @@ async fn the_clock_ends_trials_and_applies_scheduled_cancellations() {
         pb::SubscriptionStatus::Canceled as i32
     );
     // Nothing more is due at the same instant.
-    assert_eq!(
-        subscription_service::events::tick(&h.pool, &plans, &cache, later)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(tick(&h, later).await, 0);
     h.stop().await;
+}
+
+/// One pass of the subscription clock as if it were `at`; how many subscriptions changed.
+async fn tick(h: &Harness, at: DateTime<Utc>) -> usize {
+    let redis = platform::cache::connect(&test_support::redis_url())
+        .await
+        .unwrap();
+    let cache =
+        subscription_service::cache::EntitlementCache::new(redis, Duration::from_secs(60), "tick");
+    let plans = subscription_service::store::plans::PlanCache::default();
+    subscription_service::events::tick(&h.pool, &plans, &cache, at)
+        .await
+        .unwrap()
 }
 
 /// The periods of `tenant`'s subscriptions as (start, end, ended_at), oldest first.
@@ -1131,21 +1127,9 @@ async fn every_period_gets_one_row_and_usage_names_the_period_it_was_counted_in(
         }))
         .await
         .unwrap();
-    let redis = platform::cache::connect(&test_support::redis_url())
-        .await
-        .unwrap();
-    let cache = subscription_service::cache::EntitlementCache::new(
-        redis,
-        Duration::from_secs(60),
-        "periods-test",
-    );
-    let plans = subscription_service::store::plans::PlanCache::default();
     let later = Utc::now() + chrono::Duration::days(100);
-    for _ in 0..2 {
-        subscription_service::events::tick(&h.pool, &plans, &cache, later)
-            .await
-            .unwrap();
-    }
+    tick(&h, later).await;
+    tick(&h, later).await;
     let rows = periods(&h, "ten_p").await;
     assert!(rows.len() >= 4, "{rows:?}");
     for w in rows.windows(2) {

@@ -89,22 +89,3 @@ pub async fn ended_within(
     .fetch_all(conn)
     .await?)
 }
-
-/// Periods of `tenants` (all when empty) that began in `[from, to)`, by tenant and start.
-pub async fn began_within(
-    conn: &mut PgConnection,
-    tenants: &[TenantId],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<PeriodRow>, SubError> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM subscription_periods WHERE period_start >= $2 AND period_start < $3 \
-         AND (cardinality($1::text[]) = 0 OR tenant_id = ANY($1)) \
-         ORDER BY tenant_id, period_start"
-    )))
-    .bind(tenants)
-    .bind(from)
-    .bind(to)
-    .fetch_all(conn)
-    .await?)
-}
