@@ -447,3 +447,131 @@ async fn groups_grant_the_role_they_are_named_after() {
     assert_eq!(roles(bob.clone()).await, vec!["viewer"]);
     stack.stop().await;
 }
+
+/// RFC 7644 §4: each schema and resource type is addressable; §3.4.3: searches by POST at
+/// `/Users/.search`, `/Groups/.search` and the root answer as their GET forms do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_by_id_and_searches_by_post() {
+    let stack = Stack::start().await;
+    let (_, _, scim) = setup(&stack, "search-co").await;
+    let (s, schemas, _) = scim.call(Method::GET, "/Schemas", None, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<&str> = schemas["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let (user_urn, group_urn) = (
+        "urn:ietf:params:scim:schemas:core:2.0:User",
+        "urn:ietf:params:scim:schemas:core:2.0:Group",
+    );
+    assert_eq!(ids, [user_urn, group_urn]);
+    assert_eq!(schemas["totalResults"], 2);
+    for urn in [user_urn, group_urn] {
+        let (s, one, _) = scim
+            .call(Method::GET, &format!("/Schemas/{urn}"), None, &[])
+            .await;
+        assert_eq!(
+            (s, one["id"].as_str()),
+            (StatusCode::OK, Some(urn)),
+            "{one}"
+        );
+    }
+    for id in ["User", "Group"] {
+        let (s, one, _) = scim
+            .call(Method::GET, &format!("/ResourceTypes/{id}"), None, &[])
+            .await;
+        assert_eq!((s, one["id"].as_str()), (StatusCode::OK, Some(id)), "{one}");
+    }
+    let (s, e, headers) = scim.call(Method::GET, "/Schemas/urn:nope", None, &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        e["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    assert_eq!(headers["content-type"], "application/scim+json");
+
+    let (s, ann, _) = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(okta_user("ann@s.example")),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ann}");
+    scim.call(
+        Method::POST,
+        "/Users",
+        Some(okta_user("bob@s.example")),
+        &[],
+    )
+    .await;
+    let (s, group, _) = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [group_urn], "displayName": "Viewer"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{group}");
+    let search = |filter: &str| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": filter,
+            "startIndex": 1,
+            "count": 10
+        })
+    };
+    let (s, found, _) = scim
+        .call(
+            Method::POST,
+            "/Users/.search",
+            Some(search("userName eq \"ann@s.example\"")),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert_eq!(found["totalResults"], 1);
+    assert_eq!(found["Resources"][0]["id"], ann["id"]);
+    let (s, found, _) = scim
+        .call(
+            Method::POST,
+            "/Groups/.search",
+            Some(search("displayName eq \"Viewer\"")),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (s, found["totalResults"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    // At the root: users and groups together.
+    let (s, all, _) = scim
+        .call(
+            Method::POST,
+            "/.search",
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (s, all["totalResults"].as_u64()),
+        (StatusCode::OK, Some(3)),
+        "{all}"
+    );
+    // A body that is not a SearchRequest is a SCIM error naming it.
+    let (s, e, _) = scim
+        .call(
+            Method::POST,
+            "/Users/.search",
+            Some(json!({"filter": "x"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(e["scimType"], "invalidSyntax", "{e}");
+    stack.stop().await;
+}

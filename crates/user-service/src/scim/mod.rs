@@ -23,7 +23,7 @@ mod discovery;
 mod groups;
 mod users;
 
-use discovery::{resource_types, schemas, service_provider_config};
+use discovery::{resource_type, resource_types, schema, schemas, service_provider_config};
 use groups::{create_group, delete_group, find_group, list_groups, render_group, write_group};
 use users::{create, delete, find, list, render, write};
 
@@ -126,7 +126,19 @@ async fn route(pool: &PgPool, req: &ScimRequest) -> Result<ScimResponse, ScimErr
             Ok(respond(200, Some(service_provider_config()), &[]))
         }
         ("GET", ["ResourceTypes"]) => Ok(respond(200, Some(resource_types()), &[])),
+        ("GET", ["ResourceTypes", id]) => resource_type(id)
+            .map(|d| respond(200, Some(d), &[]))
+            .ok_or_else(|| ScimError::not_found("ResourceType")),
         ("GET", ["Schemas"]) => Ok(respond(200, Some(schemas()), &[])),
+        ("GET", ["Schemas", id]) => schema(id)
+            .map(|d| respond(200, Some(d), &[]))
+            .ok_or_else(|| ScimError::not_found("Schema")),
+        // Searches by POST (RFC 7644 §3.4.3): the body's parameters, answered as the GET form.
+        ("POST", ["Users", ".search"]) => list(pool, &tenant, &base, &search_query(req)?).await,
+        ("POST", ["Groups", ".search"]) => {
+            list_groups(pool, &tenant, &base, &search_query(req)?).await
+        }
+        ("POST", [".search"]) => search_all(pool, &tenant, &base, &search_query(req)?).await,
         ("GET", ["Users"]) => list(pool, &tenant, &base, &req.query).await,
         ("POST", ["Users"]) => create(pool, &tenant, &base, &body_json(req)?).await,
         ("GET", ["Users", id]) => {
@@ -183,6 +195,63 @@ async fn route(pool: &PgPool, req: &ScimRequest) -> Result<ScimResponse, ScimErr
         }
         _ => Err(ScimError::not_found("endpoint")),
     }
+}
+
+/// A `.search` body (`SearchRequest`) as the query string its GET form takes.
+fn search_query(req: &ScimRequest) -> Result<String, ScimError> {
+    const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    let body = body_json(req)?;
+    let Some(fields) = body.as_object() else {
+        return Err(ScimError::invalid_syntax(
+            "the body must be a SearchRequest object",
+        ));
+    };
+    if !body["schemas"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|v| v == SEARCH))
+    {
+        return Err(ScimError::invalid_syntax(format!(
+            "schemas must contain {SEARCH}"
+        )));
+    }
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            // attributes / excludedAttributes: comma-separated in the GET form.
+            Value::Array(items) if k != "schemas" => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ScimError::invalid_value(format!("{k} must list strings")))?
+                .join(","),
+            _ => continue,
+        };
+        q.append_pair(k, &text);
+    }
+    Ok(q.finish())
+}
+
+/// A search at the root: Users and Groups together, one filter and one paging over both.
+async fn search_all(
+    pool: &PgPool,
+    tenant: &TenantId,
+    base: &str,
+    query: &str,
+) -> Result<ScimResponse, ScimError> {
+    let users = store::users::all(pool, tenant, MAX_SCAN)
+        .await
+        .map_err(db)?;
+    let groups = store::groups::all(pool, tenant, MAX_SCAN)
+        .await
+        .map_err(db)?;
+    let resources = users
+        .iter()
+        .map(|u| render(u, base).0)
+        .chain(groups.iter().map(|g| render_group(g, base).0))
+        .collect();
+    page(resources, query)
 }
 
 fn page(resources: Vec<Value>, query: &str) -> Result<ScimResponse, ScimError> {
