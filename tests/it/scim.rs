@@ -562,6 +562,46 @@ async fn discovery_by_id_and_searches_by_post() {
         (StatusCode::OK, Some(3)),
         "{all}"
     );
+    // attributes / excludedAttributes shape what comes back, by id, in lists and searches;
+    // id and schemas come always.
+    let id = ann["id"].as_str().unwrap();
+    let (s, only, _) = scim
+        .call(
+            Method::GET,
+            &format!("/Users/{id}?attributes=userName,name.givenName"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(only["userName"], "ann@s.example");
+    assert_eq!(only["name"], json!({"givenName": "Jane"}));
+    assert_eq!(only["id"], ann["id"]);
+    assert!(
+        only.get("emails").is_none() && only.get("active").is_none(),
+        "{only}"
+    );
+    let (_, list, _) = scim
+        .call(
+            Method::GET,
+            "/Users?excludedAttributes=name,emails",
+            None,
+            &[],
+        )
+        .await;
+    for r in list["Resources"].as_array().unwrap() {
+        assert!(r.get("name").is_none() && r.get("emails").is_none(), "{r}");
+        assert!(r.get("userName").is_some());
+    }
+    let mut narrow = search("userName eq \"bob@s.example\"");
+    narrow["attributes"] = json!(["active"]);
+    let (_, found, _) = scim
+        .call(Method::POST, "/Users/.search", Some(narrow), &[])
+        .await;
+    let bob = &found["Resources"][0];
+    assert_eq!(bob["active"], true);
+    assert!(bob.get("userName").is_none(), "{bob}");
+
     // A body that is not a SearchRequest is a SCIM error naming it.
     let (s, e, _) = scim
         .call(

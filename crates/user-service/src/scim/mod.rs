@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use ids::TenantId;
 
 use crate::domain::scim::ScimError;
+use crate::domain::scim::projection::project;
 use crate::domain::scim::user::ScimUser;
 use crate::domain::scim::{filter, group};
 use crate::domain::secrets;
@@ -143,11 +144,7 @@ async fn route(pool: &PgPool, req: &ScimRequest) -> Result<ScimResponse, ScimErr
         ("POST", ["Users"]) => create(pool, &tenant, &base, &body_json(req)?).await,
         ("GET", ["Users", id]) => {
             let row = find(pool, &tenant, id).await?;
-            let (v, tag) = render(&row, &base);
-            if header(req, "if-none-match") == Some(tag.as_str()) {
-                return Ok(respond(304, None, &[("etag", tag)]));
-            }
-            Ok(respond(200, Some(v), &[("etag", tag)]))
+            one(req, render(&row, &base))
         }
         ("PUT", ["Users", id]) => {
             let body = body_json(req)?;
@@ -174,11 +171,7 @@ async fn route(pool: &PgPool, req: &ScimRequest) -> Result<ScimResponse, ScimErr
         ("POST", ["Groups"]) => create_group(pool, &tenant, &base, &body_json(req)?).await,
         ("GET", ["Groups", id]) => {
             let row = find_group(pool, &tenant, id).await?;
-            let (v, tag) = render_group(&row, &base);
-            if header(req, "if-none-match") == Some(tag.as_str()) {
-                return Ok(respond(304, None, &[("etag", tag)]));
-            }
-            Ok(respond(200, Some(v), &[("etag", tag)]))
+            one(req, render_group(&row, &base))
         }
         ("PUT", ["Groups", id]) => {
             let change = group::from_json(&body_json(req)?)?;
@@ -195,6 +188,29 @@ async fn route(pool: &PgPool, req: &ScimRequest) -> Result<ScimResponse, ScimErr
         }
         _ => Err(ScimError::not_found("endpoint")),
     }
+}
+
+/// One resource read by id: 304 when the client's ETag is current, else the resource with
+/// the `attributes`/`excludedAttributes` the query asks for.
+fn one(req: &ScimRequest, (mut v, tag): (Value, String)) -> Result<ScimResponse, ScimError> {
+    if header(req, "if-none-match") == Some(tag.as_str()) {
+        return Ok(respond(304, None, &[("etag", tag)]));
+    }
+    let params = query_params(&req.query);
+    project(
+        &mut v,
+        param(&params, "attributes"),
+        param(&params, "excludedAttributes"),
+    );
+    Ok(respond(200, Some(v), &[("etag", tag)]))
+}
+
+/// A query parameter by name (case-insensitive, as SCIM's are).
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A `.search` body (`SearchRequest`) as the query string its GET form takes.
@@ -256,12 +272,7 @@ async fn search_all(
 
 fn page(resources: Vec<Value>, query: &str) -> Result<ScimResponse, ScimError> {
     let params = query_params(query);
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| param(&params, k);
     let filter = match get("filter") {
         Some(f) => Some(filter::parse(f).map_err(|e| ScimError::invalid_filter(e.to_string()))?),
         None => None,
@@ -282,7 +293,10 @@ fn page(resources: Vec<Value>, query: &str) -> Result<ScimResponse, ScimError> {
         .filter(|v| filter.as_ref().is_none_or(|f| f.matches(v)))
         .collect();
     let total = matching.len();
-    let page: Vec<Value> = matching.into_iter().skip(start - 1).take(count).collect();
+    let mut page: Vec<Value> = matching.into_iter().skip(start - 1).take(count).collect();
+    for v in &mut page {
+        project(v, get("attributes"), get("excludedAttributes"));
+    }
     Ok(respond(
         200,
         Some(json!({

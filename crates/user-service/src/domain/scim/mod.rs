@@ -2,6 +2,7 @@
 
 pub mod filter;
 pub mod group;
+pub mod projection;
 pub mod user;
 
 use serde_json::{Value, json};
