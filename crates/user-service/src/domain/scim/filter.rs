@@ -62,7 +62,9 @@ pub struct AttrPath {
 pub enum Filter {
     Present(AttrPath),
     Compare(AttrPath, Op, Value),
-    /// `emails[type eq "work"]`: some element of the multi-valued attribute matches.
+    /// `emails[type eq "work"]`: some element of the multi-valued attribute matches
+    /// (`emails[type eq "work"].value eq "x"` is parsed as the bracket's filter `and` the
+    /// comparison of the element's `value`).
     ValuePath(AttrPath, Box<Filter>),
     Not(Box<Filter>),
     And(Box<Filter>, Box<Filter>),
@@ -81,6 +83,8 @@ enum Tok {
     RParen,
     LBracket,
     RBracket,
+    /// `.value` right after `]`.
+    Sub(String),
 }
 
 fn err(at: usize, message: impl Into<String>) -> FilterError {
@@ -113,6 +117,21 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, FilterError> {
             b']' => {
                 out.push((i, Tok::RBracket));
                 i += 1;
+                // `emails[type eq "work"].value`: the sub-attribute after a value filter.
+                if bytes.get(i) == Some(&b'.') {
+                    let start = i;
+                    i += 1;
+                    while i < bytes.len()
+                        && (bytes[i].is_ascii_alphanumeric()
+                            || matches!(bytes[i], b'_' | b'-' | b'$'))
+                    {
+                        i += 1;
+                    }
+                    if i == start + 1 {
+                        return Err(err(start, "expected a sub-attribute after '].'"));
+                    }
+                    out.push((start, Tok::Sub(s[start + 1..i].to_ascii_lowercase())));
+                }
             }
             b'"' => {
                 // A JSON string: find the closing quote, honouring escapes, then let serde
@@ -254,6 +273,19 @@ impl Parser {
                 self.pos += 1;
                 let inner = self.or()?;
                 self.expect(Tok::RBracket, "']'")?;
+                // `emails[type eq "work"].value eq "x"`: some element matches the filter in
+                // brackets and its `value` the comparison (RFC 7644 §3.4.2.2).
+                let inner = match self.peek().cloned() {
+                    Some(Tok::Sub(sub)) => {
+                        self.pos += 1;
+                        let on_element = self.attr_exp(AttrPath {
+                            name: sub,
+                            sub: None,
+                        })?;
+                        Filter::And(Box::new(inner), Box::new(on_element))
+                    }
+                    _ => inner,
+                };
                 Filter::ValuePath(path, Box::new(inner))
             } else {
                 self.attr_exp(path)?
