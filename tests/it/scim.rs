@@ -602,6 +602,21 @@ async fn discovery_by_id_and_searches_by_post() {
     assert_eq!(bob["active"], true);
     assert!(bob.get("userName").is_none(), "{bob}");
 
+    // A user name need not be an e-mail: such a user has none, and names are unique in the
+    // tenant regardless of case.
+    let emp = json!({"schemas": [user_urn], "userName": "EMP-0042", "displayName": "Emp"});
+    let (s, created, _) = scim.call(Method::POST, "/Users", Some(emp), &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["userName"], "EMP-0042");
+    assert!(created.get("emails").is_none(), "{created}");
+    let again = json!({"schemas": [user_urn], "userName": "emp-0042"});
+    let (s, e, _) = scim.call(Method::POST, "/Users", Some(again), &[]).await;
+    assert_eq!(
+        (s, e["scimType"].as_str()),
+        (StatusCode::CONFLICT, Some("uniqueness")),
+        "{e}"
+    );
+
     // A body that is not a SearchRequest is a SCIM error naming it.
     let (s, e, _) = scim
         .call(

@@ -16,7 +16,7 @@ use crate::store::users;
 
 pub(super) fn scim_user(row: &users::UserRow) -> ScimUser {
     ScimUser {
-        user_name: row.email.clone(),
+        user_name: row.user_name.clone(),
         external_id: row.external_id.clone(),
         given_name: row.given_name.clone(),
         family_name: row.family_name.clone(),
@@ -68,6 +68,7 @@ pub(super) async fn list(
 /// values below 1 mean 1, RFC 7644 §3.4.2.4).
 pub(super) fn fields(u: &ScimUser) -> users::ScimFields<'_> {
     users::ScimFields {
+        user_name: &u.user_name,
         email: &u.email,
         display_name: &u.display_name,
         given_name: &u.given_name,

@@ -10,7 +10,10 @@ use sqlx::{PgConnection, PgPool};
 pub struct UserRow {
     pub id: UserId,
     pub tenant_id: TenantId,
+    /// Empty when the user has none (SCIM users may not).
     pub email: String,
+    /// Unique in the tenant; the e-mail for users created through the API.
+    pub user_name: String,
     pub display_name: String,
     pub status: UserStatus,
     pub external_id: Option<String>,
@@ -23,7 +26,7 @@ pub struct UserRow {
 }
 
 /// Users with their roles aggregated, so one query answers a page.
-const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.display_name, u.status, u.external_id, \
+const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.user_name, u.display_name, u.status, u.external_id, \
      u.given_name, u.family_name, u.version, \
      COALESCE(array_agg(DISTINCT rb.role ORDER BY rb.role) FILTER (WHERE rb.role IS NOT NULL), '{}') AS roles, \
      u.created_at, u.updated_at \
@@ -39,7 +42,8 @@ pub struct NewUser<'a> {
 
 pub async fn insert(conn: &mut PgConnection, u: NewUser<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO users (id, tenant_id, email, display_name, status) VALUES ($1, $2, $3, $4, 'active')",
+        "INSERT INTO users (id, tenant_id, email, user_name, display_name, status) \
+         VALUES ($1, $2, $3, $3, $4, 'active')",
     )
     .bind(u.id)
     .bind(u.tenant_id)
@@ -113,7 +117,10 @@ pub async fn update(
     display_name: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE users SET email = COALESCE($3, email), display_name = COALESCE($4, display_name), \
+        // The user name follows the e-mail while they are the same (API-created users).
+        "UPDATE users SET user_name = CASE WHEN $3::text IS NOT NULL \
+         AND lower(user_name) = lower(email) THEN $3 ELSE user_name END, \
+         email = COALESCE($3, email), display_name = COALESCE($4, display_name), \
          version = version + 1, updated_at = now() WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id)
@@ -186,6 +193,7 @@ pub async fn all(
 
 /// The SCIM-managed attributes of a user.
 pub struct ScimFields<'a> {
+    pub user_name: &'a str,
     pub email: &'a str,
     pub display_name: &'a str,
     pub given_name: &'a str,
@@ -201,8 +209,8 @@ pub async fn insert_scim(
     f: &ScimFields<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO users (id, tenant_id, email, display_name, given_name, family_name, external_id, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 'active' ELSE 'deactivated' END)",
+        "INSERT INTO users (id, tenant_id, email, display_name, given_name, family_name, external_id, status, user_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, $9)",
     )
     .bind(id)
     .bind(tenant_id)
@@ -212,6 +220,7 @@ pub async fn insert_scim(
     .bind(f.family_name)
     .bind(f.external_id)
     .bind(f.active)
+    .bind(f.user_name)
     .execute(&mut *conn)
     .await?;
     set_roles(conn, tenant_id, id, &["member".to_string()]).await
@@ -225,7 +234,7 @@ pub async fn replace_scim(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE users SET email = $3, display_name = $4, given_name = $5, family_name = $6, external_id = $7, \
-         status = CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, version = version + 1, updated_at = now() \
+         status = CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, user_name = $9, version = version + 1, updated_at = now() \
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id)
@@ -236,6 +245,7 @@ pub async fn replace_scim(
     .bind(f.family_name)
     .bind(f.external_id)
     .bind(f.active)
+    .bind(f.user_name)
     .execute(conn)
     .await?;
     Ok(())

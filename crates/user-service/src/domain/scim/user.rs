@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use super::ScimError;
 use crate::domain::validate;
 
-/// The attributes we keep. `userName` doubles as the e-mail when no e-mail is given.
+/// The attributes we keep. `userName` is any string unique in the tenant; it doubles as the
+/// e-mail when no e-mail is given and it is one. A user may have no e-mail (`email` empty).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScimUser {
     pub user_name: String,
@@ -116,11 +117,15 @@ impl ScimUser {
     /// Fills defaults and validates what we store.
     fn finish(mut self) -> Result<ScimUser, ScimError> {
         if self.email.is_empty() {
-            self.email = self.user_name.clone();
+            // Okta's userName is the e-mail; Entra's UPN often is one; an employee number is not.
+            if let Ok(e) = validate::email(&self.user_name) {
+                self.email = e;
+            }
+        } else {
+            self.email = validate::email(&self.email).map_err(|_| {
+                ScimError::invalid_value("emails[].value must be an e-mail address")
+            })?;
         }
-        self.email = validate::email(&self.email).map_err(|_| {
-            ScimError::invalid_value("emails (or userName) must hold an e-mail address")
-        })?;
         if self.display_name.is_empty() {
             self.display_name = format!("{} {}", self.given_name, self.family_name)
                 .trim()
@@ -243,10 +248,8 @@ pub fn to_json(s: &Stored<'_>) -> Value {
         "name": {
             "givenName": u.given_name,
             "familyName": u.family_name,
-            "formatted": format!("{} {}", u.given_name, u.family_name).trim(),
         },
         "displayName": u.display_name,
-        "emails": [{"value": u.email, "type": "work", "primary": true}],
         "active": u.active,
         "meta": {
             "resourceType": "User",
@@ -258,6 +261,9 @@ pub fn to_json(s: &Stored<'_>) -> Value {
     });
     if let Some(x) = &u.external_id {
         v["externalId"] = json!(x);
+    }
+    if !u.email.is_empty() {
+        v["emails"] = json!([{"value": u.email, "type": "work", "primary": true}]);
     }
     v
 }
@@ -294,7 +300,22 @@ mod tests {
             ScimUser::from_json(&json!({"name": {}})).is_err(),
             "userName required"
         );
-        assert!(ScimUser::from_json(&json!({"userName": "not-an-email"})).is_err());
+        // A user name need not be an e-mail (Entra UPNs, employee numbers): no e-mail then.
+        let emp = ScimUser::from_json(&json!({"userName": "EMP-0042"})).unwrap();
+        assert_eq!(
+            (emp.user_name.as_str(), emp.email.as_str()),
+            ("EMP-0042", "")
+        );
+        let upn = ScimUser::from_json(&json!({"userName": "ada@corp.example"})).unwrap();
+        assert_eq!(
+            upn.email, "ada@corp.example",
+            "a user name that is an e-mail is one"
+        );
+        assert!(
+            ScimUser::from_json(&json!({"userName": "x", "emails": [{"value": "not-an-email"}]}))
+                .is_err(),
+            "an e-mail given must be one"
+        );
         assert!(ScimUser::from_json(&json!([1])).is_err());
     }
 

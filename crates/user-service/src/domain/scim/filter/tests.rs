@@ -54,12 +54,8 @@ fn operators_on_the_attributes_okta_and_entra_use() {
     assert!(m(r#"emails[type eq "work" and value ew "example.com"]"#));
     assert!(!m(r#"emails[type eq "home" and primary eq true]"#));
     // Entra ID's value path with a sub-attribute: the same element must match both.
-    assert!(m(
-        r#"emails[type eq "work"].value eq "ada@example.com""#
-    ));
-    assert!(!m(
-        r#"emails[type eq "home"].value eq "ada@example.com""#
-    ));
+    assert!(m(r#"emails[type eq "work"].value eq "ada@example.com""#));
+    assert!(!m(r#"emails[type eq "home"].value eq "ada@example.com""#));
     assert!(m(r#"emails[type eq "home"].value co "home""#));
     assert!(parse(r#"emails[type eq "work"]. eq "x""#).is_err());
     assert!(m(r#"name.familyName eq "lovelace""#));
