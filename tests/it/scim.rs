@@ -617,6 +617,25 @@ async fn discovery_by_id_and_searches_by_post() {
         "{e}"
     );
 
+    // The edge's own refusals under /scim/v2 are SCIM errors too (here: no credentials).
+    let resp = scim
+        .http
+        .get(format!("{}/scim/v2/Users", scim.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["content-type"], "application/scim+json");
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (e["schemas"][0].as_str(), e["status"].as_str()),
+        (
+            Some("urn:ietf:params:scim:api:messages:2.0:Error"),
+            Some("401")
+        ),
+        "{e}"
+    );
+
     // A body that is not a SearchRequest is a SCIM error naming it.
     let (s, e, _) = scim
         .call(

@@ -119,7 +119,18 @@ struct Edge {
 /// Authenticate and authorize (unless the client address has failed too often), rate-limit
 /// (per caller, per tenant), then idempotency (which needs the identity); the rate-limit
 /// headers go on whatever comes back.
-async fn edge_checks(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
+async fn edge_checks(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
+    // Under /scim/v2 every error, the edge's own included, is a SCIM Error (RFC 7644 §3.12).
+    let scim = req.uri().path().starts_with("/scim/v2/");
+    let resp = checked(&edge, req, next).await;
+    if scim {
+        scim::as_scim_error(resp).await
+    } else {
+        resp
+    }
+}
+
+async fn checked(edge: &Edge, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()

@@ -103,3 +103,32 @@ fn scim_error(status: StatusCode, detail: &str) -> Response {
     )
         .into_response()
 }
+
+/// The edge's problem responses (401, 404, 413, 429, …) on SCIM paths, as SCIM Errors: same
+/// status and headers (`Retry-After` stays), the problem's detail as the error's.
+pub(super) async fn as_scim_error(resp: Response) -> Response {
+    let is_problem = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/problem+json"));
+    if !is_problem {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let problem: serde_json::Value = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let detail = problem["detail"]
+        .as_str()
+        .or(problem["title"].as_str())
+        .unwrap_or("request refused");
+    let error = scim_error(parts.status, detail);
+    parts.headers.remove("content-type");
+    parts.headers.remove("content-length");
+    let (error_parts, error_body) = error.into_parts();
+    parts.headers.extend(error_parts.headers);
+    Response::from_parts(parts, error_body)
+}
