@@ -80,7 +80,7 @@ impl ScimUser {
         for (k, v) in body.as_object().into_iter().flatten() {
             u.set(k, v)?;
         }
-        u.finish()
+        u.finish(true)
     }
 
     /// Applies one attribute (top level or `name.x`); unknown attributes are ignored, as
@@ -114,11 +114,13 @@ impl ScimUser {
         Ok(())
     }
 
-    /// Fills defaults and validates what we store.
-    fn finish(mut self) -> Result<ScimUser, ScimError> {
+    /// Validates what we store; on create and replace (`derive`) also fills what the client
+    /// left out from what it sent (the e-mail from an e-mail-shaped userName, the display
+    /// name from the name). A PATCH that removed them leaves them removed.
+    fn finish(mut self, derive: bool) -> Result<ScimUser, ScimError> {
         if self.email.is_empty() {
             // Okta's userName is the e-mail; Entra's UPN often is one; an employee number is not.
-            if let Ok(e) = validate::email(&self.user_name) {
+            if derive && let Ok(e) = validate::email(&self.user_name) {
                 self.email = e;
             }
         } else {
@@ -126,7 +128,7 @@ impl ScimUser {
                 ScimError::invalid_value("emails[].value must be an e-mail address")
             })?;
         }
-        if self.display_name.is_empty() {
+        if self.display_name.is_empty() && derive {
             self.display_name = format!("{} {}", self.given_name, self.family_name)
                 .trim()
                 .to_string();
@@ -187,7 +189,7 @@ impl ScimUser {
                 }
             }
         }
-        self.finish()
+        self.finish(false)
     }
 
     /// `emails[type eq "work"].value` and the like address the (single) e-mail we keep.
@@ -216,7 +218,8 @@ impl ScimUser {
                 self.given_name.clear();
                 self.family_name.clear();
             }
-            "username" | "active" | "emails" => {
+            "emails" => self.email.clear(),
+            "username" | "active" => {
                 return Err(ScimError::mutability(format!("{path} cannot be removed")));
             }
             _ => {
@@ -245,11 +248,6 @@ pub fn to_json(s: &Stored<'_>) -> Value {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
         "id": s.id,
         "userName": u.user_name,
-        "name": {
-            "givenName": u.given_name,
-            "familyName": u.family_name,
-        },
-        "displayName": u.display_name,
         "active": u.active,
         "meta": {
             "resourceType": "User",
@@ -261,6 +259,19 @@ pub fn to_json(s: &Stored<'_>) -> Value {
     });
     if let Some(x) = &u.external_id {
         v["externalId"] = json!(x);
+    }
+    // Unassigned attributes are left out rather than sent empty (RFC 7643 §2.5).
+    if !u.given_name.is_empty() || !u.family_name.is_empty() {
+        let mut name = serde_json::Map::new();
+        for (k, x) in [("givenName", &u.given_name), ("familyName", &u.family_name)] {
+            if !x.is_empty() {
+                name.insert(k.into(), json!(x));
+            }
+        }
+        v["name"] = Value::Object(name);
+    }
+    if !u.display_name.is_empty() {
+        v["displayName"] = json!(u.display_name);
     }
     if !u.email.is_empty() {
         v["emails"] = json!([{"value": u.email, "type": "work", "primary": true}]);
@@ -379,5 +390,36 @@ mod tests {
             assert_eq!(e.scim_type, Some(scim_type), "{body}");
             assert_eq!(e.status, 400, "{body}");
         }
+    }
+
+    #[test]
+    fn removed_optional_attributes_stay_removed_and_are_not_rendered() {
+        let u = base()
+            .patch(&json!({"Operations": [
+                {"op": "remove", "path": "displayName"},
+                {"op": "remove", "path": "name"},
+                {"op": "remove", "path": "emails"}
+            ]}))
+            .unwrap();
+        assert_eq!(
+            (
+                u.display_name.as_str(),
+                u.given_name.as_str(),
+                u.email.as_str()
+            ),
+            ("", "", "")
+        );
+        let v = to_json(&Stored {
+            id: "usr_1",
+            user: &u,
+            version: 2,
+            created: "2026-01-01T00:00:00Z",
+            last_modified: "2026-01-01T00:00:00Z",
+            location: "https://x.example/scim/v2/Users/usr_1".into(),
+        });
+        for gone in ["displayName", "name", "emails"] {
+            assert!(v.get(gone).is_none(), "{gone}: {v}");
+        }
+        assert_eq!(v["userName"], u.user_name);
     }
 }
