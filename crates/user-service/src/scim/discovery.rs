@@ -89,7 +89,10 @@ fn schema_documents() -> Vec<Value> {
                     {"name": "$ref", "type": "reference", "referenceTypes": ["User"], "multiValued": false,
                      "required": false, "caseExact": true, "mutability": "immutable", "returned": "default", "uniqueness": "none"},
                     {"name": "display", "type": "string", "multiValued": false, "required": false,
-                     "caseExact": false, "mutability": "readOnly", "returned": "default", "uniqueness": "none"}
+                     "caseExact": false, "mutability": "readOnly", "returned": "default", "uniqueness": "none"},
+                    {"name": "type", "type": "string", "canonicalValues": ["User"], "multiValued": false,
+                     "required": false, "caseExact": false, "mutability": "immutable", "returned": "default",
+                     "uniqueness": "none"}
                  ]}
             ],
             "meta": {"resourceType": "Schema"}

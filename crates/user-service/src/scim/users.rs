@@ -22,6 +22,8 @@ pub(super) fn scim_user(row: &users::UserRow) -> ScimUser {
         family_name: row.family_name.clone(),
         display_name: row.display_name.clone(),
         email: row.email.clone(),
+        email_type: row.email_type.clone(),
+        email_primary: row.email_primary,
         active: row.status == UserStatus::Active,
     }
 }
@@ -70,6 +72,8 @@ pub(super) fn fields(u: &ScimUser) -> users::ScimFields<'_> {
     users::ScimFields {
         user_name: &u.user_name,
         email: &u.email,
+        email_type: &u.email_type,
+        email_primary: u.email_primary,
         display_name: &u.display_name,
         given_name: &u.given_name,
         family_name: &u.family_name,

@@ -14,6 +14,8 @@ pub struct UserRow {
     pub email: String,
     /// Unique in the tenant; the e-mail for users created through the API.
     pub user_name: String,
+    pub email_type: String,
+    pub email_primary: bool,
     pub display_name: String,
     pub status: UserStatus,
     pub external_id: Option<String>,
@@ -26,7 +28,7 @@ pub struct UserRow {
 }
 
 /// Users with their roles aggregated, so one query answers a page.
-const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.user_name, u.display_name, u.status, u.external_id, \
+const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.user_name, u.email_type, u.email_primary, u.display_name, u.status, u.external_id, \
      u.given_name, u.family_name, u.version, \
      COALESCE(array_agg(DISTINCT rb.role ORDER BY rb.role) FILTER (WHERE rb.role IS NOT NULL), '{}') AS roles, \
      u.created_at, u.updated_at \
@@ -195,6 +197,8 @@ pub async fn all(
 pub struct ScimFields<'a> {
     pub user_name: &'a str,
     pub email: &'a str,
+    pub email_type: &'a str,
+    pub email_primary: bool,
     pub display_name: &'a str,
     pub given_name: &'a str,
     pub family_name: &'a str,
@@ -209,8 +213,8 @@ pub async fn insert_scim(
     f: &ScimFields<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO users (id, tenant_id, email, display_name, given_name, family_name, external_id, status, user_name) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, $9)",
+        "INSERT INTO users (id, tenant_id, email, display_name, given_name, family_name, external_id, status, user_name, email_type, email_primary) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, $9, $10, $11)",
     )
     .bind(id)
     .bind(tenant_id)
@@ -221,6 +225,8 @@ pub async fn insert_scim(
     .bind(f.external_id)
     .bind(f.active)
     .bind(f.user_name)
+    .bind(f.email_type)
+    .bind(f.email_primary)
     .execute(&mut *conn)
     .await?;
     set_roles(conn, tenant_id, id, &["member".to_string()]).await
@@ -234,7 +240,7 @@ pub async fn replace_scim(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE users SET email = $3, display_name = $4, given_name = $5, family_name = $6, external_id = $7, \
-         status = CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, user_name = $9, version = version + 1, updated_at = now() \
+         status = CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, user_name = $9, email_type = $10, email_primary = $11, version = version + 1, updated_at = now() \
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id)
@@ -246,6 +252,8 @@ pub async fn replace_scim(
     .bind(f.external_id)
     .bind(f.active)
     .bind(f.user_name)
+    .bind(f.email_type)
+    .bind(f.email_primary)
     .execute(conn)
     .await?;
     Ok(())

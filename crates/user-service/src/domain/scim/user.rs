@@ -20,6 +20,9 @@ pub struct ScimUser {
     pub family_name: String,
     pub display_name: String,
     pub email: String,
+    /// The e-mail's SCIM `type` and `primary`, as sent (default `work`, primary).
+    pub email_type: String,
+    pub email_primary: bool,
     pub active: bool,
 }
 
@@ -50,15 +53,21 @@ fn boolean(v: &Value, attr: &str) -> Result<bool, ScimError> {
     }
 }
 
-/// The primary e-mail of an `emails` array, else the first.
-fn primary_email(emails: &Value) -> Option<String> {
+/// The primary e-mail of an `emails` array, else the first: (value, type, primary).
+fn primary_email(emails: &Value) -> Option<(String, String, bool)> {
     let arr = emails.as_array()?;
-    arr.iter()
+    let e = arr
+        .iter()
         .find(|e| get(e, "primary").and_then(Value::as_bool) == Some(true))
-        .or_else(|| arr.first())
-        .and_then(|e| get(e, "value"))
+        .or_else(|| arr.first())?;
+    let value = get(e, "value").and_then(Value::as_str)?.to_string();
+    let kind = get(e, "type")
         .and_then(Value::as_str)
-        .map(str::to_string)
+        .filter(|t| !t.is_empty())
+        .unwrap_or("work")
+        .to_string();
+    let primary = get(e, "primary").and_then(Value::as_bool).unwrap_or(false);
+    Some((value, kind, primary))
 }
 
 impl ScimUser {
@@ -75,6 +84,8 @@ impl ScimUser {
         let mut u = ScimUser {
             user_name,
             active: true,
+            email_type: "work".into(),
+            email_primary: true,
             ..Default::default()
         };
         for (k, v) in body.as_object().into_iter().flatten() {
@@ -105,8 +116,8 @@ impl ScimUser {
             "name.givenname" => self.given_name = string(v, "name.givenName")?,
             "name.familyname" => self.family_name = string(v, "name.familyName")?,
             "emails" => {
-                if let Some(e) = primary_email(v) {
-                    self.email = e;
+                if let Some((value, kind, primary)) = primary_email(v) {
+                    (self.email, self.email_type, self.email_primary) = (value, kind, primary);
                 }
             }
             _ => {}
@@ -274,7 +285,7 @@ pub fn to_json(s: &Stored<'_>) -> Value {
         v["displayName"] = json!(u.display_name);
     }
     if !u.email.is_empty() {
-        v["emails"] = json!([{"value": u.email, "type": "work", "primary": true}]);
+        v["emails"] = json!([{"value": u.email, "type": u.email_type, "primary": u.email_primary}]);
     }
     v
 }
