@@ -649,3 +649,65 @@ async fn discovery_by_id_and_searches_by_post() {
     assert_eq!(e["scimType"], "invalidSyntax", "{e}");
     stack.stop().await;
 }
+
+/// Checks of the independent conformance suite (scim2-tester, RFC 7643/7644) that still
+/// fail, and why; anything else failing, or one of these passing, fails this test so the list
+/// stays true.
+const KNOWN_FAILURES: &[&str] = &[
+    // `active` is kept as an explicit state (Okta and Entra read `active: false` back after a
+    // deactivation), so removing it answers a SCIM `mutability` error.
+    "User check_remove_attribute: Failed to remove attribute 'active': active cannot be removed",
+];
+
+/// The independent SCIM 2.0 conformance suite (installed by `cargo xtask test`; its Python in
+/// `SCIM_TESTER_PYTHON`) runs discovery, CRUD, PATCH and search checks for Users and Groups
+/// against the gateway, to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_conformance_suite_runs_to_the_end() {
+    let python = std::env::var("SCIM_TESTER_PYTHON").expect(
+        "SCIM_TESTER_PYTHON names a Python with scim2-tester; `cargo xtask test` installs it",
+    );
+    // The suite sends a few hundred requests in a burst; limits are not what it checks.
+    let stack = Stack::start_with(&[
+        ("RATE_LIMIT_CALLER_PER_SEC", "1000000"),
+        ("RATE_LIMIT_CALLER_BURST", "1000000"),
+        ("RATE_LIMIT_TENANT_PER_SEC", "1000000"),
+        ("RATE_LIMIT_TENANT_BURST", "1000000"),
+    ])
+    .await;
+    let (_, _, scim) = setup(&stack, "conformance-co").await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scim/conformance.py");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(300),
+        tokio::process::Command::new(&python)
+            .arg(&script)
+            .env("SCIM_URL", format!("{}/scim/v2", scim.base))
+            .env("SCIM_TOKEN", &scim.token)
+            .output(),
+    )
+    .await
+    .expect("the suite finished within 5 minutes")
+    .expect("the suite ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no summary line\nstdout:\n{stdout}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let failures: Vec<&str> = summary["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    eprintln!("{stdout}");
+    assert_eq!(failures, KNOWN_FAILURES, "{stdout}");
+    let passed = summary["counts"]["SUCCESS"].as_u64().unwrap_or(0);
+    assert!(passed >= 68, "{passed} checks passed: {stdout}");
+    stack.stop().await;
+}

@@ -7,6 +7,7 @@ Exits 1 when any check ends in ERROR or CRITICAL (a MUST of RFC 7643/7644 broken
 """
 
 import collections
+import json
 import os
 import sys
 
@@ -28,6 +29,13 @@ def main() -> int:
             line += f"\n           {r.reason}"
         print(line)
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    # The last line, for tests/it/scim.rs: every check that broke a MUST of the RFCs.
+    failures = sorted(
+        f"{r.resource_type or '-'} {r.title}: {r.reason}"
+        for r in results
+        if r.status in (Status.ERROR, Status.CRITICAL)
+    )
+    print(json.dumps({"counts": counts, "failures": failures}))
     return 1 if counts["ERROR"] or counts["CRITICAL"] else 0
 
 

@@ -4,15 +4,15 @@
 //!   ports, else private instances under `target/xtask/`; prints the gateway URL and a demo
 //!   token; Ctrl-C or SIGTERM stops everything it started.
 //! - `test [-- args]`: the test suite against the same infrastructure rules (installs the
-//!   pinned schemathesis first, for the spec-driven fuzzing test).
+//!   pinned schemathesis and scim2-tester first, for the fuzzing and SCIM conformance tests).
 //! - `bench <name> [-- args]`: a benchmark (see BENCHMARKS.md).
 //! - `token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]`: a dev JWT.
 
 mod bench_billing;
 mod bench_gateway;
 mod bench_metering;
-mod fuzzer;
 mod infra;
+mod pytools;
 mod stack;
 mod token;
 
@@ -81,7 +81,7 @@ fn cargo() -> Command {
 }
 
 fn test(extra: &[String]) -> Result<ExitCode> {
-    let schemathesis = fuzzer::ensure()?;
+    let tools = pytools::ensure()?;
     let infra = infra::Infra::ensure()?;
     let nextest = cargo()
         .args(["nextest", "--version"])
@@ -95,7 +95,8 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     }
     cmd.args(extra)
         .envs(infra.test_env())
-        .env("SCHEMATHESIS", &schemathesis);
+        .env("SCHEMATHESIS", &tools.schemathesis)
+        .env("SCIM_TESTER_PYTHON", &tools.python);
     println!("xtask: {cmd:?}");
     let status = cmd.status().context("running cargo")?;
     drop(infra);
