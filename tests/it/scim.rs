@@ -711,3 +711,42 @@ async fn an_independent_conformance_suite_runs_to_the_end() {
     assert!(passed >= 68, "{passed} checks passed: {stdout}");
     stack.stop().await;
 }
+
+/// `meta.location` and `Location` are built on `PUBLIC_URL`, never on a client's
+/// `X-Forwarded-Proto`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locations_use_the_configured_public_url() {
+    let stack = Stack::start_with(&[("PUBLIC_URL", "https://id.example.test/")]).await;
+    let (_, _, scim) = setup(&stack, "public-co").await;
+    let (s, u, headers) = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(okta_user("pub@p.example")),
+            &[("x-forwarded-proto", "gopher"), ("host", "evil.example")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let expected = format!(
+        "https://id.example.test/scim/v2/Users/{}",
+        u["id"].as_str().unwrap()
+    );
+    assert_eq!(u["meta"]["location"], expected.as_str());
+    assert_eq!(headers["location"], expected.as_str());
+    stack.stop().await;
+
+    // Unset: plain http and the request's host; the client's X-Forwarded-Proto is ignored.
+    let stack = Stack::start().await;
+    let (_, _, scim) = setup(&stack, "dev-co").await;
+    let (_, u, _) = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(okta_user("dev@p.example")),
+            &[("x-forwarded-proto", "https")],
+        )
+        .await;
+    let location = u["meta"]["location"].as_str().unwrap();
+    assert!(location.starts_with("http://127.0.0.1:"), "{location}");
+    stack.stop().await;
+}

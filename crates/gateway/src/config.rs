@@ -33,6 +33,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "true to accept HS256 tokens alongside a JWKS (JWT_JWKS_FILE/URL); without it, setting both is refused",
     ),
     (
+        "PUBLIC_URL",
+        "(unset)",
+        "the gateway's public base URL (https://api.example.com): links it hands out, such as SCIM's meta.location, are built on it; unset: http:// and the request's Host (development)",
+    ),
+    (
         "PLATFORM_OPERATOR_TENANT",
         DEFAULT_OPERATOR_TENANT,
         "the tenant id (`tid` claim) of the SaaS operator: a token's platform_admin role counts only with this tenant",
@@ -125,6 +130,20 @@ pub struct GatewaySettings {
     pub per_tenant: Quota,
     pub auth_failures: Quota,
     pub metrics_allow: Vec<platform::health::Cidr>,
+    /// (scheme, authority) of `PUBLIC_URL`.
+    pub public_url: Option<(String, String)>,
+}
+
+/// `https://api.example.com[:port][/]` → ("https", "api.example.com[:port]").
+fn public_url(u: &str) -> Option<(String, String)> {
+    let (scheme, rest) = u.trim().split_once("://")?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let ok = matches!(scheme, "https" | "http")
+        && !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    ok.then(|| (scheme.to_string(), authority.to_string()))
 }
 
 impl GatewaySettings {
@@ -211,7 +230,16 @@ impl GatewaySettings {
                 reason: "expected comma-separated addresses or CIDR ranges (10.0.0.0/8, ::1)"
                     .into(),
             })?;
+        let public_url = match get("PUBLIC_URL") {
+            None => None,
+            Some(u) => Some(public_url(&u).ok_or_else(|| ConfigError {
+                var: "PUBLIC_URL",
+                value: u.clone(),
+                reason: "expected https://host[:port] (or http:// for development), no path".into(),
+            })?),
+        };
         Ok(GatewaySettings {
+            public_url,
             metrics_allow,
             hs256_secret,
             dev_mode,

@@ -73,6 +73,7 @@ pub async fn build_with(
             per_tenant: settings.per_tenant,
             auth_failures: settings.auth_failures,
             max_body_bytes: settings.max_body_bytes,
+            public_url: settings.public_url.clone(),
             redis_namespace: cfg.event_prefix.clone(),
         }))
         .build())

@@ -49,6 +49,8 @@ pub struct Deps {
     /// Failed authentications allowed per client address.
     pub auth_failures: ratelimit::Quota,
     pub max_body_bytes: usize,
+    /// `PUBLIC_URL` as (scheme, authority), for links handed out (SCIM).
+    pub public_url: Option<(String, String)>,
     /// Prefix of every Redis key (`EVENT_PREFIX`): stacks sharing one Redis stay apart.
     pub redis_namespace: String,
 }
@@ -64,6 +66,7 @@ pub fn router(deps: Deps) -> Router {
         per_tenant,
         auth_failures,
         max_body_bytes,
+        public_url,
         redis_namespace,
     } = deps;
     let users = UserServiceClient::new(upstreams.channel(ServiceName::User).clone());
@@ -101,7 +104,7 @@ pub fn router(deps: Deps) -> Router {
     });
     router
         .merge(openapi::route(openapi::finish(doc)))
-        .merge(scim::router(users, max_body_bytes))
+        .merge(scim::router(users, max_body_bytes, public_url))
         // route_layer runs after routing, so the edge sees the matched path. One middleware
         // for all three steps: every `route_layer` wraps each route once more, and axum clones
         // the whole wrapped chain for every request.

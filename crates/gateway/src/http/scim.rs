@@ -16,16 +16,17 @@ use rpc::user::v1::user_service_client::UserServiceClient;
 use super::error::from_status;
 
 /// Request headers SCIM needs; everything else stays at the edge.
-const FORWARDED: &[&str] = &[
-    "authorization",
-    "content-type",
-    "if-match",
-    "if-none-match",
-    "host",
-    "x-forwarded-proto",
-];
+const FORWARDED: &[&str] = &["authorization", "content-type", "if-match", "if-none-match"];
 
-pub fn router(users: UserServiceClient<Channel>, max_body_bytes: usize) -> Router {
+/// `public_url`: `PUBLIC_URL` as (scheme, authority). The user service builds `meta.location`
+/// from the `host` and `x-forwarded-proto` sent here: `PUBLIC_URL`'s when set; otherwise the
+/// request's Host over plain http (development). A client's own `X-Forwarded-Proto` is never
+/// trusted.
+pub fn router(
+    users: UserServiceClient<Channel>,
+    max_body_bytes: usize,
+    public_url: Option<(String, String)>,
+) -> Router {
     let handler = move |State(mut users): State<UserServiceClient<Channel>>, req: Request| async move {
         let (parts, body) = req.into_parts();
         let body: Bytes = match axum::body::to_bytes(body, max_body_bytes).await {
@@ -43,7 +44,7 @@ pub fn router(users: UserServiceClient<Channel>, max_body_bytes: usize) -> Route
             .strip_prefix("/scim/v2")
             .unwrap_or("")
             .to_string();
-        let headers = FORWARDED
+        let mut headers: std::collections::HashMap<String, String> = FORWARDED
             .iter()
             .filter_map(|h| {
                 parts
@@ -53,6 +54,20 @@ pub fn router(users: UserServiceClient<Channel>, max_body_bytes: usize) -> Route
                     .map(|v| (h.to_string(), v.to_string()))
             })
             .collect();
+        let (proto, host) = match &public_url {
+            Some((scheme, authority)) => (scheme.clone(), authority.clone()),
+            None => (
+                "http".to_string(),
+                parts
+                    .headers
+                    .get("host")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("localhost")
+                    .to_string(),
+            ),
+        };
+        headers.insert("x-forwarded-proto".into(), proto);
+        headers.insert("host".into(), host);
         let call = users
             .scim(ScimRequest {
                 tenant_id: String::new(),
