@@ -616,6 +616,34 @@ async fn discovery_by_id_and_searches_by_post() {
         (StatusCode::CONFLICT, Some("uniqueness")),
         "{e}"
     );
+    // Plain pages come straight from SQL in id (creation) order; count=0 only counts.
+    let (s, second, _) = scim
+        .call(Method::GET, "/Users?startIndex=2&count=1", None, &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            second["totalResults"].as_u64(),
+            second["itemsPerPage"].as_u64()
+        ),
+        (Some(3), Some(1)),
+        "{second}"
+    );
+    assert_eq!(second["Resources"][0]["userName"], "bob@s.example");
+    let (_, none, _) = scim.call(Method::GET, "/Users?count=0", None, &[]).await;
+    assert_eq!(none["totalResults"], 3);
+    assert_eq!(none["Resources"], json!([]));
+    // The userName lookup is case-insensitive (userName is not caseExact).
+    let (_, hit, _) = scim
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22emp-0042%22",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(hit["totalResults"], 1, "{hit}");
+    assert_eq!(hit["Resources"][0]["userName"], "EMP-0042");
 
     // The edge's own refusals under /scim/v2 are SCIM errors too (here: no credentials).
     let resp = scim

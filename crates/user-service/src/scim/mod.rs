@@ -270,42 +270,78 @@ async fn search_all(
     page(resources, query)
 }
 
-fn page(resources: Vec<Value>, query: &str) -> Result<ScimResponse, ScimError> {
-    let params = query_params(query);
-    let get = |k: &str| param(&params, k);
-    let filter = match get("filter") {
-        Some(f) => Some(filter::parse(f).map_err(|e| ScimError::invalid_filter(e.to_string()))?),
-        None => None,
-    };
-    let num = |k: &str, default: usize| -> Result<usize, ScimError> {
-        match get(k) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<i64>()
-                .map(|n| n.max(0) as usize)
-                .map_err(|_| ScimError::invalid_value(format!("{k} must be an integer"))),
+/// A list or search request's parameters (RFC 7644 §3.4.2).
+struct ListQuery {
+    filter: Option<filter::Filter>,
+    /// 1-based; values below 1 mean 1 (§3.4.2.4).
+    start: usize,
+    count: usize,
+    attributes: Option<String>,
+    excluded: Option<String>,
+}
+
+/// Most resources one page holds (`count` above it is lowered to it).
+const MAX_PAGE: usize = 1000;
+
+impl ListQuery {
+    fn parse(query: &str) -> Result<ListQuery, ScimError> {
+        let params = query_params(query);
+        let get = |k: &str| param(&params, k);
+        let filter = match get("filter") {
+            Some(f) => {
+                Some(filter::parse(f).map_err(|e| ScimError::invalid_filter(e.to_string()))?)
+            }
+            None => None,
+        };
+        let num = |k: &str, default: usize| -> Result<usize, ScimError> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<i64>()
+                    .map(|n| n.max(0) as usize)
+                    .map_err(|_| ScimError::invalid_value(format!("{k} must be an integer"))),
+            }
+        };
+        Ok(ListQuery {
+            start: num("startIndex", 1)?.max(1),
+            count: num("count", 100)?.min(MAX_PAGE),
+            attributes: get("attributes").map(str::to_string),
+            excluded: get("excludedAttributes").map(str::to_string),
+            filter,
+        })
+    }
+
+    /// One ListResponse: `page` already cut to this query's window, `total` matches overall.
+    fn respond(&self, total: usize, mut page: Vec<Value>) -> ScimResponse {
+        for v in &mut page {
+            project(v, self.attributes.as_deref(), self.excluded.as_deref());
         }
-    };
-    let start = num("startIndex", 1)?.max(1);
-    let count = num("count", 100)?.min(1000);
+        respond(
+            200,
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                "totalResults": total,
+                "startIndex": self.start,
+                "itemsPerPage": page.len(),
+                "Resources": page,
+            })),
+            &[],
+        )
+    }
+}
+
+/// Filters rendered resources in memory and answers one page.
+fn page(resources: Vec<Value>, query: &str) -> Result<ScimResponse, ScimError> {
+    let q = ListQuery::parse(query)?;
     let matching: Vec<Value> = resources
         .into_iter()
-        .filter(|v| filter.as_ref().is_none_or(|f| f.matches(v)))
+        .filter(|v| q.filter.as_ref().is_none_or(|f| f.matches(v)))
         .collect();
     let total = matching.len();
-    let mut page: Vec<Value> = matching.into_iter().skip(start - 1).take(count).collect();
-    for v in &mut page {
-        project(v, get("attributes"), get("excludedAttributes"));
-    }
-    Ok(respond(
-        200,
-        Some(json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-            "totalResults": total,
-            "startIndex": start,
-            "itemsPerPage": page.len(),
-            "Resources": page,
-        })),
-        &[],
-    ))
+    let window = matching
+        .into_iter()
+        .skip(q.start - 1)
+        .take(q.count)
+        .collect();
+    Ok(q.respond(total, window))
 }

@@ -8,9 +8,10 @@ use sqlx::PgPool;
 
 use ids::{TenantId, UserId};
 
-use super::{MAX_SCAN, db, page, respond};
+use super::{ListQuery, MAX_SCAN, db, page, respond};
 use crate::domain::UserStatus;
 use crate::domain::scim::ScimError;
+use crate::domain::scim::filter::{AttrPath, Filter, Op};
 use crate::domain::scim::user::{ScimUser, Stored, etag, to_json};
 use crate::store::users;
 
@@ -62,8 +63,34 @@ pub(super) async fn list(
     base: &str,
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
-    let rows = users::all(pool, tenant, MAX_SCAN).await.map_err(db)?;
-    page(rows.iter().map(|r| render(r, base).0).collect(), query)
+    let q = ListQuery::parse(query)?;
+    let render_all = |rows: &[users::UserRow]| rows.iter().map(|r| render(r, base).0).collect();
+    match &q.filter {
+        // A plain page, the way identity providers walk a tenant: straight from SQL.
+        None => {
+            let total = users::count(pool, tenant).await.map_err(db)?;
+            let rows = users::window(pool, tenant, q.start as i64 - 1, q.count as i64)
+                .await
+                .map_err(db)?;
+            Ok(q.respond(total as usize, render_all(&rows)))
+        }
+        // The lookup every identity provider makes before creating a user: one indexed row.
+        Some(Filter::Compare(AttrPath { name, sub: None }, Op::Eq, Value::String(user_name)))
+            if name == "username" =>
+        {
+            let rows: Vec<_> = users::by_user_name(pool, tenant, user_name)
+                .await
+                .map_err(db)?
+                .into_iter()
+                .collect();
+            page(render_all(&rows), query)
+        }
+        // Other filters: evaluated over the tenant's users in memory (up to MAX_SCAN).
+        Some(_) => {
+            let rows = users::all(pool, tenant, MAX_SCAN).await.map_err(db)?;
+            page(render_all(&rows), query)
+        }
+    }
 }
 
 /// Filters rendered resources and answers one ListResponse page (`startIndex` is 1-based;

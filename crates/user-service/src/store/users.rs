@@ -178,6 +178,46 @@ pub async fn list(
     .await
 }
 
+/// How many users the tenant has.
+pub async fn count(pool: &PgPool, tenant_id: &TenantId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM users WHERE tenant_id = $1")
+        .bind(tenant_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// The tenant's users in id order, `offset` skipped, at most `limit`: a SCIM page.
+pub async fn window(
+    pool: &PgPool,
+    tenant_id: &TenantId,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE u.tenant_id = $1 GROUP BY u.id ORDER BY u.id OFFSET $2 LIMIT $3"
+    )))
+    .bind(tenant_id)
+    .bind(offset)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The tenant's user with this user name (case-insensitive), if any.
+pub async fn by_user_name(
+    pool: &PgPool,
+    tenant_id: &TenantId,
+    user_name: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE u.tenant_id = $1 AND lower(u.user_name) = lower($2) GROUP BY u.id"
+    )))
+    .bind(tenant_id)
+    .bind(user_name)
+    .fetch_optional(pool)
+    .await
+}
+
 /// Every user of a tenant, oldest first, up to `limit` (SCIM filters are evaluated on these).
 pub async fn all(
     pool: &PgPool,
