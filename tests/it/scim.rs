@@ -548,6 +548,11 @@ async fn discovery_by_id_and_searches_by_post() {
         (s, found["totalResults"].as_u64()),
         (StatusCode::OK, Some(1))
     );
+    let (_, groups, _) = scim.call(Method::GET, "/Groups?count=0", None, &[]).await;
+    assert_eq!(groups["totalResults"], 1);
+    assert_eq!(groups["Resources"], json!([]));
+    let (_, groups, _) = scim.call(Method::GET, "/Groups", None, &[]).await;
+    assert_eq!(groups["Resources"][0]["displayName"], "Viewer", "{groups}");
     // At the root: users and groups together.
     let (s, all, _) = scim
         .call(

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use ids::{GroupId, TenantId, UserId};
 
-use super::{MAX_SCAN, db, page, respond};
+use super::{ListQuery, MAX_SCAN, db, page, respond};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::group;
 use crate::domain::scim::user::etag;
@@ -59,9 +59,24 @@ pub(super) async fn list_groups(
     base: &str,
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
-    let rows = groups::all(pool, tenant, MAX_SCAN).await.map_err(db)?;
-    let rendered: Vec<Value> = rows.iter().map(|g| render_group(g, base).0).collect();
-    page(rendered, query)
+    let q = ListQuery::parse(query)?;
+    let render_all = |rows: &[groups::GroupRow]| {
+        rows.iter()
+            .map(|g| render_group(g, base).0)
+            .collect::<Vec<Value>>()
+    };
+    if q.filter.is_none() {
+        // A plain page: straight from SQL.
+        let total = groups::count(pool, tenant).await.map_err(db)?;
+        let rows = groups::window(pool, tenant, q.start as i64 - 1, q.count as i64)
+            .await
+            .map_err(db)?;
+        return Ok(q.respond(total as usize, render_all(&rows)));
+    }
+    let rows = groups::window(pool, tenant, 0, MAX_SCAN)
+        .await
+        .map_err(db)?;
+    page(render_all(&rows), query)
 }
 
 pub(super) async fn create_group(

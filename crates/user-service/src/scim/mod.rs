@@ -256,10 +256,10 @@ async fn search_all(
     base: &str,
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
-    let users = store::users::all(pool, tenant, MAX_SCAN)
+    let users = store::users::window(pool, tenant, 0, MAX_SCAN)
         .await
         .map_err(db)?;
-    let groups = store::groups::all(pool, tenant, MAX_SCAN)
+    let groups = store::groups::window(pool, tenant, 0, MAX_SCAN)
         .await
         .map_err(db)?;
     let resources = users

@@ -87,7 +87,7 @@ pub(super) async fn list(
         }
         // Other filters: evaluated over the tenant's users in memory (up to MAX_SCAN).
         Some(_) => {
-            let rows = users::all(pool, tenant, MAX_SCAN).await.map_err(db)?;
+            let rows = users::window(pool, tenant, 0, MAX_SCAN).await.map_err(db)?;
             page(render_all(&rows), query)
         }
     }

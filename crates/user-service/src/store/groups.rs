@@ -36,15 +36,26 @@ pub async fn get(
     .await
 }
 
-pub async fn all(
+/// How many groups the tenant has.
+pub async fn count(pool: &PgPool, tenant_id: &TenantId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM scim_groups WHERE tenant_id = $1")
+        .bind(tenant_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// The tenant's groups in id order, `offset` skipped, at most `limit`.
+pub async fn window(
     pool: &PgPool,
     tenant_id: &TenantId,
+    offset: i64,
     limit: i64,
 ) -> Result<Vec<GroupRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE g.tenant_id = $1 GROUP BY g.id ORDER BY g.id LIMIT $2"
+        "{SELECT} WHERE g.tenant_id = $1 GROUP BY g.id ORDER BY g.id OFFSET $2 LIMIT $3"
     )))
     .bind(tenant_id)
+    .bind(offset)
     .bind(limit)
     .fetch_all(pool)
     .await

@@ -186,7 +186,8 @@ pub async fn count(pool: &PgPool, tenant_id: &TenantId) -> Result<i64, sqlx::Err
         .await
 }
 
-/// The tenant's users in id order, `offset` skipped, at most `limit`: a SCIM page.
+/// The tenant's users in id order, `offset` skipped, at most `limit` (a SCIM page, or the
+/// users SCIM filters are evaluated on).
 pub async fn window(
     pool: &PgPool,
     tenant_id: &TenantId,
@@ -215,21 +216,6 @@ pub async fn by_user_name(
     .bind(tenant_id)
     .bind(user_name)
     .fetch_optional(pool)
-    .await
-}
-
-/// Every user of a tenant, oldest first, up to `limit` (SCIM filters are evaluated on these).
-pub async fn all(
-    pool: &PgPool,
-    tenant_id: &TenantId,
-    limit: i64,
-) -> Result<Vec<UserRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE u.tenant_id = $1 GROUP BY u.id ORDER BY u.id LIMIT $2"
-    )))
-    .bind(tenant_id)
-    .bind(limit)
-    .fetch_all(pool)
     .await
 }
 
