@@ -67,11 +67,12 @@ pub(super) async fn list_groups(
     };
     if q.filter.is_none() {
         // A plain page: straight from SQL.
-        let total = groups::count(pool, tenant).await.map_err(db)?;
-        let rows = groups::window(pool, tenant, q.start as i64 - 1, q.count as i64)
-            .await
-            .map_err(db)?;
-        return Ok(q.respond(total as usize, render_all(&rows)));
+        let (offset, limit) = q.window();
+        return q.sql_page(
+            groups::count(pool, tenant).await,
+            groups::window(pool, tenant, offset, limit).await,
+            |g| render_group(g, base).0,
+        );
     }
     let rows = groups::window(pool, tenant, 0, MAX_SCAN)
         .await

@@ -311,6 +311,24 @@ impl ListQuery {
         })
     }
 
+    /// The (offset, limit) of this query's page, for SQL.
+    fn window(&self) -> (i64, i64) {
+        (self.start as i64 - 1, self.count as i64)
+    }
+
+    /// A page without a filter, straight from SQL: `total` counts the tenant's resources and
+    /// `rows` is [`window`](Self::window) of them.
+    fn sql_page<R>(
+        &self,
+        total: Result<i64, sqlx::Error>,
+        rows: Result<Vec<R>, sqlx::Error>,
+        render: impl Fn(&R) -> Value,
+    ) -> Result<ScimResponse, ScimError> {
+        let total = usize::try_from(total.map_err(db)?).unwrap_or(0);
+        let page = rows.map_err(db)?.iter().map(render).collect();
+        Ok(self.respond(total, page))
+    }
+
     /// One ListResponse: `page` already cut to this query's window, `total` matches overall.
     fn respond(&self, total: usize, mut page: Vec<Value>) -> ScimResponse {
         for v in &mut page {

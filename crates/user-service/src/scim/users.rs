@@ -68,11 +68,12 @@ pub(super) async fn list(
     match &q.filter {
         // A plain page, the way identity providers walk a tenant: straight from SQL.
         None => {
-            let total = users::count(pool, tenant).await.map_err(db)?;
-            let rows = users::window(pool, tenant, q.start as i64 - 1, q.count as i64)
-                .await
-                .map_err(db)?;
-            Ok(q.respond(total as usize, render_all(&rows)))
+            let (offset, limit) = q.window();
+            q.sql_page(
+                users::count(pool, tenant).await,
+                users::window(pool, tenant, offset, limit).await,
+                |r| render(r, base).0,
+            )
         }
         // The lookup every identity provider makes before creating a user: one indexed row.
         Some(Filter::Compare(AttrPath { name, sub: None }, Op::Eq, Value::String(user_name)))
@@ -93,8 +94,6 @@ pub(super) async fn list(
     }
 }
 
-/// Filters rendered resources and answers one ListResponse page (`startIndex` is 1-based;
-/// values below 1 mean 1, RFC 7644 §3.4.2.4).
 pub(super) fn fields(u: &ScimUser) -> users::ScimFields<'_> {
     users::ScimFields {
         user_name: &u.user_name,
