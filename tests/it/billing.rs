@@ -51,9 +51,12 @@ async fn a_billing_run_through_the_gateway() {
         .await;
     assert_eq!((s, r["accepted"].clone()), (StatusCode::OK, json!(500)));
 
+    // The period the usage was counted in ends (the subscription clock, a month and more on).
+    let later = now + chrono::Duration::days(32);
+    stack.tick_subscriptions(later).await;
     let body = json!({
         "period_start": (now - chrono::Duration::days(1)).to_rfc3339(),
-        "period_end": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        "period_end": later.to_rfc3339(),
         "tenant_ids": [t],
     });
     let owner = token(t, "owner", &["owner"]);

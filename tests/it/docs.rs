@@ -12,6 +12,7 @@ fn readme_documents_every_config_variable() {
         .chain(gateway::config::ENV_VARS)
         .chain(subscription_service::settings::ENV_VARS)
         .chain(user_service::settings::ENV_VARS)
+        .chain(billing_service::settings::ENV_VARS)
         .collect();
     for (var, default, _) in &all {
         let row = format!("| `{var}` | `{default}` |");

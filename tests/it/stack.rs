@@ -66,7 +66,11 @@ impl Stack {
             let app = match service {
                 ServiceName::User => user_service::build(cfg).await,
                 ServiceName::Subscription => subscription_service::build(cfg).await,
-                ServiceName::Billing => billing_service::build(cfg).await,
+                // No billing clock: the tests start runs themselves.
+                ServiceName::Billing => {
+                    let off = billing_service::settings::Settings { clock: None };
+                    billing_service::build_with(cfg, off).await
+                }
                 ServiceName::Payment => payment_service::build(cfg).await,
                 ServiceName::Invoicing => invoicing_service::build(cfg).await,
                 ServiceName::Notification => notification_service::build(cfg).await,
@@ -129,6 +133,28 @@ impl Stack {
             .find(|(s, _)| *s == service)
             .map(|(_, r)| r.url())
             .expect("every internal service is in the stack")
+    }
+
+    /// One pass of the subscription service's clock as if it were `at` (periods that end by
+    /// then end, the next ones begin).
+    pub async fn tick_subscriptions(&self, at: chrono::DateTime<chrono::Utc>) {
+        let i = ServiceName::internal()
+            .position(|s| s == ServiceName::Subscription)
+            .expect("the subscription service is internal");
+        let pool = self.dbs[i].pool().await;
+        let redis = platform::cache::connect(&test_support::redis_url())
+            .await
+            .expect("redis");
+        let cache = subscription_service::cache::EntitlementCache::new(
+            redis,
+            std::time::Duration::from_secs(60),
+            &self.prefix,
+        );
+        let plans = subscription_service::store::plans::PlanCache::default();
+        subscription_service::events::tick(&pool, &plans, &cache, at)
+            .await
+            .expect("subscription tick");
+        pool.close().await;
     }
 
     pub async fn stop(self) {

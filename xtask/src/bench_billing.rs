@@ -102,7 +102,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                     format!("http://127.0.0.1:{sub_port}"),
                 )
                 .env("MAX_WORKERS", workers.to_string())
-                .env("MAX_DB_JOBS", db_jobs.to_string());
+                .env("MAX_DB_JOBS", db_jobs.to_string())
+                .env("BILLING_CLOCK_SECS", "0");
             let child = b.spawn().context("billing-service")?;
             wait_http(&format!("127.0.0.1:{port}"), "/readyz")?;
             Ok((child, format!("http://127.0.0.1:{port}")))
@@ -140,25 +141,36 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 bail!("POST {path} answered {status}: {reply}");
             }
         }
-        // The records, loaded straight into the subscription service's table (setup, untimed).
+        // Every subscription's first period moved into the past and ended, so a run bills it
+        // (setup, untimed): [p0, p1).
+        let now = chrono::Utc::now();
+        let p0 = now - chrono::Duration::days(30);
+        let p1 = now - chrono::Duration::hours(1);
+        let (p0s, p1s) = (p0.to_rfc3339(), p1.to_rfc3339());
+        let backdate = format!(
+            "UPDATE subscriptions SET created_at = '{p0s}'; \
+             UPDATE subscription_periods SET period_start = '{p0s}', period_end = '{p1s}', \
+                    ended_at = '{p1s}'"
+        );
+        if !psql(&infra, &sub_db, &backdate)? {
+            bail!("moving the periods into the past failed");
+        }
+        // The records, counted in that period, loaded straight into the subscription
+        // service's table.
         {
             if let Some(dir) = csv.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
-            let now = chrono::Utc::now();
             for i in 0..records {
-                let ts = now - chrono::Duration::seconds((i % 86_400) as i64);
-                // Billing still reads a run's records by timestamp; the period column is
-                // filled the same way until runs bill by period (issue 15).
+                let ts = p0 + chrono::Duration::seconds((i % 86_400) as i64);
                 writeln!(
                     f,
-                    "ten_{:05},r{i},usr_{:03},api_calls,{},{},{}",
+                    "ten_{:05},r{i},usr_{:03},api_calls,{},{},{p0s}",
                     i % tenants,
                     (i / tenants) % 200,
                     1 + i % 100,
                     ts.to_rfc3339(),
-                    ts.to_rfc3339()
                 )?;
             }
         }
@@ -170,13 +182,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         {
             bail!("loading the records failed");
         }
-        let now = chrono::Utc::now();
-        let from = (now - chrono::Duration::days(2)).to_rfc3339();
-        let to = (now + chrono::Duration::hours(1)).to_rfc3339();
+        let from = (p1 - chrono::Duration::hours(1)).to_rfc3339();
 
+        // What a run reads: the records counted in the tenants' periods.
         let group_by = format!(
             "SELECT tenant_id, user_id, metric, sum(quantity), count(*) FROM usage_records \
-             WHERE ts >= '{from}' AND ts < '{to}' GROUP BY 1, 2, 3"
+             WHERE period_start = '{p0s}' GROUP BY 1, 2, 3"
         );
         let group = || -> Result<f64> {
             let started = Instant::now();
@@ -187,8 +198,13 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         };
 
         // One run end to end; a different period end per run, so each is a new run.
+        // Each turn bills the same period again: the parts billed by the previous turn are
+        // forgotten first (untimed).
         let bill = |gw: &str, n: u32| -> Result<(f64, serde_json::Value)> {
-            let end = (now + chrono::Duration::hours(1) + chrono::Duration::seconds(i64::from(n)))
+            if !psql(&infra, &bill_db, "TRUNCATE billed_periods")? {
+                bail!("clearing the billed periods failed");
+            }
+            let end = (p1 + chrono::Duration::hours(1) + chrono::Duration::seconds(i64::from(n)))
                 .to_rfc3339();
             let body = format!(
                 r#"{{"period_start": "{from}", "period_end": "{end}", "deadline_seconds": 600}}"#

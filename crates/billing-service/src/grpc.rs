@@ -278,7 +278,16 @@ impl BillingApi {
                         LineKind::Usage => pb::ChargeKind::Usage,
                         LineKind::Minimum => pb::ChargeKind::Minimum,
                         LineKind::Adjustment => pb::ChargeKind::Adjustment,
+                        LineKind::Proration => pb::ChargeKind::Proration,
                     } as i32,
+                    period: r.period_start.zip(r.period_end).map(|(s, e)| {
+                        rpc::common::v1::Period {
+                            start: Some(timestamp(s)),
+                            end: Some(timestamp(e)),
+                        }
+                    }),
+                    subscription_id: r.subscription_id,
+                    part: r.part,
                     price_id: r.price_id,
                     plan_id: r.plan_id,
                     plan_version: u32::try_from(r.plan_version).unwrap_or(0),
@@ -344,6 +353,8 @@ fn describe(r: &charges::ChargeRow) -> String {
     match (r.kind, r.starts_at) {
         (LineKind::Adjustment, None) => format!("credit: {what}"),
         (LineKind::Adjustment, Some(_)) => format!("correction: {what}"),
+        (LineKind::Proration, None) => format!("unused time: {what}"),
+        (LineKind::Proration, Some(_)) => format!("proration: {what}"),
         _ => what,
     }
 }

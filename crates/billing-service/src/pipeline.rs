@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use concurrency::{Limiter, ThroughputTracker};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use crate::domain::aggregate::{Batch, KeyTotals, Names, TenantDelta, Total, Usage, merge, named};
-use crate::store::summaries::{self, LockOrder};
+use crate::store::summaries::{self, LockOrder, Target};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -25,6 +26,8 @@ pub enum PipelineError {
     Db(#[from] sqlx::Error),
     #[error("a worker panicked")]
     Worker,
+    #[error("usage of tenant {0}, which the run did not ask for")]
+    UnexpectedTenant(String),
 }
 
 /// Where the run's totals go: each call gets whole tenants, ascending, to write as one unit
@@ -177,6 +180,9 @@ impl Sink for MemorySink {
 pub struct SummarySink {
     pub pool: PgPool,
     pub run_id: ids::RunId,
+    /// The subscription period each tenant's records were counted in (a pipeline pass reads
+    /// at most one period per tenant).
+    pub periods: Arc<HashMap<String, DateTime<Utc>>>,
 }
 
 impl Sink for SummarySink {
@@ -190,7 +196,15 @@ impl Sink for SummarySink {
             .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
             .await?;
         for d in &deltas {
-            summaries::apply(&mut tx, &self.run_id, d, LockOrder::Canonical).await?;
+            let period_start = *self
+                .periods
+                .get(&d.tenant_id)
+                .ok_or_else(|| PipelineError::UnexpectedTenant(d.tenant_id.clone()))?;
+            let to = Target {
+                run_id: &self.run_id,
+                period_start,
+            };
+            summaries::apply(&mut tx, to, d, LockOrder::Canonical).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -96,7 +96,7 @@ async fn import(
                         .run(async {
                             let mut tx = pool.begin().await?;
                             for d in &deltas {
-                                summaries::apply(&mut tx, &run_id, d, order).await?;
+                                summaries::apply(&mut tx, target(&run_id), d, order).await?;
                             }
                             tx.commit().await
                         })
@@ -213,7 +213,7 @@ async fn burst(pool: &sqlx::PgPool, limiter: Option<Limiter>) -> (u64, u64) {
             }])[0];
             let work = async {
                 let mut tx = pool.begin().await?;
-                summaries::apply(&mut tx, &burst, delta, LockOrder::Canonical).await?;
+                summaries::apply(&mut tx, target(&burst), delta, LockOrder::Canonical).await?;
                 sqlx::query("SELECT pg_sleep(0.05)")
                     .execute(&mut *tx)
                     .await?;
@@ -261,4 +261,12 @@ async fn unbounded_concurrency_starves_the_pool_and_the_limiter_does_not() {
     eprintln!("pool of 4: unbounded → {starved} acquire timeouts; Limiter(max_db_jobs=4) → 0");
     small.close().await;
     db.drop_db().await;
+}
+
+/// Summary rows of `run` for one period.
+fn target(run_id: &ids::RunId) -> summaries::Target<'_> {
+    summaries::Target {
+        run_id,
+        period_start: chrono::DateTime::UNIX_EPOCH,
+    }
 }

@@ -41,6 +41,12 @@ async fn totals_written_by_the_pipeline_equal_a_recomputation() {
     let sink = Arc::new(SummarySink {
         pool: pool.clone(),
         run_id: run.clone(),
+        periods: Arc::new(
+            expected
+                .iter()
+                .map(|d| (d.tenant_id.clone(), chrono::DateTime::UNIX_EPOCH))
+                .collect(),
+        ),
     });
     let progress = Arc::new(ThroughputTracker::new());
     let n = pipeline::run(rx.into_inner(), &limiter(), sink, progress.clone())

@@ -19,7 +19,7 @@ mod proration;
 #[cfg(feature = "wire")]
 pub mod wire;
 
-pub use model::{ChargeKind, LineAmount, Price, PriceModel, Tier};
+pub use model::{ChargeKind, LineAmount, Price, PriceModel, Tier, Timing};
 pub use money::{Currency, Money, round_minor};
 pub use period::{Interval, Period, period_containing};
 pub use proration::{PlanChangeProration, SeatSegment, plan_change, seat_quantity};

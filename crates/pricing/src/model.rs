@@ -23,6 +23,25 @@ pub enum ChargeKind {
     Metered,
 }
 
+/// When a price is billed within its period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timing {
+    /// At the period's start, for the whole period as scheduled; trued up at its end.
+    Advance,
+    /// At the period's end, for what was used.
+    Arrears,
+}
+
+impl Timing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Timing::Advance => "advance",
+            Timing::Arrears => "arrears",
+        }
+    }
+}
+
 /// One tier; amounts in exact minor units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tier {
@@ -72,6 +91,9 @@ pub struct Price {
     /// The rounded line is raised to this, in minor units.
     #[serde(default)]
     pub minimum_amount_minor: Option<i64>,
+    /// `None`: the kind's default ([`Price::timing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Timing>,
 }
 
 /// A priced line, with the steps that led to it (invoices show them).
@@ -210,6 +232,15 @@ impl PriceModel {
 }
 
 impl Price {
+    /// When the price is billed: as set, else flat and seat prices in advance (what the
+    /// customer subscribes to) and metered prices in arrears (what they used).
+    pub fn timing(&self) -> Timing {
+        self.billing.unwrap_or(match self.kind {
+            ChargeKind::Flat | ChargeKind::Seat => Timing::Advance,
+            ChargeKind::Metered => Timing::Arrears,
+        })
+    }
+
     pub fn validate(&self) -> Result<(), PricingError> {
         if self.id.is_empty() || self.id.len() > 64 {
             return Err(PricingError::invalid("id", "1 to 64 characters"));
@@ -228,6 +259,12 @@ impl Price {
                 ));
             }
             _ => {}
+        }
+        if self.kind == ChargeKind::Metered && self.billing == Some(Timing::Advance) {
+            return Err(PricingError::invalid(
+                "billing",
+                "metered prices are billed in arrears (usage is known at the period's end)",
+            ));
         }
         non_negative("included_quantity", self.included_quantity)?;
         if self.minimum_amount_minor.is_some_and(|m| m < 0) {

@@ -7,7 +7,7 @@ use rpc::subscription::v1 as pb;
 use rpc::subscription::v1::price_model::{self as pm, Model};
 use rust_decimal::Decimal;
 
-use crate::{ChargeKind, Price, PriceModel, PricingError, Tier};
+use crate::{ChargeKind, Price, PriceModel, PricingError, Tier, Timing};
 
 /// An optional decimal: absent or empty is `None`.
 pub fn decimal(
@@ -129,6 +129,17 @@ pub fn price_from_pb(x: &pb::Price) -> Result<Price, PricingError> {
         included_quantity: decimal("prices.included_quantity", &x.included_quantity)?
             .unwrap_or_default(),
         minimum_amount_minor: x.minimum_amount_cents,
+        billing: match pb::PriceTiming::try_from(x.billing) {
+            Ok(pb::PriceTiming::Unspecified) => None,
+            Ok(pb::PriceTiming::Advance) => Some(Timing::Advance),
+            Ok(pb::PriceTiming::Arrears) => Some(Timing::Arrears),
+            Err(_) => {
+                return Err(PricingError::invalid(
+                    "prices.billing",
+                    "advance or arrears",
+                ));
+            }
+        },
     })
 }
 
@@ -144,6 +155,11 @@ pub fn price_to_pb(p: &Price) -> pb::Price {
         model: Some(model_pb(&p.model)),
         included_quantity: Some(decimal_pb(p.included_quantity)),
         minimum_amount_cents: p.minimum_amount_minor,
+        billing: match p.billing {
+            None => pb::PriceTiming::Unspecified,
+            Some(Timing::Advance) => pb::PriceTiming::Advance,
+            Some(Timing::Arrears) => pb::PriceTiming::Arrears,
+        } as i32,
     }
 }
 
@@ -173,8 +189,18 @@ mod tests {
             },
             included_quantity: Decimal::from(5),
             minimum_amount_minor: Some(300),
+            billing: Some(Timing::Arrears),
         };
         assert_eq!(price_from_pb(&price_to_pb(&p)).unwrap(), p);
+        for billing in [None, Some(Timing::Advance)] {
+            let flat = Price {
+                kind: ChargeKind::Flat,
+                metric: None,
+                billing,
+                ..p.clone()
+            };
+            assert_eq!(price_from_pb(&price_to_pb(&flat)).unwrap(), flat);
+        }
         let mut bad = price_to_pb(&p);
         if let Some(Model::Graduated(t)) = bad.model.as_mut().and_then(|m| m.model.as_mut()) {
             t.tiers[0].unit_amount = Some(common::Decimal {

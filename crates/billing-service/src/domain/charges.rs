@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use pricing::{ChargeKind, Currency, Decimal, Period, Price, PricingError, SeatSegment};
+use pricing::{ChargeKind, Currency, Decimal, Period, Price, PricingError, SeatSegment, Timing};
 
 /// One plan version over `[start, end)` of the period.
 #[derive(Debug, Clone)]
@@ -44,10 +44,24 @@ pub struct Billable {
     pub seats: Vec<SeatSegment>,
 }
 
+/// Why a line is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The price for the span the line bills.
+    Priced,
+    /// An advance fee's true-up at the period's end: what the period really cost at this
+    /// price minus what was billed in advance (a credit for time not used, a charge for an
+    /// upgrade or more seats).
+    Proration,
+    /// A correction: the difference to what was billed before.
+    Adjustment,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub tenant_id: String,
     pub kind: ChargeKind,
+    pub timing: Timing,
     pub plan_id: String,
     pub plan_version: u32,
     pub price_id: String,
@@ -56,25 +70,23 @@ pub struct Line {
     pub amount_minor: i64,
     pub minimum_applied: bool,
     pub currency: Currency,
-    /// A correction's line: the difference to what was billed before.
-    pub adjustment: bool,
+    pub basis: Basis,
     /// The part of the period the line bills; none on the credit of a price gone since.
     pub span: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
-/// What a line bills, for corrections: the same key in two runs is the same charge.
+/// Which price a line bills, within one part of one subscription period: the same key twice
+/// is the same charge (what true-ups and corrections compare).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LineKey {
-    pub tenant_id: String,
+pub struct PriceKey {
     pub plan_id: String,
     pub plan_version: u32,
     pub price_id: String,
 }
 
 impl Line {
-    pub fn key(&self) -> LineKey {
-        LineKey {
-            tenant_id: self.tenant_id.clone(),
+    pub fn key(&self) -> PriceKey {
+        PriceKey {
             plan_id: self.plan_id.clone(),
             plan_version: self.plan_version,
             price_id: self.price_id.clone(),
@@ -82,38 +94,44 @@ impl Line {
     }
 }
 
-/// A correction bills only the difference: each line becomes `amount − billed`, lines that
-/// change nothing are dropped, and what was billed before but is not billed now (a price gone
-/// from the plan, a plan version no longer in the period) is credited back.
-pub fn adjustments(
+/// The lines that turn what was `billed` into `lines`, marked `basis`: each price's lines
+/// become `amount − billed`, lines that change nothing are dropped, and what was billed but is not
+/// now (a price gone from the plan, a plan version no longer in the span) is credited back.
+pub fn difference(
     lines: Vec<Line>,
-    billed: &HashMap<LineKey, i64>,
+    billed: &HashMap<PriceKey, i64>,
     tenant_id: &str,
     currency: Currency,
+    basis: Basis,
 ) -> Vec<Line> {
+    // A price can bill several lines of a span (a plan left and returned to): what was
+    // billed before is subtracted from its first line only.
     let mut seen = HashSet::new();
     let mut out: Vec<Line> = lines
         .into_iter()
         .filter_map(|l| {
             let key = l.key();
-            let before = billed.get(&key).copied().unwrap_or(0);
-            seen.insert(key);
+            let before = match seen.insert(key.clone()) {
+                true => billed.get(&key).copied().unwrap_or(0),
+                false => 0,
+            };
             (l.amount_minor != before).then(|| Line {
                 amount_minor: l.amount_minor - before,
-                adjustment: true,
+                basis,
                 ..l
             })
         })
         .collect();
     let mut gone: Vec<_> = billed
         .iter()
-        .filter(|(k, a)| k.tenant_id == tenant_id && !seen.contains(*k) && **a != 0)
+        .filter(|(k, a)| !seen.contains(*k) && **a != 0)
         .collect();
     gone.sort();
     for (k, a) in gone {
         out.push(Line {
-            tenant_id: k.tenant_id.clone(),
+            tenant_id: tenant_id.to_string(),
             kind: ChargeKind::Flat,
+            timing: Timing::Advance,
             plan_id: k.plan_id.clone(),
             plan_version: k.plan_version,
             price_id: k.price_id.clone(),
@@ -122,7 +140,7 @@ pub fn adjustments(
             amount_minor: -a,
             minimum_applied: false,
             currency,
-            adjustment: true,
+            basis,
             span: None,
         });
     }
@@ -208,6 +226,7 @@ pub fn price(
             lines.push(Line {
                 tenant_id: b.tenant_id.clone(),
                 kind: p.kind,
+                timing: p.timing(),
                 plan_id: phase.plan_id.clone(),
                 plan_version: phase.plan_version,
                 price_id: p.id.clone(),
@@ -216,7 +235,7 @@ pub fn price(
                 amount_minor,
                 minimum_applied,
                 currency: b.currency,
-                adjustment: false,
+                basis: Basis::Priced,
                 span: Some(span),
             });
         }

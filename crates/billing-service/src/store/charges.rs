@@ -5,14 +5,18 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use ids::{RunId, TenantId};
 use pricing::{ChargeKind, Decimal};
+
 use sqlx::PgConnection;
 
-use crate::domain::LineKind;
-use crate::domain::charges::{Line, LineKey};
+use crate::domain::charges::{Basis, Line, PriceKey};
+use crate::domain::cycles::{Charge, PartKey};
+use crate::domain::{LineKind, Part};
 
 fn kind(l: &Line) -> LineKind {
-    if l.adjustment {
-        return LineKind::Adjustment;
+    match l.basis {
+        Basis::Adjustment => return LineKind::Adjustment,
+        Basis::Proration => return LineKind::Proration,
+        Basis::Priced => {}
     }
     match l.kind {
         ChargeKind::Flat => LineKind::Flat,
@@ -21,53 +25,43 @@ fn kind(l: &Line) -> LineKind {
     }
 }
 
+/// Writes a run's charge lines.
 pub async fn insert(
     conn: &mut PgConnection,
     run_id: &RunId,
-    lines: &[Line],
+    charges: &[Charge],
 ) -> Result<(), sqlx::Error> {
-    if lines.is_empty() {
+    if charges.is_empty() {
         return Ok(());
     }
-    let n = lines.len();
-    let (mut tenants, mut kinds, mut prices, mut metrics) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut qty, mut amounts, mut currencies, mut minimums) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut plans, mut versions, mut starts, mut ends) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for l in lines {
-        plans.push(l.plan_id.as_str());
-        versions.push(l.plan_version as i32);
-        starts.push(l.span.map(|s| s.0));
-        ends.push(l.span.map(|s| s.1));
-        tenants.push(l.tenant_id.as_str());
-        kinds.push(kind(l));
-        prices.push(l.price_id.as_str());
-        metrics.push(l.metric.as_deref().unwrap_or(""));
-        qty.push(l.quantity);
-        amounts.push(l.amount_minor);
-        currencies.push(l.currency.as_str().to_string());
-        minimums.push(l.minimum_applied);
+    // One array per column, one row per charge.
+    fn col<'a, T>(charges: &'a [Charge], f: impl Fn(&'a Charge) -> T) -> Vec<T> {
+        charges.iter().map(f).collect()
     }
+    let tenants = col(charges, |c| c.line.tenant_id.as_str());
+    let kinds = col(charges, |c| kind(&c.line));
+    let prices = col(charges, |c| c.line.price_id.as_str());
+    let metrics = col(charges, |c| c.line.metric.as_deref().unwrap_or(""));
+    let qty = col(charges, |c| c.line.quantity);
+    let amounts = col(charges, |c| c.line.amount_minor);
+    let currencies = col(charges, |c| c.line.currency.as_str());
+    let minimums = col(charges, |c| c.line.minimum_applied);
+    let plans = col(charges, |c| c.line.plan_id.as_str());
+    let versions = col(charges, |c| c.line.plan_version as i32);
+    let starts = col(charges, |c| c.line.span.map(|s| s.0));
+    let ends = col(charges, |c| c.line.span.map(|s| s.1));
+    let subs = col(charges, |c| c.key.subscription_id.as_str());
+    let period_starts = col(charges, |c| c.key.period_start);
+    let period_ends = col(charges, |c| c.period_end);
+    let parts = col(charges, |c| c.key.part);
     sqlx::query(
         "INSERT INTO charges (run_id, tenant_id, kind, price_id, metric, quantity, amount_minor, \
-         currency, minimum_applied, plan_id, plan_version, starts_at, ends_at) \
+         currency, minimum_applied, plan_id, plan_version, starts_at, ends_at, subscription_id, \
+         period_start, period_end, part) \
          SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], \
                                   $7::bigint[], $8::text[], $9::bool[], $10::text[], \
-                                  $11::integer[], $12::timestamptz[], $13::timestamptz[])",
+                                  $11::integer[], $12::timestamptz[], $13::timestamptz[], \
+                                  $14::text[], $15::timestamptz[], $16::timestamptz[], $17::text[])",
     )
     .bind(run_id)
     .bind(&tenants)
@@ -82,38 +76,65 @@ pub async fn insert(
     .bind(&versions)
     .bind(&starts)
     .bind(&ends)
+    .bind(&subs)
+    .bind(&period_starts)
+    .bind(&period_ends)
+    .bind(&parts)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// What has been billed so far for `original` and its completed corrections, per line key:
-/// what a correction subtracts to bill only the difference.
-pub async fn billed_so_far(
+/// What has been billed so far for each of `parts`, per price: the sum of every charge line of
+/// the part (the run that claimed it and its corrections).
+pub async fn billed(
     conn: &mut PgConnection,
-    original: &RunId,
-) -> Result<HashMap<LineKey, i64>, sqlx::Error> {
-    let rows: Vec<(String, String, i32, String, i64)> = sqlx::query_as(
-        "SELECT c.tenant_id, c.plan_id, c.plan_version, c.price_id, sum(c.amount_minor)::bigint \
-         FROM charges c JOIN billing_runs r ON r.id = c.run_id \
-         WHERE (r.id = $1 OR r.corrects_run_id = $1) AND r.status = 'completed' \
-         GROUP BY 1, 2, 3, 4",
+    parts: &[PartKey],
+) -> Result<HashMap<PartKey, HashMap<PriceKey, i64>>, sqlx::Error> {
+    if parts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (subs, starts, kinds) = columns(parts);
+    /// A part's key, a price's key and the sum billed.
+    type Row = (String, DateTime<Utc>, Part, String, i32, String, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT c.subscription_id, c.period_start, c.part, c.plan_id, c.plan_version, c.price_id, \
+                sum(c.amount_minor)::bigint \
+         FROM charges c JOIN unnest($1::text[], $2::timestamptz[], $3::text[]) AS k(s, p, t) \
+           ON c.subscription_id = k.s AND c.period_start = k.p AND c.part = k.t \
+         GROUP BY 1, 2, 3, 4, 5, 6",
     )
-    .bind(original)
+    .bind(&subs)
+    .bind(&starts)
+    .bind(&kinds)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(tenant_id, plan_id, version, price_id, a)| {
-            let key = LineKey {
-                tenant_id,
-                plan_id,
-                plan_version: u32::try_from(version).unwrap_or(0),
-                price_id,
-            };
-            (key, a)
-        })
-        .collect())
+    let mut out: HashMap<PartKey, HashMap<PriceKey, i64>> = HashMap::new();
+    for (sub, start, part, plan_id, version, price_id, amount) in rows {
+        let key = PartKey {
+            subscription_id: sub,
+            period_start: start,
+            part,
+        };
+        let price = PriceKey {
+            plan_id,
+            plan_version: u32::try_from(version).unwrap_or(0),
+            price_id,
+        };
+        out.entry(key).or_default().insert(price, amount);
+    }
+    Ok(out)
+}
+
+/// Parts as the three columns `unnest` joins on.
+pub(crate) fn columns(parts: &[PartKey]) -> (Vec<&str>, Vec<DateTime<Utc>>, Vec<Part>) {
+    let mut cols = (Vec::new(), Vec::new(), Vec::new());
+    for p in parts {
+        cols.0.push(p.subscription_id.as_str());
+        cols.1.push(p.period_start);
+        cols.2.push(p.part);
+    }
+    cols
 }
 
 /// Per (tenant, currency) totals of a run, tenants ascending.
@@ -145,6 +166,10 @@ pub struct ChargeRow {
     pub plan_version: i32,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
+    pub subscription_id: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub part: String,
 }
 
 /// Charges of a run (one tenant's when given), after the cursor id, `limit + 1` rows.
@@ -157,7 +182,8 @@ pub async fn list(
 ) -> Result<Vec<ChargeRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, run_id, tenant_id, kind, price_id, metric, quantity, amount_minor, currency, \
-         plan_id, plan_version, starts_at, ends_at FROM charges WHERE run_id = $1 AND ($2::text IS NULL OR tenant_id = $2) AND id > $3 \
+         plan_id, plan_version, starts_at, ends_at, subscription_id, period_start, period_end, \
+         part FROM charges WHERE run_id = $1 AND ($2::text IS NULL OR tenant_id = $2) AND id > $3 \
          ORDER BY id LIMIT $4",
     )
     .bind(run_id)
@@ -168,21 +194,22 @@ pub async fn list(
     .await
 }
 
-/// Usage totals per tenant and metric in a run (what metered prices charge).
-pub async fn usage(
-    conn: &mut PgConnection,
-    run_id: &RunId,
-) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, sqlx::Error> {
-    let rows: Vec<(String, String, Decimal)> = sqlx::query_as(
-        "SELECT tenant_id, metric, sum(quantity) FROM user_usage_summaries WHERE run_id = $1 \
-         GROUP BY 1, 2",
+/// A run's usage per (tenant, period start) and metric: what metered prices charge.
+pub type PeriodUsage = HashMap<(String, DateTime<Utc>), BTreeMap<String, Decimal>>;
+
+pub async fn usage(conn: &mut PgConnection, run_id: &RunId) -> Result<PeriodUsage, sqlx::Error> {
+    let rows: Vec<(String, DateTime<Utc>, String, Decimal)> = sqlx::query_as(
+        "SELECT tenant_id, period_start, metric, sum(quantity) FROM user_usage_summaries \
+         WHERE run_id = $1 GROUP BY 1, 2, 3",
     )
     .bind(run_id)
     .fetch_all(conn)
     .await?;
-    let mut out: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
-    for (tenant, metric, quantity) in rows {
-        out.entry(tenant).or_default().insert(metric, quantity);
+    let mut out = PeriodUsage::new();
+    for (tenant, start, metric, quantity) in rows {
+        out.entry((tenant, start))
+            .or_default()
+            .insert(metric, quantity);
     }
     Ok(out)
 }

@@ -1,6 +1,8 @@
 //! Postgres access for billing.
 
+pub mod billed;
 pub mod charges;
+pub mod clock;
 pub mod runs;
 pub mod summaries;
 

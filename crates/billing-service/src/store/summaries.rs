@@ -5,6 +5,7 @@
 //! workers on the same tenant therefore queue on the tenant row instead of each holding rows
 //! the other needs, so no lock cycle (deadlock) can form.
 
+use chrono::{DateTime, Utc};
 use concurrency::{LockKey, canonical_lock_keys};
 use ids::{RunId, TenantId};
 use rust_decimal::Decimal;
@@ -23,25 +24,34 @@ pub enum LockOrder {
     Shuffled(u64),
 }
 
+/// Where a summary row belongs: the run and the subscription period its usage was counted
+/// in (the period's start).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub run_id: &'a RunId,
+    pub period_start: DateTime<Utc>,
+}
+
 /// Adds `delta` to the run's summaries of its tenant, locking in `order`.
 pub async fn apply(
     conn: &mut PgConnection,
-    run_id: &RunId,
+    to: Target<'_>,
     delta: &TenantDelta,
     order: LockOrder,
 ) -> Result<(), sqlx::Error> {
     match order {
-        LockOrder::Canonical => apply_canonical(conn, run_id, delta).await,
+        LockOrder::Canonical => apply_canonical(conn, to, delta).await,
         #[cfg(feature = "test-util")]
-        LockOrder::Shuffled(seed) => apply_shuffled(conn, run_id, delta, seed).await,
+        LockOrder::Shuffled(seed) => apply_shuffled(conn, to, delta, seed).await,
     }
 }
 
 async fn apply_canonical(
     conn: &mut PgConnection,
-    run_id: &RunId,
+    to: Target<'_>,
     delta: &TenantDelta,
 ) -> Result<(), sqlx::Error> {
+    let run_id = to.run_id;
     let keys = canonical_lock_keys(&delta.tenant_id, delta.user_ids());
     debug_assert_eq!(keys.first(), Some(&LockKey::tenant(&delta.tenant_id)));
     upsert_tenant(conn, run_id, delta).await?;
@@ -60,11 +70,11 @@ async fn apply_canonical(
         quantities.push(total.quantity);
     }
     sqlx::query(
-        r#"INSERT INTO user_usage_summaries AS s (run_id, tenant_id, user_id, metric, records, quantity)
-           SELECT $1, $2, u COLLATE "C", m COLLATE "C", r, q
+        r#"INSERT INTO user_usage_summaries AS s (run_id, tenant_id, period_start, user_id, metric, records, quantity)
+           SELECT $1, $2, $7, u COLLATE "C", m COLLATE "C", r, q
            FROM unnest($3::text[], $4::text[], $5::bigint[], $6::numeric[]) AS t(u, m, r, q)
-           ORDER BY 3, 4
-           ON CONFLICT (run_id, tenant_id, user_id, metric) DO UPDATE
+           ORDER BY 4, 5
+           ON CONFLICT (run_id, tenant_id, period_start, user_id, metric) DO UPDATE
            SET records = s.records + excluded.records, quantity = s.quantity + excluded.quantity"#,
     )
     .bind(run_id)
@@ -73,6 +83,7 @@ async fn apply_canonical(
     .bind(&metrics)
     .bind(&records)
     .bind(&quantities)
+    .bind(to.period_start)
     .execute(conn)
     .await?;
     Ok(())
@@ -102,10 +113,11 @@ async fn upsert_tenant(
 #[cfg(feature = "test-util")]
 async fn apply_shuffled(
     conn: &mut PgConnection,
-    run_id: &RunId,
+    to: Target<'_>,
     delta: &TenantDelta,
     seed: u64,
 ) -> Result<(), sqlx::Error> {
+    let run_id = to.run_id;
     // Lock units: None = the tenant row, Some(i) = the i-th (user, metric) row.
     let mut units: Vec<Option<usize>> = std::iter::once(None)
         .chain((0..delta.users.len()).map(Some))
@@ -128,9 +140,9 @@ async fn apply_shuffled(
                 let ((user, metric), total) = rows[i];
                 sqlx::query(
                     "INSERT INTO user_usage_summaries AS s \
-                     (run_id, tenant_id, user_id, metric, records, quantity) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (run_id, tenant_id, user_id, metric) DO UPDATE \
+                     (run_id, tenant_id, user_id, metric, records, quantity, period_start) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (run_id, tenant_id, period_start, user_id, metric) DO UPDATE \
                      SET records = s.records + excluded.records, \
                          quantity = s.quantity + excluded.quantity",
                 )
@@ -140,6 +152,7 @@ async fn apply_shuffled(
                 .bind(metric)
                 .bind(total.records)
                 .bind(total.quantity)
+                .bind(to.period_start)
                 .execute(&mut *conn)
                 .await?;
             }

@@ -112,6 +112,10 @@ pub struct PriceJson {
     /// In minor units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     minimum_amount: Option<i64>,
+    /// advance (at the period's start, trued up at its end) or arrears (at its end). Default:
+    /// flat and seat prices in advance, metered prices in arrears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    billing: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -220,6 +224,12 @@ impl PlanBody {
                     "metered" => pb::ChargeKind::Metered,
                     _ => return Err(invalid("prices.kind", "flat, seat or metered")),
                 };
+                let billing = match p.billing.as_deref() {
+                    None => pb::PriceTiming::Unspecified,
+                    Some("advance") => pb::PriceTiming::Advance,
+                    Some("arrears") => pb::PriceTiming::Arrears,
+                    Some(_) => return Err(invalid("prices.billing", "advance or arrears")),
+                };
                 let model = match p.model {
                     ModelJson::Flat { amount } => Model::Flat(pm::Flat {
                         amount: amount.wire(),
@@ -244,6 +254,7 @@ impl PlanBody {
                     model: Some(pb::PriceModel { model: Some(model) }),
                     included_quantity: p.included_quantity.and_then(Amount::wire),
                     minimum_amount_cents: p.minimum_amount,
+                    billing: billing as i32,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -341,6 +352,11 @@ impl From<pb::Plan> for Plan {
                     model,
                     included_quantity: Some(Amount::from_wire(x.included_quantity)),
                     minimum_amount: x.minimum_amount_cents,
+                    billing: match pb::PriceTiming::try_from(x.billing) {
+                        Ok(pb::PriceTiming::Advance) => Some("advance".into()),
+                        Ok(pb::PriceTiming::Arrears) => Some("arrears".into()),
+                        _ => None,
+                    },
                 }
             })
             .collect();

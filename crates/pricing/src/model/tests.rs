@@ -23,6 +23,7 @@ fn metered(model: PriceModel) -> Price {
         model,
         included_quantity: Decimal::ZERO,
         minimum_amount_minor: None,
+        billing: None,
     }
 }
 
@@ -276,6 +277,7 @@ proptest! {
             let p = Price {
                 included_quantity: d(included),
                 minimum_amount_minor: min,
+                billing: None,
                 ..metered(model.clone())
             };
             p.validate().unwrap();
@@ -303,4 +305,24 @@ proptest! {
             Err(e) => prop_assert_eq!(e, PricingError::Overflow),
         }
     }
+}
+
+#[test]
+fn flat_and_seat_prices_bill_in_advance_and_metered_ones_in_arrears_by_default() {
+    let mut p = metered(PriceModel::Flat {
+        amount: Decimal::from(100),
+    });
+    p.kind = ChargeKind::Flat;
+    p.metric = None;
+    assert_eq!(p.timing(), crate::Timing::Advance);
+    p.billing = Some(crate::Timing::Arrears);
+    assert_eq!(p.timing(), crate::Timing::Arrears);
+    let mut m = p.clone();
+    m.kind = ChargeKind::Metered;
+    m.metric = Some("api_calls".into());
+    m.billing = None;
+    assert_eq!(m.timing(), crate::Timing::Arrears);
+    m.billing = Some(crate::Timing::Advance);
+    let e = m.validate().unwrap_err();
+    assert!(e.to_string().contains("billing"), "{e}");
 }

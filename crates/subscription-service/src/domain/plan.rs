@@ -172,6 +172,7 @@ pub(crate) mod tests {
                     },
                     included_quantity: Decimal::ZERO,
                     minimum_amount_minor: None,
+                    billing: None,
                 },
                 Price {
                     id: "seats".into(),
@@ -182,6 +183,7 @@ pub(crate) mod tests {
                     },
                     included_quantity: Decimal::from(3),
                     minimum_amount_minor: None,
+                    billing: None,
                 },
                 Price {
                     id: "calls".into(),
@@ -192,6 +194,7 @@ pub(crate) mod tests {
                     },
                     included_quantity: Decimal::ZERO,
                     minimum_amount_minor: None,
+                    billing: None,
                 },
             ],
             features: vec![

@@ -100,7 +100,8 @@ impl SubscriptionApi {
         let mut out = Vec::new();
         if r.by_period {
             let mut ended: HashMap<SubscriptionId, Vec<periods::PeriodRow>> = HashMap::new();
-            for p in periods::ended_within(&mut conn, &tenants, window.start, window.end).await? {
+            for p in periods::billable_within(&mut conn, &tenants, window.start, window.end).await?
+            {
                 ended.entry(p.subscription_id.clone()).or_default().push(p);
             }
             for s in subs {
@@ -116,7 +117,7 @@ impl SubscriptionApi {
                     let (phases, seats) = self.phases_and_seats(&mut conn, &s, &span).await?;
                     billable.periods.push(pb::BillablePeriod {
                         period: Some(convert::period_pb(p.period_start, p.period_end)),
-                        ended_at: Some(timestamp(span.end)),
+                        ended_at: p.ended_at.map(timestamp),
                         phases,
                         seats,
                     });

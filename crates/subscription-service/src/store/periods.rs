@@ -71,15 +71,17 @@ pub async fn of(conn: &mut PgConnection, sub: &SubscriptionId) -> Result<Vec<Per
     .await?)
 }
 
-/// Periods of `tenants` (all when empty) that ended in `(from, to]`, by tenant and start.
-pub async fn ended_within(
+/// Periods of `tenants` (all when empty) that began in `[from, to)` or ended in `(from, to]`,
+/// by tenant and start: what a billing run over that window bills.
+pub async fn billable_within(
     conn: &mut PgConnection,
     tenants: &[TenantId],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<PeriodRow>, SubError> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM subscription_periods WHERE ended_at > $2 AND ended_at <= $3 \
+        "SELECT {COLUMNS} FROM subscription_periods \
+         WHERE ((ended_at > $2 AND ended_at <= $3) OR (period_start >= $2 AND period_start < $3)) \
          AND (cardinality($1::text[]) = 0 OR tenant_id = ANY($1)) \
          ORDER BY tenant_id, period_start"
     )))

@@ -20,6 +20,7 @@ fn p(id: &str, kind: ChargeKind, metric: Option<&str>, model: PriceModel) -> Pri
         model,
         included_quantity: Decimal::ZERO,
         minimum_amount_minor: None,
+        billing: None,
     }
 }
 
@@ -62,6 +63,7 @@ fn billable() -> Billable {
                 Price {
                     included_quantity: Decimal::from(100),
                     minimum_amount_minor: Some(500),
+                    billing: None,
                     ..p(
                         "calls",
                         ChargeKind::Metered,
@@ -161,14 +163,13 @@ fn corrections_bill_only_the_difference() {
     let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(2100))]);
     let lines = super::price(&billable(), &april(), &usage).unwrap();
     // Billed before: base in full, seats 10.00 short, and a price the plan no longer has.
-    let key = |price: &str| LineKey {
-        tenant_id: "ten_a".into(),
+    let key = |price: &str| PriceKey {
         plan_id: "pro".into(),
         plan_version: 1,
         price_id: price.into(),
     };
     let billed = HashMap::from([(key("base"), 3000), (key("seats"), 6000), (key("old"), 700)]);
-    let adj = adjustments(lines, &billed, "ten_a", Currency::USD);
+    let adj = difference(lines, &billed, "ten_a", Currency::USD, Basis::Adjustment);
     assert_eq!(
         amounts(&adj),
         [
@@ -177,7 +178,7 @@ fn corrections_bill_only_the_difference() {
             ("old".into(), -700)
         ]
     );
-    assert!(adj.iter().all(|l| l.adjustment));
+    assert!(adj.iter().all(|l| l.basis == Basis::Adjustment));
 }
 
 #[test]
@@ -243,14 +244,14 @@ fn a_plan_change_bills_each_plan_for_its_part_of_the_period() {
     let billed = HashMap::from([
         (lines[0].key(), 3000),
         (
-            LineKey {
+            PriceKey {
                 plan_version: 2,
                 ..lines[0].key()
             },
             500,
         ),
     ]);
-    let adj = adjustments(lines, &billed, "ten_a", Currency::USD);
+    let adj = difference(lines, &billed, "ten_a", Currency::USD, Basis::Adjustment);
     let got: Vec<_> = adj
         .iter()
         .map(|l| {

@@ -1,0 +1,317 @@
+//! Executes billing runs: claim the queued run; find the parts of subscription periods due in
+//! its window and not yet billed (`periods`); stream the usage of those that ended from the
+//! subscription service (`StreamUsage`) into the pipeline under the run's deadline, reporting
+//! progress (`usage`); then, in one transaction, claim the parts, price them into charges and
+//! mark the run `completed` with `billing.run.completed` (per-tenant totals) through the
+//! outbox — or mark it `failed` / `exceeded_deadline` with its partial summaries deleted, so
+//! they are never visible.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concurrency::{Limiter, ThroughputTracker, with_deadline};
+use event_types::{BillingRun, RunCompleted, RunFailed, TenantAmount, TenantRecords, data};
+use ids::{RunId, TenantId};
+use platform::events::{CloudEvent, enqueue};
+use platform::grpc::Channel;
+use platform::grpc::{Caller, timestamp};
+use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::domain::RunStatus;
+use crate::pipeline::{self, PipelineError};
+use crate::store::charges;
+use crate::store::runs::{self, RunRow};
+
+mod periods;
+mod usage;
+
+use periods::{Due, price};
+
+const SOURCE: &str = "/services/billing";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("usage stream: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("bad usage record: {0}")]
+    Record(String),
+    #[error("events: {0}")]
+    Events(#[from] platform::events::EventError),
+    #[error("pricing: {0}")]
+    Pricing(#[from] pricing::PricingError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub pool: PgPool,
+    pub usage: SubscriptionServiceClient<Channel>,
+    pub limiter: Limiter,
+}
+
+impl Runner {
+    /// Runs queued runs as their ids arrive (and any left queued at start-up) until `stop`.
+    pub async fn serve(self, mut ids: mpsc::UnboundedReceiver<RunId>, stop: CancellationToken) {
+        // A run left `running` by a process that died is retried from scratch, once its
+        // deadline has passed (by then no live process can still be running it).
+        match self.pool.begin().await {
+            Ok(mut tx) => match runs::requeue_abandoned(&mut tx).await {
+                Ok(ids) => {
+                    if tx.commit().await.is_ok() && !ids.is_empty() {
+                        tracing::warn!(runs = ?ids, "requeued billing runs abandoned by a stopped process");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not requeue abandoned runs"),
+            },
+            Err(e) => tracing::error!(error = %e, "could not requeue abandoned runs"),
+        }
+        let queued: Vec<RunId> =
+            sqlx::query_scalar("SELECT id FROM billing_runs WHERE status = 'queued' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
+        for id in queued {
+            self.execute_logged(&id).await;
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                id = ids.recv() => match id {
+                    Some(id) => self.execute_logged(&id).await,
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn execute_logged(&self, id: &RunId) {
+        let span = tracing::info_span!("billing_run", run = %id);
+        if let Err(e) = self.execute(id).instrument(span).await {
+            tracing::error!(run = %id, error = %e, "billing run could not be recorded");
+        }
+    }
+
+    /// Executes one run if it is still queued.
+    pub async fn execute(&self, id: &RunId) -> Result<(), RunError> {
+        let Some(run) = runs::claim(&mut *self.pool.acquire().await?, id).await? else {
+            return Ok(());
+        };
+        // Time from the request to the claim: the outbox, JetStream and the consumer.
+        if let Some(claimed) = run.started_at {
+            let queued = (claimed - run.created_at).to_std().unwrap_or_default();
+            metrics::histogram!("billing_run_phase_seconds", "phase" => "queue")
+                .record(queued.as_secs_f64());
+        }
+        let started = Instant::now();
+        let tracker = Arc::new(ThroughputTracker::new());
+        let reporter = {
+            let (pool, tracker, id) = (self.pool.clone(), tracker.clone(), run.id.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    every.tick().await;
+                    let s = tracker.snapshot();
+                    if let Ok(mut c) = pool.acquire().await {
+                        let _ = runs::progress(&mut c, &id, s.total as i64, s.window_per_sec).await;
+                    }
+                }
+            })
+        };
+        // The deadline bounds reading and folding the usage; pricing and finishing are one
+        // short transaction after it, so a run's charges are never half written.
+        let deadline = Duration::from_secs(run.deadline_seconds.max(1) as u64);
+        let outcome = with_deadline(deadline, self.prepare(&run, tracker.clone())).await;
+        reporter.abort();
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let records = tracker.total();
+        let done = Done {
+            records: records as i64,
+            rate: records as f64 / secs,
+        };
+        metrics::counter!("billing_records_processed_total").increment(records);
+        metrics::histogram!("billing_run_seconds").record(secs);
+        let mut finishing = Instant::now();
+        let result = match outcome {
+            Ok(Ok(dues)) => self.complete(&run, dues, done).await,
+            Ok(Err(e)) => Err(e),
+            Err(e) => {
+                metrics::counter!("billing_run_deadline_exceeded_total").increment(1);
+                self.fail(&run, RunStatus::ExceededDeadline, &e.to_string(), done)
+                    .await?;
+                pipeline::phase("finish", &mut finishing);
+                return Ok(());
+            }
+        };
+        if let Err(e) = result {
+            self.fail(&run, RunStatus::Failed, &e.to_string(), done)
+                .await?;
+        }
+        pipeline::phase("finish", &mut finishing);
+        Ok(())
+    }
+
+    /// What the run bills, with the usage of its arrears parts folded into its summaries.
+    async fn prepare(
+        &self,
+        run: &RunRow,
+        tracker: Arc<ThroughputTracker>,
+    ) -> Result<Vec<Due>, RunError> {
+        let dues = self.due(run).await?;
+        self.aggregate(run, &dues, tracker).await?;
+        Ok(dues)
+    }
+
+    /// Prices the run's parts and marks it `completed`, in one transaction: its claims, its
+    /// charges, its status and its event commit together or not at all.
+    async fn complete(&self, run: &RunRow, dues: Vec<Due>, done: Done) -> Result<(), RunError> {
+        let mut started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let lines = price(&mut tx, run, dues).await?;
+        charges::insert(&mut tx, &run.id, &lines).await?;
+        pipeline::phase("price", &mut started);
+        let row = runs::finish(
+            &mut tx,
+            &run.id,
+            RunStatus::Completed,
+            done.records,
+            done.rate,
+            "",
+        )
+        .await?;
+        let totals = runs::totals(&mut tx, &run.id)
+            .await?
+            .into_iter()
+            .map(|(tenant_id, records, quantity)| TenantRecords {
+                tenant_id,
+                records,
+                quantity: quantity.to_string(),
+            })
+            .collect();
+        let amounts = charges::totals(&mut tx, &run.id)
+            .await?
+            .into_iter()
+            .map(|(tenant_id, currency, amount_minor)| TenantAmount {
+                tenant_id,
+                currency,
+                amount_minor,
+            })
+            .collect();
+        let payload = RunCompleted {
+            run: run_payload(&row),
+            totals,
+            amounts,
+        };
+        enqueue(
+            &mut tx,
+            &run_event("billing.run.completed", &row, data(&payload)),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(run = %run.id, records = done.records, records_per_second = done.rate, "billing run completed");
+        Ok(())
+    }
+
+    /// Marks the run `status` (failed or out of time), dropping whatever it wrote.
+    async fn fail(
+        &self,
+        run: &RunRow,
+        status: RunStatus,
+        error: &str,
+        done: Done,
+    ) -> Result<(), RunError> {
+        tracing::warn!(run = %run.id, %status, error, "billing run did not complete");
+        let mut tx = self.pool.begin().await?;
+        let row = runs::finish(&mut tx, &run.id, status, done.records, done.rate, error).await?;
+        let payload = RunFailed {
+            run: run_payload(&row),
+            error: error.to_string(),
+        };
+        enqueue(
+            &mut tx,
+            &run_event("billing.run.failed", &row, data(&payload)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// What a run did, for its record.
+#[derive(Debug, Clone, Copy)]
+struct Done {
+    records: i64,
+    rate: f64,
+}
+
+fn instant(t: Option<prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = t?;
+    chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+}
+
+fn period_pb(run: &RunRow) -> rpc::common::v1::Period {
+    rpc::common::v1::Period {
+        start: Some(timestamp(run.period_start)),
+        end: Some(timestamp(run.period_end)),
+    }
+}
+
+/// A call to the subscription service as the platform, bounded by the run's deadline.
+fn as_operator<T>(run: &RunRow, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    Caller {
+        tenant_id: TenantId::parse("platform").expect("a valid tenant id"),
+        subject: "billing-service".into(),
+        roles: vec!["platform_admin".into()],
+        scopes: Vec::new(),
+        request_id: Some(run.id.to_string()),
+    }
+    .apply(&mut req);
+    req.set_timeout(Duration::from_secs(run.deadline_seconds.max(1) as u64));
+    req
+}
+
+/// A run as its events carry it.
+fn run_payload(r: &RunRow) -> BillingRun {
+    BillingRun {
+        run_id: r.id.clone(),
+        period_start: r.period_start,
+        period_end: r.period_end,
+        tenant_ids: r.tenant_ids.clone(),
+        status: r.status.to_string(),
+        records_processed: r.records_processed,
+    }
+}
+
+fn run_event(kind: &str, r: &RunRow, payload: serde_json::Value) -> CloudEvent {
+    CloudEvent::new(SOURCE, kind, payload).with_subject(r.id.as_str())
+}
+
+/// `billing.run.requested` → the runner (the run record is durable; the event is the nudge).
+#[derive(Debug, Clone)]
+pub struct RunRequested {
+    pub ids: mpsc::UnboundedSender<RunId>,
+}
+
+impl platform::events::EventHandler for RunRequested {
+    async fn handle(
+        &self,
+        _tx: &mut sqlx::PgConnection,
+        event: &CloudEvent,
+    ) -> Result<(), platform::events::HandlerError> {
+        let run: BillingRun = event_types::read(&event.data)
+            .map_err(|e| platform::events::HandlerError::Permanent(e.to_string()))?;
+        let _ = self.ids.send(run.run_id);
+        Ok(())
+    }
+}
+
+pub(crate) fn requested_event(r: &RunRow) -> CloudEvent {
+    run_event("billing.run.requested", r, data(&run_payload(r)))
+}

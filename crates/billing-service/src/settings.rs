@@ -1,0 +1,47 @@
+//! Settings only the billing service reads, beside the shared `ServiceConfig`.
+
+use std::time::Duration;
+
+use platform::config::{ConfigError, num_var};
+
+/// Variables only the billing service reads: name, default, meaning (the README lists them).
+pub const ENV_VARS: &[(&str, &str, &str)] = &[(
+    "BILLING_CLOCK_SECS",
+    "3600",
+    "how often the billing clock starts a run for every period that began or ended since its last one (0: no clock; runs only by request)",
+)];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `None`: the clock is off.
+    pub clock: Option<Duration>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &'static str| lookup(k).filter(|v| !v.trim().is_empty());
+        let secs = num_var(&get, "BILLING_CLOCK_SECS", 3600, 0, 31 * 86_400)?;
+        Ok(Settings {
+            clock: (secs > 0).then(|| Duration::from_secs(secs.into())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_is_hourly_by_default_and_zero_turns_it_off() {
+        let s = Settings::from_lookup(|_| None).unwrap();
+        assert_eq!(s.clock, Some(Duration::from_secs(3600)));
+        let off = Settings::from_lookup(|_| Some("0".into())).unwrap();
+        assert_eq!(off.clock, None);
+        let e = Settings::from_lookup(|_| Some("soon".into())).unwrap_err();
+        assert!(e.to_string().contains("BILLING_CLOCK_SECS"), "{e}");
+    }
+}
