@@ -176,3 +176,53 @@ async fn a_billing_run_through_the_gateway() {
     assert_eq!(p["errors"][0]["field"], "tenant_ids", "{p}");
     stack.stop().await;
 }
+
+/// When each price is billed is part of the plan: shown back as set, and refused where it
+/// cannot hold (usage is only known at a period's end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_say_when_they_are_billed() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let operator = token("ten_platform", "operator", &["platform_admin"]);
+    let plan = |id: &str, billing: &str, kind: &str| {
+        let metric = (kind == "metered").then_some("api_calls");
+        json!({"id": id, "name": id, "currency": "USD", "interval": "month",
+               "prices": [{"id": "p", "kind": kind, "metric": metric, "billing": billing,
+                           "model": {"type": "per_unit", "unit_amount": "1"}}]})
+    };
+    let (s, p) = api
+        .send(
+            Method::POST,
+            "/v1/plans",
+            &operator,
+            Some(plan("late", "arrears", "seat")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let (s, p) = api
+        .send(Method::GET, "/v1/plans/late", &operator, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["prices"][0]["billing"], "arrears", "{p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            "/v1/plans",
+            &operator,
+            Some(plan("odd", "later", "seat")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["field"], "prices.billing", "{p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            "/v1/plans",
+            &operator,
+            Some(plan("early", "advance", "metered")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(p.to_string().contains("billing"), "{p}");
+    stack.stop().await;
+}
