@@ -50,16 +50,24 @@ pub async fn run<B: Batch, S: Sink>(
 ) -> Result<u64, PipelineError> {
     let mut started = std::time::Instant::now();
     let names: Arc<Mutex<Names>> = Arc::default();
-    let totals: Arc<Mutex<KeyTotals>> = Arc::default();
+    // Running totals, one per worker at a time: a worker takes one, folds its batch straight
+    // into it and puts it back, so records are hashed once and nothing waits on a shared
+    // map; they merge once, at the end.
+    let partials: Arc<Mutex<Vec<KeyTotals>>> = Arc::default();
     let mut workers = Workers(Vec::new());
     while let Some(batch) = rx.recv().await {
-        let (names, totals, progress) = (names.clone(), totals.clone(), progress.clone());
+        let (names, partials, progress) = (names.clone(), partials.clone(), progress.clone());
         let n = batch.records() as u64;
         let worker = limiter
             .spawn(async move {
-                let part = batch.fold_keys(&names);
+                let take = || partials.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let mut totals = take().unwrap_or_default();
+                batch.fold_into(&names, &mut totals);
                 drop(batch);
-                merge(&mut totals.lock().unwrap_or_else(|p| p.into_inner()), part);
+                partials
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(totals);
                 progress.record(n);
                 Ok::<(), PipelineError>(())
             })
@@ -67,11 +75,14 @@ pub async fn run<B: Batch, S: Sink>(
         workers.push(worker).await?;
     }
     workers.join().await?;
+    let mut totals = KeyTotals::default();
+    for part in std::mem::take(&mut *partials.lock().unwrap_or_else(|p| p.into_inner())) {
+        merge(&mut totals, part);
+    }
     phase("read_fold", &mut started);
     // The write phase, under the DB budget: tenants ascending, whole tenants per sink call,
     // as many as make about WRITE_ROWS rows (one transaction for many small tenants; each
     // call's keys are still in canonical order, tenant by tenant).
-    let totals = std::mem::take(&mut *totals.lock().unwrap_or_else(|p| p.into_inner()));
     let names = std::mem::take(&mut *names.lock().unwrap_or_else(|p| p.into_inner()));
     let mut chunks = vec![Vec::new()];
     let mut rows = 0;

@@ -191,24 +191,27 @@ pub fn record_pb(r: Record) -> pb::UsageRecord {
     }
 }
 
-/// Quantities go as integer units and a scale (normalized, so `1.50` is 15 / 10^1); the
-/// rare one whose digits exceed an int64 goes exactly in `wide`.
+/// Quantities go as integer units and a scale (`1.50` as 150 / 10^2, or normalized to 15 /
+/// 10^1 when the units would not fit an int64); the rare one whose digits exceed an int64
+/// even then goes exactly in `wide`.
 pub fn columns_pb(c: Columns) -> pb::UsageColumns {
     let mut units = Vec::with_capacity(c.quantity.len());
     let mut scale = Vec::with_capacity(c.quantity.len());
     let mut wide = std::collections::HashMap::new();
     for (i, q) in c.quantity.iter().enumerate() {
-        let q = q.normalize();
-        match i64::try_from(q.mantissa()) {
-            Ok(u) => {
+        // Normalizing (a division per trailing zero) only when the units do not fit as they
+        // are: `5.000000` from a `numeric(…, 6)` column.
+        let fits = |q: &Decimal| i64::try_from(q.mantissa()).ok().map(|u| (u, q.scale()));
+        match fits(q).or_else(|| fits(&q.normalize())) {
+            Some((u, s)) => {
                 units.push(u);
-                scale.push(q.scale());
+                scale.push(s);
             }
-            Err(_) => {
+            None => {
                 units.push(0);
                 scale.push(0);
                 let i = u32::try_from(i).expect("a batch holds at most 8192 records");
-                wide.insert(i, dec_pb(q));
+                wide.insert(i, dec_pb(q.normalize()));
             }
         }
     }
@@ -236,12 +239,14 @@ mod tests {
             wide,
             Decimal::ZERO,
             Decimal::new(7, 0),
+            // 5 with 20 zeros after the point: its units fit an int64 only normalized.
+            Decimal::from_i128_with_scale(5 * 10i128.pow(20), 20),
         ] {
             c.push("ten_1", "", "api_calls", q);
         }
         let pb = columns_pb(c);
-        assert_eq!(pb.units, [15, 0, 0, 7]);
-        assert_eq!(pb.scale, [1, 0, 0, 0]);
+        assert_eq!(pb.units, [150, 0, 0, 7, 5]);
+        assert_eq!(pb.scale, [2, 0, 0, 0, 0]);
         assert_eq!(pb.wide.len(), 1);
         assert_eq!(pb.wide[&1].value.parse::<Decimal>().unwrap(), wide);
     }

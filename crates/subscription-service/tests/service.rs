@@ -1198,3 +1198,6 @@ async fn every_period_gets_one_row_and_usage_names_the_period_it_was_counted_in(
     assert!(s[1].2.is_none());
     h.stop().await;
 }
+
+#[path = "service/streams.rs"]
+mod streams;

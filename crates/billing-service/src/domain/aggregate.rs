@@ -99,7 +99,7 @@ fn by_tenant<'a>(
 /// Each distinct tenant, user and metric id of a run once, as a dense integer.
 #[derive(Debug, Default)]
 pub struct Names {
-    ids: HashMap<String, u32>,
+    ids: HashMap<String, u32, foldhash::fast::RandomState>,
     names: Vec<String>,
 }
 
@@ -153,11 +153,10 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// Adds `part` into `all`.
-pub fn merge(all: &mut KeyTotals, part: KeyTotals) {
-    if all.is_empty() {
-        *all = part;
-        return;
+/// Adds `part` into `all` (the smaller map into the larger).
+pub fn merge(all: &mut KeyTotals, mut part: KeyTotals) {
+    if part.len() > all.len() {
+        std::mem::swap(all, &mut part);
     }
     for (k, t) in part {
         all.entry(k).or_default().add(t);
@@ -178,8 +177,15 @@ pub fn named(totals: KeyTotals, names: &Names) -> Vec<TenantDelta> {
 pub trait Batch: Send + 'static {
     /// Records in the batch (for throughput and progress).
     fn records(&self) -> usize;
-    /// Per-key totals of the batch, its ids interned in the run's `names`.
-    fn fold_keys(&self, names: &Mutex<Names>) -> KeyTotals;
+    /// Adds the batch's records into `totals`, their ids interned in the run's `names`.
+    fn fold_into(&self, names: &Mutex<Names>, totals: &mut KeyTotals);
+
+    /// Per-key totals of the batch alone.
+    fn fold_keys(&self, names: &Mutex<Names>) -> KeyTotals {
+        let mut totals = KeyTotals::default();
+        self.fold_into(names, &mut totals);
+        totals
+    }
 }
 
 impl Batch for Vec<Usage> {
@@ -188,7 +194,7 @@ impl Batch for Vec<Usage> {
     }
 
     /// Folds by borrowed strings, then interns each distinct key once.
-    fn fold_keys(&self, names: &Mutex<Names>) -> KeyTotals {
+    fn fold_into(&self, names: &Mutex<Names>, totals: &mut KeyTotals) {
         let mut sums: HashMap<(&str, &str, &str), Total> = HashMap::new();
         for r in self {
             let t = sums
@@ -198,9 +204,12 @@ impl Batch for Vec<Usage> {
             t.quantity += r.quantity;
         }
         let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
-        sums.into_iter()
-            .map(|((t, u, m), total)| ((names.id(t), names.id(u), names.id(m)), total))
-            .collect()
+        for ((t, u, m), total) in sums {
+            totals
+                .entry((names.id(t), names.id(u), names.id(m)))
+                .or_default()
+                .add(total);
+        }
     }
 }
 
@@ -261,12 +270,11 @@ impl Batch for Columns {
 
     /// Maps the batch's strings to run ids once, then sums records by id triple: no string is
     /// hashed or copied per record. A string listed twice maps to one id, so its records add.
-    fn fold_keys(&self, names: &Mutex<Names>) -> KeyTotals {
+    fn fold_into(&self, names: &Mutex<Names>, sums: &mut KeyTotals) {
         let ids: Vec<u32> = {
             let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
             self.strings.iter().map(|s| names.id(s)).collect()
         };
-        let mut sums = KeyTotals::with_capacity_and_hasher(self.quantity.len(), Default::default());
         for (i, q) in self.quantity.iter().enumerate() {
             let key = (
                 ids[self.tenant[i] as usize],
@@ -277,7 +285,6 @@ impl Batch for Columns {
             t.records += 1;
             t.quantity += *q;
         }
-        sums
     }
 }
 

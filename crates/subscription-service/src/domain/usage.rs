@@ -119,7 +119,7 @@ pub struct Columns {
     pub user: Vec<u32>,
     pub metric: Vec<u32>,
     pub quantity: Vec<Decimal>,
-    index: HashMap<Box<[u8]>, u32>,
+    index: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
     // Rows arrive grouped by tenant and often repeat a user or metric: the last hit of each
     // column skips the hash lookup.
     last: [Option<u32>; 3],

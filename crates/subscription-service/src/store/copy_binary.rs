@@ -149,6 +149,15 @@ pub fn text(field: Option<&[u8]>) -> Result<&str, CopyError> {
     std::str::from_utf8(not_null(field)?).or_else(|_| bad("text that is not UTF-8"))
 }
 
+/// A `NOT NULL` `timestamptz` field: microseconds since 2000-01-01 UTC.
+pub fn timestamp(field: Option<&[u8]>) -> Result<i64, CopyError> {
+    let b = not_null(field)?;
+    match <[u8; 8]>::try_from(b) {
+        Ok(micros) => Ok(i64::from_be_bytes(micros)),
+        Err(_) => bad(format!("timestamp of {} bytes", b.len())),
+    }
+}
+
 /// A `numeric` field, exactly: base-10000 digits with a weight (the power of 10000 of the
 /// first digit), a sign, and a display scale this ignores (the value is the same).
 pub fn numeric(field: Option<&[u8]>) -> Result<Decimal, CopyError> {

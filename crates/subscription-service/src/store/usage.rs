@@ -15,9 +15,10 @@ use ids::TenantId;
 use pricing::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::copy_binary::{CopyError, CopyRows, not_null, numeric};
+use super::copy_binary::{CopyError, CopyRows, not_null, numeric, timestamp};
 use crate::domain::usage::{Columns, Record};
 use crate::error::SubError;
+use std::collections::HashMap;
 
 /// A valid record with the billing period its timestamp falls in.
 pub struct Placed {
@@ -199,51 +200,106 @@ pub struct StreamQuery {
 }
 
 impl Select {
-    /// The filter's values as Postgres text (array and timestamp literals made by Postgres
-    /// itself from bound values, so nothing from a request is spliced into SQL), for the
-    /// transaction settings `COPY` reads them from, and the `WHERE` clause reading them.
-    async fn settings(&self, conn: &mut PgConnection) -> Result<&'static str, SubError> {
+    /// The records' rows through the extended protocol, the filter's values bound.
+    fn rows_query(&self) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        const COLUMNS: &str =
+            "SELECT tenant_id, id, user_id, metric, quantity, ts FROM usage_records";
         match self {
-            Select::Window { tenants, from, to } => {
-                sqlx::query(
-                    "SELECT set_config('saas.stream_tenants', $1::text[]::text, true), \
-                            set_config('saas.stream_from', $2::timestamptz::text, true), \
-                            set_config('saas.stream_to', $3::timestamptz::text, true)",
-                )
-                .bind(tenants)
-                .bind(from)
-                .bind(to)
-                .execute(conn)
-                .await?;
-                Ok(WHERE_WINDOW)
-            }
+            Select::Window { tenants, from, to } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} WHERE tenant_id = ANY ($1) AND ts >= $2 AND ts < $3"
+            )))
+            .bind(tenants)
+            .bind(from)
+            .bind(to),
             Select::Periods(pairs) => {
                 let (tenants, starts): (Vec<&TenantId>, Vec<DateTime<Utc>>) =
                     pairs.iter().map(|(t, s)| (t, *s)).unzip();
-                sqlx::query(
-                    "SELECT set_config('saas.stream_tenants', $1::text[]::text, true), \
-                            set_config('saas.stream_starts', $2::timestamptz[]::text, true)",
-                )
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{COLUMNS} WHERE (tenant_id, period_start) IN \
+                     (SELECT * FROM unnest($1::text[], $2::timestamptz[]))"
+                )))
                 .bind(tenants)
                 .bind(starts)
-                .execute(conn)
-                .await?;
-                Ok(WHERE_PERIODS)
             }
         }
     }
+
+    /// Billing's `COPY` statement (`COPY` takes no bind parameters). Postgres itself writes
+    /// the filter's values into it as literals (`format('%L')` of bound values, so nothing
+    /// from a request is spliced in by us), which also makes them constants the planner can
+    /// hash: `tenant_id = ANY (…)` is one hash probe per row, not a scan of the list.
+    ///
+    /// By period, the filter is the tenants asked for × the starts asked for — a superset
+    /// of the pairs when tenants have different starts — because a hash join on the pairs
+    /// costs Postgres twice as much per row as the whole rest of the scan; [`Wanted`] drops
+    /// the rows of pairs not asked for.
+    async fn copy_statement(&self, conn: &mut PgConnection) -> Result<String, SubError> {
+        const COPY: &str = "COPY (SELECT tenant_id, user_id, metric, quantity, period_start \
+             FROM usage_records WHERE tenant_id = ANY (%L::text[]) AND ";
+        let statement = match self {
+            Select::Window { tenants, from, to } => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT format('{COPY} ts >= %L::timestamptz AND ts < %L::timestamptz) \
+                     TO STDOUT (FORMAT binary)', $1::text[], $2::timestamptz, $3::timestamptz)"
+                )))
+                .bind(tenants)
+                .bind(from)
+                .bind(to)
+                .fetch_one(conn)
+                .await?
+            }
+            Select::Periods(pairs) => {
+                let mut tenants: Vec<&TenantId> = pairs.iter().map(|(t, _)| t).collect();
+                let mut starts: Vec<DateTime<Utc>> = pairs.iter().map(|(_, s)| *s).collect();
+                tenants.sort();
+                tenants.dedup();
+                starts.sort();
+                starts.dedup();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT format('{COPY} period_start = ANY (%L::timestamptz[])) \
+                     TO STDOUT (FORMAT binary)', $1::text[], $2::timestamptz[])"
+                )))
+                .bind(tenants)
+                .bind(starts)
+                .fetch_one(conn)
+                .await?
+            }
+        };
+        Ok(statement)
+    }
 }
 
-/// Read once each by an InitPlan (the outer `::text[]` makes `ANY` take the array, not the
-/// subquery's rows).
-const WHERE_WINDOW: &str = "tenant_id = ANY ((SELECT current_setting('saas.stream_tenants')::text[])::text[]) \
-     AND ts >= (SELECT current_setting('saas.stream_from')::timestamptz) \
-     AND ts < (SELECT current_setting('saas.stream_to')::timestamptz)";
+/// The (tenant, period start) pairs a read by period asked for, to drop the other rows the
+/// `COPY` filter lets through. Starts in Postgres' binary form (microseconds since 2000),
+/// truncated as sqlx truncates them when it binds them.
+struct Wanted(HashMap<Box<[u8]>, Vec<i64>, foldhash::fast::RandomState>);
 
-/// The pairs as a set the planner can join on `(tenant_id, period_start)`.
-const WHERE_PERIODS: &str = "(tenant_id, period_start) IN (SELECT t, s FROM unnest( \
-     current_setting('saas.stream_tenants')::text[], \
-     current_setting('saas.stream_starts')::timestamptz[]) AS p(t, s))";
+impl Wanted {
+    fn new(select: &Select) -> Option<Wanted> {
+        let Select::Periods(pairs) = select else {
+            return None;
+        };
+        let mut map: HashMap<Box<[u8]>, Vec<i64>, _> = HashMap::default();
+        for (tenant, start) in pairs {
+            map.entry(tenant.as_str().as_bytes().into())
+                .or_default()
+                .push(pg_micros(*start));
+        }
+        Some(Wanted(map))
+    }
+
+    fn has(&self, tenant: &[u8], start: i64) -> bool {
+        self.0.get(tenant).is_some_and(|s| s.contains(&start))
+    }
+}
+
+/// Microseconds since 2000-01-01 UTC, as Postgres stores a `timestamptz`.
+fn pg_micros(t: DateTime<Utc>) -> i64 {
+    const PG_EPOCH_SECS: i64 = 946_684_800;
+    (t - DateTime::from_timestamp(PG_EPOCH_SECS, 0).expect("2000-01-01 is a valid time"))
+        .num_microseconds()
+        .unwrap_or(i64::MAX)
+}
 
 type Out<B> = tokio::sync::mpsc::Sender<Result<B, SubError>>;
 
@@ -264,12 +320,7 @@ impl StreamBatch for Vec<Record> {
         q: &StreamQuery,
         out: &Out<Self>,
     ) -> Result<bool, SubError> {
-        let mut tx = sqlx::Connection::begin(conn).await?;
-        let filter = q.select.settings(&mut tx).await?;
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT tenant_id, id, user_id, metric, quantity, ts FROM usage_records WHERE {filter}"
-        )))
-        .fetch(&mut *tx);
+        let mut rows = q.select.rows_query().fetch(conn);
         let mut batch = Vec::with_capacity(q.size);
         while let Some(row) = rows.try_next().await? {
             batch.push(Record {
@@ -291,31 +342,28 @@ impl StreamBatch for Vec<Record> {
     }
 }
 
-/// Billing's read: `COPY` in binary, the filter's values passed as transaction settings
-/// (`COPY` takes no bind parameters; see [`Select::settings`]).
-fn copy_columns(filter: &str) -> String {
-    format!(
-        "COPY (SELECT tenant_id, user_id, metric, quantity FROM usage_records WHERE {filter}) \
-         TO STDOUT (FORMAT binary)"
-    )
-}
-
 impl StreamBatch for Columns {
     async fn read(
         conn: &mut PgConnection,
         q: &StreamQuery,
         out: &Out<Self>,
     ) -> Result<bool, SubError> {
-        let mut tx = sqlx::Connection::begin(conn).await?;
-        let filter = q.select.settings(&mut tx).await?;
-        let statement = copy_columns(filter);
-        let mut copy = tx.copy_out_raw(&statement).await?;
-        let mut rows = CopyRows::<4>::default();
+        // Billing's read: `COPY` in binary (see [`Select::copy_statement`]).
+        let statement = q.select.copy_statement(&mut *conn).await?;
+        let wanted = Wanted::new(&q.select);
+        let mut copy = conn.copy_out_raw(&statement).await?;
+        let mut rows = CopyRows::<5>::default();
         let mut batch = Columns::default();
         let mut full = Vec::new();
         while let Some(chunk) = copy.try_next().await? {
-            rows.feed::<SubError>(&chunk, |[tenant, user, metric, quantity]| {
-                let (t, u, m) = (not_null(tenant)?, not_null(user)?, not_null(metric)?);
+            rows.feed::<SubError>(&chunk, |[tenant, user, metric, quantity, start]| {
+                let t = not_null(tenant)?;
+                if let Some(w) = &wanted
+                    && !w.has(t, timestamp(start)?)
+                {
+                    return Ok(());
+                }
+                let (u, m) = (not_null(user)?, not_null(metric)?);
                 batch
                     .push_utf8(t, u, m, numeric(quantity)?)
                     .map_err(|_| CopyError("text that is not UTF-8".into()))?;
@@ -334,7 +382,6 @@ impl StreamBatch for Columns {
         if !rows.finished() {
             return Err(SubError::Corrupt("COPY output ended early".into()));
         }
-        tx.commit().await?;
         if !batch.is_empty() {
             let _ = out.send(Ok(batch)).await;
         }

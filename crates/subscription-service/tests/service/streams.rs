@@ -1,0 +1,88 @@
+//! `StreamUsage` by period selects exactly the (tenant, period) pairs asked for, even when a
+//! tenant's other period started at the same moment as a period asked for another tenant.
+
+use super::*;
+
+/// Records stored straight into the table (no subscription needed): `n` of `quantity`
+/// for `tenant`, counted in the period starting at `start`.
+async fn stored(h: &Harness, tenant: &str, start: DateTime<Utc>, n: i64, quantity: i64) {
+    sqlx::query(
+        "INSERT INTO usage_records (tenant_id, id, user_id, metric, quantity, ts, period_start) \
+         SELECT $1, $1 || '-' || $2::text || '-' || i, 'usr_1', 'api_calls', $3, $2, $2 \
+         FROM generate_series(1, $4) i",
+    )
+    .bind(tenant)
+    .bind(start)
+    .bind(Decimal::from(quantity))
+    .bind(n)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn periods_select_exactly_the_pairs_asked_for() {
+    let h = Harness::start().await;
+    let jan = "2026-01-01T00:00:00.123456Z"
+        .parse::<DateTime<Utc>>()
+        .unwrap();
+    let feb = "2026-02-01T00:00:00.123456Z"
+        .parse::<DateTime<Utc>>()
+        .unwrap();
+    stored(&h, "ten_a", jan, 3, 1).await;
+    stored(&h, "ten_a", feb, 5, 10).await;
+    stored(&h, "ten_b", jan, 2, 1000).await;
+    stored(&h, "ten_b", feb, 7, 100).await;
+    stored(&h, "ten_c", feb, 4, 10_000).await;
+    // Asked: ten_a's January and ten_b's February; both tenants and both starts are in the
+    // request, but not ten_a's February, ten_b's January or ten_c at all.
+    let asked = [("ten_a", jan), ("ten_b", feb)];
+    for columnar in [true, false] {
+        let mut stream = h
+            .client()
+            .stream_usage(admin(pb::StreamUsageRequest {
+                batch_size: 3,
+                columnar,
+                periods: asked
+                    .iter()
+                    .map(|(t, s)| pb::TenantPeriod {
+                        tenant_id: t.to_string(),
+                        period_start: ts(*s),
+                    })
+                    .collect(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got: BTreeMap<String, (i64, Decimal)> = BTreeMap::new();
+        while let Some(b) = stream.next().await {
+            let b = b.unwrap();
+            let mut add = |t: &str, q: Decimal| {
+                let e = got.entry(t.to_string()).or_default();
+                e.0 += 1;
+                e.1 += q;
+            };
+            if let Some(c) = b.columns {
+                for i in 0..c.units.len() {
+                    add(
+                        &c.strings[c.tenant[i] as usize],
+                        Decimal::new(c.units[i], c.scale[i]),
+                    );
+                }
+            }
+            for r in &b.records {
+                add(
+                    &r.tenant_id,
+                    r.quantity.as_ref().unwrap().value.parse().unwrap(),
+                );
+            }
+        }
+        let want = BTreeMap::from([
+            ("ten_a".to_string(), (3, Decimal::from(3))),
+            ("ten_b".to_string(), (7, Decimal::from(700))),
+        ]);
+        assert_eq!(got, want, "columnar: {columnar}");
+    }
+    h.stop().await;
+}
