@@ -21,6 +21,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "30",
         "how often trials, scheduled cancellations and period roll-overs are applied",
     ),
+    (
+        "USAGE_READ_PARTS",
+        "2",
+        "a billing run's read of the whole usage table: parallel scans (one Postgres connection and core each)",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -28,6 +33,7 @@ pub struct Settings {
     pub usage_grace: chrono::Duration,
     pub entitlement_ttl: Duration,
     pub tick: Duration,
+    pub usage_read_parts: usize,
 }
 
 impl Settings {
@@ -47,6 +53,7 @@ impl Settings {
             tick: Duration::from_secs(
                 num_var(&get, "SUBSCRIPTION_TICK_SECS", 30, 1, 3_600)?.into(),
             ),
+            usage_read_parts: num_var(&get, "USAGE_READ_PARTS", 2, 1, 64)? as usize,
         })
     }
 }

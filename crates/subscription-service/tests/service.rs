@@ -38,6 +38,7 @@ impl Harness {
             usage_grace: chrono::Duration::hours(72),
             entitlement_ttl: Duration::from_secs(60),
             tick: Duration::from_secs(3600),
+            usage_read_parts: 3,
         };
         let app = subscription_service::build_with(cfg, settings)
             .await

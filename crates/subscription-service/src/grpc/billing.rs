@@ -185,11 +185,16 @@ fn usage_stream<B: store::usage::StreamBatch>(
     size: usize,
     encode: fn(B) -> pb::UsageBatch,
 ) -> UsageStream {
-    // Two batches in flight: a slow reader pauses the query (and Postgres) here.
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let parts = svc.inner.settings.usage_read_parts;
+    // Two batches in flight per part: a slow reader pauses the query (and Postgres) here.
+    let (tx, rx) = tokio::sync::mpsc::channel(2 * parts);
     let pool = svc.inner.pool.clone();
     tokio::spawn(async move {
-        let q = store::usage::StreamQuery { select, size };
+        let q = store::usage::StreamQuery {
+            select,
+            size,
+            parts,
+        };
         store::usage::stream(&pool, q, tx).await;
     });
     Box::pin(tokio_stream::StreamExt::map(

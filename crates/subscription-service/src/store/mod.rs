@@ -7,6 +7,7 @@ pub mod plans;
 pub mod seats;
 pub mod subscriptions;
 pub mod usage;
+pub mod usage_copy;
 
 /// Postgres unique_violation.
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {

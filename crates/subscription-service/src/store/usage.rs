@@ -15,10 +15,8 @@ use ids::TenantId;
 use pricing::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::copy_binary::{CopyError, CopyRows, not_null, numeric, timestamp};
-use crate::domain::usage::{Columns, Record};
+use crate::domain::usage::Record;
 use crate::error::SubError;
-use std::collections::HashMap;
 
 /// A valid record with the billing period its timestamp falls in.
 pub struct Placed {
@@ -192,11 +190,13 @@ pub enum Select {
     Periods(Vec<(TenantId, DateTime<Utc>)>),
 }
 
-/// What `stream` reads, `size` records per batch.
+/// What `stream` reads, `size` records per batch; billing's read of a whole table in up to
+/// `parts` parallel scans (`usage_copy`).
 #[derive(Debug, Clone)]
 pub struct StreamQuery {
     pub select: Select,
     pub size: usize,
+    pub parts: usize,
 }
 
 impl Select {
@@ -223,104 +223,25 @@ impl Select {
             }
         }
     }
-
-    /// Billing's `COPY` statement (`COPY` takes no bind parameters). Postgres itself writes
-    /// the filter's values into it as literals (`format('%L')` of bound values, so nothing
-    /// from a request is spliced in by us), which also makes them constants the planner can
-    /// hash: `tenant_id = ANY (…)` is one hash probe per row, not a scan of the list.
-    ///
-    /// By period, the filter is the tenants asked for × the starts asked for — a superset
-    /// of the pairs when tenants have different starts — because a hash join on the pairs
-    /// costs Postgres twice as much per row as the whole rest of the scan; [`Wanted`] drops
-    /// the rows of pairs not asked for.
-    async fn copy_statement(&self, conn: &mut PgConnection) -> Result<String, SubError> {
-        const COPY: &str = "COPY (SELECT tenant_id, user_id, metric, quantity, period_start \
-             FROM usage_records WHERE tenant_id = ANY (%L::text[]) AND ";
-        let statement = match self {
-            Select::Window { tenants, from, to } => {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT format('{COPY} ts >= %L::timestamptz AND ts < %L::timestamptz) \
-                     TO STDOUT (FORMAT binary)', $1::text[], $2::timestamptz, $3::timestamptz)"
-                )))
-                .bind(tenants)
-                .bind(from)
-                .bind(to)
-                .fetch_one(conn)
-                .await?
-            }
-            Select::Periods(pairs) => {
-                let mut tenants: Vec<&TenantId> = pairs.iter().map(|(t, _)| t).collect();
-                let mut starts: Vec<DateTime<Utc>> = pairs.iter().map(|(_, s)| *s).collect();
-                tenants.sort();
-                tenants.dedup();
-                starts.sort();
-                starts.dedup();
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT format('{COPY} period_start = ANY (%L::timestamptz[])) \
-                     TO STDOUT (FORMAT binary)', $1::text[], $2::timestamptz[])"
-                )))
-                .bind(tenants)
-                .bind(starts)
-                .fetch_one(conn)
-                .await?
-            }
-        };
-        Ok(statement)
-    }
 }
 
-/// The (tenant, period start) pairs a read by period asked for, to drop the other rows the
-/// `COPY` filter lets through. Starts in Postgres' binary form (microseconds since 2000),
-/// truncated as sqlx truncates them when it binds them.
-struct Wanted(HashMap<Box<[u8]>, Vec<i64>, foldhash::fast::RandomState>);
+pub(super) type Out<B> = tokio::sync::mpsc::Sender<Result<B, SubError>>;
 
-impl Wanted {
-    fn new(select: &Select) -> Option<Wanted> {
-        let Select::Periods(pairs) = select else {
-            return None;
-        };
-        let mut map: HashMap<Box<[u8]>, Vec<i64>, _> = HashMap::default();
-        for (tenant, start) in pairs {
-            map.entry(tenant.as_str().as_bytes().into())
-                .or_default()
-                .push(pg_micros(*start));
-        }
-        Some(Wanted(map))
-    }
-
-    fn has(&self, tenant: &[u8], start: i64) -> bool {
-        self.0.get(tenant).is_some_and(|s| s.contains(&start))
-    }
-}
-
-/// Microseconds since 2000-01-01 UTC, as Postgres stores a `timestamptz`.
-fn pg_micros(t: DateTime<Utc>) -> i64 {
-    const PG_EPOCH_SECS: i64 = 946_684_800;
-    (t - DateTime::from_timestamp(PG_EPOCH_SECS, 0).expect("2000-01-01 is a valid time"))
-        .num_microseconds()
-        .unwrap_or(i64::MAX)
-}
-
-type Out<B> = tokio::sync::mpsc::Sender<Result<B, SubError>>;
-
-/// A batch type `stream` fills: whole records, or columns for billing.
+/// A batch type `stream` fills: whole records, or columns for billing (`usage_copy`).
 pub trait StreamBatch: Sized + Send + 'static {
-    /// Sends the query's records into `out` in batches, from one snapshot; `Ok(false)` when
-    /// `out` closed before the end (the reader left, the query was not read to its end).
+    /// Sends the query's records into `out` in batches, from one snapshot, until the end or
+    /// until `out` closes (the reader left).
     fn read(
-        conn: &mut PgConnection,
+        pool: &PgPool,
         q: &StreamQuery,
         out: &Out<Self>,
-    ) -> impl Future<Output = Result<bool, SubError>> + Send;
+    ) -> impl Future<Output = Result<(), SubError>> + Send;
 }
 
 impl StreamBatch for Vec<Record> {
-    async fn read(
-        conn: &mut PgConnection,
-        q: &StreamQuery,
-        out: &Out<Self>,
-    ) -> Result<bool, SubError> {
-        let mut rows = q.select.rows_query().fetch(conn);
+    async fn read(pool: &PgPool, q: &StreamQuery, out: &Out<Self>) -> Result<(), SubError> {
+        let mut conn = pool.acquire().await?;
+        let mut rows = q.select.rows_query().fetch(&mut *conn);
         let mut batch = Vec::with_capacity(q.size);
         while let Some(row) = rows.try_next().await? {
             batch.push(Record {
@@ -332,75 +253,24 @@ impl StreamBatch for Vec<Record> {
                 ts: row.try_get(5)?,
             });
             if batch.len() == q.size && out.send(Ok(std::mem::take(&mut batch))).await.is_err() {
-                return Ok(false);
+                drop(rows);
+                // Results are still on the wire: a fresh connection is cheaper than draining
+                // them.
+                let _ = conn.close().await;
+                return Ok(());
             }
         }
         if !batch.is_empty() {
             let _ = out.send(Ok(batch)).await;
         }
-        Ok(true)
-    }
-}
-
-impl StreamBatch for Columns {
-    async fn read(
-        conn: &mut PgConnection,
-        q: &StreamQuery,
-        out: &Out<Self>,
-    ) -> Result<bool, SubError> {
-        // Billing's read: `COPY` in binary (see [`Select::copy_statement`]).
-        let statement = q.select.copy_statement(&mut *conn).await?;
-        let wanted = Wanted::new(&q.select);
-        let mut copy = conn.copy_out_raw(&statement).await?;
-        let mut rows = CopyRows::<5>::default();
-        let mut batch = Columns::default();
-        let mut full = Vec::new();
-        while let Some(chunk) = copy.try_next().await? {
-            rows.feed::<SubError>(&chunk, |[tenant, user, metric, quantity, start]| {
-                let t = not_null(tenant)?;
-                if let Some(w) = &wanted
-                    && !w.has(t, timestamp(start)?)
-                {
-                    return Ok(());
-                }
-                let (u, m) = (not_null(user)?, not_null(metric)?);
-                batch
-                    .push_utf8(t, u, m, numeric(quantity)?)
-                    .map_err(|_| CopyError("text that is not UTF-8".into()))?;
-                if batch.len() == q.size {
-                    full.push(std::mem::take(&mut batch));
-                }
-                Ok(())
-            })?;
-            for b in full.drain(..) {
-                if out.send(Ok(b)).await.is_err() {
-                    return Ok(false);
-                }
-            }
-        }
-        drop(copy);
-        if !rows.finished() {
-            return Err(SubError::Corrupt("COPY output ended early".into()));
-        }
-        if !batch.is_empty() {
-            let _ = out.send(Ok(batch)).await;
-        }
-        Ok(true)
+        Ok(())
     }
 }
 
 /// Streams the query's records into `out` in batches of `B`, from one snapshot. A full channel
 /// pauses the query; a closed one ends it.
 pub async fn stream<B: StreamBatch>(pool: &PgPool, q: StreamQuery, out: Out<B>) {
-    let result = async {
-        let mut conn = pool.acquire().await?;
-        if !B::read(&mut conn, &q, &out).await? {
-            // Results are still on the wire: a fresh connection is cheaper than draining them.
-            let _ = conn.close().await;
-        }
-        Ok::<(), SubError>(())
-    };
-    if let Err(e) = result.await {
+    if let Err(e) = B::read(pool, &q, &out).await {
         let _ = out.send(Err(e)).await;
     }
 }
