@@ -51,7 +51,13 @@ impl StreamBatch for Columns {
         let mut parts = tokio::task::JoinSet::new();
         for (conn, range) in conns.into_iter().zip(&ranges) {
             let statement = format!("COPY ({}) TO STDOUT (FORMAT binary)", filter.select(range));
-            parts.spawn(read_part(conn, statement, wanted.clone(), q.size, out.clone()));
+            parts.spawn(read_part(
+                conn,
+                statement,
+                wanted.clone(),
+                q.size,
+                out.clone(),
+            ));
         }
         // The first part to fail ends the read; dropping the set aborts the others.
         while let Some(part) = parts.join_next().await {
@@ -322,6 +328,9 @@ mod tests {
             .unwrap()
             .to_utc();
         assert_eq!(from_pg_micros(pg_micros(t)), t);
-        assert_eq!(pg_micros(chrono::DateTime::from_timestamp(PG_EPOCH_SECS, 0).unwrap()), 0);
+        assert_eq!(
+            pg_micros(chrono::DateTime::from_timestamp(PG_EPOCH_SECS, 0).unwrap()),
+            0
+        );
     }
 }

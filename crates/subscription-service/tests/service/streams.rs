@@ -91,8 +91,8 @@ async fn periods_select_exactly_the_pairs_asked_for() {
 /// filter selects exactly once, whichever way the filter is built.
 #[tokio::test]
 async fn a_read_in_parallel_parts_reads_every_row_once() {
-    use subscription_service::store::usage::{Select, StreamQuery, stream};
     use subscription_service::domain::usage::Columns;
+    use subscription_service::store::usage::{Select, StreamQuery, stream};
     use subscription_service::store::usage_copy;
 
     let h = Harness::start().await;
