@@ -25,7 +25,9 @@ pub(super) fn scim_user(row: &users::UserRow) -> ScimUser {
         email: row.email.clone(),
         email_type: row.email_type.clone(),
         email_primary: row.email_primary,
-        active: row.status == UserStatus::Active,
+        active: row
+            .active_assigned
+            .then_some(row.status == UserStatus::Active),
     }
 }
 
@@ -104,7 +106,8 @@ pub(super) fn fields(u: &ScimUser) -> users::ScimFields<'_> {
         given_name: &u.given_name,
         family_name: &u.family_name,
         external_id: u.external_id.as_deref(),
-        active: u.active,
+        active: u.is_active(),
+        active_assigned: u.active.is_some(),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct UserRow {
     pub external_id: Option<String>,
     pub given_name: String,
     pub family_name: String,
+    /// Whether SCIM's `active` is assigned (a PATCH can remove it; the user stays active).
+    pub active_assigned: bool,
     pub version: i64,
     pub roles: Vec<String>,
     pub created_at: DateTime<Utc>,
@@ -29,7 +31,7 @@ pub struct UserRow {
 
 /// Users with their roles aggregated, so one query answers a page.
 const SELECT: &str = "SELECT u.id, u.tenant_id, u.email, u.user_name, u.email_type, u.email_primary, u.display_name, u.status, u.external_id, \
-     u.given_name, u.family_name, u.version, \
+     u.given_name, u.family_name, u.active_assigned, u.version, \
      COALESCE(array_agg(DISTINCT rb.role ORDER BY rb.role) FILTER (WHERE rb.role IS NOT NULL), '{}') AS roles, \
      u.created_at, u.updated_at \
      FROM users u LEFT JOIN role_bindings rb ON rb.user_id = u.id AND rb.tenant_id = u.tenant_id";
@@ -230,6 +232,7 @@ pub struct ScimFields<'a> {
     pub family_name: &'a str,
     pub external_id: Option<&'a str>,
     pub active: bool,
+    pub active_assigned: bool,
 }
 
 pub async fn insert_scim(
@@ -239,8 +242,8 @@ pub async fn insert_scim(
     f: &ScimFields<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO users (id, tenant_id, email, display_name, given_name, family_name, external_id, status, user_name, email_type, email_primary) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, $9, $10, $11)",
+        "INSERT INTO users (id, tenant_id, email, display_name, given_name, family_name, external_id, status, user_name, email_type, email_primary, active_assigned) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, $9, $10, $11, $12)",
     )
     .bind(id)
     .bind(tenant_id)
@@ -253,6 +256,7 @@ pub async fn insert_scim(
     .bind(f.user_name)
     .bind(f.email_type)
     .bind(f.email_primary)
+    .bind(f.active_assigned)
     .execute(&mut *conn)
     .await?;
     set_roles(conn, tenant_id, id, &["member".to_string()]).await
@@ -266,7 +270,8 @@ pub async fn replace_scim(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE users SET email = $3, display_name = $4, given_name = $5, family_name = $6, external_id = $7, \
-         status = CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, user_name = $9, email_type = $10, email_primary = $11, version = version + 1, updated_at = now() \
+         status = CASE WHEN $8 THEN 'active' ELSE 'deactivated' END, user_name = $9, email_type = $10, email_primary = $11, active_assigned = $12, \
+         version = version + 1, updated_at = now() \
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id)
@@ -280,6 +285,7 @@ pub async fn replace_scim(
     .bind(f.user_name)
     .bind(f.email_type)
     .bind(f.email_primary)
+    .bind(f.active_assigned)
     .execute(conn)
     .await?;
     Ok(())

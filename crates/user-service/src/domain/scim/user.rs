@@ -23,7 +23,9 @@ pub struct ScimUser {
     /// The e-mail's SCIM `type` and `primary`, as sent (default `work`, primary).
     pub email_type: String,
     pub email_primary: bool,
-    pub active: bool,
+    /// `None` once a PATCH removed it: unassigned, and the user is active (a user nobody
+    /// deactivated); see [`ScimUser::is_active`].
+    pub active: Option<bool>,
 }
 
 fn get<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
@@ -71,6 +73,11 @@ fn primary_email(emails: &Value) -> Option<(String, String, bool)> {
 }
 
 impl ScimUser {
+    /// Whether the user may sign in and counts as a seat: unless deactivated.
+    pub fn is_active(&self) -> bool {
+        self.active.unwrap_or(true)
+    }
+
     /// From a POST/PUT body.
     pub fn from_json(body: &Value) -> Result<ScimUser, ScimError> {
         if !body.is_object() {
@@ -83,7 +90,7 @@ impl ScimUser {
             .ok_or_else(|| ScimError::invalid_value("userName is required"))?;
         let mut u = ScimUser {
             user_name,
-            active: true,
+            active: Some(true),
             email_type: "work".into(),
             email_primary: true,
             ..Default::default()
@@ -104,7 +111,7 @@ impl ScimUser {
                 self.external_id = (!s.is_empty()).then_some(s);
             }
             "displayname" => self.display_name = string(v, "displayName")?,
-            "active" => self.active = boolean(v, "active")?,
+            "active" => self.active = Some(boolean(v, "active")?),
             "name" => {
                 if let Some(g) = get(v, "givenName") {
                     self.given_name = string(g, "name.givenName")?;
@@ -230,7 +237,8 @@ impl ScimUser {
                 self.family_name.clear();
             }
             "emails" => self.email.clear(),
-            "username" | "active" => {
+            "active" => self.active = None,
+            "username" => {
                 return Err(ScimError::mutability(format!("{path} cannot be removed")));
             }
             _ => {
@@ -259,7 +267,6 @@ pub fn to_json(s: &Stored<'_>) -> Value {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
         "id": s.id,
         "userName": u.user_name,
-        "active": u.active,
         "meta": {
             "resourceType": "User",
             "created": s.created,
@@ -268,6 +275,9 @@ pub fn to_json(s: &Stored<'_>) -> Value {
             "version": etag(s.version),
         }
     });
+    if let Some(a) = u.active {
+        v["active"] = json!(a);
+    }
     if let Some(x) = &u.external_id {
         v["externalId"] = json!(x);
     }
@@ -317,7 +327,7 @@ mod tests {
         assert_eq!(u.email, "ada@example.com");
         assert_eq!(u.display_name, "Ada Lovelace");
         assert_eq!(u.external_id.as_deref(), Some("00u1"));
-        assert!(u.active);
+        assert_eq!(u.active, Some(true));
         assert!(
             ScimUser::from_json(&json!({"name": {}})).is_err(),
             "userName required"
@@ -349,7 +359,7 @@ mod tests {
                 "Operations": [{"op": "replace", "value": {"active": false}}]}),
             )
             .unwrap();
-        assert!(!u.active);
+        assert_eq!(u.active, Some(false));
     }
 
     #[test]
@@ -363,7 +373,7 @@ mod tests {
                 {"op": "Remove", "path": "externalId"}
             ]}))
             .unwrap();
-        assert!(!u.active);
+        assert_eq!(u.active, Some(false));
         assert_eq!(u.display_name, "Ada L.");
         assert_eq!(u.given_name, "Augusta");
         assert_eq!(u.email, "augusta@example.com");
@@ -409,9 +419,13 @@ mod tests {
             .patch(&json!({"Operations": [
                 {"op": "remove", "path": "displayName"},
                 {"op": "remove", "path": "name"},
-                {"op": "remove", "path": "emails"}
+                {"op": "remove", "path": "emails"},
+                {"op": "remove", "path": "active"}
             ]}))
             .unwrap();
+        // An unassigned `active` is a user nobody deactivated.
+        assert_eq!(u.active, None);
+        assert!(u.is_active());
         assert_eq!(
             (
                 u.display_name.as_str(),
@@ -428,9 +442,13 @@ mod tests {
             last_modified: "2026-01-01T00:00:00Z",
             location: "https://x.example/scim/v2/Users/usr_1".into(),
         });
-        for gone in ["displayName", "name", "emails"] {
+        for gone in ["displayName", "name", "emails", "active"] {
             assert!(v.get(gone).is_none(), "{gone}: {v}");
         }
         assert_eq!(v["userName"], u.user_name);
+        let again = u
+            .patch(&json!({"Operations": [{"op": "add", "path": "active", "value": false}]}))
+            .unwrap();
+        assert_eq!((again.active, again.is_active()), (Some(false), false));
     }
 }
