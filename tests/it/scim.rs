@@ -734,7 +734,10 @@ async fn an_independent_conformance_suite_runs_to_the_end() {
     // Every check succeeded: none skipped, none a deviation or a warning.
     let counts = summary["counts"].as_object().unwrap();
     let other: Vec<&String> = counts.keys().filter(|k| *k != "SUCCESS").collect();
-    assert!(other.is_empty(), "checks that did not succeed: {other:?}\n{stdout}");
+    assert!(
+        other.is_empty(),
+        "checks that did not succeed: {other:?}\n{stdout}"
+    );
     let passed = counts["SUCCESS"].as_u64().unwrap_or(0);
     assert!(passed >= 69, "{passed} checks passed: {stdout}");
     stack.stop().await;

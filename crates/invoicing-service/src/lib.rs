@@ -4,6 +4,8 @@
 //! gRPC contract from `proto/invoicing/v1/` beside health, readiness and metrics on one port.
 //! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`.
 
+pub mod domain;
+
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
 
 /// This service's schema migrations.
