@@ -256,7 +256,7 @@ async fn search_all(
     base: &str,
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
-    let users = store::users::window(pool, tenant, 0, MAX_SCAN)
+    let users = store::users::window(pool, tenant, None, 0, MAX_SCAN)
         .await
         .map_err(db)?;
     let groups = store::groups::window(pool, tenant, 0, MAX_SCAN)

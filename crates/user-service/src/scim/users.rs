@@ -8,12 +8,11 @@ use sqlx::PgPool;
 
 use ids::{TenantId, UserId};
 
-use super::{ListQuery, MAX_SCAN, db, page, respond};
+use super::{ListQuery, db, respond};
 use crate::domain::UserStatus;
 use crate::domain::scim::ScimError;
-use crate::domain::scim::filter::{AttrPath, Filter, Op};
 use crate::domain::scim::user::{ScimUser, Stored, etag, to_json};
-use crate::store::users;
+use crate::store::{scim_filter, users};
 
 pub(super) fn scim_user(row: &users::UserRow) -> ScimUser {
     ScimUser {
@@ -66,34 +65,14 @@ pub(super) async fn list(
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
     let q = ListQuery::parse(query)?;
-    let render_all = |rows: &[users::UserRow]| rows.iter().map(|r| render(r, base).0).collect();
-    match &q.filter {
-        // A plain page, the way identity providers walk a tenant: straight from SQL.
-        None => {
-            let (offset, limit) = q.window();
-            q.sql_page(
-                users::count(pool, tenant).await,
-                users::window(pool, tenant, offset, limit).await,
-                |r| render(r, base).0,
-            )
-        }
-        // The lookup every identity provider makes before creating a user: one indexed row.
-        Some(Filter::Compare(AttrPath { name, sub: None }, Op::Eq, Value::String(user_name)))
-            if name == "username" =>
-        {
-            let rows: Vec<_> = users::by_user_name(pool, tenant, user_name)
-                .await
-                .map_err(db)?
-                .into_iter()
-                .collect();
-            page(render_all(&rows), query)
-        }
-        // Other filters: evaluated over the tenant's users in memory (up to MAX_SCAN).
-        Some(_) => {
-            let rows = users::window(pool, tenant, 0, MAX_SCAN).await.map_err(db)?;
-            page(render_all(&rows), query)
-        }
-    }
+    let (offset, limit) = q.window();
+    // Filters run in SQL: only the page is read, however big the tenant.
+    let filter = |first| q.filter.as_ref().map(|f| scim_filter::users(f, base, first));
+    q.sql_page(
+        users::count(pool, tenant, filter(2).as_ref()).await,
+        users::window(pool, tenant, filter(4).as_ref(), offset, limit).await,
+        |r| render(r, base).0,
+    )
 }
 
 pub(super) fn fields(u: &ScimUser) -> users::ScimFields<'_> {

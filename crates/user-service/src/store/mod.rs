@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod groups;
+pub mod scim_filter;
 pub mod scim_tokens;
 pub mod tenant_cache;
 pub mod tenants;

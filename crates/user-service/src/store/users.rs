@@ -1,5 +1,6 @@
 //! The `users` and `role_bindings` tables.
 
+use super::scim_filter::SqlFilter;
 use chrono::{DateTime, Utc};
 use ids::{TenantId, UserId};
 
@@ -181,29 +182,48 @@ pub async fn list(
 }
 
 /// How many users the tenant has.
-pub async fn count(pool: &PgPool, tenant_id: &TenantId) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM users WHERE tenant_id = $1")
-        .bind(tenant_id)
-        .fetch_one(pool)
-        .await
+/// The tenant's users matching `filter` (all without one); its parameters start at `$2`.
+pub async fn count(
+    pool: &PgPool,
+    tenant_id: &TenantId,
+    filter: Option<&SqlFilter>,
+) -> Result<i64, sqlx::Error> {
+    let (cond, params) = condition(filter);
+    let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM users u WHERE u.tenant_id = $1 AND {cond}"
+    )))
+    .bind(tenant_id);
+    for p in params {
+        q = q.bind(p);
+    }
+    q.fetch_one(pool).await
 }
 
-/// The tenant's users in id order, `offset` skipped, at most `limit` (a SCIM page, or the
-/// users SCIM filters are evaluated on).
+/// The tenant's users matching `filter` (all without one) in id order, `offset` skipped, at
+/// most `limit`: a SCIM page, or the users the root search evaluates. The filter's
+/// parameters start at `$4`.
 pub async fn window(
     pool: &PgPool,
     tenant_id: &TenantId,
+    filter: Option<&SqlFilter>,
     offset: i64,
     limit: i64,
 ) -> Result<Vec<UserRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE u.tenant_id = $1 GROUP BY u.id ORDER BY u.id OFFSET $2 LIMIT $3"
+    let (cond, params) = condition(filter);
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE u.tenant_id = $1 AND {cond} GROUP BY u.id ORDER BY u.id OFFSET $2 LIMIT $3"
     )))
     .bind(tenant_id)
     .bind(offset)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    .bind(limit);
+    for p in params {
+        q = q.bind(p);
+    }
+    q.fetch_all(pool).await
+}
+
+fn condition(filter: Option<&SqlFilter>) -> (&str, &[String]) {
+    filter.map_or(("TRUE", &[]), |f| (f.sql.as_str(), f.params.as_slice()))
 }
 
 /// The tenant's user with this user name (case-insensitive), if any.
