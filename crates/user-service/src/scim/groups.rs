@@ -7,11 +7,11 @@ use sqlx::PgPool;
 
 use ids::{GroupId, TenantId, UserId};
 
-use super::{ListQuery, MAX_SCAN, db, page, respond};
+use super::{ListQuery, db, respond};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::group;
 use crate::domain::scim::user::etag;
-use crate::store::{groups, users};
+use crate::store::{groups, scim_filter, users};
 
 pub(super) fn render_group(row: &groups::GroupRow, base: &str) -> (Value, String) {
     let fmt =
@@ -60,24 +60,18 @@ pub(super) async fn list_groups(
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
     let q = ListQuery::parse(query)?;
-    let render_all = |rows: &[groups::GroupRow]| {
-        rows.iter()
-            .map(|g| render_group(g, base).0)
-            .collect::<Vec<Value>>()
+    let (offset, limit) = q.window();
+    // Filters run in SQL: only the page is read.
+    let filter = |first| {
+        q.filter
+            .as_ref()
+            .map(|f| scim_filter::groups(f, base, first))
     };
-    if q.filter.is_none() {
-        // A plain page: straight from SQL.
-        let (offset, limit) = q.window();
-        return q.sql_page(
-            groups::count(pool, tenant).await,
-            groups::window(pool, tenant, offset, limit).await,
-            |g| render_group(g, base).0,
-        );
-    }
-    let rows = groups::window(pool, tenant, 0, MAX_SCAN)
-        .await
-        .map_err(db)?;
-    page(render_all(&rows), query)
+    q.sql_page(
+        groups::count(pool, tenant, filter(2).as_ref()).await,
+        groups::window(pool, tenant, filter(4).as_ref(), offset, limit).await,
+        |g| render_group(g, base).0,
+    )
 }
 
 pub(super) async fn create_group(

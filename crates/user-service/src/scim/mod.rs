@@ -2,10 +2,10 @@
 //! authentication per tenant, Users (list with filter and paging, get, create, replace, patch,
 //! delete), discovery documents, and SCIM-shaped errors.
 //!
-//! Filters are evaluated on the tenant's users (or groups) in memory (up to [`MAX_SCAN`]);
-//! that covers identity providers' typical calls (`userName eq "..."`) for tenants of that
-//! size, and is the honest limit until filters are translated to SQL. Groups grant the role
-//! they are named after (see `domain::scim::group`).
+//! Lists and searches run in SQL, filters included (`store::scim_filter`, which means what
+//! the reference evaluator `domain::scim::filter` means): a call reads one page, however many
+//! users or groups the tenant has. Groups grant the role they are named after (see
+//! `domain::scim::group`).
 
 use rpc::user::v1::{ScimRequest, ScimResponse};
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ use crate::domain::scim::projection::project;
 use crate::domain::scim::user::ScimUser;
 use crate::domain::scim::{filter, group};
 use crate::domain::secrets;
-use crate::store::{self, scim_tokens};
+use crate::store::{self, scim_filter, scim_tokens};
 
 mod discovery;
 mod groups;
@@ -28,8 +28,6 @@ use discovery::{resource_type, resource_types, schema, schemas, service_provider
 use groups::{create_group, delete_group, find_group, list_groups, render_group, write_group};
 use users::{create, delete, find, list, render, write};
 
-/// Users a filter is evaluated over, at most.
-pub const MAX_SCAN: i64 = 10_000;
 const MEDIA: &str = "application/scim+json";
 
 fn header<'a>(req: &'a ScimRequest, name: &str) -> Option<&'a str> {
@@ -249,25 +247,52 @@ fn search_query(req: &ScimRequest) -> Result<String, ScimError> {
     Ok(q.finish())
 }
 
-/// A search at the root: Users and Groups together, one filter and one paging over both.
+/// A search at the root: Users and Groups together, one filter and one paging over both
+/// (users first, then groups, each in id order), each read in SQL.
 async fn search_all(
     pool: &PgPool,
     tenant: &TenantId,
     base: &str,
     query: &str,
 ) -> Result<ScimResponse, ScimError> {
-    let users = store::users::window(pool, tenant, None, 0, MAX_SCAN)
+    let q = ListQuery::parse(query)?;
+    let (offset, limit) = q.window();
+    let users = |first| {
+        q.filter
+            .as_ref()
+            .map(|f| scim_filter::users(f, base, first))
+    };
+    let groups = |first| {
+        q.filter
+            .as_ref()
+            .map(|f| scim_filter::groups(f, base, first))
+    };
+    let user_total = store::users::count(pool, tenant, users(2).as_ref())
         .await
         .map_err(db)?;
-    let groups = store::groups::window(pool, tenant, 0, MAX_SCAN)
+    let group_total = store::groups::count(pool, tenant, groups(2).as_ref())
         .await
         .map_err(db)?;
-    let resources = users
+    let user_rows = store::users::window(pool, tenant, users(4).as_ref(), offset, limit)
+        .await
+        .map_err(db)?;
+    // The groups' part of the window: what is left of it after the users.
+    let group_offset = (offset - user_total).max(0);
+    let group_limit = limit - user_rows.len() as i64;
+    let group_rows = if group_limit > 0 {
+        store::groups::window(pool, tenant, groups(4).as_ref(), group_offset, group_limit)
+            .await
+            .map_err(db)?
+    } else {
+        Vec::new()
+    };
+    let page = user_rows
         .iter()
         .map(|u| render(u, base).0)
-        .chain(groups.iter().map(|g| render_group(g, base).0))
+        .chain(group_rows.iter().map(|g| render_group(g, base).0))
         .collect();
-    page(resources, query)
+    let total = usize::try_from(user_total + group_total).unwrap_or(0);
+    Ok(q.respond(total, page))
 }
 
 /// A list or search request's parameters (RFC 7644 §3.4.2).
@@ -346,20 +371,4 @@ impl ListQuery {
             &[],
         )
     }
-}
-
-/// Filters rendered resources in memory and answers one page.
-fn page(resources: Vec<Value>, query: &str) -> Result<ScimResponse, ScimError> {
-    let q = ListQuery::parse(query)?;
-    let matching: Vec<Value> = resources
-        .into_iter()
-        .filter(|v| q.filter.as_ref().is_none_or(|f| f.matches(v)))
-        .collect();
-    let total = matching.len();
-    let window = matching
-        .into_iter()
-        .skip(q.start - 1)
-        .take(q.count)
-        .collect();
-    Ok(q.respond(total, window))
 }

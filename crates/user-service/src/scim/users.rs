@@ -67,7 +67,11 @@ pub(super) async fn list(
     let q = ListQuery::parse(query)?;
     let (offset, limit) = q.window();
     // Filters run in SQL: only the page is read, however big the tenant.
-    let filter = |first| q.filter.as_ref().map(|f| scim_filter::users(f, base, first));
+    let filter = |first| {
+        q.filter
+            .as_ref()
+            .map(|f| scim_filter::users(f, base, first))
+    };
     q.sql_page(
         users::count(pool, tenant, filter(2).as_ref()).await,
         users::window(pool, tenant, filter(4).as_ref(), offset, limit).await,

@@ -1,5 +1,6 @@
 //! The `scim_groups` and `scim_group_members` tables, and the role bindings groups grant.
 
+use super::scim_filter::{SqlFilter, condition};
 use chrono::{DateTime, Utc};
 use ids::{GroupId, TenantId};
 use sqlx::{PgConnection, PgPool};
@@ -37,28 +38,43 @@ pub async fn get(
 }
 
 /// How many groups the tenant has.
-pub async fn count(pool: &PgPool, tenant_id: &TenantId) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM scim_groups WHERE tenant_id = $1")
-        .bind(tenant_id)
-        .fetch_one(pool)
-        .await
+/// The tenant's groups matching `filter` (all without one); its parameters start at `$2`.
+pub async fn count(
+    pool: &PgPool,
+    tenant_id: &TenantId,
+    filter: Option<&SqlFilter>,
+) -> Result<i64, sqlx::Error> {
+    let (cond, params) = condition(filter);
+    let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM scim_groups g WHERE g.tenant_id = $1 AND {cond}"
+    )))
+    .bind(tenant_id);
+    for p in params {
+        q = q.bind(p);
+    }
+    q.fetch_one(pool).await
 }
 
-/// The tenant's groups in id order, `offset` skipped, at most `limit`.
+/// The tenant's groups matching `filter` (all without one) in id order, `offset` skipped, at
+/// most `limit`. The filter's parameters start at `$4`.
 pub async fn window(
     pool: &PgPool,
     tenant_id: &TenantId,
+    filter: Option<&SqlFilter>,
     offset: i64,
     limit: i64,
 ) -> Result<Vec<GroupRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE g.tenant_id = $1 GROUP BY g.id ORDER BY g.id OFFSET $2 LIMIT $3"
+    let (cond, params) = condition(filter);
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE g.tenant_id = $1 AND {cond} GROUP BY g.id ORDER BY g.id OFFSET $2 LIMIT $3"
     )))
     .bind(tenant_id)
     .bind(offset)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    .bind(limit);
+    for p in params {
+        q = q.bind(p);
+    }
+    q.fetch_all(pool).await
 }
 
 pub async fn insert(

@@ -1,12 +1,13 @@
-//! SCIM filters (RFC 7644 §3.4.2.2) over `users` as SQL, so a filtered list reads only the
-//! matching page however big the tenant.
+//! SCIM filters (RFC 7644 §3.4.2.2) over users and groups as SQL, so a filtered list reads
+//! only the matching page however big the tenant.
 //!
-//! The SQL means exactly what `domain::scim::filter` means over a user's SCIM JSON (the
-//! evaluator Groups still use): an attribute the JSON leaves out is *absent* — it `ne`
+//! The SQL means exactly what `domain::scim::filter` (the reference evaluator) means over a
+//! resource's SCIM JSON: an attribute the JSON leaves out is *absent* — it `ne`
 //! anything but `null` and `eq null` — strings compare case-insensitively (Postgres' `lower`
 //! in the database's locale), ordering compares them byte by byte (`COLLATE "C"`), and a
-//! comparison of different types is false except `ne`. Attributes a user never has are
-//! constants. `tests/it/scim.rs` checks the two agree over a set of users and filters.
+//! comparison of different types is false except `ne`. A test on what every resource has
+//! alike (`schemas`, `meta.resourceType`) is decided here; a multi-valued attribute (a group's members) matches when any value does.
+//! `tests/it/scim.rs` checks the two agree over sets of users, groups and filters.
 //!
 //! Values travel as bind parameters; only column names and fixed SQL are written in.
 
@@ -14,55 +15,92 @@ use serde_json::{Value, json};
 
 use crate::domain::scim::filter::{AttrPath, Filter, Op};
 
-/// A `WHERE` condition over `users u` and the text parameters it binds, `$first` onwards.
+/// A `WHERE` condition over `users u` or `scim_groups g`, and the text parameters it binds,
+/// `$first` onwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlFilter {
     pub sql: String,
     pub params: Vec<String>,
 }
 
+/// A list's condition and parameters: the filter's, or all rows.
+pub fn condition(filter: Option<&SqlFilter>) -> (&str, &[String]) {
+    filter.map_or(("TRUE", &[]), |f| (f.sql.as_str(), f.params.as_slice()))
+}
+
 /// `filter` over the users table; `base` is the SCIM base URL (`meta.location`).
 pub fn users(filter: &Filter, base: &str, first: usize) -> SqlFilter {
+    build(filter, Ctx::User, base, first)
+}
+
+/// `filter` over the groups table (`scim_groups g`).
+pub fn groups(filter: &Filter, base: &str, first: usize) -> SqlFilter {
+    build(filter, Ctx::Group, base, first)
+}
+
+fn build(filter: &Filter, ctx: Ctx, base: &str, first: usize) -> SqlFilter {
     let mut b = Builder {
         params: Vec::new(),
         first,
         base,
     };
-    let sql = b.filter(filter, Ctx::User);
+    let sql = b.filter(filter, ctx);
     SqlFilter {
         sql,
         params: b.params,
     }
 }
 
-/// Where an attribute path is looked up: the user, or inside one of its complex attributes
-/// (a `valuePath`'s brackets), or in something that has no attributes (a string).
+/// Where an attribute path is looked up: a resource, or inside one of its complex
+/// attributes (a `valuePath`'s brackets), or in something that has no attributes (a string).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
     User,
     Email,
     Name,
-    Meta,
+    UserMeta,
+    Group,
+    Member,
+    GroupMeta,
     Nothing,
 }
 
-/// What a path reaches: a column expression and the condition under which the attribute is
-/// in the JSON at all, a value the same for every user, or nothing.
+/// What a path reaches.
 enum Field {
-    Text { expr: String, present: String },
-    Bool { expr: String, present: String },
+    /// A text column expression; `in_json` says when the resource's JSON has the attribute
+    /// (`pr` also needs it non-empty).
+    Text {
+        expr: String,
+        in_json: String,
+    },
+    Bool {
+        expr: String,
+        in_json: String,
+    },
+    /// A value every resource has alike.
     Const(Value),
+    /// One value per group member (`field`, in the member's context): any may match.
+    Members(Box<Field>),
     Absent,
 }
 
-const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const HAS_EMAIL: &str = "u.email <> ''";
 const HAS_NAME: &str = "(u.given_name <> '' OR u.family_name <> '')";
+const MEMBERS: &str = "scim_group_members m WHERE m.group_id = g.id";
 
-fn text(expr: &str, present: &str) -> Field {
+fn text(expr: &str, in_json: &str) -> Field {
     Field::Text {
         expr: expr.into(),
-        present: present.into(),
+        in_json: in_json.into(),
+    }
+}
+
+fn boolean(expr: &str, in_json: &str) -> Field {
+    Field::Bool {
+        expr: expr.into(),
+        in_json: in_json.into(),
     }
 }
 
@@ -85,59 +123,67 @@ impl Builder<'_> {
         format!("${}::text", self.first + self.params.len() - 1)
     }
 
+    /// `base/<kind>/` || `id`, as `meta.location` and a member's `$ref` are built.
+    fn location(&mut self, kind: &str, id: &str) -> Field {
+        let base = self.param(format!("{}/{kind}/", self.base));
+        text(&format!("({base} || {id})"), "TRUE")
+    }
+
     fn field(&mut self, ctx: Ctx, path: &AttrPath) -> Field {
         let sub = path.sub.as_deref();
         match (ctx, path.name.as_str(), sub) {
             (Ctx::User, "id", None) => text("u.id", "TRUE"),
-            (Ctx::User, "username", None) => text("u.user_name", "u.user_name <> ''"),
-            (Ctx::User, "externalid", None) => {
-                text("u.external_id", "u.external_id IS NOT NULL")
-            }
+            (Ctx::User, "username", None) => text("u.user_name", "TRUE"),
+            (Ctx::User, "externalid", None) => text("u.external_id", "u.external_id IS NOT NULL"),
             (Ctx::User, "displayname", None) => text("u.display_name", "u.display_name <> ''"),
-            (Ctx::User, "active", None) => Field::Bool {
-                expr: "u.status = 'active'".into(),
-                present: "u.active_assigned".into(),
-            },
-            (Ctx::User, "schemas", None) => Field::Const(json!([SCHEMA])),
+            (Ctx::User, "active", None) => boolean("u.status = 'active'", "u.active_assigned"),
+            (Ctx::User, "schemas", None) => Field::Const(json!([USER_SCHEMA])),
             // A bare multi-valued complex attribute compares on its `value`.
             (Ctx::User, "emails", None | Some("value")) => text("u.email", HAS_EMAIL),
             (Ctx::User, "emails", Some("type")) => text("u.email_type", HAS_EMAIL),
-            (Ctx::User, "emails", Some("primary")) => Field::Bool {
-                expr: "u.email_primary".into(),
-                present: HAS_EMAIL.into(),
-            },
+            (Ctx::User, "emails", Some("primary")) => boolean("u.email_primary", HAS_EMAIL),
             (Ctx::User, "name", Some(s)) => self.field(Ctx::Name, &leaf(s)),
-            (Ctx::User, "meta", Some(s)) => self.field(Ctx::Meta, &leaf(s)),
+            (Ctx::User, "meta", Some(s)) => self.field(Ctx::UserMeta, &leaf(s)),
             (Ctx::Email, "value", None) => text("u.email", "TRUE"),
-            (Ctx::Email, "type", None) => text("u.email_type", "u.email_type <> ''"),
-            (Ctx::Email, "primary", None) => Field::Bool {
-                expr: "u.email_primary".into(),
-                present: "TRUE".into(),
-            },
+            (Ctx::Email, "type", None) => text("u.email_type", "TRUE"),
+            (Ctx::Email, "primary", None) => boolean("u.email_primary", "TRUE"),
             (Ctx::Name, "givenname", None) => text("u.given_name", "u.given_name <> ''"),
             (Ctx::Name, "familyname", None) => text("u.family_name", "u.family_name <> ''"),
-            (Ctx::Meta, "resourcetype", None) => Field::Const(json!("User")),
-            (Ctx::Meta, "created", None) => timestamp("u.created_at"),
-            (Ctx::Meta, "lastmodified", None) => timestamp("u.updated_at"),
-            (Ctx::Meta, "location", None) => {
-                let base = self.param(format!("{}/Users/", self.base));
-                text(&format!("({base} || u.id)"), "TRUE")
+            (Ctx::UserMeta, "resourcetype", None) => Field::Const(json!("User")),
+            (Ctx::UserMeta, "created", None) => timestamp("u.created_at"),
+            (Ctx::UserMeta, "lastmodified", None) => timestamp("u.updated_at"),
+            (Ctx::UserMeta, "location", None) => self.location("Users", "u.id"),
+            (Ctx::UserMeta, "version", None) => text("('W/\"' || u.version || '\"')", "TRUE"),
+            (Ctx::Group, "id", None) => text("g.id", "TRUE"),
+            (Ctx::Group, "displayname", None) => text("g.display_name", "TRUE"),
+            (Ctx::Group, "externalid", None) => text("g.external_id", "g.external_id IS NOT NULL"),
+            (Ctx::Group, "schemas", None) => Field::Const(json!([GROUP_SCHEMA])),
+            (Ctx::Group, "members", None) => Field::Members(Box::new(text("m.user_id", "TRUE"))),
+            (Ctx::Group, "members", Some(s)) => {
+                Field::Members(Box::new(self.field(Ctx::Member, &leaf(s))))
             }
-            (Ctx::Meta, "version", None) => text("('W/\"' || u.version || '\"')", "TRUE"),
+            (Ctx::Group, "meta", Some(s)) => self.field(Ctx::GroupMeta, &leaf(s)),
+            (Ctx::Member, "value", None) => text("m.user_id", "TRUE"),
+            (Ctx::Member, "$ref", None) => self.location("Users", "m.user_id"),
+            (Ctx::Member, "type", None) => Field::Const(json!("User")),
+            (Ctx::GroupMeta, "resourcetype", None) => Field::Const(json!("Group")),
+            (Ctx::GroupMeta, "created", None) => timestamp("g.created_at"),
+            (Ctx::GroupMeta, "lastmodified", None) => timestamp("g.updated_at"),
+            (Ctx::GroupMeta, "location", None) => self.location("Groups", "g.id"),
+            (Ctx::GroupMeta, "version", None) => text("('W/\"' || g.version || '\"')", "TRUE"),
             _ => Field::Absent,
         }
     }
 
     fn filter(&mut self, f: &Filter, ctx: Ctx) -> String {
         match f {
-            Filter::Present(p) => match self.field(ctx, p) {
-                Field::Text { present, .. } | Field::Bool { present, .. } => format!("({present})"),
-                Field::Const(v) => constant(f, v),
-                Field::Absent => "FALSE".into(),
-            },
+            Filter::Present(p) => {
+                let field = self.field(ctx, p);
+                present(field)
+            }
             Filter::Compare(p, op, v) => {
                 let field = self.field(ctx, p);
-                self.compare(f, field, *op, v)
+                self.compare(field, *op, v)
             }
             Filter::ValuePath(p, inner) => match (ctx, p.name.as_str(), &p.sub) {
                 (Ctx::User, "emails", None) => {
@@ -146,12 +192,19 @@ impl Builder<'_> {
                 (Ctx::User, "name", None) => {
                     format!("({HAS_NAME} AND {})", self.filter(inner, Ctx::Name))
                 }
-                (Ctx::User, "meta", None) => self.filter(inner, Ctx::Meta),
+                (Ctx::User, "meta", None) => self.filter(inner, Ctx::UserMeta),
+                (Ctx::Group, "members", None) => {
+                    format!(
+                        "EXISTS (SELECT 1 FROM {MEMBERS} AND {})",
+                        self.filter(inner, Ctx::Member)
+                    )
+                }
+                (Ctx::Group, "meta", None) => self.filter(inner, Ctx::GroupMeta),
                 // `schemas` holds one string, which has no attributes.
-                (Ctx::User, "schemas", None) => self.filter(inner, Ctx::Nothing),
+                (Ctx::User | Ctx::Group, "schemas", None) => self.filter(inner, Ctx::Nothing),
                 _ => "FALSE".into(),
             },
-            Filter::Not(inner) => format!("(NOT {})", self.filter(inner, ctx)),
+            Filter::Not(inner) => not(self.filter(inner, ctx)),
             Filter::And(a, b) => {
                 format!("({} AND {})", self.filter(a, ctx), self.filter(b, ctx))
             }
@@ -159,28 +212,31 @@ impl Builder<'_> {
         }
     }
 
-    fn compare(&mut self, f: &Filter, field: Field, op: Op, v: &Value) -> String {
-        let (expr, present, is_text) = match field {
-            Field::Absent => {
-                let absent = (op == Op::Ne && !v.is_null()) || (op == Op::Eq && v.is_null());
-                return sql_bool(absent);
+    /// `ne` is the negation of `eq` in every case (an absent attribute `ne` anything but
+    /// null; a multi-valued one `ne` a value when none of its values equals it).
+    fn compare(&mut self, field: Field, op: Op, v: &Value) -> String {
+        if op == Op::Ne {
+            return not(self.compare(field, Op::Eq, v));
+        }
+        match (field, v) {
+            (Field::Absent, v) => sql_bool(op == Op::Eq && v.is_null()),
+            (Field::Const(c), v) => constant(Filter::Compare(leaf("x"), op, v.clone()), c),
+            (Field::Members(inner), Value::Null) if op == Op::Eq => {
+                format!(
+                    "(NOT EXISTS (SELECT 1 FROM {MEMBERS} AND {}))",
+                    present(*inner)
+                )
             }
-            Field::Const(c) => return constant(f, c),
-            Field::Text { expr, present } => (expr, present, true),
-            Field::Bool { expr, present } => (expr, present, false),
-        };
-        match (v, op) {
-            (Value::Null, Op::Eq) => format!("(NOT {present})"),
-            (Value::Null, Op::Ne) => format!("({present})"),
-            (Value::Null, _) => "FALSE".into(),
-            (Value::String(s), _) if is_text => {
+            (Field::Members(inner), v) => {
+                let cond = self.compare(*inner, op, v);
+                format!("EXISTS (SELECT 1 FROM {MEMBERS} AND {cond})")
+            }
+            (field @ (Field::Text { .. } | Field::Bool { .. }), Value::Null) if op == Op::Eq => {
+                format!("(NOT {})", present(field))
+            }
+            (Field::Text { expr, in_json }, Value::String(s)) => {
                 let lhs = format!("lower({expr})");
                 let cond = match op {
-                    Op::Eq => format!("{lhs} = lower({})", self.param(s.clone())),
-                    Op::Ne => {
-                        let rhs = self.param(s.clone());
-                        return format!("(NOT {present} OR {lhs} <> lower({rhs}))");
-                    }
                     Op::Co | Op::Sw | Op::Ew => {
                         let (pre, post) = match op {
                             Op::Co => ("'%' || ", " || '%'"),
@@ -190,7 +246,8 @@ impl Builder<'_> {
                         let rhs = self.param(escape_like(s));
                         format!("{lhs} LIKE {pre}lower({rhs}){post}")
                     }
-                    Op::Gt | Op::Ge | Op::Lt | Op::Le => {
+                    Op::Eq => format!("{lhs} = lower({})", self.param(s.clone())),
+                    _ => {
                         let sym = match op {
                             Op::Gt => ">",
                             Op::Ge => ">=",
@@ -201,13 +258,27 @@ impl Builder<'_> {
                         format!("{lhs} COLLATE \"C\" {sym} lower({rhs}) COLLATE \"C\"")
                     }
                 };
-                format!("({present} AND {cond})")
+                format!("({in_json} AND {cond})")
             }
-            (Value::Bool(b), Op::Eq) if !is_text => format!("({present} AND ({expr}) = {b})"),
-            (Value::Bool(b), Op::Ne) if !is_text => format!("(NOT {present} OR ({expr}) <> {b})"),
-            // Different types never compare equal, so only `ne` holds.
-            (_, op) => sql_bool(op == Op::Ne),
+            (Field::Bool { expr, in_json }, Value::Bool(b)) if op == Op::Eq => {
+                format!("({in_json} AND ({expr}) = {b})")
+            }
+            // Different types, or an order on booleans or null: never true.
+            _ => "FALSE".into(),
         }
+    }
+}
+
+/// `pr`: the attribute is in the JSON with a value that is not empty.
+fn present(field: Field) -> String {
+    match field {
+        Field::Text { expr, in_json } => format!("({in_json} AND {expr} <> '')"),
+        Field::Bool { in_json, .. } => format!("({in_json})"),
+        Field::Const(c) => constant(Filter::Present(leaf("x")), c),
+        Field::Members(inner) => {
+            format!("EXISTS (SELECT 1 FROM {MEMBERS} AND {})", present(*inner))
+        }
+        Field::Absent => "FALSE".into(),
     }
 }
 
@@ -218,14 +289,18 @@ fn leaf(name: &str) -> AttrPath {
     }
 }
 
-/// A comparison on a value every user has alike, decided by the evaluator itself.
-fn constant(f: &Filter, value: Value) -> String {
-    let (path, rewritten) = match f {
-        Filter::Present(_) => (leaf("x"), Filter::Present(leaf("x"))),
-        Filter::Compare(_, op, v) => (leaf("x"), Filter::Compare(leaf("x"), *op, v.clone())),
-        _ => return "FALSE".into(),
-    };
-    sql_bool(rewritten.matches(&json!({ path.name: value })))
+/// A test on a value every resource has alike, decided by the evaluator itself.
+fn constant(test: Filter, value: Value) -> String {
+    sql_bool(test.matches(&json!({ "x": value })))
+}
+
+/// `NOT cond`, with a constant folded.
+fn not(cond: String) -> String {
+    match cond.as_str() {
+        "TRUE" => "FALSE".into(),
+        "FALSE" => "TRUE".into(),
+        _ => format!("(NOT {cond})"),
+    }
 }
 
 fn sql_bool(b: bool) -> String {

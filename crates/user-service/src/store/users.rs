@@ -1,6 +1,6 @@
 //! The `users` and `role_bindings` tables.
 
-use super::scim_filter::SqlFilter;
+use super::scim_filter::{SqlFilter, condition};
 use chrono::{DateTime, Utc};
 use ids::{TenantId, UserId};
 
@@ -220,10 +220,6 @@ pub async fn window(
         q = q.bind(p);
     }
     q.fetch_all(pool).await
-}
-
-fn condition(filter: Option<&SqlFilter>) -> (&str, &[String]) {
-    filter.map_or(("TRUE", &[]), |f| (f.sql.as_str(), f.params.as_slice()))
 }
 
 /// The tenant's user with this user name (case-insensitive), if any.
