@@ -11,6 +11,14 @@ use super::*;
 async fn discovery_by_id_and_searches_by_post() {
     let stack = Stack::start().await;
     let (_, _, scim) = setup(&stack, "search-co").await;
+    // What the ServiceProviderConfig says is unsupported answers 501 with a SCIM Error.
+    for (method, path) in [(Method::POST, "/Bulk"), (Method::GET, "/Me")] {
+        let (s, e, _) = scim
+            .call(method, path, Some(json!({"schemas": []})), &[])
+            .await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{path}: {e}");
+        assert_eq!(e["status"], "501", "{e}");
+    }
     let (s, schemas, _) = scim.call(Method::GET, "/Schemas", None, &[]).await;
     assert_eq!(s, StatusCode::OK);
     let ids: Vec<&str> = schemas["Resources"]

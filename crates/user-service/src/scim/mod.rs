@@ -180,6 +180,14 @@ async fn route(pool: &PgPool, req: &ScimRequest) -> Result<ScimResponse, ScimErr
             write_group(pool, &tenant, &base, id, header(req, "if-match"), change).await
         }
         ("DELETE", ["Groups", id]) => delete_group(pool, &tenant, id).await,
+        // Operations the ServiceProviderConfig says are not supported (RFC 7644 §3.7, §3.11,
+        // §3.12): 501, not a missing endpoint.
+        (_, ["Bulk"]) => Err(ScimError::not_implemented(
+            "bulk operations are not supported",
+        )),
+        (_, ["Me", ..]) => Err(ScimError::not_implemented(
+            "/Me is not supported: a SCIM token authenticates a tenant, not a user",
+        )),
         (_, ["Users" | "Groups", ..])
         | (_, ["ServiceProviderConfig" | "ResourceTypes" | "Schemas"]) => {
             Err(ScimError::method(format!("{method} is not supported here")))
