@@ -214,29 +214,57 @@ impl Filter {
     }
 
     /// How the read splits: block ranges of the table for up to `parts` parallel scans when
-    /// Postgres' plan reads the whole table (no index) and the table is big enough; else one
-    /// part, unbounded.
+    /// the table is big enough and Postgres reckons its best plan costs at least half of
+    /// reading the whole table (the rows asked for are spread over most of it, so an index
+    /// saves little); else one part, unbounded, on Postgres' own plan.
     async fn ranges(&self, conn: &mut PgConnection, parts: usize) -> Result<Vec<String>, SubError> {
         let whole = || vec![String::new()];
         if parts < 2 {
             return Ok(whole());
         }
-        let plan: Vec<String> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {}", self.select(""))))
-                .fetch_all(&mut *conn)
-                .await?;
-        if plan.iter().any(|line| line.contains("Index")) {
-            return Ok(whole());
-        }
         let blocks: i64 = sqlx::query_scalar(
             "SELECT pg_relation_size('usage_records') / current_setting('block_size')::bigint",
         )
-        .fetch_one(conn)
+        .fetch_one(&mut *conn)
         .await?;
         if blocks < MIN_SPLIT_BLOCKS {
             return Ok(whole());
         }
+        let best = self.cost(conn).await?;
+        // The whole table's cost: the same query with index plans off, for this estimate only.
+        const NO_INDEX: [&str; 3] = [
+            "enable_indexscan",
+            "enable_indexonlyscan",
+            "enable_bitmapscan",
+        ];
+        for setting in NO_INDEX {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET LOCAL {setting} = off")))
+                .execute(&mut *conn)
+                .await?;
+        }
+        let scan = self.cost(conn).await?;
+        for setting in NO_INDEX {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("RESET {setting}")))
+                .execute(&mut *conn)
+                .await?;
+        }
+        if best < scan / 2.0 {
+            return Ok(whole());
+        }
         Ok(block_ranges(blocks, parts))
+    }
+
+    /// Postgres' estimated total cost of the unsplit query.
+    async fn cost(&self, conn: &mut PgConnection) -> Result<f64, SubError> {
+        let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (FORMAT JSON) {}",
+            self.select("")
+        )))
+        .fetch_one(conn)
+        .await?;
+        plan[0]["Plan"]["Total Cost"]
+            .as_f64()
+            .ok_or_else(|| SubError::Corrupt(format!("a plan without a cost: {plan}")))
     }
 }
 
