@@ -1,6 +1,6 @@
 //! The `scim_groups` and `scim_group_members` tables, and the role bindings groups grant.
 
-use super::scim_filter::{SqlFilter, condition};
+use super::scim_filter::{self, SqlFilter, condition};
 use chrono::{DateTime, Utc};
 use ids::{GroupId, TenantId};
 use sqlx::{PgConnection, PgPool};
@@ -37,22 +37,13 @@ pub async fn get(
     .await
 }
 
-/// How many groups the tenant has.
 /// The tenant's groups matching `filter` (all without one); its parameters start at `$2`.
 pub async fn count(
     pool: &PgPool,
     tenant_id: &TenantId,
     filter: Option<&SqlFilter>,
 ) -> Result<i64, sqlx::Error> {
-    let (cond, params) = condition(filter);
-    let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM scim_groups g WHERE g.tenant_id = $1 AND {cond}"
-    )))
-    .bind(tenant_id);
-    for p in params {
-        q = q.bind(p);
-    }
-    q.fetch_one(pool).await
+    scim_filter::count(pool, "scim_groups g", tenant_id, filter).await
 }
 
 /// The tenant's groups matching `filter` (all without one) in id order, `offset` skipped, at

@@ -28,6 +28,26 @@ pub fn condition(filter: Option<&SqlFilter>) -> (&str, &[String]) {
     filter.map_or(("TRUE", &[]), |f| (f.sql.as_str(), f.params.as_slice()))
 }
 
+/// How many of the tenant's rows in `from` (`users u` or `scim_groups g`, the alias being the
+/// table's first letter) match `filter`, whose parameters start at `$2`.
+pub async fn count(
+    pool: &sqlx::PgPool,
+    from: &str,
+    tenant_id: &ids::TenantId,
+    filter: Option<&SqlFilter>,
+) -> Result<i64, sqlx::Error> {
+    let alias = &from[from.len() - 1..];
+    let (cond, params) = condition(filter);
+    let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {from} WHERE {alias}.tenant_id = $1 AND {cond}"
+    )))
+    .bind(tenant_id);
+    for p in params {
+        q = q.bind(p);
+    }
+    q.fetch_one(pool).await
+}
+
 /// `filter` over the users table; `base` is the SCIM base URL (`meta.location`).
 pub fn users(filter: &Filter, base: &str, first: usize) -> SqlFilter {
     build(filter, Ctx::User, base, first)

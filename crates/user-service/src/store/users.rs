@@ -1,6 +1,6 @@
 //! The `users` and `role_bindings` tables.
 
-use super::scim_filter::{SqlFilter, condition};
+use super::scim_filter::{self, SqlFilter, condition};
 use chrono::{DateTime, Utc};
 use ids::{TenantId, UserId};
 
@@ -181,22 +181,13 @@ pub async fn list(
     .await
 }
 
-/// How many users the tenant has.
 /// The tenant's users matching `filter` (all without one); its parameters start at `$2`.
 pub async fn count(
     pool: &PgPool,
     tenant_id: &TenantId,
     filter: Option<&SqlFilter>,
 ) -> Result<i64, sqlx::Error> {
-    let (cond, params) = condition(filter);
-    let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM users u WHERE u.tenant_id = $1 AND {cond}"
-    )))
-    .bind(tenant_id);
-    for p in params {
-        q = q.bind(p);
-    }
-    q.fetch_one(pool).await
+    scim_filter::count(pool, "users u", tenant_id, filter).await
 }
 
 /// The tenant's users matching `filter` (all without one) in id order, `offset` skipped, at
