@@ -5,6 +5,7 @@
 //! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`.
 
 pub mod domain;
+pub mod store;
 
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
 

@@ -1,0 +1,3 @@
+//! Postgres access, one module per aggregate.
+
+pub mod numbers;
