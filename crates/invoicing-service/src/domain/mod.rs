@@ -1,4 +1,5 @@
-//! Invoicing's pure logic: tax and invoice numbers. No I/O.
+//! Invoicing's pure logic: the lifecycle, tax and invoice numbers. No I/O.
 
+pub mod lifecycle;
 pub mod numbers;
 pub mod tax;
