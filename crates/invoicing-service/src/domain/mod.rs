@@ -1,5 +1,7 @@
-//! Invoicing's pure logic: the lifecycle, tax and invoice numbers. No I/O.
+//! Invoicing's pure logic: which charges make which document, the lifecycle, tax and invoice
+//! numbers. No I/O.
 
+pub mod assembly;
 pub mod lifecycle;
 pub mod numbers;
 pub mod tax;
