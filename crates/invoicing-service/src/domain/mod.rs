@@ -2,6 +2,7 @@
 //! numbers. No I/O.
 
 pub mod assembly;
+pub mod document;
 pub mod lifecycle;
 pub mod numbers;
 pub mod tax;
