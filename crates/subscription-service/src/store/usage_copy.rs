@@ -230,41 +230,45 @@ impl Filter {
         if blocks < MIN_SPLIT_BLOCKS {
             return Ok(whole());
         }
-        let best = self.cost(conn).await?;
+        let (best, node) = self.plan(conn).await?;
+        if node == "Seq Scan" {
+            return Ok(block_ranges(blocks, parts));
+        }
         // The whole table's cost: the same query with index plans off, for this estimate only.
-        const NO_INDEX: [&str; 3] = [
-            "enable_indexscan",
-            "enable_indexonlyscan",
-            "enable_bitmapscan",
-        ];
-        for setting in NO_INDEX {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET LOCAL {setting} = off")))
-                .execute(&mut *conn)
-                .await?;
-        }
-        let scan = self.cost(conn).await?;
-        for setting in NO_INDEX {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("RESET {setting}")))
-                .execute(&mut *conn)
-                .await?;
-        }
+        sqlx::raw_sql(
+            "SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off; \
+             SET LOCAL enable_bitmapscan = off",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let (scan, _) = self.plan(conn).await?;
+        sqlx::raw_sql(
+            "RESET enable_indexscan; RESET enable_indexonlyscan; RESET enable_bitmapscan",
+        )
+        .execute(&mut *conn)
+        .await?;
         if best < scan / 2.0 {
             return Ok(whole());
         }
         Ok(block_ranges(blocks, parts))
     }
 
-    /// Postgres' estimated total cost of the unsplit query.
-    async fn cost(&self, conn: &mut PgConnection) -> Result<f64, SubError> {
+    /// Postgres' plan of the unsplit query: its estimated total cost and its top node.
+    async fn plan(&self, conn: &mut PgConnection) -> Result<(f64, String), SubError> {
         let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "EXPLAIN (FORMAT JSON) {}",
             self.select("")
         )))
         .fetch_one(conn)
         .await?;
-        plan[0]["Plan"]["Total Cost"]
+        let top = &plan[0]["Plan"];
+        let cost = top["Total Cost"]
             .as_f64()
-            .ok_or_else(|| SubError::Corrupt(format!("a plan without a cost: {plan}")))
+            .ok_or_else(|| SubError::Corrupt(format!("a plan without a cost: {plan}")))?;
+        Ok((
+            cost,
+            top["Node Type"].as_str().unwrap_or_default().to_string(),
+        ))
     }
 }
 
