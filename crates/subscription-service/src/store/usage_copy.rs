@@ -1,6 +1,6 @@
 //! Billing's read of usage: `COPY … TO STDOUT (FORMAT binary)` (read by `copy_binary`), and,
-//! when Postgres would read the whole table anyway, the table split into block ranges that
-//! parallel `COPY`s read from one shared snapshot.
+//! when Postgres reckons its best plan costs about as much as reading the whole table, the
+//! table split into block ranges that parallel `COPY`s read from one shared snapshot.
 //!
 //! Why parts: one `COPY` is one Postgres backend on one core, and emitting the rows alone
 //! costs it more than its whole parallel `GROUP BY` of the same rows (BENCHMARKS.md). Block
@@ -27,7 +27,7 @@ impl StreamBatch for Columns {
         // Connections of the read's own, detached from the pool: one left in the middle of a
         // `COPY` is closed with its transaction rather than handed back to be drained.
         let mut first = pool.acquire().await?.detach();
-        let (filter, ranges) = plan(&mut first, &q.select, q.parts).await?;
+        let (mut filter, ranges) = plan(&mut first, &q.select, q.parts).await?;
         let mut conns = vec![first];
         if ranges.len() > 1 {
             let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
@@ -47,7 +47,7 @@ impl StreamBatch for Columns {
                 conns.push(conn);
             }
         }
-        let wanted = Arc::new(filter.wanted.clone());
+        let wanted = Arc::new(filter.wanted.take());
         let mut parts = tokio::task::JoinSet::new();
         for (conn, range) in conns.into_iter().zip(&ranges) {
             let statement = format!("COPY ({}) TO STDOUT (FORMAT binary)", filter.select(range));
@@ -297,7 +297,7 @@ fn block_ranges(blocks: i64, parts: usize) -> Vec<String> {
 /// The (tenant, period start) pairs a read by period asked for, to drop the other rows the
 /// `COPY` filter lets through. Starts in Postgres' binary form (microseconds since 2000),
 /// truncated as sqlx truncates them when it binds them.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Wanted(HashMap<Box<[u8]>, Vec<i64>, foldhash::fast::RandomState>);
 
 impl Wanted {

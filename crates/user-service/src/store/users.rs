@@ -213,21 +213,6 @@ pub async fn window(
     q.fetch_all(pool).await
 }
 
-/// The tenant's user with this user name (case-insensitive), if any.
-pub async fn by_user_name(
-    pool: &PgPool,
-    tenant_id: &TenantId,
-    user_name: &str,
-) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE u.tenant_id = $1 AND lower(u.user_name) = lower($2) GROUP BY u.id"
-    )))
-    .bind(tenant_id)
-    .bind(user_name)
-    .fetch_optional(pool)
-    .await
-}
-
 /// The SCIM-managed attributes of a user.
 pub struct ScimFields<'a> {
     pub user_name: &'a str,
