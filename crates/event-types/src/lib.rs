@@ -7,7 +7,7 @@
 //! has `#[serde(default)]`); renaming or removing one is a new event type.
 
 use chrono::{DateTime, Utc};
-use ids::{PlanId, RunId, SubscriptionId, TenantId, UserId};
+use ids::{InvoiceId, PlanId, RunId, SubscriptionId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// `user.created|updated|deactivated|reactivated|deleted` (user service).
@@ -110,6 +110,95 @@ pub struct RunFailed {
     pub error: String,
 }
 
+/// An invoice or credit note as its events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceRef {
+    pub invoice_id: InvoiceId,
+    pub tenant_id: TenantId,
+    /// `invoice` or `credit_note`.
+    pub kind: String,
+    pub subscription_id: String,
+    pub period_start: DateTime<Utc>,
+    pub currency: String,
+}
+
+/// `invoice.created` (invoicing service): a draft opened for a subscription period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceCreated {
+    #[serde(flatten)]
+    pub invoice: InvoiceRef,
+    /// When the draft finalizes unless finalized earlier.
+    pub finalize_after: DateTime<Utc>,
+}
+
+/// `invoice.ready` (invoicing service): an invoice was finalized and is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceReady {
+    #[serde(flatten)]
+    pub invoice: InvoiceRef,
+    pub number: String,
+    pub amount_due_minor: i64,
+    pub issued_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    /// Where the PDF is in the blob store, once rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_email: Option<String>,
+    /// Set on a supplementary invoice: the period's original invoice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<InvoiceId>,
+}
+
+/// `credit_note.created` (invoicing service): a credit note was issued against an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditNoteCreated {
+    #[serde(flatten)]
+    pub invoice: InvoiceRef,
+    pub number: String,
+    /// Negative: what the customer is credited.
+    pub amount_minor: i64,
+    pub issued_at: DateTime<Utc>,
+    /// The invoice it credits.
+    pub follows: InvoiceId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf_key: Option<String>,
+}
+
+/// `invoice.paid` (invoicing service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoicePaid {
+    #[serde(flatten)]
+    pub invoice: InvoiceRef,
+    pub number: String,
+    pub amount_paid_minor: i64,
+    pub paid_at: DateTime<Utc>,
+    /// Empty when the operator marked it paid by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent_id: Option<String>,
+}
+
+/// `invoice.voided` (invoicing service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceVoided {
+    #[serde(flatten)]
+    pub invoice: InvoiceRef,
+    /// Unset for a draft voided before it had a number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    pub reason: String,
+}
+
+/// `payment.intent.succeeded` (payment service): an invoice's payment went through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentSucceeded {
+    pub payment_intent_id: String,
+    pub tenant_id: TenantId,
+    pub invoice_id: InvoiceId,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
 /// Which payload an event type carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -120,6 +209,12 @@ pub enum Kind {
     RunRequested,
     RunCompleted,
     RunFailed,
+    InvoiceCreated,
+    InvoiceReady,
+    CreditNoteCreated,
+    InvoicePaid,
+    InvoiceVoided,
+    PaymentSucceeded,
 }
 
 /// Every event type a service publishes, with its payload and producer. ARCHITECTURE.md's
@@ -181,6 +276,16 @@ pub const TYPES: &[(&str, Kind, &str)] = &[
     ("billing.run.requested", Kind::RunRequested, "billing"),
     ("billing.run.completed", Kind::RunCompleted, "billing"),
     ("billing.run.failed", Kind::RunFailed, "billing"),
+    ("invoice.created", Kind::InvoiceCreated, "invoicing"),
+    ("invoice.ready", Kind::InvoiceReady, "invoicing"),
+    ("credit_note.created", Kind::CreditNoteCreated, "invoicing"),
+    ("invoice.paid", Kind::InvoicePaid, "invoicing"),
+    ("invoice.voided", Kind::InvoiceVoided, "invoicing"),
+    (
+        "payment.intent.succeeded",
+        Kind::PaymentSucceeded,
+        "payment",
+    ),
 ];
 
 /// Any event's payload, read by its type.
@@ -193,6 +298,12 @@ pub enum Payload {
     RunRequested(BillingRun),
     RunCompleted(RunCompleted),
     RunFailed(RunFailed),
+    InvoiceCreated(InvoiceCreated),
+    InvoiceReady(InvoiceReady),
+    CreditNoteCreated(CreditNoteCreated),
+    InvoicePaid(InvoicePaid),
+    InvoiceVoided(InvoiceVoided),
+    PaymentSucceeded(PaymentSucceeded),
 }
 
 /// An event whose type is unknown or whose data does not fit its type.
@@ -238,6 +349,12 @@ impl Payload {
             Kind::RunRequested => Payload::RunRequested(read(data)?),
             Kind::RunCompleted => Payload::RunCompleted(read(data)?),
             Kind::RunFailed => Payload::RunFailed(read(data)?),
+            Kind::InvoiceCreated => Payload::InvoiceCreated(read(data)?),
+            Kind::InvoiceReady => Payload::InvoiceReady(read(data)?),
+            Kind::CreditNoteCreated => Payload::CreditNoteCreated(read(data)?),
+            Kind::InvoicePaid => Payload::InvoicePaid(read(data)?),
+            Kind::InvoiceVoided => Payload::InvoiceVoided(read(data)?),
+            Kind::PaymentSucceeded => Payload::PaymentSucceeded(read(data)?),
         })
     }
 }
@@ -273,6 +390,17 @@ mod tests {
             period_end: DateTime::from_timestamp(1_702_000_000, 0).unwrap(),
             previous_seats: None,
             plan_change: extra,
+        }
+    }
+
+    fn invoice() -> InvoiceRef {
+        InvoiceRef {
+            invoice_id: InvoiceId::parse("inv_0190f1e0c0de7000800000000000000d").unwrap(),
+            tenant_id: tenant(),
+            kind: "invoice".into(),
+            subscription_id: "sub_0190f1e0c0de7000800000000000000b".into(),
+            period_start: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            currency: "EUR".into(),
         }
     }
 
@@ -319,6 +447,50 @@ mod tests {
                 run: run(),
                 error: "deadline".into(),
             }),
+            Kind::InvoiceCreated => data(&InvoiceCreated {
+                invoice: invoice(),
+                finalize_after: DateTime::from_timestamp(1_700_003_600, 0).unwrap(),
+            }),
+            Kind::InvoiceReady => data(&InvoiceReady {
+                invoice: invoice(),
+                number: "INV-2026-000001".into(),
+                amount_due_minor: 5831,
+                issued_at: DateTime::from_timestamp(1_700_003_600, 0).unwrap(),
+                due_at: DateTime::from_timestamp(1_702_595_600, 0).unwrap(),
+                pdf_key: Some("invoices/ten_1/inv_1.pdf".into()),
+                billing_email: None,
+                follows: None,
+            }),
+            Kind::CreditNoteCreated => data(&CreditNoteCreated {
+                invoice: InvoiceRef {
+                    kind: "credit_note".into(),
+                    ..invoice()
+                },
+                number: "CN-2026-000001".into(),
+                amount_minor: -1190,
+                issued_at: DateTime::from_timestamp(1_700_003_600, 0).unwrap(),
+                follows: InvoiceId::parse("inv_0190f1e0c0de7000800000000000000e").unwrap(),
+                pdf_key: None,
+            }),
+            Kind::InvoicePaid => data(&InvoicePaid {
+                invoice: invoice(),
+                number: "INV-2026-000001".into(),
+                amount_paid_minor: 5831,
+                paid_at: DateTime::from_timestamp(1_700_007_200, 0).unwrap(),
+                payment_intent_id: Some("pi_1".into()),
+            }),
+            Kind::InvoiceVoided => data(&InvoiceVoided {
+                invoice: invoice(),
+                number: None,
+                reason: "duplicate".into(),
+            }),
+            Kind::PaymentSucceeded => data(&PaymentSucceeded {
+                payment_intent_id: "pi_1".into(),
+                tenant_id: tenant(),
+                invoice_id: invoice().invoice_id,
+                amount_minor: 5831,
+                currency: "EUR".into(),
+            }),
         }
     }
 
@@ -335,6 +507,12 @@ mod tests {
                     | (Kind::RunRequested, Payload::RunRequested(_))
                     | (Kind::RunCompleted, Payload::RunCompleted(_))
                     | (Kind::RunFailed, Payload::RunFailed(_))
+                    | (Kind::InvoiceCreated, Payload::InvoiceCreated(_))
+                    | (Kind::InvoiceReady, Payload::InvoiceReady(_))
+                    | (Kind::CreditNoteCreated, Payload::CreditNoteCreated(_))
+                    | (Kind::InvoicePaid, Payload::InvoicePaid(_))
+                    | (Kind::InvoiceVoided, Payload::InvoiceVoided(_))
+                    | (Kind::PaymentSucceeded, Payload::PaymentSucceeded(_))
             );
             assert!(matches, "{event_type}: {decoded:?}");
         }

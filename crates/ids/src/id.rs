@@ -152,6 +152,8 @@ generated_id!(ScimTokenId, "sct_", "SCIM token");
 generated_id!(GroupId, "grp_", "group");
 generated_id!(SubscriptionId, "sub_", "subscription");
 generated_id!(RunId, "run_", "billing run");
+generated_id!(InvoiceId, "inv_", "invoice");
+generated_id!(TaxRateId, "txr_", "tax rate");
 
 #[cfg(test)]
 mod tests {

@@ -18,8 +18,8 @@ mod enums;
 mod id;
 
 pub use id::{
-    ApiKeyId, GroupId, InvalidId, PlanId, RunId, ScimTokenId, SubscriptionId, TenantId, UserId,
-    is_key,
+    ApiKeyId, GroupId, InvalidId, InvoiceId, PlanId, RunId, ScimTokenId, SubscriptionId, TaxRateId,
+    TenantId, UserId, is_key,
 };
 
 #[doc(hidden)]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use invoicing_service::domain::lifecycle::Kind;
 use invoicing_service::store::numbers;
 use sqlx::{Connection, Executor};
 use test_support::TestDb;
@@ -41,7 +42,9 @@ async fn concurrent_finalizations_leave_no_gap_and_no_duplicate() {
                 let _permit = connections.acquire().await.unwrap();
                 let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
                 conn.execute("BEGIN").await.unwrap();
-                let n = numbers::allocate(&mut conn, year).await.unwrap();
+                let n = numbers::allocate(&mut conn, Kind::Invoice, year)
+                    .await
+                    .unwrap();
                 sqlx::query("INSERT INTO finalized VALUES ($1, $2)")
                     .bind(year)
                     .bind(n as i64)
@@ -76,7 +79,9 @@ async fn concurrent_finalizations_leave_no_gap_and_no_duplicate() {
     // The next finalization continues each year where the committed ones ended.
     let mut conn = pool.acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();
-    let next = numbers::allocate(&mut tx, 2026).await.unwrap();
+    let next = numbers::allocate(&mut tx, Kind::Invoice, 2026)
+        .await
+        .unwrap();
     let last: i64 = sqlx::query_scalar("SELECT max(number) FROM finalized WHERE year = 2026")
         .fetch_one(&mut *tx)
         .await

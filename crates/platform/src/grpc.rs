@@ -75,6 +75,18 @@ impl Caller {
         Caller::from_metadata(req.metadata()).ok_or(Refused::MissingIdentity)
     }
 
+    /// A service acting on its own behalf as the operator (a billing run reading usage,
+    /// invoicing reading a run's charges), named `service` in the callee's logs.
+    pub fn service(service: &str, request_id: Option<String>) -> Caller {
+        Caller {
+            tenant_id: TenantId::parse("platform").expect("a valid tenant id"),
+            subject: service.to_string(),
+            roles: vec![authz::Role::PlatformAdmin.as_str().to_string()],
+            scopes: Vec::new(),
+            request_id,
+        }
+    }
+
     /// The SaaS operator (`platform_admin`), who acts across tenants.
     pub fn is_operator(&self) -> bool {
         self.has_role(authz::Role::PlatformAdmin.as_str())

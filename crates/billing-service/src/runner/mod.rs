@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use concurrency::{Limiter, ThroughputTracker, with_deadline};
 use event_types::{BillingRun, RunCompleted, RunFailed, TenantAmount, TenantRecords, data};
-use ids::{RunId, TenantId};
+use ids::RunId;
 use platform::events::{CloudEvent, enqueue};
 use platform::grpc::Channel;
 use platform::grpc::{Caller, timestamp};
@@ -265,14 +265,7 @@ fn period_pb(run: &RunRow) -> rpc::common::v1::Period {
 /// A call to the subscription service as the platform, bounded by the run's deadline.
 fn as_operator<T>(run: &RunRow, msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
-    Caller {
-        tenant_id: TenantId::parse("platform").expect("a valid tenant id"),
-        subject: "billing-service".into(),
-        roles: vec!["platform_admin".into()],
-        scopes: Vec::new(),
-        request_id: Some(run.id.to_string()),
-    }
-    .apply(&mut req);
+    Caller::service("billing-service", Some(run.id.to_string())).apply(&mut req);
     req.set_timeout(Duration::from_secs(run.deadline_seconds.max(1) as u64));
     req
 }

@@ -9,7 +9,7 @@
 //!   adjustments) make a separate document referencing it — a **credit note** when they sum
 //!   to less than zero, an **invoice** when they sum to more, and nothing when they cancel out.
 //! - Lines are ordered the same way every time (part — advance before arrears — then the
-//!   charge id), so rebuilding a draft from the same charges gives the same invoice.
+//!   charge id, numerically), so rebuilding a draft from the same charges gives the same invoice.
 
 use std::collections::BTreeMap;
 
@@ -92,14 +92,16 @@ pub fn by_period(charges: Vec<Charge>) -> Result<(Vec<PeriodCharges>, Vec<Charge
     }
     let mut out: Vec<PeriodCharges> = groups.into_values().collect();
     for g in &mut out {
-        g.charges.sort_by(|a, b| {
-            part_rank(&a.part)
-                .cmp(&part_rank(&b.part))
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        g.charges.sort_by(|a, b| line_order(a).cmp(&line_order(b)));
         g.charges.dedup_by(|a, b| a.id == b.id);
     }
     Ok((out, unkeyed))
+}
+
+/// A line's place on its document: part, then charge id (billing's ids are numbers, so a
+/// shorter id comes first).
+pub fn line_order(c: &Charge) -> (u8, usize, &str) {
+    (part_rank(&c.part), c.id.len(), &c.id)
 }
 
 fn part_rank(part: &str) -> u8 {

@@ -8,14 +8,23 @@
 //! - Repeating the action that produced the current state is a no-op, not an error: a
 //!   redelivered `payment.intent.succeeded` or a retried `finalize` changes nothing.
 
-/// Where an invoice is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    Draft,
-    Open,
-    Paid,
-    Void,
-    Uncollectible,
+ids::text_enum! {
+    /// Where an invoice is in its life.
+    pub enum Status {
+        Draft = "draft",
+        Open = "open",
+        Paid = "paid",
+        Void = "void",
+        Uncollectible = "uncollectible",
+    }
+}
+
+ids::text_enum! {
+    /// What a document is: an invoice (the buyer owes) or a credit note (the buyer is owed).
+    pub enum Kind {
+        Invoice = "invoice",
+        CreditNote = "credit_note",
+    }
 }
 
 /// What can happen to an invoice.
@@ -44,28 +53,6 @@ pub struct TransitionError {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Draft => "draft",
-            Status::Open => "open",
-            Status::Paid => "paid",
-            Status::Void => "void",
-            Status::Uncollectible => "uncollectible",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        [
-            Status::Draft,
-            Status::Open,
-            Status::Paid,
-            Status::Void,
-            Status::Uncollectible,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-    }
-
     /// Whether the invoice is numbered and immutable.
     pub fn finalized(self) -> bool {
         self != Status::Draft
@@ -90,12 +77,6 @@ impl Status {
             to,
             changed: to != self,
         })
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

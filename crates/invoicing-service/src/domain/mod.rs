@@ -5,4 +5,5 @@ pub mod assembly;
 pub mod document;
 pub mod lifecycle;
 pub mod numbers;
+pub mod parties;
 pub mod tax;

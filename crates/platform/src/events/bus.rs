@@ -13,7 +13,7 @@ pub const STREAMS: &[(&str, &[&str])] = &[
     ("SUBSCRIPTION", &["subscription.>"]),
     ("USAGE", &["usage.>"]),
     ("BILLING", &["billing.>"]),
-    ("INVOICE", &["invoice.>"]),
+    ("INVOICE", &["invoice.>", "credit_note.>"]),
     ("PAYMENT", &["payment.>"]),
     ("DLQ", &["dlq.>"]),
 ];
