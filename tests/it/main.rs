@@ -7,6 +7,7 @@ mod docs;
 mod fuzz;
 mod hostile;
 mod identity;
+mod invoicing;
 mod jwks;
 mod limits;
 mod metering;

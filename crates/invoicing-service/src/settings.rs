@@ -32,20 +32,20 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     ),
     (
         "SELLER_NAME",
-        "",
+        "(unset)",
         "the operator's legal name, printed as the seller",
     ),
     (
         "SELLER_ADDRESS",
-        "",
-        "the seller's address, lines separated by `|`",
+        "(unset)",
+        "the seller's address, its lines separated by vertical bars",
     ),
     (
         "SELLER_COUNTRY",
-        "",
+        "(unset)",
         "the seller's ISO 3166-1 alpha-2 country (decides EU reverse charge)",
     ),
-    ("SELLER_TAX_ID", "", "the seller's VAT or tax id"),
+    ("SELLER_TAX_ID", "(unset)", "the seller's VAT or tax id"),
 ];
 
 #[derive(Debug, Clone)]

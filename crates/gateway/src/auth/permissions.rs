@@ -62,6 +62,45 @@ pub const ROUTES: &[(&str, &str, P)] = &[
     ("POST", "/v1/billing/runs", P::BillingRun),
     ("GET", "/v1/billing/runs", P::BillingRead),
     ("GET", "/v1/billing/runs/{run_id}", P::BillingRead),
+    ("GET", "/v1/tenants/{tenant_id}/invoices", P::InvoicesRead),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/invoices/{invoice_id}",
+        P::InvoicesRead,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/invoices/{invoice_id}/finalize",
+        P::InvoicesWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/invoices/{invoice_id}/void",
+        P::InvoicesWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/invoices/{invoice_id}/mark_uncollectible",
+        P::InvoicesWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/invoices/{invoice_id}/mark_paid",
+        P::InvoicesWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/billing_profile",
+        P::InvoicesRead,
+    ),
+    (
+        "PUT",
+        "/v1/tenants/{tenant_id}/billing_profile",
+        P::InvoicesWrite,
+    ),
+    ("POST", "/v1/tax_rates", P::InvoicesWrite),
+    ("GET", "/v1/tax_rates", P::InvoicesRead),
+    ("POST", "/v1/tax_rates/{tax_rate_id}/archive", P::InvoicesWrite),
     ("GET", "/v1/tenants/{tenant_id}/usage", P::UsageRead),
     (
         "GET",

@@ -9,12 +9,14 @@ pub mod error;
 pub mod gcra;
 pub mod idempotency;
 mod identity;
+mod invoices;
 pub mod input;
 mod metering;
 pub mod openapi;
 pub mod ratelimit;
 mod scim;
 mod status;
+mod taxes;
 mod webhooks;
 mod wire;
 
@@ -27,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use platform::ServiceName;
 use platform::health::Readiness;
 use rpc::billing::v1::billing_service_client::BillingServiceClient;
+use rpc::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
 use rpc::payment::v1::payment_service_client::PaymentServiceClient;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use rpc::user::v1::user_service_client::UserServiceClient;
@@ -72,6 +75,7 @@ pub fn router(deps: Deps) -> Router {
     let users = UserServiceClient::new(upstreams.channel(ServiceName::User).clone());
     let payments = PaymentServiceClient::new(upstreams.channel(ServiceName::Payment).clone());
     let subs = SubscriptionServiceClient::new(upstreams.channel(ServiceName::Subscription).clone());
+    let invoicing = InvoicingServiceClient::new(upstreams.channel(ServiceName::Invoicing).clone());
     let limiter = ratelimit::RateLimiter::new(
         per_caller,
         per_tenant,
@@ -94,6 +98,8 @@ pub fn router(deps: Deps) -> Router {
         .merge(billing::router(BillingServiceClient::new(
             upstreams.channel(ServiceName::Billing).clone(),
         )))
+        .merge(invoices::router(invoicing.clone()))
+        .merge(taxes::router(invoicing))
         .merge(webhooks::router(payments))
         .split_for_parts();
     let edge = Arc::new(Edge {

@@ -1,0 +1,195 @@
+//! Invoicing through the gateway: a billing run becomes a draft invoice per subscription
+//! period (once), the operator finalizes it with the buyer's tax and a gapless number, and
+//! marks it paid; tenants see only their own, and cannot change their own tax.
+
+use chrono::{Datelike, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::stack::{Api, Stack, token};
+
+/// GETs `path` until `pred` holds (50 tries, 100 ms apart); the last answer.
+async fn until(api: &Api, path: &str, bearer: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        let (s, v) = api.send(Method::GET, path, bearer, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        if pred(&v) {
+            return v;
+        }
+        last = v;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{path}: condition not met; last answer {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_billing_run_is_invoiced_once_finalized_with_tax_and_paid() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let operator = token("ten_platform", "operator", &["platform_admin"]);
+    let t = "ten_invoiced";
+    let owner = token(t, "owner", &["owner"]);
+    let billing_admin = token(t, "finance", &["billing_admin"]);
+
+    let (s, p) = api
+        .send(
+            Method::POST,
+            "/v1/plans",
+            &operator,
+            Some(json!({"id": "pro", "name": "Pro", "currency": "EUR", "interval": "month",
+                "prices": [{"id": "base", "kind": "flat", "model": {"type": "flat", "amount": "4900"}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/subscription"),
+            &operator,
+            Some(json!({"plan_id": "pro"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+
+    // The tenant describes itself; only the operator sets rates and exemptions.
+    let profile = json!({"legal_name": "Ærø Ølbryggeri ApS", "address_lines": ["Vestergade 1"],
+                         "country": "DE", "billing_email": "ap@aero.example"});
+    let path = format!("/v1/tenants/{t}/billing_profile");
+    let (s, p) = api
+        .send(Method::PUT, &path, &owner, Some(profile.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let mut exempt = profile.clone();
+    exempt["tax_exempt"] = json!(true);
+    let (s, p) = api.send(Method::PUT, &path, &owner, Some(exempt)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
+    let mut bad = profile.clone();
+    bad["country"] = json!("Germany");
+    let (s, p) = api.send(Method::PUT, &path, &owner, Some(bad)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["field"], "country", "{p}");
+    let rate = json!({"country": "DE", "percentage": "19", "name": "USt."});
+    let (s, _) = api
+        .send(Method::POST, "/v1/tax_rates", &owner, Some(rate.clone()))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, p) = api
+        .send(Method::POST, "/v1/tax_rates", &operator, Some(rate))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            "/v1/tax_rates",
+            &operator,
+            Some(json!({"country": "DE", "percentage": "101", "name": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["field"], "percentage", "{p}");
+
+    // A run over the period's start bills its fee in advance; invoicing takes it in.
+    let now = Utc::now();
+    let body = json!({
+        "period_start": (now - chrono::Duration::days(1)).to_rfc3339(),
+        "period_end": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        "tenant_ids": [t],
+    });
+    let (s, run) = api
+        .send(Method::POST, "/v1/billing/runs", &operator, Some(body))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let list = format!("/v1/tenants/{t}/invoices");
+    let drafts = until(&api, &list, &owner, |v| {
+        v["data"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    assert_eq!(drafts["data"].as_array().unwrap().len(), 1, "{drafts}");
+    let draft = &drafts["data"][0];
+    assert_eq!(draft["status"], "draft", "{draft}");
+    assert_eq!(draft["billing_run_id"], run["id"]);
+    let id = draft["id"].as_str().unwrap().to_string();
+
+    // Finalizing is the operator's; a foreign tenant sees nothing.
+    let one = format!("/v1/tenants/{t}/invoices/{id}");
+    let (s, _) = api
+        .send(
+            Method::POST,
+            &format!("{one}/finalize"),
+            &billing_admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, inv) = api
+        .send(Method::POST, &format!("{one}/finalize"), &operator, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    assert_eq!(inv["status"], "open");
+    assert_eq!(
+        inv["number"],
+        format!("INV-{}-000001", Utc::now().year()),
+        "{inv}"
+    );
+    assert_eq!(
+        (&inv["net_minor"], &inv["tax_minor"], &inv["amount_due_minor"]),
+        (&json!(4900), &json!(931), &json!(5831)),
+        "{inv}"
+    );
+    assert_eq!(inv["lines"][0]["tax_minor"], 931, "{inv}");
+    assert_eq!(inv["tax_summary"][0]["rate"]["name"], "USt.", "{inv}");
+    let other = token("ten_stranger", "owner", &["owner"]);
+    let (s, _) = api
+        .send(
+            Method::GET,
+            &format!("/v1/tenants/ten_stranger/invoices/{id}"),
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.send(Method::GET, &one, &other, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Paid once, with the amount due; anything else is refused and changes nothing.
+    let paid = format!("{one}/mark_paid");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &paid,
+            &operator,
+            Some(json!({"payment_intent_id": "wire-1", "amount_minor": 100})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &paid,
+            &operator,
+            Some(json!({"payment_intent_id": "wire-1", "amount_minor": 5831})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["status"], "paid");
+    let (s, p) = api
+        .send(Method::GET, &format!("{list}?status=paid"), &owner, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["data"][0]["id"], id.as_str(), "{p}");
+    let (s, p) = api
+        .send(Method::GET, &format!("{list}?status=late"), &owner, None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &format!("{one}/void"),
+            &operator,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "a paid invoice is not voided: {p}");
+    stack.stop().await;
+}
