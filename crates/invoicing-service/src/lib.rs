@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod finalize;
 pub mod grpc;
+pub mod pdf;
 pub mod settings;
 pub mod store;
 
