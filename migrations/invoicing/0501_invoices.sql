@@ -96,6 +96,8 @@ CREATE UNIQUE INDEX invoices_period ON invoices (tenant_id, subscription_id, per
 CREATE UNIQUE INDEX invoices_follow_draft ON invoices (follows) WHERE status = 'draft';
 CREATE INDEX invoices_tenant ON invoices (tenant_id, id);
 CREATE INDEX invoices_due_drafts ON invoices (finalize_after) WHERE status = 'draft';
+-- Finalized, its PDF not yet stored (finalizing is two steps: numbered, then published).
+CREATE INDEX invoices_unpublished ON invoices (issued_at) WHERE number IS NOT NULL AND pdf_key IS NULL;
 
 -- A charge is on one document only.
 CREATE TABLE invoice_lines (

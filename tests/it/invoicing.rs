@@ -8,6 +8,10 @@ use serde_json::{Value, json};
 
 use crate::stack::{Api, Stack, token};
 
+fn draft_path(list: &str, id: &str) -> String {
+    format!("{list}/{id}")
+}
+
 /// GETs `path` until `pred` holds (50 tries, 100 ms apart); the last answer.
 async fn until(api: &Api, path: &str, bearer: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
@@ -113,6 +117,10 @@ async fn a_billing_run_is_invoiced_once_finalized_with_tax_and_paid() {
 
     // Finalizing is the operator's; a foreign tenant sees nothing.
     let one = format!("/v1/tenants/{t}/invoices/{id}");
+    let (s, p) = api
+        .send(Method::GET, &format!("{one}/pdf"), &owner, None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "a draft has no PDF yet: {p}");
     let (s, _) = api
         .send(
             Method::POST,
@@ -133,12 +141,60 @@ async fn a_billing_run_is_invoiced_once_finalized_with_tax_and_paid() {
         "{inv}"
     );
     assert_eq!(
-        (&inv["net_minor"], &inv["tax_minor"], &inv["amount_due_minor"]),
+        (
+            &inv["net_minor"],
+            &inv["tax_minor"],
+            &inv["amount_due_minor"]
+        ),
         (&json!(4900), &json!(931), &json!(5831)),
         "{inv}"
     );
     assert_eq!(inv["lines"][0]["tax_minor"], 931, "{inv}");
     assert_eq!(inv["tax_summary"][0]["rate"]["name"], "USt.", "{inv}");
+    // Its PDF: stored at finalization, served with its SHA-256 as ETag, read back by poppler.
+    let (s, p) = api
+        .send(
+            Method::GET,
+            &format!("{}/pdf", draft_path(&list, "nope")),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    let resp = api
+        .http
+        .get(stack.url(&format!("{one}/pdf")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    assert_eq!(
+        resp.headers()["content-disposition"],
+        format!(
+            "attachment; filename=\"INV-{}-000001.pdf\"",
+            Utc::now().year()
+        )
+        .as_str()
+    );
+    let pdf = resp.bytes().await.unwrap();
+    assert_eq!(etag, format!("\"{}\"", inv["pdf_sha256"].as_str().unwrap()));
+    let text = test_support::pdftotext(&pdf);
+    for want in ["Ærø Ølbryggeri ApS", "USt. 19%", "58.31 EUR"] {
+        assert!(text.contains(want), "{want:?} not in\n{text}");
+    }
+    let resp = api
+        .http
+        .get(stack.url(&format!("{one}/pdf")))
+        .bearer_auth(&owner)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+
     let other = token("ten_stranger", "owner", &["owner"]);
     let (s, _) = api
         .send(

@@ -33,6 +33,11 @@ pub fn token_with(
     .expect("sign test token")
 }
 
+/// Where a stack's invoicing service stores PDFs.
+fn blob_dir(prefix: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("saas-e2e-blobs-{prefix}"))
+}
+
 pub struct Stack {
     pub gateway: RunningService,
     pub services: Vec<(ServiceName, RunningService)>,
@@ -72,7 +77,15 @@ impl Stack {
                     billing_service::build_with(cfg, off).await
                 }
                 ServiceName::Payment => payment_service::build(cfg).await,
-                ServiceName::Invoicing => invoicing_service::build(cfg).await,
+                // PDFs in a directory of the stack's own, removed with it.
+                ServiceName::Invoicing => {
+                    let dir = blob_dir(&prefix);
+                    let settings = invoicing_service::settings::Settings::from_lookup(|k| {
+                        (k == "BLOB_STORE").then(|| dir.display().to_string())
+                    })
+                    .expect("invoicing settings");
+                    invoicing_service::build_with(cfg, settings).await
+                }
                 ServiceName::Notification => notification_service::build(cfg).await,
                 ServiceName::Gateway => unreachable!("internal() excludes the gateway"),
             }
@@ -165,6 +178,7 @@ impl Stack {
         for db in self.dbs {
             db.drop_db().await;
         }
+        let _ = std::fs::remove_dir_all(blob_dir(&self.prefix));
         // Streams are per test prefix; leave nothing behind in the shared NATS.
         if let Ok(bus) =
             platform::events::EventBus::connect(&test_support::nats_url(), &self.prefix).await

@@ -17,6 +17,9 @@ pub enum InvoicingError {
     Forbidden(String),
     #[error("missing caller identity")]
     Unauthenticated,
+    /// A dependency (the blob store, billing) did not answer: worth retrying.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("events: {0}")]
@@ -79,6 +82,10 @@ impl From<InvoicingError> for tonic::Status {
             InvoicingError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             InvoicingError::Db(ref d) => platform::grpc::db_status(d),
             InvoicingError::Events(_) => platform::grpc::internal(&e),
+            InvoicingError::Unavailable(_) => {
+                tracing::warn!(error = %e, "dependency unavailable");
+                tonic::Status::unavailable("a dependency is unavailable; retry shortly")
+            }
         }
     }
 }
@@ -87,7 +94,7 @@ impl From<InvoicingError> for platform::events::HandlerError {
     fn from(e: InvoicingError) -> Self {
         use platform::events::HandlerError;
         match e {
-            InvoicingError::Db(_) | InvoicingError::Events(_) => {
+            InvoicingError::Db(_) | InvoicingError::Events(_) | InvoicingError::Unavailable(_) => {
                 HandlerError::Transient(e.to_string())
             }
             other => HandlerError::Permanent(other.to_string()),

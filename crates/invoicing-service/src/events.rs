@@ -50,7 +50,7 @@ pub fn created(r: &InvoiceRow) -> CloudEvent {
 
 /// What finalizing publishes: `invoice.ready` (and `invoice.paid` when there was nothing to
 /// pay) or `credit_note.created`.
-pub fn issued(r: &InvoiceRow, snapshot: &Snapshot) -> Vec<CloudEvent> {
+pub fn issued(r: &InvoiceRow, snapshot: Option<&Snapshot>) -> Vec<CloudEvent> {
     let number = r.number.clone().unwrap_or_default();
     let issued_at = r.issued_at.unwrap_or(r.created_at);
     match r.kind {
@@ -77,7 +77,7 @@ pub fn issued(r: &InvoiceRow, snapshot: &Snapshot) -> Vec<CloudEvent> {
                     issued_at,
                     due_at: r.due_at.unwrap_or(issued_at),
                     pdf_key: r.pdf_key.clone(),
-                    billing_email: snapshot.buyer.email.clone(),
+                    billing_email: snapshot.and_then(|s| s.buyer.email.clone()),
                     follows: r.follows.clone(),
                 }),
             )];

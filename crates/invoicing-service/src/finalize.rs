@@ -13,19 +13,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
 use ids::{InvoiceId, TenantId};
-use platform::events::enqueue;
 use pricing::Currency;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::blobs::Blobs;
 use crate::domain::assembly::{Charge, Follow, PeriodKey, after_finalization};
 use crate::domain::document::content;
 use crate::domain::lifecycle::{Action, Kind, Status};
 use crate::domain::parties::{Party, Snapshot};
 use crate::domain::tax::{Parties, Treatment};
 use crate::error::InvoicingError;
-use crate::events;
+use crate::pdf::Fonts;
 use crate::settings::Settings;
 use crate::store::invoices::{self, Change, Finalized, InvoiceRow, LineRow};
 use crate::store::{numbers, profiles, tax_rates};
@@ -39,6 +39,8 @@ const BATCH: i64 = 200;
 pub struct Finalizer {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
+    pub fonts: Arc<Fonts>,
+    pub blobs: Blobs,
     /// Poked when drafts were opened (with no grace they are due at once).
     pub wake: Arc<Notify>,
 }
@@ -58,8 +60,26 @@ impl Finalizer {
         }
     }
 
-    /// Finalizes every draft due now; returns how many it finalized.
+    /// Finalizes every draft due now, then publishes what an earlier pass numbered but could
+    /// not publish; returns how many it finalized.
     pub async fn finalize_due(&self) -> Result<usize, InvoicingError> {
+        let done = self.finalize_drafts().await?;
+        loop {
+            let ids = {
+                let mut conn = self.pool.acquire().await?;
+                invoices::unpublished(&mut conn, BATCH).await?
+            };
+            let mut progressed = false;
+            for id in &ids {
+                progressed |= self.publish(id).await?.is_some();
+            }
+            if ids.len() < BATCH as usize || !progressed {
+                return Ok(done);
+            }
+        }
+    }
+
+    async fn finalize_drafts(&self) -> Result<usize, InvoicingError> {
         let mut done = 0;
         loop {
             let due = {
@@ -102,11 +122,20 @@ impl Finalizer {
         let lines = invoices::lines(&mut tx, id).await?;
         let row = self.issue(&mut tx, inv, &lines, Utc::now()).await?;
         tx.commit().await?;
-        if row.status != Status::Draft {
-            metrics::counter!("invoicing_documents_finalized_total", "kind" => row.kind.as_str())
-                .increment(1);
+        if row.number.is_none() {
+            return Ok(Some(row));
         }
-        Ok(Some(row))
+        metrics::counter!("invoicing_documents_finalized_total", "kind" => row.kind.as_str())
+            .increment(1);
+        // Its PDF and events; if this fails, the finalizer's next pass publishes it.
+        match self.publish(id).await {
+            Ok(Some(published)) => Ok(Some(published)),
+            Ok(None) => Ok(Some(row)),
+            Err(e) => {
+                tracing::warn!(invoice = %id, error = %e, "publishing failed; retried later");
+                Ok(Some(row))
+            }
+        }
     }
 
     async fn issue(
@@ -202,13 +231,9 @@ impl Finalizer {
                 amount_due: doc.amount_due,
                 snapshot: &snapshot,
                 lines: &taxed,
-                pdf: None,
             },
         )
         .await?;
-        for event in events::issued(&row, &snapshot) {
-            enqueue(tx, &event).await?;
-        }
         Ok(row)
     }
 }

@@ -7,16 +7,19 @@
 //! from `proto/invoicing/v1/` beside health, readiness and metrics on one port. Transport is in
 //! [`grpc`] (errors mapped once in [`error`]); the flow is [`events`] (a completed run is
 //! recorded) → [`assembler`] (its charges become drafts) → [`finalize`] (drafts become
-//! documents); pure rules (grouping, tax, numbers, the lifecycle) in [`domain`], SQL in
-//! [`store`]. `invoice.*` and `credit_note.created` leave through the outbox.
+//! numbered documents) → [`publish`] (their PDFs, rendered by [`pdf`], stored in [`blobs`]).
+//! Pure rules (grouping, tax, numbers, the lifecycle) are in [`domain`], SQL in [`store`].
+//! `invoice.*` and `credit_note.created` leave through the outbox.
 
 pub mod assembler;
+pub mod blobs;
 pub mod domain;
 pub mod error;
 pub mod events;
 pub mod finalize;
 pub mod grpc;
 pub mod pdf;
+pub mod publish;
 pub mod settings;
 pub mod store;
 
@@ -46,11 +49,20 @@ pub async fn build_with(
     let billing =
         platform::grpc::lazy_channel(cfg.upstream(ServiceName::Billing), cfg.grpc_timeout)
             .map_err(|e| StartError::Other(format!("BILLING_SERVICE_ADDR: {e}")))?;
+    let fonts = match &settings.font_path {
+        Some(path) => pdf::Fonts::from_file(path)
+            .map_err(|e| StartError::Other(format!("INVOICE_FONT_PATH: {e}")))?,
+        None => pdf::Fonts::embedded(),
+    };
+    let blobs =
+        blobs::Blobs::open(&settings.blob_store).map_err(|e| StartError::Other(e.to_string()))?;
     let settings = Arc::new(settings);
     let (runs_wake, drafts_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let finalizer = finalize::Finalizer {
         pool: backbone.pool.clone(),
         settings: settings.clone(),
+        fonts: Arc::new(fonts),
+        blobs,
         wake: drafts_wake.clone(),
     };
     let assembler = assembler::Assembler {

@@ -46,6 +46,16 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "the seller's ISO 3166-1 alpha-2 country (decides EU reverse charge)",
     ),
     ("SELLER_TAX_ID", "(unset)", "the seller's VAT or tax id"),
+    (
+        "BLOB_STORE",
+        "data/blobs",
+        "where invoice PDFs are stored: a local directory, or s3://bucket/prefix (credentials and endpoint from AWS_* variables)",
+    ),
+    (
+        "INVOICE_FONT_PATH",
+        "(unset)",
+        "a TrueType/OpenType font for PDFs instead of the embedded DejaVu Sans (for CJK names)",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -55,6 +65,8 @@ pub struct Settings {
     pub invoice_numbers: NumberFormat,
     pub credit_note_numbers: NumberFormat,
     pub seller: Party,
+    pub blob_store: String,
+    pub font_path: Option<String>,
 }
 
 impl Settings {
@@ -100,6 +112,8 @@ impl Settings {
                 tax_id: text("SELLER_TAX_ID"),
                 email: None,
             },
+            blob_store: text("BLOB_STORE").unwrap_or_else(|| "data/blobs".into()),
+            font_path: text("INVOICE_FONT_PATH"),
         })
     }
 

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, Utc};
 use event_types::PaymentSucceeded;
 use ids::{RunId, TenantId};
+use invoicing_service::blobs::Blobs;
 use invoicing_service::domain::assembly::{Charge, by_period};
 use invoicing_service::domain::lifecycle::{Kind, Status};
 use invoicing_service::domain::parties::{BillingProfile, Party};
 use invoicing_service::domain::tax::TaxRate;
 use invoicing_service::events::{Paid, pay};
 use invoicing_service::finalize::Finalizer;
+use invoicing_service::pdf::{Fonts, sha256_hex};
 use invoicing_service::settings::Settings;
 use invoicing_service::store::invoices::{self, InvoiceRow};
 use invoicing_service::store::{profiles, tax_rates};
@@ -45,6 +47,7 @@ fn charge(id: u32, part: &str, amount: i64) -> Charge {
 
 struct Env {
     db: TestDb,
+    blob_dir: std::path::PathBuf,
     pool: PgPool,
     finalizer: Finalizer,
     run: RunId,
@@ -69,13 +72,17 @@ async fn env() -> Env {
         _ => None,
     })
     .unwrap();
+    let blob_dir = std::env::temp_dir().join(format!("invoices-{}", RunId::generate()));
     let finalizer = Finalizer {
         pool: pool.clone(),
         settings: Arc::new(settings),
+        fonts: Arc::new(Fonts::embedded()),
+        blobs: Blobs::open(blob_dir.to_str().unwrap()).unwrap(),
         wake: Arc::new(tokio::sync::Notify::new()),
     };
     Env {
         db,
+        blob_dir,
         pool,
         finalizer,
         run: RunId::generate(),
@@ -148,6 +155,7 @@ impl Env {
     }
 
     async fn stop(self) {
+        let _ = std::fs::remove_dir_all(&self.blob_dir);
         self.pool.close().await;
         self.db.drop_db().await;
     }
@@ -195,6 +203,22 @@ async fn a_period_is_invoiced_once_then_taxed_numbered_and_frozen() {
         0,
         "the test skips the assembler"
     );
+
+    // Its PDF is stored once, matches its recorded SHA-256, and reads back (pdftotext).
+    let key = inv.pdf_key.clone().unwrap();
+    let stored = env.finalizer.blobs.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        inv.pdf_sha256.as_deref(),
+        Some(sha256_hex(&stored).as_str())
+    );
+    let text = test_support::pdftotext(&stored);
+    for want in ["Käufer & Söhne", "INV-", "72.99 EUR", "VAT 19%"] {
+        assert!(text.contains(want), "{want:?} not in\n{text}");
+    }
+    // A re-render of the finalized invoice is byte-identical to what was stored.
+    let lines = invoices::lines(&mut conn, &inv.id).await.unwrap();
+    let again = env.finalizer.render(&mut conn, &inv, &lines).await.unwrap();
+    assert_eq!(again.sha256, sha256_hex(&stored));
 
     // Finalizing again changes nothing; a later profile change does not touch the invoice.
     assert_eq!(env.finalize(draft).await.number, inv.number);

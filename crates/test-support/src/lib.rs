@@ -201,3 +201,25 @@ pub fn init_logging() {
     install_tls_provider();
     platform::telemetry::init_logging(platform::config::LogFormat::Pretty);
 }
+
+/// The text of a PDF as poppler's `pdftotext -layout` reads it: an independent reader of what
+/// we render (`poppler-utils` is installed by `.ci/run`).
+pub fn pdftotext(pdf: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("pdftotext")
+        .args(["-layout", "-", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pdftotext (poppler-utils) is installed");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(pdf)
+        .expect("pdftotext reads the PDF");
+    let out = child.wait_with_output().expect("pdftotext finishes");
+    assert!(out.status.success(), "pdftotext refused the PDF");
+    String::from_utf8(out.stdout).expect("pdftotext writes UTF-8")
+}

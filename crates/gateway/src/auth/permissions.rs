@@ -69,6 +69,11 @@ pub const ROUTES: &[(&str, &str, P)] = &[
         P::InvoicesRead,
     ),
     (
+        "GET",
+        "/v1/tenants/{tenant_id}/invoices/{invoice_id}/pdf",
+        P::InvoicesRead,
+    ),
+    (
         "POST",
         "/v1/tenants/{tenant_id}/invoices/{invoice_id}/finalize",
         P::InvoicesWrite,
@@ -100,7 +105,11 @@ pub const ROUTES: &[(&str, &str, P)] = &[
     ),
     ("POST", "/v1/tax_rates", P::InvoicesWrite),
     ("GET", "/v1/tax_rates", P::InvoicesRead),
-    ("POST", "/v1/tax_rates/{tax_rate_id}/archive", P::InvoicesWrite),
+    (
+        "POST",
+        "/v1/tax_rates/{tax_rate_id}/archive",
+        P::InvoicesWrite,
+    ),
     ("GET", "/v1/tenants/{tenant_id}/usage", P::UsageRead),
     (
         "GET",

@@ -3,6 +3,8 @@
 //! actions (finalize, void, mark uncollectible or paid) to the operator.
 
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use platform::Problem;
 use platform::grpc::Channel;
@@ -25,6 +27,7 @@ pub fn router(invoicing: Invoicing) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(list_invoices))
         .routes(routes!(get_invoice))
+        .routes(routes!(get_pdf))
         .routes(routes!(finalize))
         .routes(routes!(void))
         .routes(routes!(mark_uncollectible))
@@ -76,6 +79,9 @@ pub struct Invoice {
     /// A payment that did not match, flagged for a person.
     #[serde(skip_serializing_if = "String::is_empty")]
     payment_mismatch: String,
+    /// SHA-256 (hex) of the PDF stored at finalization; its `ETag`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pdf_sha256: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -172,6 +178,7 @@ impl From<pb::Invoice> for Invoice {
             void_reason: i.void_reason,
             payment_intent_id: i.payment_intent_id,
             payment_mismatch: i.payment_mismatch,
+            pdf_sha256: i.pdf_sha256,
         }
     }
 }
@@ -285,6 +292,69 @@ async fn get_invoice(
         .await
         .map_err(from_status)?;
     Ok(Json(r.into_inner().into()))
+}
+
+/// The largest PDF the gateway passes on (a 500-line invoice is well under 1 MiB).
+const MAX_PDF_BYTES: usize = 32 * 1024 * 1024;
+
+/// A finalized invoice's PDF, as stored when it was finalized. `ETag` is its SHA-256; send it
+/// back in `If-None-Match` to get 304 when you have it already.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/invoices/{invoice_id}/pdf", tag = "invoicing", params(("tenant_id" = String, Path, description = "tenant id, e.g. ten_…"), ("invoice_id" = String, Path, description = "invoice id, e.g. inv_…")), responses((status = 200, description = "the PDF", content_type = "application/pdf", body = String), (status = 304, description = "the PDF named by If-None-Match is current"), Errors), security(("bearer" = [])))]
+async fn get_pdf(
+    State(mut invoicing): State<Invoicing>,
+    Extension(id): Extension<Identity>,
+    Path((tenant_id, invoice_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    id.check_tenant(&tenant_id)?;
+    let req = pb::GetInvoiceRequest {
+        tenant_id,
+        invoice_id,
+    };
+    let invoice = invoicing
+        .get_invoice(call(&id, req.clone()))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let etag = format!("\"{}\"", invoice.pdf_sha256);
+    let current = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if current && !invoice.pdf_sha256.is_empty() {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let mut stream = invoicing
+        .get_invoice_pdf(call(&id, req))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let mut pdf = Vec::new();
+    while let Some(chunk) = stream.message().await.map_err(from_status)? {
+        if pdf.len() + chunk.data.len() > MAX_PDF_BYTES {
+            return Err(Problem::new(StatusCode::BAD_GATEWAY, "pdf_too_large")
+                .with_detail("the stored PDF is larger than the gateway passes on"));
+        }
+        pdf.extend_from_slice(&chunk.data);
+    }
+    // Numbers are letters, digits and -_/. : safe in a quoted filename once '/' is replaced.
+    let filename = invoice.number.replace('/', "-");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}.pdf\""),
+            ),
+            (header::ETAG, etag),
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=0, must-revalidate".into(),
+            ),
+        ],
+        pdf,
+    )
+        .into_response())
 }
 
 fn action(tenant_id: String, invoice_id: String, reason: String) -> pb::InvoiceActionRequest {

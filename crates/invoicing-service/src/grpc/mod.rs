@@ -34,6 +34,9 @@ pub struct InvoicingApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// The largest piece of a PDF in one message.
+const PDF_CHUNK: usize = 64 * 1024;
 type Result<T, E = InvoicingError> = std::result::Result<T, E>;
 
 fn invoice_id(s: &str) -> Result<InvoiceId> {
@@ -196,6 +199,39 @@ impl InvoicingApi {
         .await
     }
 
+    /// A finalized document's stored PDF, checked against the SHA-256 recorded with it.
+    async fn pdf(&self, c: &Caller, r: pb::GetInvoiceRequest) -> Result<bytes::Bytes> {
+        let tenant = c.scope(&r.tenant_id)?;
+        let id = invoice_id(&r.invoice_id)?;
+        let mut conn = self.pool.acquire().await?;
+        let row = invoices::get(&mut conn, &id, Some(&tenant))
+            .await?
+            .ok_or(InvoicingError::NotFound("invoice"))?;
+        drop(conn);
+        let Some(key) = row.pdf_key else {
+            return Err(InvoicingError::FailedPrecondition(match row.number {
+                None => "a draft has no PDF; it is rendered when the invoice is finalized".into(),
+                Some(_) => "the PDF is being rendered; retry shortly".into(),
+            }));
+        };
+        let unavailable = |why: &str| {
+            tracing::error!(invoice = %id, %key, why, "stored PDF unusable");
+            InvoicingError::Unavailable(format!("the stored PDF {why}"))
+        };
+        let bytes = self
+            .finalizer
+            .blobs
+            .get(&key)
+            .await
+            .map_err(|e| InvoicingError::Unavailable(e.to_string()))?
+            .ok_or_else(|| unavailable("is missing from the blob store"))?;
+        let sha = crate::pdf::sha256_hex(&bytes);
+        if row.pdf_sha256.as_deref() != Some(sha.as_str()) {
+            return Err(unavailable("does not match its recorded SHA-256"));
+        }
+        Ok(bytes)
+    }
+
     async fn get_profile(&self, c: &Caller, tenant: &str) -> Result<pb::BillingProfile> {
         let tenant = c.scope(tenant)?;
         let mut conn = self.pool.acquire().await?;
@@ -337,16 +373,20 @@ impl InvoicingService for InvoicingApi {
         reply(self.mark_paid(&c, req.into_inner()).await)
     }
 
-    type GetInvoicePdfStream = futures::stream::Empty<Result<pb::PdfChunk, Status>>;
+    type GetInvoicePdfStream =
+        futures::stream::Iter<std::vec::IntoIter<std::result::Result<pb::PdfChunk, Status>>>;
 
     async fn get_invoice_pdf(
         &self,
         req: Request<pb::GetInvoiceRequest>,
     ) -> Reply<Self::GetInvoicePdfStream> {
         let c = caller(&req)?;
-        // Existence and scope first, so a foreign id still answers NOT_FOUND.
-        self.get(&c, req.into_inner()).await?;
-        Err(Status::unimplemented("invoice PDFs are not rendered yet"))
+        let bytes = self.pdf(&c, req.into_inner()).await?;
+        let chunks: Vec<_> = bytes
+            .chunks(PDF_CHUNK)
+            .map(|ch| Ok(pb::PdfChunk { data: ch.to_vec() }))
+            .collect();
+        Ok(Response::new(futures::stream::iter(chunks)))
     }
 
     async fn get_billing_profile(

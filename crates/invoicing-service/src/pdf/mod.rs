@@ -11,8 +11,8 @@ mod canvas;
 mod text;
 
 use chrono::{DateTime, Utc};
-use printpdf::{Mm, PdfDocument, PdfPage, PdfSaveOptions};
 use pricing::{Currency, Decimal};
+use printpdf::{Mm, PdfDocument, PdfPage, PdfSaveOptions};
 use sha2::{Digest, Sha256};
 
 pub use canvas::{BadFont, Fonts};
@@ -151,13 +151,13 @@ pub fn render(fonts: &Fonts, sheet: &Sheet<'_>) -> Rendered {
         canvas::regular_id(),
         printpdf::PdfFont::new(fonts.regular.clone()),
     );
-    doc.resources
-        .fonts
-        .map
-        .insert(canvas::bold_id(), printpdf::PdfFont::new(fonts.bold.clone()));
+    doc.resources.fonts.map.insert(
+        canvas::bold_id(),
+        printpdf::PdfFont::new(fonts.bold.clone()),
+    );
     doc.with_pages(out);
     let bytes = fixed_id(doc.save(&PdfSaveOptions::default(), &mut Vec::new()));
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = sha256_hex(&bytes);
     Rendered {
         bytes,
         sha256,
@@ -172,8 +172,12 @@ fn title(kind: Kind) -> &'static str {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex SHA-256 of `bytes` (what an invoice records of its PDF).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// printpdf writes a random trailer `/ID`; replace both strings with ones derived from the
@@ -316,7 +320,13 @@ fn closing_block(c: &mut Canvas<'_>, mut y: f32, s: &Sheet<'_>) {
         c.text(120.0, y, BODY, face, label);
         c.text_right(RIGHT, y, BODY, face, &value);
     };
-    pair(c, y, "Subtotal", money(s.totals.net, s.currency), Face::Regular);
+    pair(
+        c,
+        y,
+        "Subtotal",
+        money(s.totals.net, s.currency),
+        Face::Regular,
+    );
     y -= ROW;
     for share in s.summary {
         let label = match &share.rate {

@@ -1,5 +1,4 @@
-use std::io::Write;
-use std::process::{Command, Stdio};
+use test_support::pdftotext;
 
 use super::*;
 use crate::domain::parties::RateSnapshot;
@@ -87,20 +86,6 @@ fn sheet<'a>(
     }
 }
 
-/// The text of `pdf` as poppler's `pdftotext` reads it (an independent PDF reader).
-pub(crate) fn pdftotext(pdf: &[u8]) -> String {
-    let mut child = Command::new("pdftotext")
-        .args(["-layout", "-", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("pdftotext (poppler-utils) is installed");
-    child.stdin.take().unwrap().write_all(pdf).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "pdftotext refused the PDF");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn an_invoice_reads_back_with_its_names_numbers_and_totals() {
     let (s, b, sum) = (seller(), buyer(), summary());
@@ -151,13 +136,20 @@ fn five_hundred_lines_break_across_pages_with_headers_and_page_numbers() {
     let pdf = render(&Fonts::embedded(), &sheet(&s, &b, &sum, 500));
     assert!(pdf.pages >= 12, "{} pages", pdf.pages);
     let text = pdftotext(&pdf.bytes);
-    let pages: Vec<&str> = text.split('\u{c}').filter(|p| !p.trim().is_empty()).collect();
+    let pages: Vec<&str> = text
+        .split('\u{c}')
+        .filter(|p| !p.trim().is_empty())
+        .collect();
     assert_eq!(pages.len(), pdf.pages);
     for (i, page) in pages.iter().enumerate() {
         let footer = format!("Page {} of {}", i + 1, pdf.pages);
         assert!(page.contains(&footer), "page {}: {page}", i + 1);
         if page.contains("Pro plan") {
-            assert!(page.contains("Description"), "page {} lacks the header", i + 1);
+            assert!(
+                page.contains("Description"),
+                "page {} lacks the header",
+                i + 1
+            );
         }
     }
     // Every line is printed once: the amounts run 10.00 … 14.99.

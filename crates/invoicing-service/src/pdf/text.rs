@@ -12,7 +12,7 @@ pub(super) fn date(t: DateTime<Utc>) -> String {
 fn grouped(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -78,7 +78,10 @@ mod tests {
         assert_eq!(money(0, cur("USD")), "0.00 USD");
         assert_eq!(money(1_234_567, cur("JPY")), "1,234,567 JPY");
         assert_eq!(money(-3_000, cur("KWD")), "-3.000 KWD");
-        assert_eq!(money(i64::MIN, cur("USD")), "-92,233,720,368,547,758.08 USD");
+        assert_eq!(
+            money(i64::MIN, cur("USD")),
+            "-92,233,720,368,547,758.08 USD"
+        );
     }
 
     #[test]

@@ -299,6 +299,51 @@ pub async fn due_drafts(
     .await
 }
 
+/// Documents numbered but not yet published (their PDF stored, their events sent), oldest
+/// first.
+pub async fn unpublished(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<InvoiceId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM invoices WHERE number IS NOT NULL AND pdf_key IS NULL \
+         ORDER BY issued_at, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Records a document's stored PDF.
+pub async fn set_pdf(
+    conn: &mut PgConnection,
+    id: &InvoiceId,
+    key: &str,
+    sha256: &str,
+) -> Result<InvoiceRow, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "UPDATE invoices SET pdf_key = $2, pdf_sha256 = $3 WHERE id = $1 RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .bind(key)
+    .bind(sha256)
+    .fetch_one(conn)
+    .await
+}
+
+/// The number of invoice `id` (the original a follow-up refers to).
+pub async fn number_of(
+    conn: &mut PgConnection,
+    id: &InvoiceId,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar::<_, Option<String>>("SELECT number FROM invoices WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map(Option::flatten)
+}
+
 /// An invoice of `tenant` (any tenant's when `None`: the service's own work), locked for the
 /// caller's transaction; `skip_locked` passes over one another transaction holds.
 pub async fn lock(
@@ -410,7 +455,6 @@ pub struct Finalized<'a> {
     pub snapshot: &'a Snapshot,
     /// Each line's tax, by charge id.
     pub lines: &'a [(String, TaxedLine)],
-    pub pdf: Option<(&'a str, &'a str)>,
 }
 
 pub async fn write_finalized(
@@ -437,7 +481,7 @@ pub async fn write_finalized(
     sqlx::query_as(concat!(
         "UPDATE invoices SET kind = $2, status = $3, number = $4, issued_at = $5, due_at = $6, \
            net_minor = $7, tax_minor = $8, total_minor = $9, amount_due_minor = $10, \
-           document = $11, pdf_key = $12, pdf_sha256 = $13, paid_at = $14 \
+           document = $11, paid_at = $12 \
          WHERE id = $1 RETURNING ",
         columns!(),
         ""
@@ -453,8 +497,6 @@ pub async fn write_finalized(
     .bind(f.totals.gross)
     .bind(f.amount_due)
     .bind(Json(f.snapshot))
-    .bind(f.pdf.map(|p| p.0))
-    .bind(f.pdf.map(|p| p.1))
     .bind(paid_at)
     .fetch_one(conn)
     .await
