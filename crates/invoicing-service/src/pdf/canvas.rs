@@ -2,16 +2,21 @@
 //! embedded font (for right-aligned amounts and descriptions cut to their column), and the
 //! two fonts every invoice uses.
 
+use std::collections::BTreeSet;
+
 use printpdf::{
     Color, FontId, Greyscale, Line, LinePoint, Mm, Op, ParsedFont, PdfFontHandle, Point, Pt,
     TextItem,
 };
 
-/// The regular and bold faces, parsed once and shared by every render.
+/// The regular and bold faces, parsed once (for measuring) and shared by every render; each
+/// document embeds a subset of them holding only the characters it prints.
 #[derive(Debug, Clone)]
 pub struct Fonts {
     pub(super) regular: ParsedFont,
     pub(super) bold: ParsedFont,
+    regular_bytes: std::sync::Arc<Vec<u8>>,
+    bold_bytes: std::sync::Arc<Vec<u8>>,
 }
 
 /// A font that cannot be used.
@@ -32,6 +37,8 @@ impl Fonts {
         Fonts {
             regular: parse("DejaVuSans.ttf", DEJAVU).expect("the embedded font parses"),
             bold: parse("DejaVuSans-Bold.ttf", DEJAVU_BOLD).expect("the embedded font parses"),
+            regular_bytes: std::sync::Arc::new(DEJAVU.to_vec()),
+            bold_bytes: std::sync::Arc::new(DEJAVU_BOLD.to_vec()),
         }
     }
 
@@ -39,11 +46,59 @@ impl Fonts {
     pub fn from_file(path: &str) -> Result<Fonts, BadFont> {
         let bytes = std::fs::read(path).map_err(|_| BadFont(path.to_string()))?;
         let font = parse(path, &bytes)?;
+        // A font it cannot subset would fail every render: find out now.
+        subset(&font, &bytes, &['A'].into_iter().collect()).ok_or_else(|| BadFont(path.into()))?;
+        let bytes = std::sync::Arc::new(bytes);
         Ok(Fonts {
             regular: font.clone(),
             bold: font,
+            regular_bytes: bytes.clone(),
+            bold_bytes: bytes,
         })
     }
+
+    /// The two faces cut down to `regular` and `bold` characters, for embedding.
+    pub(super) fn subsets(
+        &self,
+        regular: &BTreeSet<char>,
+        bold: &BTreeSet<char>,
+    ) -> (ParsedFont, ParsedFont) {
+        // Subsetting a font that parsed (and was test-subset at start-up) does not fail; if
+        // it ever did, embedding the whole font is still a correct PDF, only a larger one.
+        let cut = |font: &ParsedFont, bytes: &[u8], chars: &BTreeSet<char>| {
+            subset(font, bytes, chars).unwrap_or_else(|| font.clone())
+        };
+        (
+            cut(&self.regular, &self.regular_bytes, regular),
+            cut(&self.bold, &self.bold_bytes, bold),
+        )
+    }
+}
+
+/// `font` (read from `bytes`) with only the glyphs of `chars` (and .notdef), renumbered,
+/// with a Unicode cmap of its own.
+fn subset(font: &ParsedFont, bytes: &[u8], chars: &BTreeSet<char>) -> Option<ParsedFont> {
+    use allsorts::binary::read::ReadScope;
+    use allsorts::font_data::FontData;
+    use allsorts::subset::{CmapTarget, SubsetProfile};
+    let mut glyphs: Vec<u16> = chars
+        .iter()
+        .filter_map(|c| font.lookup_glyph_index(*c as u32))
+        .filter(|g| *g != 0)
+        .collect();
+    glyphs.sort_unstable();
+    glyphs.dedup();
+    glyphs.insert(0, 0);
+    let file = ReadScope::new(bytes).read::<FontData<'_>>().ok()?;
+    let provider = file.table_provider(0).ok()?;
+    let cut = allsorts::subset::subset(
+        &provider,
+        &glyphs,
+        &SubsetProfile::Minimal,
+        CmapTarget::Unicode,
+    )
+    .ok()?;
+    parse("subset", &cut).ok()
 }
 
 /// The resource names of the two faces: fixed, because printpdf's own are random and the
@@ -64,10 +119,12 @@ pub(super) enum Face {
     Bold,
 }
 
-/// One page's drawing operations.
+/// One page's drawing operations, and the characters they print in each face.
 pub(super) struct Canvas<'f> {
     fonts: &'f Fonts,
     pub(super) ops: Vec<Op>,
+    pub(super) regular_chars: BTreeSet<char>,
+    pub(super) bold_chars: BTreeSet<char>,
 }
 
 impl<'f> Canvas<'f> {
@@ -75,6 +132,8 @@ impl<'f> Canvas<'f> {
         Canvas {
             fonts,
             ops: Vec::with_capacity(512),
+            regular_chars: BTreeSet::new(),
+            bold_chars: BTreeSet::new(),
         }
     }
 
@@ -139,10 +198,11 @@ impl<'f> Canvas<'f> {
         if s.is_empty() {
             return;
         }
-        let font = match face {
-            Face::Regular => regular_id(),
-            Face::Bold => bold_id(),
+        let (font, used) = match face {
+            Face::Regular => (regular_id(), &mut self.regular_chars),
+            Face::Bold => (bold_id(), &mut self.bold_chars),
         };
+        used.extend(s.chars());
         self.ops.extend([
             Op::StartTextSection,
             Op::SetFont {

@@ -8,6 +8,7 @@
 //! one), so a stored PDF can be checked against a re-render of its invoice.
 
 mod canvas;
+mod sample;
 mod text;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use printpdf::{Mm, PdfDocument, PdfPage, PdfSaveOptions};
 use sha2::{Digest, Sha256};
 
 pub use canvas::{BadFont, Fonts};
+pub use sample::sample_invoice;
 
 use crate::domain::lifecycle::Kind;
 use crate::domain::parties::{Party, SummarySnapshot};
@@ -115,6 +117,15 @@ pub fn render(fonts: &Fonts, sheet: &Sheet<'_>) -> Rendered {
     let (pages, own_page) = paginate(sheet.lines.len(), closing, first_top);
     let total = pages.len() + usize::from(own_page);
     let mut out = Vec::with_capacity(total);
+    let (mut regular, mut bold) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    let mut page = |c: Canvas<'_>, out: &mut Vec<PdfPage>| {
+        regular.extend(c.regular_chars);
+        bold.extend(c.bold_chars);
+        out.push(PdfPage::new(Mm(WIDTH), Mm(HEIGHT), c.ops));
+    };
     let mut next_line = 0;
     for (i, &rows) in pages.iter().enumerate() {
         let mut c = Canvas::new(fonts);
@@ -134,27 +145,28 @@ pub fn render(fonts: &Fonts, sheet: &Sheet<'_>) -> Rendered {
             closing_block(&mut c, y - 2.0, sheet);
         }
         footer(&mut c, sheet, i + 1, total);
-        out.push(PdfPage::new(Mm(WIDTH), Mm(HEIGHT), c.ops));
+        page(c, &mut out);
     }
     if own_page {
         let mut c = Canvas::new(fonts);
         closing_block(&mut c, NEXT_TABLE, sheet);
         footer(&mut c, sheet, total, total);
-        out.push(PdfPage::new(Mm(WIDTH), Mm(HEIGHT), c.ops));
+        page(c, &mut out);
     }
+    let (regular, bold) = fonts.subsets(&regular, &bold);
     let mut doc = PdfDocument::new(sheet.number);
     doc.metadata.info.author = sheet.seller.name.clone();
     doc.metadata.info.creator = "saas-platform invoicing".into();
     doc.metadata.info.producer = "saas-platform invoicing".into();
     doc.metadata.info.subject = format!("{} {}", title(sheet.kind), sheet.number);
-    doc.resources.fonts.map.insert(
-        canvas::regular_id(),
-        printpdf::PdfFont::new(fonts.regular.clone()),
-    );
-    doc.resources.fonts.map.insert(
-        canvas::bold_id(),
-        printpdf::PdfFont::new(fonts.bold.clone()),
-    );
+    doc.resources
+        .fonts
+        .map
+        .insert(canvas::regular_id(), printpdf::PdfFont::new(regular));
+    doc.resources
+        .fonts
+        .map
+        .insert(canvas::bold_id(), printpdf::PdfFont::new(bold));
     doc.with_pages(out);
     let bytes = fixed_id(doc.save(&PdfSaveOptions::default(), &mut Vec::new()));
     let sha256 = sha256_hex(&bytes);

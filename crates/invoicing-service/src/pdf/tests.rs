@@ -172,3 +172,22 @@ fn pagination_keeps_rows_above_the_footer() {
     assert_eq!(pages.iter().sum::<usize>(), 500);
     assert!(pages[1..pages.len() - 1].iter().all(|&p| p == next));
 }
+
+/// `docs/sample-invoice.pdf` is what the renderer makes today. After a deliberate layout
+/// change: `cargo run -p invoicing-service --example sample_invoice`, and look at it.
+#[test]
+fn the_committed_sample_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/sample-invoice.pdf");
+    let committed = std::fs::read(path).expect("docs/sample-invoice.pdf is committed");
+    let fresh = sample_invoice(&Fonts::embedded());
+    assert!(
+        committed == fresh.bytes,
+        "docs/sample-invoice.pdf is stale: regenerate it with the sample_invoice example"
+    );
+    let text = pdftotext(&committed);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains("Ωmega Analytics — ООО «Жар-птица» Köln"),
+        "{text}"
+    );
+}
