@@ -219,6 +219,26 @@ async fn a_billing_run_is_invoiced_once_finalized_with_tax_and_paid() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    // The payment service's `payment.intent.succeeded` marks it paid (through NATS, once).
+    let bus = platform::events::EventBus::connect(&test_support::nats_url(), &stack.prefix)
+        .await
+        .unwrap();
+    let succeeded = event_types::PaymentSucceeded {
+        payment_intent_id: "pi_1".into(),
+        tenant_id: ids::TenantId::parse(t).unwrap(),
+        invoice_id: ids::InvoiceId::parse(&id).unwrap(),
+        amount_minor: 5831,
+        currency: "EUR".into(),
+    };
+    let event = platform::events::CloudEvent::new(
+        "/services/payment",
+        "payment.intent.succeeded",
+        event_types::data(&succeeded),
+    );
+    bus.publish(&event).await.unwrap();
+    let p = until(&api, &one, &owner, |v| v["status"] == "paid").await;
+    assert_eq!(p["payment_intent_id"], "pi_1", "{p}");
+    // Another payment for a paid invoice is refused (and flagged when it comes as an event).
     let (s, p) = api
         .send(
             Method::POST,
@@ -227,8 +247,7 @@ async fn a_billing_run_is_invoiced_once_finalized_with_tax_and_paid() {
             Some(json!({"payment_intent_id": "wire-1", "amount_minor": 5831})),
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{p}");
-    assert_eq!(p["status"], "paid");
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
     let (s, p) = api
         .send(Method::GET, &format!("{list}?status=paid"), &owner, None)
         .await;

@@ -32,8 +32,10 @@ use crate::store::{numbers, profiles, tax_rates};
 
 /// How often the finalizer looks for due drafts when nothing wakes it.
 const POLL: Duration = Duration::from_secs(1);
-/// Drafts finalized per look.
+/// Drafts finalized (or documents published) per look.
 const BATCH: i64 = 200;
+/// Documents published at once: rendering is CPU work, one per core.
+const PUBLISHERS: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct Finalizer {
@@ -60,26 +62,56 @@ impl Finalizer {
         }
     }
 
-    /// Finalizes every draft due now, then publishes what an earlier pass numbered but could
-    /// not publish; returns how many it finalized.
+    /// Finalizes every draft due now and publishes every numbered document not yet published
+    /// (this pass's and any an earlier pass could not): numbering runs one at a time (the
+    /// series is serial anyway), publishing beside it, `PUBLISHERS` documents at once.
+    /// Returns how many drafts it finalized.
     pub async fn finalize_due(&self) -> Result<usize, InvoicingError> {
-        let done = self.finalize_drafts().await?;
-        loop {
-            let ids = {
-                let mut conn = self.pool.acquire().await?;
-                invoices::unpublished(&mut conn, BATCH).await?
-            };
-            let mut progressed = false;
-            for id in &ids {
-                progressed |= self.publish(id).await?.is_some();
+        let numbering_done = std::sync::atomic::AtomicBool::new(false);
+        let numbering = async {
+            let r = self.number_due().await;
+            numbering_done.store(true, std::sync::atomic::Ordering::Release);
+            r
+        };
+        let publishing = async {
+            loop {
+                // Read before looking, so a document numbered after the look is not missed.
+                let last_round = numbering_done.load(std::sync::atomic::Ordering::Acquire);
+                let published = self.publish_pending().await?;
+                if published == 0 {
+                    if last_round {
+                        return Ok::<(), InvoicingError>(());
+                    }
+                    // Numbering is still going: wait for its next commits.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
-            if ids.len() < BATCH as usize || !progressed {
-                return Ok(done);
-            }
-        }
+        };
+        let (numbered, published) = tokio::join!(numbering, publishing);
+        published?;
+        numbered
     }
 
-    async fn finalize_drafts(&self) -> Result<usize, InvoicingError> {
+    /// Publishes the numbered documents not yet published, `PUBLISHERS` at a time; how many.
+    async fn publish_pending(&self) -> Result<usize, InvoicingError> {
+        use futures::StreamExt;
+        let ids = {
+            let mut conn = self.pool.acquire().await?;
+            invoices::unpublished(&mut conn, BATCH).await?
+        };
+        let results: Vec<_> = futures::stream::iter(ids)
+            .map(|id| async move { self.publish(&id).await })
+            .buffer_unordered(PUBLISHERS)
+            .collect()
+            .await;
+        let mut published = 0;
+        for r in results {
+            published += usize::from(r?.is_some());
+        }
+        Ok(published)
+    }
+
+    async fn number_due(&self) -> Result<usize, InvoicingError> {
         let mut done = 0;
         loop {
             let due = {
@@ -89,7 +121,7 @@ impl Finalizer {
             let mut progressed = false;
             for id in &due {
                 // Another replica (or an operator's finalize) holding it: skip it.
-                if let Some(row) = self.finalize(id, None, true).await?
+                if let Some(row) = self.number(id, None, true).await?
                     && row.status != Status::Draft
                 {
                     done += 1;
@@ -102,10 +134,35 @@ impl Finalizer {
         }
     }
 
-    /// Finalizes draft `id` (of `tenant`, when given). `Ok(None)`: no such invoice, or
-    /// `skip_locked` and another transaction holds it. A finalized invoice is returned
-    /// unchanged (finalizing twice is a no-op).
+    /// Finalizes draft `id` (of `tenant`, when given) and publishes it. `Ok(None)`: no such
+    /// invoice, or `skip_locked` and another transaction holds it. A finalized invoice is
+    /// returned unchanged (finalizing twice is a no-op).
     pub async fn finalize(
+        &self,
+        id: &InvoiceId,
+        tenant: Option<&TenantId>,
+        skip_locked: bool,
+    ) -> Result<Option<InvoiceRow>, InvoicingError> {
+        let Some(row) = self.number(id, tenant, skip_locked).await? else {
+            return Ok(None);
+        };
+        if row.number.is_none() || row.pdf_key.is_some() {
+            return Ok(Some(row));
+        }
+        // Its PDF and events; if this fails, the finalizer's next pass publishes it.
+        match self.publish(id).await {
+            Ok(Some(published)) => Ok(Some(published)),
+            Ok(None) => Ok(Some(row)),
+            Err(e) => {
+                tracing::warn!(invoice = %id, error = %e, "publishing failed; retried later");
+                Ok(Some(row))
+            }
+        }
+    }
+
+    /// The first step: draft `id` taxed, frozen and numbered (or voided unnumbered when its
+    /// charges cancel out), in one transaction.
+    async fn number(
         &self,
         id: &InvoiceId,
         tenant: Option<&TenantId>,
@@ -122,20 +179,11 @@ impl Finalizer {
         let lines = invoices::lines(&mut tx, id).await?;
         let row = self.issue(&mut tx, inv, &lines, Utc::now()).await?;
         tx.commit().await?;
-        if row.number.is_none() {
-            return Ok(Some(row));
+        if row.number.is_some() {
+            metrics::counter!("invoicing_documents_finalized_total", "kind" => row.kind.as_str())
+                .increment(1);
         }
-        metrics::counter!("invoicing_documents_finalized_total", "kind" => row.kind.as_str())
-            .increment(1);
-        // Its PDF and events; if this fails, the finalizer's next pass publishes it.
-        match self.publish(id).await {
-            Ok(Some(published)) => Ok(Some(published)),
-            Ok(None) => Ok(Some(row)),
-            Err(e) => {
-                tracing::warn!(invoice = %id, error = %e, "publishing failed; retried later");
-                Ok(Some(row))
-            }
-        }
+        Ok(Some(row))
     }
 
     async fn issue(

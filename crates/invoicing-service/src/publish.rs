@@ -17,7 +17,8 @@ use crate::domain::lifecycle::Status;
 use crate::error::InvoicingError;
 use crate::events;
 use crate::finalize::Finalizer;
-use crate::pdf::{Rendered, Sheet, SheetLine, render};
+use crate::domain::tax::TaxedLine;
+use crate::pdf::{Fonts, Rendered, Sheet, SheetLine, render};
 use crate::store::invoices::{self, InvoiceRow, LineRow};
 
 impl Finalizer {
@@ -51,55 +52,68 @@ impl Finalizer {
         Ok(Some(row))
     }
 
-    /// Renders `row`'s PDF as it was finalized.
+    /// Renders `row`'s PDF as it was finalized, on a blocking thread (it is CPU work).
     pub async fn render(
         &self,
         conn: &mut PgConnection,
         row: &InvoiceRow,
         lines: &[LineRow],
     ) -> Result<Rendered, InvoicingError> {
-        let broken = |what: &str| InvoicingError::FailedPrecondition(format!("{}: {what}", row.id));
-        let doc = &row
-            .document
-            .as_ref()
-            .ok_or_else(|| broken("not finalized"))?
-            .0;
         let follows = match &row.follows {
             Some(original) => invoices::number_of(conn, original).await?,
             None => None,
         };
-        let currency = Currency::parse(&row.currency).map_err(|_| broken("currency"))?;
-        let sheet = Sheet {
-            kind: row.kind,
-            number: row.number.as_deref().ok_or_else(|| broken("no number"))?,
-            issued_at: row.issued_at.ok_or_else(|| broken("no issue date"))?,
-            due_at: row.due_at,
-            period_start: row.period_start,
-            period_end: row.period_end,
-            follows: follows.as_deref(),
-            seller: &doc.seller,
-            buyer: &doc.buyer,
-            currency,
-            lines: lines
-                .iter()
-                .map(|l| SheetLine {
-                    description: &l.description,
-                    quantity: l.quantity,
-                    unit_amount: l.unit_amount,
-                    net: l.net_minor.unwrap_or(l.amount_minor),
-                    tax: l.tax_minor.unwrap_or(0),
-                })
-                .collect(),
-            summary: &doc.tax_summary,
-            totals: crate::domain::tax::TaxedLine {
-                net: row.net_minor.unwrap_or(0),
-                tax: row.tax_minor.unwrap_or(0),
-                gross: row.total_minor.unwrap_or(0),
-            },
-            amount_due: row.amount_due_minor.unwrap_or(0),
-            paid: row.paid_at.is_some() && row.paid_at == row.issued_at,
-            notice: doc.notice.as_deref(),
-        };
-        Ok(render(&self.fonts, &sheet))
+        let (fonts, row, lines) = (self.fonts.clone(), row.clone(), lines.to_vec());
+        tokio::task::spawn_blocking(move || render_document(&fonts, &row, &lines, follows))
+            .await
+            .map_err(|e| InvoicingError::Unavailable(format!("renderer: {e}")))?
     }
+}
+
+/// The PDF of a finalized document, from what it froze.
+fn render_document(
+    fonts: &Fonts,
+    row: &InvoiceRow,
+    lines: &[LineRow],
+    follows: Option<String>,
+) -> Result<Rendered, InvoicingError> {
+    let broken = |what: &str| InvoicingError::FailedPrecondition(format!("{}: {what}", row.id));
+    let doc = &row
+        .document
+        .as_ref()
+        .ok_or_else(|| broken("not finalized"))?
+        .0;
+    let currency = Currency::parse(&row.currency).map_err(|_| broken("currency"))?;
+    let sheet = Sheet {
+        kind: row.kind,
+        number: row.number.as_deref().ok_or_else(|| broken("no number"))?,
+        issued_at: row.issued_at.ok_or_else(|| broken("no issue date"))?,
+        due_at: row.due_at,
+        period_start: row.period_start,
+        period_end: row.period_end,
+        follows: follows.as_deref(),
+        seller: &doc.seller,
+        buyer: &doc.buyer,
+        currency,
+        lines: lines
+            .iter()
+            .map(|l| SheetLine {
+                description: &l.description,
+                quantity: l.quantity,
+                unit_amount: l.unit_amount,
+                net: l.net_minor.unwrap_or(l.amount_minor),
+                tax: l.tax_minor.unwrap_or(0),
+            })
+            .collect(),
+        summary: &doc.tax_summary,
+        totals: TaxedLine {
+            net: row.net_minor.unwrap_or(0),
+            tax: row.tax_minor.unwrap_or(0),
+            gross: row.total_minor.unwrap_or(0),
+        },
+        amount_due: row.amount_due_minor.unwrap_or(0),
+        paid: row.paid_at.is_some() && row.paid_at == row.issued_at,
+        notice: doc.notice.as_deref(),
+    };
+    Ok(render(fonts, &sheet))
 }
