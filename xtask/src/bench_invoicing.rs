@@ -185,7 +185,10 @@ fn batch_part(release: &std::path::Path, tenants: u64) -> Result<()> {
         bench_env(&mut i, &infra, tag);
         i.env("LISTEN_ADDR", format!("127.0.0.1:{inv_port}"))
             .env("DATABASE_URL", infra.database_url(&inv_db))
-            .env("BILLING_SERVICE_ADDR", format!("http://127.0.0.1:{bill_port}"))
+            .env(
+                "BILLING_SERVICE_ADDR",
+                format!("http://127.0.0.1:{bill_port}"),
+            )
             .env("INVOICE_GRACE_SECS", "0")
             .env("SELLER_NAME", "Example SaaS GmbH")
             .env("SELLER_COUNTRY", "DE")

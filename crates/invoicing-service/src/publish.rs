@@ -14,10 +14,10 @@ use sqlx::PgConnection;
 
 use crate::blobs::pdf_key;
 use crate::domain::lifecycle::Status;
+use crate::domain::tax::TaxedLine;
 use crate::error::InvoicingError;
 use crate::events;
 use crate::finalize::Finalizer;
-use crate::domain::tax::TaxedLine;
 use crate::pdf::{Fonts, Rendered, Sheet, SheetLine, render};
 use crate::store::invoices::{self, InvoiceRow, LineRow};
 

@@ -161,8 +161,14 @@ async fn a_kill_mid_batch_then_a_restart_invoices_everything_exactly_once() {
     assert_eq!(done, TENANTS, "every invoice published after the restart");
 
     // Exactly once: one invoice per period, each charge on one line, numbers 1..=N.
-    assert_eq!(count(&ipool, "SELECT count(*) FROM invoices").await, TENANTS);
-    assert_eq!(count(&ipool, "SELECT count(*) FROM invoice_lines").await, TENANTS);
+    assert_eq!(
+        count(&ipool, "SELECT count(*) FROM invoices").await,
+        TENANTS
+    );
+    assert_eq!(
+        count(&ipool, "SELECT count(*) FROM invoice_lines").await,
+        TENANTS
+    );
     let year = chrono::Utc::now().year();
     let numbers: Vec<String> = sqlx::query_scalar("SELECT number FROM invoices ORDER BY number")
         .fetch_all(&ipool)
@@ -193,8 +199,7 @@ async fn a_kill_mid_batch_then_a_restart_invoices_everything_exactly_once() {
     billing.stop().await;
     idb.drop_db().await;
     bdb.drop_db().await;
-    if let Ok(bus) = platform::events::EventBus::connect(&test_support::nats_url(), &prefix).await
-    {
+    if let Ok(bus) = platform::events::EventBus::connect(&test_support::nats_url(), &prefix).await {
         let _ = bus.delete_streams().await;
     }
 }
