@@ -19,7 +19,8 @@ use crate::bench_gateway::{
 };
 use crate::infra::{self, Infra};
 
-fn opt(args: &[String], name: &str, default: u64) -> u64 {
+/// The number after `name` in `args`, or `default`.
+pub(crate) fn opt(args: &[String], name: &str, default: u64) -> u64 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))

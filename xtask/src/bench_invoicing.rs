@@ -15,16 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::bench_billing::opt;
 use crate::bench_gateway::{bench_env, build_release, psql, wait_http};
 use crate::infra::{self, Infra};
-
-fn opt(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `cmd` under GNU time: (wall seconds, peak RSS MiB, stdout).
 fn timed(cmd: &str, args: &[&str]) -> Result<(f64, f64, String)> {
