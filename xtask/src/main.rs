@@ -97,7 +97,8 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     cmd.args(extra)
         .envs(infra.test_env())
         .env("SCHEMATHESIS", &tools.schemathesis)
-        .env("SCIM_TESTER_PYTHON", &tools.python);
+        .env("SCIM_TESTER_PYTHON", &tools.python)
+        .env("MOTO_SERVER", &tools.moto_server);
     println!("xtask: {cmd:?}");
     let status = cmd.status().context("running cargo")?;
     drop(infra);

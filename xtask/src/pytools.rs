@@ -1,6 +1,7 @@
 //! The Python tools the e2e suite drives our services with, as independent clients:
 //! schemathesis (OpenAPI fuzzing, `tests/it/fuzz.rs`) and scim2-tester (SCIM 2.0
-//! conformance, `tests/it/scim.rs`). Installed from PyPI into one virtualenv under the target
+//! conformance, `tests/it/scim.rs`); and moto's S3-compatible server, the other side of the
+//! invoice blob store's S3 test (`crates/invoicing-service/tests/s3.rs`). Installed from PyPI into one virtualenv under the target
 //! directory, pinned, and reused while the pins are unchanged.
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ const PACKAGES: &[&str] = &[
     "scim2-client==0.13.2",
     "scim2-models==0.12.3",
     "httpx2==2.16.2",
+    "moto[server]==5.2.5",
 ];
 
 /// Where the tools are.
@@ -23,6 +25,8 @@ pub struct Tools {
     pub schemathesis: PathBuf,
     /// The virtualenv's Python, which has scim2-tester.
     pub python: PathBuf,
+    /// moto's S3-compatible server (the invoice blob store's S3 test).
+    pub moto_server: PathBuf,
 }
 
 /// The tools, installed if missing or pinned differently.
@@ -31,6 +35,7 @@ pub fn ensure() -> Result<Tools> {
     let tools = Tools {
         schemathesis: venv.join("bin").join("st"),
         python: venv.join("bin").join("python"),
+        moto_server: venv.join("bin").join("moto_server"),
     };
     let marker = venv.join("xtask-packages.txt");
     let wanted = PACKAGES.join("\n");

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use object_store::aws::AmazonS3ConfigKey;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -28,12 +29,24 @@ pub struct Blobs {
 }
 
 impl Blobs {
-    /// Opens `spec`: `s3://bucket[/prefix]`, or a local directory (created if missing).
-    pub fn open(spec: &str) -> Result<Blobs, BlobError> {
+    /// Opens `spec`: `s3://bucket[/prefix]` configured by `aws` (`AWS_*` variables:
+    /// credentials, `AWS_REGION`, `AWS_ENDPOINT` for S3-compatible stores, `AWS_ALLOW_HTTP`),
+    /// or a local directory (created if missing).
+    pub fn open(spec: &str, aws: &[(String, String)]) -> Result<Blobs, BlobError> {
         let bad = |e: &dyn std::fmt::Display| BlobError::Config(spec.to_string(), e.to_string());
         let store: Arc<dyn ObjectStore> = if let Some(rest) = spec.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
+            // The S3 client speaks TLS through rustls (ring, as everywhere in the platform);
+            // reqwest panics when no provider is installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut builder = object_store::aws::AmazonS3Builder::new();
+            for (key, value) in aws {
+                // Variables object_store does not know (AWS_PROFILE, …) are not for it.
+                if let Ok(key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            let s3 = builder
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(|e| bad(&e))?;

@@ -54,8 +54,11 @@ pub async fn build_with(
             .map_err(|e| StartError::Other(format!("INVOICE_FONT_PATH: {e}")))?,
         None => pdf::Fonts::embedded(),
     };
-    let blobs =
-        blobs::Blobs::open(&settings.blob_store).map_err(|e| StartError::Other(e.to_string()))?;
+    let aws: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .collect();
+    let blobs = blobs::Blobs::open(&settings.blob_store, &aws)
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let settings = Arc::new(settings);
     let (runs_wake, drafts_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let finalizer = finalize::Finalizer {

@@ -77,7 +77,7 @@ async fn env() -> Env {
         pool: pool.clone(),
         settings: Arc::new(settings),
         fonts: Arc::new(Fonts::embedded()),
-        blobs: Blobs::open(blob_dir.to_str().unwrap()).unwrap(),
+        blobs: Blobs::open(blob_dir.to_str().unwrap(), &[]).unwrap(),
         wake: Arc::new(tokio::sync::Notify::new()),
     };
     Env {
