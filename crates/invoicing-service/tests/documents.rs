@@ -334,3 +334,65 @@ async fn a_payment_marks_paid_once_and_a_wrong_amount_is_flagged() {
     drop(conn);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn the_operator_voids_an_open_invoice_once_and_a_paid_one_not_at_all() {
+    use invoicing_service::grpc::InvoicingApi;
+    use rpc::invoicing::v1 as pb;
+    use rpc::invoicing::v1::invoicing_service_server::InvoicingService;
+
+    let env = env().await;
+    let api = InvoicingApi {
+        pool: env.pool.clone(),
+        finalizer: env.finalizer.clone(),
+    };
+    let request = |caller: platform::grpc::Caller, invoice: &InvoiceRow| {
+        let mut req = tonic::Request::new(pb::InvoiceActionRequest {
+            tenant_id: TENANT.into(),
+            invoice_id: invoice.id.to_string(),
+            reason: "issued twice by mistake".into(),
+        });
+        caller.apply(&mut req);
+        req
+    };
+    let operator = || platform::grpc::Caller::service("operator", None);
+    let open = env.take_in(vec![charge(1, "advance", 1000)]).await;
+    let open = env.finalize(&open[0]).await;
+
+    // The tenant's own billing admin cannot void its bill.
+    let admin = platform::grpc::Caller {
+        tenant_id: TenantId::parse(TENANT).unwrap(),
+        subject: "finance".into(),
+        roles: vec!["billing_admin".into()],
+        scopes: vec![],
+        request_id: None,
+    };
+    let refused = api.void_invoice(request(admin, &open)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    let voided = api
+        .void_invoice(request(operator(), &open))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(voided.status(), pb::InvoiceStatus::Void);
+    assert_eq!(voided.void_reason, "issued twice by mistake");
+    // Again: a no-op, no second event; the number stays used.
+    api.void_invoice(request(operator(), &open)).await.unwrap();
+    let events = env.outbox("invoice.voided").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["number"], voided.number);
+
+    // Another subscription's period with nothing to pay.
+    let mut free = charge(2, "advance", 0);
+    free.subscription_id = "sub_2".into();
+    let paid = env.take_in(vec![free]).await;
+    let paid = env.finalize(&paid[0]).await;
+    assert_eq!(paid.status, Status::Paid, "nothing to pay: paid at issue");
+    let refused = api
+        .void_invoice(request(operator(), &paid))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    env.stop().await;
+}
