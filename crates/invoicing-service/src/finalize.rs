@@ -68,9 +68,13 @@ impl Finalizer {
     /// Returns how many drafts it finalized.
     pub async fn finalize_due(&self) -> Result<usize, InvoicingError> {
         let numbering_done = std::sync::atomic::AtomicBool::new(false);
+        // Poked after each document numbered, and when numbering ends (a poke nobody waits
+        // for is kept, so none is missed).
+        let numbered_one = Notify::new();
         let numbering = async {
-            let r = self.number_due().await;
+            let r = self.number_due(&numbered_one).await;
             numbering_done.store(true, std::sync::atomic::Ordering::Release);
+            numbered_one.notify_one();
             r
         };
         let publishing = async {
@@ -82,8 +86,8 @@ impl Finalizer {
                     if last_round {
                         return Ok::<(), InvoicingError>(());
                     }
-                    // Numbering is still going: wait for its next commits.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // Numbering is still going: wait for its next commit.
+                    numbered_one.notified().await;
                 }
             }
         };
@@ -111,7 +115,7 @@ impl Finalizer {
         Ok(published)
     }
 
-    async fn number_due(&self) -> Result<usize, InvoicingError> {
+    async fn number_due(&self, numbered_one: &Notify) -> Result<usize, InvoicingError> {
         let mut done = 0;
         loop {
             let due = {
@@ -126,6 +130,7 @@ impl Finalizer {
                 {
                     done += 1;
                     progressed = true;
+                    numbered_one.notify_one();
                 }
             }
             if due.len() < BATCH as usize || !progressed {
