@@ -226,7 +226,7 @@ async fn a_billing_run_is_invoiced_once_finalized_with_tax_and_paid() {
     let succeeded = event_types::PaymentSucceeded {
         payment_intent_id: "pi_1".into(),
         tenant_id: ids::TenantId::parse(t).unwrap(),
-        invoice_id: ids::InvoiceId::parse(&id).unwrap(),
+        invoice_id: Some(ids::InvoiceId::parse(&id).unwrap()),
         amount_minor: 5831,
         currency: "EUR".into(),
     };

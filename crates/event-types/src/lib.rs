@@ -189,14 +189,60 @@ pub struct InvoiceVoided {
     pub reason: String,
 }
 
-/// `payment.intent.succeeded` (payment service): an invoice's payment went through.
+/// `payment.intent.succeeded` (payment service): a payment went through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentSucceeded {
     pub payment_intent_id: String,
     pub tenant_id: TenantId,
-    pub invoice_id: InvoiceId,
+    /// Unset for a payment not made for an invoice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_id: Option<InvoiceId>,
     pub amount_minor: i64,
     pub currency: String,
+}
+
+/// `payment.intent.failed` (payment service): an attempt was declined (or could not be made).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    pub payment_intent_id: String,
+    pub tenant_id: TenantId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_id: Option<InvoiceId>,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// The attempt's number (0 when no attempt could be made: no payment method).
+    pub attempt: u32,
+    /// The PSP's code (`insufficient_funds`, …) or ours (`no_payment_method`).
+    pub failure_code: String,
+    pub failure_message: String,
+    /// When dunning retries next; unset when it does not (not dunned, or exhausted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<DateTime<Utc>>,
+}
+
+/// `payment.refunded` (payment service): a refund went through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    pub refund_id: String,
+    pub payment_intent_id: String,
+    pub tenant_id: TenantId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_id: Option<InvoiceId>,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// Everything refunded of the payment so far, this refund included.
+    pub amount_refunded_minor: i64,
+}
+
+/// `payment.dunning.exhausted` (payment service): the last retry failed; the tenant's
+/// subscription is suspended until a payment succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DunningExhausted {
+    pub payment_intent_id: String,
+    pub tenant_id: TenantId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_id: Option<InvoiceId>,
+    pub retries: u32,
 }
 
 /// Which payload an event type carries.
@@ -215,6 +261,9 @@ pub enum Kind {
     InvoicePaid,
     InvoiceVoided,
     PaymentSucceeded,
+    PaymentFailed,
+    PaymentRefunded,
+    DunningExhausted,
 }
 
 /// Every event type a service publishes, with its payload and producer. ARCHITECTURE.md's
@@ -286,6 +335,13 @@ pub const TYPES: &[(&str, Kind, &str)] = &[
         Kind::PaymentSucceeded,
         "payment",
     ),
+    ("payment.intent.failed", Kind::PaymentFailed, "payment"),
+    ("payment.refunded", Kind::PaymentRefunded, "payment"),
+    (
+        "payment.dunning.exhausted",
+        Kind::DunningExhausted,
+        "payment",
+    ),
 ];
 
 /// Any event's payload, read by its type.
@@ -304,6 +360,9 @@ pub enum Payload {
     InvoicePaid(InvoicePaid),
     InvoiceVoided(InvoiceVoided),
     PaymentSucceeded(PaymentSucceeded),
+    PaymentFailed(PaymentFailed),
+    PaymentRefunded(PaymentRefunded),
+    DunningExhausted(DunningExhausted),
 }
 
 /// An event whose type is unknown or whose data does not fit its type.
@@ -355,6 +414,9 @@ impl Payload {
             Kind::InvoicePaid => Payload::InvoicePaid(read(data)?),
             Kind::InvoiceVoided => Payload::InvoiceVoided(read(data)?),
             Kind::PaymentSucceeded => Payload::PaymentSucceeded(read(data)?),
+            Kind::PaymentFailed => Payload::PaymentFailed(read(data)?),
+            Kind::PaymentRefunded => Payload::PaymentRefunded(read(data)?),
+            Kind::DunningExhausted => Payload::DunningExhausted(read(data)?),
         })
     }
 }
@@ -485,11 +547,37 @@ mod tests {
                 reason: "duplicate".into(),
             }),
             Kind::PaymentSucceeded => data(&PaymentSucceeded {
-                payment_intent_id: "pi_1".into(),
+                payment_intent_id: "pay_1".into(),
                 tenant_id: tenant(),
-                invoice_id: invoice().invoice_id,
+                invoice_id: Some(invoice().invoice_id),
                 amount_minor: 5831,
                 currency: "EUR".into(),
+            }),
+            Kind::PaymentFailed => data(&PaymentFailed {
+                payment_intent_id: "pay_1".into(),
+                tenant_id: tenant(),
+                invoice_id: Some(invoice().invoice_id),
+                amount_minor: 5831,
+                currency: "EUR".into(),
+                attempt: 1,
+                failure_code: "insufficient_funds".into(),
+                failure_message: "Your card has insufficient funds.".into(),
+                next_retry_at: Some(DateTime::from_timestamp(1_700_090_000, 0).unwrap()),
+            }),
+            Kind::PaymentRefunded => data(&PaymentRefunded {
+                refund_id: "rfd_1".into(),
+                payment_intent_id: "pay_1".into(),
+                tenant_id: tenant(),
+                invoice_id: None,
+                amount_minor: 500,
+                currency: "EUR".into(),
+                amount_refunded_minor: 500,
+            }),
+            Kind::DunningExhausted => data(&DunningExhausted {
+                payment_intent_id: "pay_1".into(),
+                tenant_id: tenant(),
+                invoice_id: Some(invoice().invoice_id),
+                retries: 4,
             }),
         }
     }
@@ -513,6 +601,9 @@ mod tests {
                     | (Kind::InvoicePaid, Payload::InvoicePaid(_))
                     | (Kind::InvoiceVoided, Payload::InvoiceVoided(_))
                     | (Kind::PaymentSucceeded, Payload::PaymentSucceeded(_))
+                    | (Kind::PaymentFailed, Payload::PaymentFailed(_))
+                    | (Kind::PaymentRefunded, Payload::PaymentRefunded(_))
+                    | (Kind::DunningExhausted, Payload::DunningExhausted(_))
             );
             assert!(matches, "{event_type}: {decoded:?}");
         }

@@ -154,6 +154,9 @@ generated_id!(SubscriptionId, "sub_", "subscription");
 generated_id!(RunId, "run_", "billing run");
 generated_id!(InvoiceId, "inv_", "invoice");
 generated_id!(TaxRateId, "txr_", "tax rate");
+generated_id!(PaymentMethodId, "pmt_", "payment method");
+generated_id!(PaymentIntentId, "pay_", "payment intent");
+generated_id!(RefundId, "rfd_", "refund");
 
 #[cfg(test)]
 mod tests {

@@ -18,8 +18,8 @@ mod enums;
 mod id;
 
 pub use id::{
-    ApiKeyId, GroupId, InvalidId, InvoiceId, PlanId, RunId, ScimTokenId, SubscriptionId, TaxRateId,
-    TenantId, UserId, is_key,
+    ApiKeyId, GroupId, InvalidId, InvoiceId, PaymentIntentId, PaymentMethodId, PlanId, RefundId,
+    RunId, ScimTokenId, SubscriptionId, TaxRateId, TenantId, UserId, is_key,
 };
 
 #[doc(hidden)]

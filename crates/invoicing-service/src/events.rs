@@ -138,11 +138,15 @@ pub struct PaymentsSucceeded;
 impl EventHandler for PaymentsSucceeded {
     async fn handle(&self, tx: &mut PgConnection, event: &CloudEvent) -> Result<(), HandlerError> {
         let p: PaymentSucceeded = payload(event)?;
-        match pay(tx, &p).await? {
+        // A payment not made for an invoice is none of invoicing's business.
+        let Some(invoice) = p.invoice_id.clone() else {
+            return Ok(());
+        };
+        match pay(tx, &invoice, &p).await? {
             Paid::Marked | Paid::Already => Ok(()),
             Paid::Flagged(why) => {
                 metrics::counter!("invoicing_payment_mismatches_total").increment(1);
-                tracing::warn!(invoice = %p.invoice_id, intent = %p.payment_intent_id, %why,
+                tracing::warn!(%invoice, intent = %p.payment_intent_id, %why,
                     "payment flagged, invoice not marked paid");
                 Ok(())
             }
@@ -164,9 +168,10 @@ pub enum Paid {
 /// operator's `MarkPaid`).
 pub async fn pay(
     tx: &mut PgConnection,
+    invoice: &ids::InvoiceId,
     p: &PaymentSucceeded,
 ) -> Result<Paid, crate::error::InvoicingError> {
-    let Some(inv) = invoices::lock(tx, &p.invoice_id, Some(&p.tenant_id), false).await? else {
+    let Some(inv) = invoices::lock(tx, invoice, Some(&p.tenant_id), false).await? else {
         return Err(crate::error::InvoicingError::NotFound("invoice"));
     };
     let due = inv.amount_due_minor.unwrap_or(0);

@@ -297,7 +297,7 @@ async fn a_payment_marks_paid_once_and_a_wrong_amount_is_flagged() {
     let payment = |intent: &str, amount: i64| PaymentSucceeded {
         payment_intent_id: intent.into(),
         tenant_id: TenantId::parse(TENANT).unwrap(),
-        invoice_id: inv.id.clone(),
+        invoice_id: Some(inv.id.clone()),
         amount_minor: amount,
         currency: "EUR".into(),
     };
@@ -305,7 +305,8 @@ async fn a_payment_marks_paid_once_and_a_wrong_amount_is_flagged() {
         let pool = env.pool.clone();
         async move {
             let mut tx = pool.begin().await.unwrap();
-            let out = pay(&mut tx, &p).await.unwrap();
+            let invoice = p.invoice_id.clone().unwrap();
+            let out = pay(&mut tx, &invoice, &p).await.unwrap();
             tx.commit().await.unwrap();
             out
         }

@@ -175,10 +175,11 @@ impl InvoicingApi {
             .ok_or(InvoicingError::NotFound("invoice"))?;
         let outcome = events::pay(
             &mut tx,
+            &id,
             &PaymentSucceeded {
                 payment_intent_id: intent,
                 tenant_id: tenant.clone(),
-                invoice_id: id.clone(),
+                invoice_id: Some(id.clone()),
                 amount_minor: r.amount_minor,
                 currency: inv.currency,
             },
