@@ -185,15 +185,10 @@ impl Callbacks {
         if kind == "payment_intent.canceled" {
             return cancel(tx, &mut intent).await;
         }
-        let Some(mut attempt) = intents::last_attempt(tx, &intent.id).await? else {
+        let attempts = intents::attempts(tx, std::slice::from_ref(&intent.id)).await?;
+        let Some(mut attempt) = current_attempt(attempts, pi.latest_charge.as_deref()) else {
             return Ok(());
         };
-        // News of an earlier attempt's charge changes nothing now.
-        if let (Some(ours), Some(theirs)) = (&attempt.psp_reference, &pi.latest_charge) {
-            if ours != theirs {
-                return Ok(());
-            }
-        }
         let answer = pi.answer();
         settle(
             tx,
@@ -280,7 +275,7 @@ impl Callbacks {
             _ => &s.psp_reference,
         };
         let attempts = intents::attempts(tx, std::slice::from_ref(&intent.id)).await?;
-        let Some(mut attempt) = find_attempt(attempts, reference) else {
+        let Some(mut attempt) = current_attempt(attempts, Some(reference)) else {
             return Ok(());
         };
         let outcome = match (s.event_code.as_str(), success) {
@@ -308,13 +303,25 @@ impl Callbacks {
     }
 }
 
-/// The last attempt, if `reference` is its (or it has none yet: its answer was lost); news
-/// of an attempt overtaken by a later one finds nothing.
-fn find_attempt(attempts: Vec<AttemptRow>, reference: &str) -> Option<AttemptRow> {
-    let last = attempts.into_iter().last()?;
-    match &last.psp_reference {
-        Some(r) if r != reference => None,
-        _ => Some(last),
+/// The attempt news about `reference` is for: the last one, if the reference is its — or it
+/// has none yet (its answer was lost) and no earlier attempt has it. News of an attempt
+/// overtaken by a later one finds nothing.
+fn current_attempt(attempts: Vec<AttemptRow>, reference: Option<&str>) -> Option<AttemptRow> {
+    let earlier = |r: &str| {
+        attempts[..attempts.len().saturating_sub(1)]
+            .iter()
+            .any(|a| a.psp_reference.as_deref() == Some(r))
+    };
+    let last = attempts.last()?;
+    let stale = match (reference, last.psp_reference.as_deref()) {
+        (Some(theirs), Some(ours)) => theirs != ours,
+        (Some(theirs), None) => earlier(theirs),
+        (None, _) => false,
+    };
+    if stale {
+        None
+    } else {
+        attempts.last().cloned()
     }
 }
 

@@ -44,7 +44,9 @@ pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
 }
 
 /// The connectors `settings` configure; an embedded sandbox is started here.
-async fn connectors(s: &Settings) -> Result<(Connectors, Option<sandbox::Sandbox>), StartError> {
+pub async fn connectors(
+    s: &Settings,
+) -> Result<(Connectors, Option<sandbox::Sandbox>), StartError> {
     let http = reqwest::Client::builder()
         .build()
         .map_err(|e| StartError::Other(format!("HTTP client: {e}")))?;

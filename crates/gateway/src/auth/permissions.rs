@@ -110,6 +110,67 @@ pub const ROUTES: &[(&str, &str, P)] = &[
         "/v1/tax_rates/{tax_rate_id}/archive",
         P::InvoicesWrite,
     ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/payment_methods",
+        P::PaymentsWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/payment_methods",
+        P::PaymentsRead,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/payment_methods/{payment_method_id}/default",
+        P::PaymentsWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/payment_methods/{payment_method_id}/detach",
+        P::PaymentsWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/payment_intents",
+        P::PaymentsWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/payment_intents",
+        P::PaymentsRead,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/payment_intents/{payment_intent_id}",
+        P::PaymentsRead,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/payment_intents/{payment_intent_id}/confirm",
+        P::PaymentsWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/payment_intents/{payment_intent_id}/capture",
+        P::PaymentsWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/payment_intents/{payment_intent_id}/cancel",
+        P::PaymentsWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/payment_intents/{payment_intent_id}/refunds",
+        P::PaymentsWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/payment_intents/{payment_intent_id}/refunds",
+        P::PaymentsRead,
+    ),
+    ("GET", "/v1/tenants/{tenant_id}/dunning", P::PaymentsRead),
     ("GET", "/v1/tenants/{tenant_id}/usage", P::UsageRead),
     (
         "GET",

@@ -13,6 +13,7 @@ pub mod input;
 mod invoices;
 mod metering;
 pub mod openapi;
+mod payments;
 pub mod ratelimit;
 mod scim;
 mod status;
@@ -100,6 +101,7 @@ pub fn router(deps: Deps) -> Router {
         )))
         .merge(invoices::router(invoicing.clone()))
         .merge(taxes::router(invoicing))
+        .merge(payments::router(payments.clone()))
         .merge(webhooks::router(payments))
         .split_for_parts();
     let edge = Arc::new(Edge {

@@ -72,12 +72,14 @@ async fn stripe(
     forward(p, Provider::Stripe, headers, body).await
 }
 
-/// Adyen notification: raw body forwarded to the payment service (HMAC checked there).
-#[utoipa::path(post, path = "/v1/webhooks/psp/adyen", tag = "webhooks", request_body(content = String, content_type = "application/json"), responses((status = 200, body = Received), CallbackErrors))]
+/// Adyen notification: raw body forwarded to the payment service (the HMAC of every item is
+/// checked there). Answers `[accepted]`, the body Adyen expects.
+#[utoipa::path(post, path = "/v1/webhooks/psp/adyen", tag = "webhooks", request_body(content = String, content_type = "application/json"), responses((status = 200, description = "accepted", content_type = "text/plain", body = String), CallbackErrors))]
 async fn adyen(
     State(p): State<Payments>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Received>, Problem> {
-    forward(p, Provider::Adyen, headers, body).await
+) -> Result<&'static str, Problem> {
+    let _ = forward(p, Provider::Adyen, headers, body).await?;
+    Ok("[accepted]")
 }

@@ -231,18 +231,26 @@ impl Inner {
             }
             work(&mut st)
         };
-        if let Some(delay) = self.take_hold() {
-            tokio::time::sleep(delay).await;
-        }
-        if let Some(k) = key {
-            self.state
-                .lock()
-                .expect("not poisoned")
-                .keys
-                .insert(k, Keyed::Done(fingerprint, status, body.clone()));
-        }
-        self.send(events);
-        (status, axum::Json(body)).into_response()
+        // Finished in a task of its own: like a real PSP, the sandbox completes the request
+        // even when the client has given up and gone.
+        let me = self.clone();
+        let hold = self.take_hold();
+        let done = tokio::spawn(async move {
+            if let Some(delay) = hold {
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(k) = key {
+                me.state
+                    .lock()
+                    .expect("not poisoned")
+                    .keys
+                    .insert(k, Keyed::Done(fingerprint, status, body.clone()));
+            }
+            me.send(events);
+            (status, axum::Json(body)).into_response()
+        });
+        done.await
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }
 }
 
