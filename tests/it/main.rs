@@ -12,6 +12,7 @@ mod jwks;
 mod limits;
 mod metering;
 mod openapi;
+mod payments;
 mod scim;
 mod security;
 mod stack;

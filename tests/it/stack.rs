@@ -38,8 +38,13 @@ fn blob_dir(prefix: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("saas-e2e-blobs-{prefix}"))
 }
 
+/// The stack's sandbox PSP signs its callbacks with this.
+pub const SANDBOX_SECRET: &str = "whsec_e2e_sandbox";
+
 pub struct Stack {
     pub gateway: RunningService,
+    /// The sandbox PSP, its own HTTP server; its callbacks go to the gateway.
+    pub sandbox: payment_service::sandbox::Sandbox,
     pub services: Vec<(ServiceName, RunningService)>,
     /// The stack's NATS namespace (EVENT_PREFIX).
     pub prefix: String,
@@ -56,6 +61,14 @@ impl Stack {
     pub async fn start_with(overrides: &[(&str, &str)]) -> Stack {
         test_support::init_logging();
         let prefix = test_support::unique_prefix();
+        let sandbox = payment_service::sandbox::Sandbox::start(
+            "127.0.0.1:0".parse().expect("an address"),
+            payment_service::settings::SANDBOX_API_KEY,
+            SANDBOX_SECRET,
+            None,
+        )
+        .await
+        .expect("the sandbox PSP starts");
         let mut services = Vec::new();
         let mut dbs = Vec::new();
         let mut upstream_vars = Vec::new();
@@ -76,7 +89,17 @@ impl Stack {
                     let off = billing_service::settings::Settings { clock: None };
                     billing_service::build_with(cfg, off).await
                 }
-                ServiceName::Payment => payment_service::build(cfg).await,
+                ServiceName::Payment => {
+                    let url = sandbox.base_url();
+                    let settings = payment_service::settings::Settings::from_lookup(|k| match k {
+                        "SANDBOX_PSP" => Some(url.clone()),
+                        "SANDBOX_WEBHOOK_SECRET" => Some(SANDBOX_SECRET.into()),
+                        "PAYMENT_CLOCK_SECS" => Some("1".into()),
+                        _ => None,
+                    })
+                    .expect("payment settings");
+                    payment_service::build_with(cfg, settings).await
+                }
                 // PDFs in a directory of the stack's own, removed with it.
                 ServiceName::Invoicing => {
                     let dir = blob_dir(&prefix);
@@ -126,8 +149,10 @@ impl Stack {
                 .expect("gateway starts"),
         )
         .await;
+        sandbox.set_callback_url(format!("{}/v1/webhooks/psp/stripe", gateway.url()));
         Stack {
             gateway,
+            sandbox,
             services,
             prefix,
             dbs,
@@ -171,6 +196,7 @@ impl Stack {
     }
 
     pub async fn stop(self) {
+        self.sandbox.stop();
         self.gateway.stop().await;
         for (_, s) in self.services {
             s.stop().await;

@@ -313,6 +313,11 @@ pub const TYPES: &[(&str, Kind, &str)] = &[
         "subscription",
     ),
     (
+        "subscription.past_due",
+        Kind::SubscriptionChanged,
+        "subscription",
+    ),
+    (
         "subscription.trial_ended",
         Kind::SubscriptionChanged,
         "subscription",

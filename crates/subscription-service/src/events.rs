@@ -1,12 +1,16 @@
 //! What the service reacts to: `user.*` (seats follow active org users), `tenant.*`
-//! (a suspended tenant's subscription is suspended), and the clock (trials end, periods roll
+//! (a suspended tenant's subscription is suspended), `payment.*` (an unpaid invoice makes it
+//! past due, exhausted dunning suspends it, a payment restores it), and the clock (trials end, periods roll
 //! over, scheduled cancellations take effect).
 //!
 //! Redeliveries are harmless twice over: the platform inbox applies an event id once, and the
 //! member table is a set keyed by user, so applying the same state again changes nothing.
 
 use chrono::{DateTime, Utc};
-use event_types::{SubscriptionChanged, TenantStatusChanged, UserChanged, data};
+use event_types::{
+    DunningExhausted, InvoicePaid, PaymentFailed, SubscriptionChanged, TenantStatusChanged,
+    UserChanged, data,
+};
 use ids::TenantId;
 use platform::events::{CloudEvent, EventHandler, HandlerError, enqueue};
 use pricing::period_containing;
@@ -14,7 +18,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::EntitlementCache;
-use crate::domain::status::SubStatus;
+use crate::domain::status::{Holds, PaymentNews, SubStatus};
 use crate::error::SubError;
 use crate::store::plans::PlanCache;
 use crate::store::{periods, seats, subscriptions};
@@ -109,7 +113,9 @@ impl EventHandler for TenantEvents {
         let Some(mut sub) = subscriptions::get(conn, tenant, true).await? else {
             return Ok(());
         };
-        let Some(next) = sub.status.on_tenant_suspension(suspended) else {
+        sub.tenant_suspended = suspended;
+        let Some(next) = sub.status.with_holds(holds(&sub)) else {
+            subscriptions::save(conn, &sub).await?;
             return Ok(());
         };
         sub.status = next;
@@ -123,6 +129,74 @@ impl EventHandler for TenantEvents {
             .await
             .map_err(SubError::from)?;
         self.cache.invalidate(vec![tenant.clone()]);
+        Ok(())
+    }
+}
+
+fn holds(sub: &subscriptions::SubRow) -> Holds {
+    Holds {
+        tenant: sub.tenant_suspended,
+        payment: sub.payment_suspended,
+    }
+}
+
+/// `payment.intent.failed` (an invoice unpaid: past due), `payment.dunning.exhausted`
+/// (suspended) and `invoice.paid` — however it was paid: a retry, a new card, by hand —
+/// (active again, unless the operator's suspension holds). Payments not made for an invoice
+/// say nothing about the subscription.
+#[derive(Debug, Clone)]
+pub struct PaymentEvents {
+    pub cache: EntitlementCache,
+}
+
+impl EventHandler for PaymentEvents {
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        event: &CloudEvent,
+    ) -> Result<(), HandlerError> {
+        let (tenant, news) = match event.event_type.as_str() {
+            "payment.intent.failed" => {
+                let p: PaymentFailed = payload(event)?;
+                (p.invoice_id.map(|_| p.tenant_id), PaymentNews::Failed)
+            }
+            "payment.dunning.exhausted" => {
+                let p: DunningExhausted = payload(event)?;
+                (Some(p.tenant_id), PaymentNews::Exhausted)
+            }
+            "invoice.paid" => {
+                let p: InvoicePaid = payload(event)?;
+                (Some(p.invoice.tenant_id), PaymentNews::Succeeded)
+            }
+            _ => return Ok(()),
+        };
+        let Some(tenant) = tenant else {
+            return Ok(());
+        };
+        let Some(mut sub) = subscriptions::get(conn, &tenant, true).await? else {
+            return Ok(());
+        };
+        match news {
+            PaymentNews::Exhausted => sub.payment_suspended = true,
+            PaymentNews::Succeeded => sub.payment_suspended = false,
+            PaymentNews::Failed => {}
+        }
+        let next = sub.status.on_payment(news, holds(&sub));
+        let Some(next) = next else {
+            subscriptions::save(conn, &sub).await?;
+            return Ok(());
+        };
+        let kind = match next {
+            SubStatus::PastDue => "subscription.past_due",
+            SubStatus::Suspended => "subscription.suspended",
+            _ => "subscription.reactivated",
+        };
+        sub.status = next;
+        let row = subscriptions::save(conn, &sub).await?;
+        enqueue(conn, &subscription_event(kind, &row, |_| {}))
+            .await
+            .map_err(SubError::from)?;
+        self.cache.invalidate(vec![tenant]);
         Ok(())
     }
 }

@@ -53,6 +53,9 @@ pub async fn build_with(
     let tenants = events::TenantEvents {
         cache: cache.clone(),
     };
+    let payments = events::PaymentEvents {
+        cache: cache.clone(),
+    };
     let pool = backbone.pool.clone();
     Ok(AppBuilder::new(cfg)
         .backbone(&backbone)
@@ -71,6 +74,14 @@ pub async fn build_with(
         .consumer(
             ConsumerSpec::new("subscription-tenants", "USER", "tenant.>"),
             tenants,
+        )
+        .consumer(
+            ConsumerSpec::new("subscription-payments", "PAYMENT", "payment.>"),
+            payments.clone(),
+        )
+        .consumer(
+            ConsumerSpec::new("subscription-invoices-paid", "INVOICE", "invoice.paid"),
+            payments,
         )
         .task("subscription-tick", move |stop| {
             events::run_ticker(

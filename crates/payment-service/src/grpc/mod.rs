@@ -164,12 +164,19 @@ impl PaymentApi {
         for a in intents::attempts(&mut conn, &ids).await? {
             attempts.entry(a.intent_id.clone()).or_default().push(a);
         }
+        let dunning: HashMap<PaymentIntentId, dunning_store::DunningRow> =
+            dunning_store::of_intents(&mut conn, &ids)
+                .await?
+                .into_iter()
+                .map(|d| (d.intent_id.clone(), d))
+                .collect();
         let intents = page
             .rows
             .into_iter()
             .map(|r| {
                 let a = attempts.remove(&r.id).unwrap_or_default();
-                intent_pb(r, a, None)
+                let d = dunning.get(&r.id);
+                intent_pb(r, a, d)
             })
             .collect();
         Ok(pb::ListPaymentIntentsResponse {

@@ -73,6 +73,20 @@ pub async fn get(
     sqlx::query_as(sql).bind(intent).fetch_optional(conn).await
 }
 
+pub async fn of_intents(
+    conn: &mut PgConnection,
+    ids: &[PaymentIntentId],
+) -> Result<Vec<DunningRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM dunning WHERE intent_id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn of_tenant(
     conn: &mut PgConnection,
     tenant: &TenantId,

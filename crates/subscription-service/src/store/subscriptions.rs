@@ -24,6 +24,10 @@ pub struct SubRow {
     pub fixed_seats: Option<i32>,
     pub seats: i32,
     pub created_at: DateTime<Utc>,
+    /// The operator suspended the tenant.
+    pub tenant_suspended: bool,
+    /// Dunning ran out on an unpaid invoice.
+    pub payment_suspended: bool,
 }
 
 impl SubRow {
@@ -34,7 +38,7 @@ impl SubRow {
 
 const COLUMNS: &str = "id, tenant_id, plan_id, plan_version, status, period_anchor, period_start, \
                        period_end, trial_end, cancel_at_period_end, canceled_at, fixed_seats, \
-                       seats, created_at";
+                       seats, created_at, tenant_suspended, payment_suspended";
 
 /// The tenant's current subscription: the live one, else the latest canceled one.
 pub async fn get(
@@ -107,7 +111,8 @@ pub async fn save(conn: &mut PgConnection, s: &SubRow) -> Result<SubRow, SubErro
         "UPDATE subscriptions SET plan_id = $2, plan_version = $3, status = $4, \
          period_anchor = $5, period_start = $6, period_end = $7, trial_end = $8, \
          cancel_at_period_end = $9, canceled_at = $10, fixed_seats = $11, seats = $12, \
-         updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+         tenant_suspended = $13, payment_suspended = $14, updated_at = now() WHERE id = $1 \
+         RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(q))
         .bind(&s.id)
@@ -122,6 +127,8 @@ pub async fn save(conn: &mut PgConnection, s: &SubRow) -> Result<SubRow, SubErro
         .bind(s.canceled_at)
         .bind(s.fixed_seats)
         .bind(s.seats)
+        .bind(s.tenant_suspended)
+        .bind(s.payment_suspended)
         .fetch_one(conn)
         .await?)
 }
