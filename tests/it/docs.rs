@@ -14,6 +14,7 @@ fn readme_documents_every_config_variable() {
         .chain(user_service::settings::ENV_VARS)
         .chain(billing_service::settings::ENV_VARS)
         .chain(invoicing_service::settings::ENV_VARS)
+        .chain(payment_service::settings::ENV_VARS)
         .collect();
     for (var, default, _) in &all {
         let row = format!("| `{var}` | `{default}` |");

@@ -101,25 +101,6 @@ async fn unknown_routes_answer_problem_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psp_callbacks_are_public_and_reach_the_payment_service() {
-    let stack = Stack::start().await;
-    for psp in ["stripe", "adyen"] {
-        let resp = reqwest::Client::new()
-            .post(stack.url(&format!("/v1/webhooks/psp/{psp}")))
-            .header("stripe-signature", "t=1,v1=abc")
-            .body(r#"{"id":"evt_1","type":"payment_intent.succeeded"}"#)
-            .send()
-            .await
-            .unwrap();
-        // No token needed; the payment service answers (its PSP handling lands with the
-        // payment issue, so for now it says UNIMPLEMENTED, mapped to 501).
-        assert_eq!(resp.status().as_u16(), 501, "{psp}");
-        assert_eq!(resp.headers()["content-type"], "application/problem+json");
-    }
-    stack.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflight_and_compression() {
     let stack = Stack::start().await;
     let client = reqwest::Client::new();

@@ -115,7 +115,7 @@ pub struct CallbackErrors;
 
 impl IntoResponses for CallbackErrors {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        error_responses(&[400, 401, 413, 429, 500, 502, 503, 504])
+        error_responses(&[400, 401, 413, 422, 429, 500, 502, 503, 504])
     }
 }
 
