@@ -67,16 +67,16 @@ impl Engine {
         check_key("idempotency_key", &c.idempotency_key)?;
         let digest = c.digest();
         let mut tx = self.pool.begin().await?;
-        if let Some(key) = &c.idempotency_key {
-            if let Some(found) = intents::by_key(&mut tx, &c.tenant, key).await? {
-                return if found.request_digest.as_deref() == Some(digest.as_str()) {
-                    Ok(found)
-                } else {
-                    Err(PaymentError::Conflict(
-                        "this idempotency key was used with another request".into(),
-                    ))
-                };
-            }
+        if let Some(key) = &c.idempotency_key
+            && let Some(found) = intents::by_key(&mut tx, &c.tenant, key).await?
+        {
+            return if found.request_digest.as_deref() == Some(digest.as_str()) {
+                Ok(found)
+            } else {
+                Err(PaymentError::Conflict(
+                    "this idempotency key was used with another request".into(),
+                ))
+            };
         }
         let method = match &c.method {
             Some(id) => Some(
@@ -247,16 +247,16 @@ impl Engine {
         let intent = intents::get(&mut tx, id, tenant, true)
             .await?
             .ok_or(PaymentError::NotFound("payment intent"))?;
-        if let Some(k) = &key {
-            if let Some(found) = refunds::by_key(&mut tx, id, k).await? {
-                return if found.amount_minor == requested || requested == 0 {
-                    Ok(found)
-                } else {
-                    Err(PaymentError::Conflict(
-                        "this idempotency key was used with another amount".into(),
-                    ))
-                };
-            }
+        if let Some(k) = &key
+            && let Some(found) = refunds::by_key(&mut tx, id, k).await?
+        {
+            return if found.amount_minor == requested || requested == 0 {
+                Ok(found)
+            } else {
+                Err(PaymentError::Conflict(
+                    "this idempotency key was used with another amount".into(),
+                ))
+            };
         }
         if intent.status != crate::domain::intent::Status::Succeeded {
             return Err(PaymentError::FailedPrecondition(format!(

@@ -137,17 +137,17 @@ impl Callbacks {
                 .metadata
                 .get("refund")
                 .and_then(|id| RefundId::parse(id).ok());
-            if let Some(id) = ours {
-                if let Some(row) = refunds::get(&mut tx, &id).await? {
-                    settle_refund(
-                        &mut tx,
-                        &row,
-                        status,
-                        Some(&r.id),
-                        r.failure_reason.as_deref(),
-                    )
-                    .await?;
-                }
+            if let Some(id) = ours
+                && let Some(row) = refunds::get(&mut tx, &id).await?
+            {
+                settle_refund(
+                    &mut tx,
+                    &row,
+                    status,
+                    Some(&r.id),
+                    r.failure_reason.as_deref(),
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -253,11 +253,11 @@ impl Callbacks {
             } else {
                 RefundStatus::Failed
             };
-            if let Ok(id) = RefundId::parse(&s.merchant_reference) {
-                if let Some(row) = refunds::get(tx, &id).await? {
-                    let code = (!item.reason.is_empty()).then_some(item.reason.as_str());
-                    settle_refund(tx, &row, status, Some(&s.psp_reference), code).await?;
-                }
+            if let Ok(id) = RefundId::parse(&s.merchant_reference)
+                && let Some(row) = refunds::get(tx, &id).await?
+            {
+                let code = (!item.reason.is_empty()).then_some(item.reason.as_str());
+                settle_refund(tx, &row, status, Some(&s.psp_reference), code).await?;
             }
             return Ok(());
         }

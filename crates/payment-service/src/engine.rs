@@ -85,13 +85,12 @@ impl Engine {
         method: Option<MethodRow>,
         client_key: Option<&str>,
     ) -> Result<Option<Outgoing>> {
-        if let Some(key) = client_key {
-            if intents::attempt_by_client_key(tx, &intent.id, key)
+        if let Some(key) = client_key
+            && intents::attempt_by_client_key(tx, &intent.id, key)
                 .await?
                 .is_some()
-            {
-                return Ok(None);
-            }
+        {
+            return Ok(None);
         }
         let method = match method {
             Some(m) => Some(m),

@@ -204,13 +204,13 @@ pub async fn end_dunning(
     intent: &IntentRow,
     to: DunningStatus,
 ) -> Result<(), sqlx::Error> {
-    if let Some(mut d) = dunning_store::get(tx, &intent.id, true).await? {
-        if d.status != DunningStatus::Recovered {
-            d.status = to;
-            d.next_retry_at = None;
-            d.ended_at = Some(Utc::now());
-            dunning_store::save(tx, &d).await?;
-        }
+    if let Some(mut d) = dunning_store::get(tx, &intent.id, true).await?
+        && d.status != DunningStatus::Recovered
+    {
+        d.status = to;
+        d.next_retry_at = None;
+        d.ended_at = Some(Utc::now());
+        dunning_store::save(tx, &d).await?;
     }
     Ok(())
 }
