@@ -47,6 +47,9 @@ pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
 pub async fn connectors(
     s: &Settings,
 ) -> Result<(Connectors, Option<sandbox::Sandbox>), StartError> {
+    // PSPs are reached over TLS through rustls with the ring provider, as everywhere in the
+    // platform; reqwest panics when no provider is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .build()
         .map_err(|e| StartError::Other(format!("HTTP client: {e}")))?;

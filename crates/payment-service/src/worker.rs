@@ -158,14 +158,12 @@ impl Worker {
             match self.engine.begin(&mut tx, &mut intent, method, None).await {
                 Ok(Some(o)) => out.push(o),
                 Ok(None) => {}
-                // Not confirmable now (requires_action, processing): try at the next step.
+                // Not confirmable now (a customer's attempt in flight, or 3-D Secure under
+                // way): not a retry; look again after a lease.
                 Err(PaymentError::FailedPrecondition(why)) => {
-                    tracing::info!(intent = %intent.id, %why, "dunning retry skipped");
-                    d.next_retry_at = schedule.due(d.started_at, d.retries_done as usize);
-                    if d.next_retry_at.is_none() {
-                        d.status = DunningStatus::Exhausted;
-                        d.ended_at = Some(now);
-                    }
+                    tracing::info!(intent = %intent.id, %why, "dunning retry postponed");
+                    d.retries_done -= 1;
+                    d.next_retry_at = Some(now + lease(&self.engine.settings));
                     dunning_store::save(&mut tx, &d).await?;
                 }
                 Err(e) => return Err(e),
