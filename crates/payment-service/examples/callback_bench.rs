@@ -42,6 +42,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("loop") => verify_loop(arg(&args, 1, "N")),
         Some("send") | Some("charge") => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
