@@ -268,3 +268,123 @@ async fn psp_callbacks_are_verified_at_the_public_route() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dunning_runs_out_suspends_and_a_payment_reactivates() {
+    // A fast clock: retries after 1 and 2 seconds.
+    let stack = Stack::start_with(&[("DUNNING_SCHEDULE", "1s,2s")]).await;
+    let api = Api::new(&stack);
+    let operator = token("ten_platform", "operator", &["platform_admin"]);
+    let t = "ten_dunned";
+    let owner = token(t, "owner", &["owner"]);
+    let (s, p) = api
+        .send(
+            Method::POST,
+            "/v1/plans",
+            &operator,
+            Some(json!({"id": "basic", "name": "Basic", "currency": "EUR", "interval": "month",
+                "prices": [{"id": "base", "kind": "flat", "model": {"type": "flat", "amount": "900"}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let sub = format!("/v1/tenants/{t}/subscription");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &sub,
+            &operator,
+            Some(json!({"plan_id": "basic"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let methods = format!("/v1/tenants/{t}/payment_methods");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &methods,
+            &owner,
+            Some(json!({"provider": "sandbox", "psp_token": "pm_card_chargeDeclinedInsufficientFunds"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+
+    let now = Utc::now();
+    let body = json!({
+        "period_start": (now - chrono::Duration::days(1)).to_rfc3339(),
+        "period_end": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        "tenant_ids": [t],
+    });
+    let (s, run) = api
+        .send(Method::POST, "/v1/billing/runs", &operator, Some(body))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let invoices = format!("/v1/tenants/{t}/invoices");
+    let drafts = until(&api, &invoices, &owner, |v| {
+        v["data"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    let invoice = drafts["data"][0]["id"].as_str().unwrap().to_string();
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &format!("{invoices}/{invoice}/finalize"),
+            &operator,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+
+    // Both retries fail: dunning runs out and the subscription is suspended, so
+    // entitlements deny.
+    let dunning = format!("/v1/tenants/{t}/dunning");
+    let d = until(&api, &dunning, &owner, |v| v["status"] == "exhausted").await;
+    let steps = d["schedules"][0]["steps"].as_array().unwrap().clone();
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["done"] == true && s["outcome"] == "insufficient_funds"),
+        "{d}"
+    );
+    until(&api, &sub, &owner, |v| v["status"] == "suspended").await;
+    let feature = format!("/v1/tenants/{t}/entitlements/calls");
+    let (s, e) = api.send(Method::GET, &feature, &owner, None).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(
+        (e["allowed"].clone(), e["reason"].clone()),
+        (json!(false), json!("subscription_suspended"))
+    );
+
+    // A new card and a confirmation: paid, and the subscription is back.
+    let (s, visa) = api
+        .send(
+            Method::POST,
+            &methods,
+            &owner,
+            Some(json!({"provider": "sandbox", "psp_token": "pm_card_visa", "make_default": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{visa}");
+    let (_, list) = api
+        .send(
+            Method::GET,
+            &format!("/v1/tenants/{t}/payment_intents"),
+            &owner,
+            None,
+        )
+        .await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    let (s, paid) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/payment_intents/{id}/confirm"),
+            &owner,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{paid}");
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    until(&api, &sub, &owner, |v| v["status"] == "active").await;
+    let (_, e) = api.send(Method::GET, &feature, &owner, None).await;
+    assert_ne!(e["reason"], "subscription_suspended", "{e}");
+    stack.stop().await;
+}

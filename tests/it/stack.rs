@@ -56,8 +56,8 @@ impl Stack {
         Self::start_with(&[]).await
     }
 
-    /// A stack whose gateway reads `overrides` (gateway settings and `ServiceConfig`
-    /// variables such as `REDIS_URL`) over the test defaults.
+    /// A stack whose gateway and payment service read `overrides` (their settings and
+    /// `ServiceConfig` variables such as `REDIS_URL`) over the test defaults.
     pub async fn start_with(overrides: &[(&str, &str)]) -> Stack {
         test_support::init_logging();
         let prefix = test_support::unique_prefix();
@@ -69,6 +69,12 @@ impl Stack {
         )
         .await
         .expect("the sandbox PSP starts");
+        let overridden = |k: &str| {
+            overrides
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        };
         let mut services = Vec::new();
         let mut dbs = Vec::new();
         let mut upstream_vars = Vec::new();
@@ -91,11 +97,13 @@ impl Stack {
                 }
                 ServiceName::Payment => {
                     let url = sandbox.base_url();
-                    let settings = payment_service::settings::Settings::from_lookup(|k| match k {
-                        "SANDBOX_PSP" => Some(url.clone()),
-                        "SANDBOX_WEBHOOK_SECRET" => Some(SANDBOX_SECRET.into()),
-                        "PAYMENT_CLOCK_SECS" => Some("1".into()),
-                        _ => None,
+                    let settings = payment_service::settings::Settings::from_lookup(|k| {
+                        overridden(k).or(match k {
+                            "SANDBOX_PSP" => Some(url.clone()),
+                            "SANDBOX_WEBHOOK_SECRET" => Some(SANDBOX_SECRET.into()),
+                            "PAYMENT_CLOCK_SECS" => Some("1".into()),
+                            _ => None,
+                        })
                     })
                     .expect("payment settings");
                     payment_service::build_with(cfg, settings).await
@@ -118,12 +126,6 @@ impl Stack {
             services.push((service, running));
             dbs.push(db);
         }
-        let overridden = |k: &str| {
-            overrides
-                .iter()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| v.to_string())
-        };
         if let Some(url) = overridden("REDIS_URL") {
             upstream_vars.push(("REDIS_URL", url));
         }

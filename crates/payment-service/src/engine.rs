@@ -216,6 +216,9 @@ impl Engine {
                     .filter(|m| m.detached_at.is_none())
                     .ok_or(PaymentError::NotFound("payment method"))?,
             ),
+            // An invoice's intent is paid with the tenant's default at the time, like a
+            // dunning retry: a card made default since the failure is the one tried.
+            None if intent.off_session => methods::default_of(&mut tx, &intent.tenant_id).await?,
             None => None,
         };
         let Some(out) = self.begin(&mut tx, &mut intent, method, client_key).await? else {

@@ -15,8 +15,7 @@ async fn builds_without_a_preinstalled_tls_provider() {
         &[],
     );
     let settings =
-        Settings::from_lookup(|k| (k == "SANDBOX_PSP_ADDR").then(|| "127.0.0.1:0".into()))
-            .unwrap();
+        Settings::from_lookup(|k| (k == "SANDBOX_PSP_ADDR").then(|| "127.0.0.1:0".into())).unwrap();
     let app = payment_service::build_with(cfg, settings).await;
     assert!(app.is_ok(), "{:?}", app.err());
     drop(app);
