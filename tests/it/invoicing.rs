@@ -4,27 +4,12 @@
 
 use chrono::{Datelike, Utc};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::stack::{Api, Stack, token};
 
 fn draft_path(list: &str, id: &str) -> String {
     format!("{list}/{id}")
-}
-
-/// GETs `path` until `pred` holds (50 tries, 100 ms apart); the last answer.
-async fn until(api: &Api, path: &str, bearer: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..50 {
-        let (s, v) = api.send(Method::GET, path, bearer, None).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        if pred(&v) {
-            return v;
-        }
-        last = v;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{path}: condition not met; last answer {last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,10 +90,11 @@ async fn a_billing_run_is_invoiced_once_finalized_with_tax_and_paid() {
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{run}");
     let list = format!("/v1/tenants/{t}/invoices");
-    let drafts = until(&api, &list, &owner, |v| {
-        v["data"].as_array().is_some_and(|d| !d.is_empty())
-    })
-    .await;
+    let drafts = api
+        .until(&list, &owner, |v| {
+            v["data"].as_array().is_some_and(|d| !d.is_empty())
+        })
+        .await;
     assert_eq!(drafts["data"].as_array().unwrap().len(), 1, "{drafts}");
     let draft = &drafts["data"][0];
     assert_eq!(draft["status"], "draft", "{draft}");
@@ -236,7 +222,7 @@ async fn a_billing_run_is_invoiced_once_finalized_with_tax_and_paid() {
         event_types::data(&succeeded),
     );
     bus.publish(&event).await.unwrap();
-    let p = until(&api, &one, &owner, |v| v["status"] == "paid").await;
+    let p = api.until(&one, &owner, |v| v["status"] == "paid").await;
     assert_eq!(p["payment_intent_id"], "pi_1", "{p}");
     // Another payment for a paid invoice is refused (and flagged when it comes as an event).
     let (s, p) = api

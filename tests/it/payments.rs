@@ -10,19 +10,58 @@ use serde_json::{Value, json};
 
 use crate::stack::{Api, SANDBOX_SECRET, Stack, token};
 
-/// GETs `path` until `pred` holds (100 tries, 100 ms apart); the last answer.
-async fn until(api: &Api, path: &str, bearer: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        let (s, v) = api.send(Method::GET, path, bearer, None).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        if pred(&v) {
-            return v;
-        }
-        last = v;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{path}: condition not met; last answer {last}");
+/// A plan `plan` with one flat fee of `amount` (EUR cents) and tenant `t` subscribed to it.
+async fn subscribe(api: &Api, operator: &str, t: &str, plan: &str, amount: &str) {
+    let (s, p) = api
+        .send(
+            Method::POST,
+            "/v1/plans",
+            operator,
+            Some(json!({"id": plan, "name": plan, "currency": "EUR", "interval": "month",
+                "prices": [{"id": "base", "kind": "flat", "model": {"type": "flat", "amount": amount}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let (s, p) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/{t}/subscription"),
+            operator,
+            Some(json!({"plan_id": plan})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+}
+
+/// Bills `t`'s current period and finalizes its invoice (which makes it `invoice.ready`).
+async fn finalized_invoice(api: &Api, operator: &str, t: &str, bearer: &str) -> Value {
+    let now = Utc::now();
+    let body = json!({
+        "period_start": (now - chrono::Duration::days(1)).to_rfc3339(),
+        "period_end": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        "tenant_ids": [t],
+    });
+    let (s, run) = api
+        .send(Method::POST, "/v1/billing/runs", operator, Some(body))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let invoices = format!("/v1/tenants/{t}/invoices");
+    let drafts = api
+        .until(&invoices, bearer, |v| {
+            v["data"].as_array().is_some_and(|d| !d.is_empty())
+        })
+        .await;
+    let invoice = drafts["data"][0]["id"].as_str().unwrap();
+    let (s, inv) = api
+        .send(
+            Method::POST,
+            &format!("{invoices}/{invoice}/finalize"),
+            operator,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    inv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,26 +74,8 @@ async fn an_invoice_is_charged_dunned_and_paid_with_another_card() {
     let member = token(t, "dev", &["member"]);
     let stranger = token("ten_stranger", "owner", &["owner"]);
 
-    let (s, p) = api
-        .send(
-            Method::POST,
-            "/v1/plans",
-            &operator,
-            Some(json!({"id": "pro", "name": "Pro", "currency": "EUR", "interval": "month",
-                "prices": [{"id": "base", "kind": "flat", "model": {"type": "flat", "amount": "4900"}}]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{p}");
+    subscribe(&api, &operator, t, "pro", "4900").await;
     let sub = format!("/v1/tenants/{t}/subscription");
-    let (s, p) = api
-        .send(
-            Method::POST,
-            &sub,
-            &operator,
-            Some(json!({"plan_id": "pro"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{p}");
 
     // Payment methods are the tenant's billing admin's (or owner's), PSP tokens only.
     let methods = format!("/v1/tenants/{t}/payment_methods");
@@ -83,52 +104,33 @@ async fn an_invoice_is_charged_dunned_and_paid_with_another_card() {
     assert_eq!(p["errors"][0]["field"], "psp_token", "{p}");
 
     // A run, its invoice finalized: the payment service charges it at once and it declines.
-    let now = Utc::now();
-    let body = json!({
-        "period_start": (now - chrono::Duration::days(1)).to_rfc3339(),
-        "period_end": (now + chrono::Duration::hours(1)).to_rfc3339(),
-        "tenant_ids": [t],
-    });
-    let (s, run) = api
-        .send(Method::POST, "/v1/billing/runs", &operator, Some(body))
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let inv = finalized_invoice(&api, &operator, t, &finance).await;
+    let invoice = inv["id"].as_str().unwrap().to_string();
     let invoices = format!("/v1/tenants/{t}/invoices");
-    let drafts = until(&api, &invoices, &finance, |v| {
-        v["data"].as_array().is_some_and(|d| !d.is_empty())
-    })
-    .await;
-    let invoice = drafts["data"][0]["id"].as_str().unwrap().to_string();
-    let (s, inv) = api
-        .send(
-            Method::POST,
-            &format!("{invoices}/{invoice}/finalize"),
-            &operator,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{inv}");
     let due = inv["amount_due_minor"].as_i64().unwrap();
 
     let intents = format!("/v1/tenants/{t}/payment_intents?invoice_id={invoice}");
-    let listed = until(&api, &intents, &finance, |v| {
-        v["data"][0]["status"] == "requires_payment_method"
-            && v["data"][0]["last_failure_code"] == "generic_decline"
-    })
-    .await;
+    let listed = api
+        .until(&intents, &finance, |v| {
+            v["data"][0]["status"] == "requires_payment_method"
+                && v["data"][0]["last_failure_code"] == "generic_decline"
+        })
+        .await;
     let intent = &listed["data"][0];
     assert_eq!(intent["amount_minor"].as_i64(), Some(due), "{intent}");
     assert!(intent["next_retry_at"].is_string(), "{intent}");
     let id = intent["id"].as_str().unwrap().to_string();
-    let dunning = until(&api, &format!("/v1/tenants/{t}/dunning"), &finance, |v| {
-        v["status"] == "active"
-    })
-    .await;
+    let dunning = api
+        .until(&format!("/v1/tenants/{t}/dunning"), &finance, |v| {
+            v["status"] == "active"
+        })
+        .await;
     assert_eq!(
         dunning["schedules"][0]["steps"].as_array().unwrap().len(),
         4
     );
-    until(&api, &sub, &finance, |v| v["status"] == "past_due").await;
+    api.until(&sub, &finance, |v| v["status"] == "past_due")
+        .await;
 
     // Another tenant cannot see it; the tenant cannot refund or cancel it.
     let one = format!("/v1/tenants/{t}/payment_intents/{id}");
@@ -161,12 +163,13 @@ async fn an_invoice_is_charged_dunned_and_paid_with_another_card() {
     assert_eq!(paid["status"], "succeeded", "{paid}");
     assert_eq!(paid["amount_received"].as_i64(), Some(due));
     assert_eq!(paid["attempts"].as_array().unwrap().len(), 2, "{paid}");
-    let inv = until(&api, &format!("{invoices}/{invoice}"), &finance, |v| {
-        v["status"] == "paid"
-    })
-    .await;
+    let inv = api
+        .until(&format!("{invoices}/{invoice}"), &finance, |v| {
+            v["status"] == "paid"
+        })
+        .await;
     assert_eq!(inv["payment_intent_id"], id.as_str());
-    until(&api, &sub, &finance, |v| v["status"] == "active").await;
+    api.until(&sub, &finance, |v| v["status"] == "active").await;
     let (_, d) = api
         .send(
             Method::GET,
@@ -277,26 +280,8 @@ async fn dunning_runs_out_suspends_and_a_payment_reactivates() {
     let operator = token("ten_platform", "operator", &["platform_admin"]);
     let t = "ten_dunned";
     let owner = token(t, "owner", &["owner"]);
-    let (s, p) = api
-        .send(
-            Method::POST,
-            "/v1/plans",
-            &operator,
-            Some(json!({"id": "basic", "name": "Basic", "currency": "EUR", "interval": "month",
-                "prices": [{"id": "base", "kind": "flat", "model": {"type": "flat", "amount": "900"}}]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{p}");
+    subscribe(&api, &operator, t, "basic", "900").await;
     let sub = format!("/v1/tenants/{t}/subscription");
-    let (s, p) = api
-        .send(
-            Method::POST,
-            &sub,
-            &operator,
-            Some(json!({"plan_id": "basic"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{p}");
     let methods = format!("/v1/tenants/{t}/payment_methods");
     let (s, p) = api
         .send(
@@ -308,36 +293,14 @@ async fn dunning_runs_out_suspends_and_a_payment_reactivates() {
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
 
-    let now = Utc::now();
-    let body = json!({
-        "period_start": (now - chrono::Duration::days(1)).to_rfc3339(),
-        "period_end": (now + chrono::Duration::hours(1)).to_rfc3339(),
-        "tenant_ids": [t],
-    });
-    let (s, run) = api
-        .send(Method::POST, "/v1/billing/runs", &operator, Some(body))
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
-    let invoices = format!("/v1/tenants/{t}/invoices");
-    let drafts = until(&api, &invoices, &owner, |v| {
-        v["data"].as_array().is_some_and(|d| !d.is_empty())
-    })
-    .await;
-    let invoice = drafts["data"][0]["id"].as_str().unwrap().to_string();
-    let (s, p) = api
-        .send(
-            Method::POST,
-            &format!("{invoices}/{invoice}/finalize"),
-            &operator,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{p}");
+    finalized_invoice(&api, &operator, t, &owner).await;
 
     // Both retries fail: dunning runs out and the subscription is suspended, so
     // entitlements deny.
     let dunning = format!("/v1/tenants/{t}/dunning");
-    let d = until(&api, &dunning, &owner, |v| v["status"] == "exhausted").await;
+    let d = api
+        .until(&dunning, &owner, |v| v["status"] == "exhausted")
+        .await;
     let steps = d["schedules"][0]["steps"].as_array().unwrap().clone();
     assert!(
         steps
@@ -345,7 +308,8 @@ async fn dunning_runs_out_suspends_and_a_payment_reactivates() {
             .all(|s| s["done"] == true && s["outcome"] == "insufficient_funds"),
         "{d}"
     );
-    until(&api, &sub, &owner, |v| v["status"] == "suspended").await;
+    api.until(&sub, &owner, |v| v["status"] == "suspended")
+        .await;
     let feature = format!("/v1/tenants/{t}/entitlements/calls");
     let (s, e) = api.send(Method::GET, &feature, &owner, None).await;
     assert_eq!(s, StatusCode::OK, "{e}");
@@ -383,7 +347,7 @@ async fn dunning_runs_out_suspends_and_a_payment_reactivates() {
         .await;
     assert_eq!(s, StatusCode::OK, "{paid}");
     assert_eq!(paid["status"], "succeeded", "{paid}");
-    until(&api, &sub, &owner, |v| v["status"] == "active").await;
+    api.until(&sub, &owner, |v| v["status"] == "active").await;
     let (_, e) = api.send(Method::GET, &feature, &owner, None).await;
     assert_ne!(e["reason"], "subscription_suspended", "{e}");
     stack.stop().await;

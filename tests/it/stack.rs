@@ -253,4 +253,24 @@ impl Api {
             serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
         )
     }
+
+    /// GETs `path` until `pred` holds (100 tries, 100 ms apart); the last answer.
+    pub async fn until(
+        &self,
+        path: &str,
+        bearer: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..100 {
+            let (s, v) = self.send(reqwest::Method::GET, path, bearer, None).await;
+            assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+            if pred(&v) {
+                return v;
+            }
+            last = v;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{path}: condition not met; last answer {last}");
+    }
 }

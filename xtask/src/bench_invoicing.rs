@@ -51,7 +51,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// A value `key=` in `text`.
-fn field(text: &str, key: &str) -> String {
+pub(crate) fn field(text: &str, key: &str) -> String {
     text.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .unwrap_or("-")
@@ -132,7 +132,7 @@ fn render_part(release: &std::path::Path) -> Result<()> {
 }
 
 /// One value from `sql` (psql -tA).
-fn scalar(infra: &Infra, db: &str, sql: &str) -> Result<String> {
+pub(crate) fn scalar(infra: &Infra, db: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
         .args(["-tA", "-h", "127.0.0.1", "-p"])
         .arg(infra.pg_port.to_string())

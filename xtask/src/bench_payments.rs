@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench_billing::opt;
 use crate::bench_gateway::{bench_env, build_release, gateway_command, psql, wait_http};
+use crate::bench_invoicing::{self, scalar};
 use crate::infra::{self, Infra};
 
 const SECRET: &str = "whsec_bench_sandbox";
@@ -38,20 +39,9 @@ fn client(release: &std::path::Path, args: &[&str]) -> Result<String> {
 }
 
 fn field(text: &str, key: &str) -> f64 {
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
+    bench_invoicing::field(text, key)
+        .parse()
         .unwrap_or(f64::NAN)
-}
-
-fn scalar(infra: &Infra, db: &str, sql: &str) -> Result<String> {
-    let out = Command::new("psql")
-        .args(["-tA", "-h", "127.0.0.1", "-p"])
-        .arg(infra.pg_port.to_string())
-        .args(["-U", "postgres", "-d", db, "-c", sql])
-        .output()
-        .context("psql")?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
