@@ -26,7 +26,7 @@ use crate::settle::settle;
 use crate::store::dunning::DunningStatus;
 use crate::store::intents::{self, AttemptRow, IntentRow};
 use crate::store::psp_events;
-use crate::store::refunds::{self, RefundStatus};
+use crate::store::refunds::{self, RefundRow, RefundStatus};
 
 type Result<T, E = PaymentError> = std::result::Result<T, E>;
 
@@ -138,7 +138,7 @@ impl Callbacks {
                 .get("refund")
                 .and_then(|id| RefundId::parse(id).ok());
             if let Some(id) = ours
-                && let Some(row) = refunds::get(&mut tx, &id).await?
+                && let Some(row) = refund_of(&mut tx, &id, signer).await?
             {
                 settle_refund(
                     &mut tx,
@@ -254,7 +254,7 @@ impl Callbacks {
                 RefundStatus::Failed
             };
             if let Ok(id) = RefundId::parse(&s.merchant_reference)
-                && let Some(row) = refunds::get(tx, &id).await?
+                && let Some(row) = refund_of(tx, &id, Provider::Adyen).await?
             {
                 let code = (!item.reason.is_empty()).then_some(item.reason.as_str());
                 settle_refund(tx, &row, status, Some(&s.psp_reference), code).await?;
@@ -288,7 +288,7 @@ impl Callbacks {
         let mut answer = Answer::new(outcome);
         answer.psp_reference = Some(s.psp_reference.clone());
         if !success {
-            answer.failure_code = Some(item.reason.clone());
+            answer.failure_code = Some(crate::psp::adyen::reason_code(&item.reason));
             answer.failure_message = Some(item.reason.clone());
         }
         settle(
@@ -323,6 +323,19 @@ fn current_attempt(attempts: Vec<AttemptRow>, reference: Option<&str>) -> Option
     } else {
         attempts.last().cloned()
     }
+}
+
+/// A refund a callback from `signer` may speak of: one of an intent that PSP handled.
+async fn refund_of(
+    tx: &mut PgConnection,
+    id: &RefundId,
+    signer: Provider,
+) -> Result<Option<RefundRow>> {
+    let Some(row) = refunds::get(tx, id).await? else {
+        return Ok(None);
+    };
+    let intent = intents::get(tx, &row.intent_id, None, false).await?;
+    Ok(intent.filter(|i| i.provider == Some(signer)).map(|_| row))
 }
 
 async fn cancel(tx: &mut PgConnection, intent: &mut IntentRow) -> Result<()> {

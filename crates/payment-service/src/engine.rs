@@ -58,6 +58,16 @@ impl Engine {
                 "a PSP token of at most 255 printable characters",
             ));
         }
+        // An Adyen stored card belongs to a shopper: ours are the tenants, and a tenant may
+        // only attach its own.
+        if provider == Provider::Adyen
+            && token.split_once(':').map(|(shopper, _)| shopper) != Some(tenant.as_str())
+        {
+            return Err(PaymentError::invalid(
+                "psp_token",
+                "an Adyen token is <tenant id>:<storedPaymentMethodId>, the tenant's own",
+            ));
+        }
         let psp = self.psps.get(provider)?;
         let details = self
             .psps

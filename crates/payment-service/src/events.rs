@@ -11,7 +11,7 @@ use event_types::{
     DunningExhausted, InvoicePaid, InvoiceReady, InvoiceVoided, PaymentFailed, PaymentRefunded,
     PaymentSucceeded, data,
 };
-use platform::events::{CloudEvent, EventHandler, HandlerError, enqueue};
+use platform::events::{CloudEvent, EventHandler, HandlerError};
 use sqlx::PgConnection;
 use tokio::sync::Notify;
 
@@ -129,24 +129,9 @@ impl EventHandler for InvoicesReady {
             return Ok(());
         };
         if row.status == Status::RequiresPaymentMethod {
-            row.last_failure_code = Some("no_payment_method".into());
-            row.last_failure_message = Some("the tenant has no default payment method".into());
-            let row = intents::save(tx, &row).await.map_err(PaymentError::from)?;
-            let now = Utc::now();
-            let next = self.schedule.due(now, 0);
-            dunning_store::start(
-                tx,
-                &row.id,
-                &row.tenant_id,
-                row.invoice_id.as_ref(),
-                now,
-                next,
-            )
-            .await
-            .map_err(PaymentError::from)?;
-            enqueue(tx, &failed(&row, 0, next))
+            crate::settle::no_method(tx, &self.schedule, &mut row, Utc::now())
                 .await
-                .map_err(PaymentError::from)?;
+                .map_err(HandlerError::from)?;
         }
         self.wake.notify_one();
         Ok(())

@@ -155,3 +155,21 @@ pub async fn failure(
     dunning_store::save(tx, &d).await?;
     Ok(out)
 }
+
+/// An attempt that cannot be made because the tenant has no default method: a failure like
+/// a decline (dunning starts, or the retry is spent), published the same way.
+pub async fn no_method(
+    tx: &mut PgConnection,
+    schedule: &Schedule,
+    intent: &mut IntentRow,
+    now: DateTime<Utc>,
+) -> Result<(), PaymentError> {
+    intent.status = Status::RequiresPaymentMethod;
+    intent.last_failure_code = Some("no_payment_method".into());
+    intent.last_failure_message = Some("the tenant has no default payment method".into());
+    *intent = intents::save(tx, intent).await?;
+    for e in failure(tx, schedule, intent, 0, now).await? {
+        enqueue(tx, &e).await?;
+    }
+    Ok(())
+}

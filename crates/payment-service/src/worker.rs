@@ -10,13 +10,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use platform::CancellationToken;
-use platform::events::enqueue;
 use tokio::sync::Notify;
 
 use crate::engine::{Engine, Outgoing, lease};
 use crate::error::PaymentError;
 use crate::events::end_dunning;
-use crate::settle::failure;
+use crate::settle::no_method;
 use crate::store::dunning::{self as dunning_store, DunningStatus};
 use crate::store::{intents, methods};
 
@@ -87,7 +86,23 @@ impl Worker {
         let claimed = intents::claim_to_confirm(&mut tx, BATCH).await?;
         let mut out = Vec::with_capacity(claimed.len());
         for mut intent in claimed {
-            if let Some(o) = self.engine.begin(&mut tx, &mut intent, None, None).await? {
+            // The tenant's default now (the card may have changed since the invoice came).
+            let method = methods::default_of(&mut tx, &intent.tenant_id).await?;
+            if method.is_none() {
+                no_method(
+                    &mut tx,
+                    &self.engine.settings.dunning,
+                    &mut intent,
+                    Utc::now(),
+                )
+                .await?;
+                continue;
+            }
+            if let Some(o) = self
+                .engine
+                .begin(&mut tx, &mut intent, method, None)
+                .await?
+            {
                 out.push(o);
             }
         }
@@ -146,13 +161,7 @@ impl Worker {
             metrics::counter!("payment_dunning_retries_total").increment(1);
             let method = methods::default_of(&mut tx, &intent.tenant_id).await?;
             if method.is_none() {
-                intent.last_failure_code = Some("no_payment_method".into());
-                intent.last_failure_message =
-                    Some("the tenant has no default payment method".into());
-                let intent = intents::save(&mut tx, &intent).await?;
-                for e in failure(&mut tx, schedule, &intent, 0, now).await? {
-                    enqueue(&mut tx, &e).await?;
-                }
+                no_method(&mut tx, schedule, &mut intent, now).await?;
                 continue;
             }
             match self.engine.begin(&mut tx, &mut intent, method, None).await {

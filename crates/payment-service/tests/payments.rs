@@ -362,3 +362,44 @@ async fn callbacks_are_verified_applied_once_and_never_move_an_intent_back() {
     assert_eq!(e.callbacks_seen().await, seen);
     e.stop().await;
 }
+
+#[tokio::test]
+async fn a_callback_signed_for_the_sandbox_cannot_touch_a_stripe_payment() {
+    // "Stripe" here is the sandbox too (it speaks Stripe's API), with a secret of its own.
+    let stripe_secret = "whsec_stripe_endpoint";
+    let e = env(
+        &[
+            ("STRIPE_API_KEY", payment_service::settings::SANDBOX_API_KEY),
+            ("STRIPE_API_BASE", "SANDBOX_URL"),
+            ("STRIPE_WEBHOOK_SECRETS", stripe_secret),
+        ],
+        false,
+    )
+    .await;
+    e.engine
+        .attach(&tenant(), Provider::Stripe, "pm_card_visa", true)
+        .await
+        .unwrap();
+    let i = e
+        .engine
+        .create(create(800, None, CaptureMethod::Manual))
+        .await
+        .unwrap();
+    assert_eq!(i.status, Status::RequiresCapture);
+    assert_eq!(i.provider, Some(Provider::Stripe));
+    let charge = attempts(&e, &i.id).await[0].psp_reference.clone().unwrap();
+    let now = Utc::now().timestamp();
+    // Signed with the sandbox's secret: verified, recorded, and ignored.
+    let (body, sig) = callback(&i, &charge, "payment_intent.canceled", "canceled", now);
+    let r = e.callbacks.stripe(&body, &headers(&sig)).await.unwrap();
+    assert!(r.processed);
+    assert_eq!(intent(&e, &i.id).await.status, Status::RequiresCapture);
+    // The same news signed with Stripe's endpoint secret is believed.
+    let mut body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    body["id"] = "evt_from_stripe".into();
+    let body = body.to_string().into_bytes();
+    let sig = stripe_sign(stripe_secret, now, &body);
+    e.callbacks.stripe(&body, &headers(&sig)).await.unwrap();
+    assert_eq!(intent(&e, &i.id).await.status, Status::Canceled);
+    e.stop().await;
+}

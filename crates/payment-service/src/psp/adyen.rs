@@ -223,8 +223,11 @@ impl Psp for Adyen {
             .map_err(|e| PspError::Unknown(format!("unreadable answer: {e}")))?;
         let mut a = Answer::new(outcome(&r.result_code));
         a.psp_reference = r.psp_reference;
-        a.failure_code = r.refusal_reason_code;
-        a.failure_message = r.refusal_reason;
+        a.failure_code = r.refusal_reason.as_deref().map(reason_code);
+        a.failure_message = r.refusal_reason.map(|reason| match r.refusal_reason_code {
+            Some(code) => format!("{reason} (refusalReasonCode {code})"),
+            None => reason,
+        });
         a.next_action_url = r.action.and_then(|a| a.url);
         Ok(a)
     }
@@ -266,6 +269,17 @@ impl Psp for Adyen {
             failure_code: None,
         })
     }
+}
+
+/// Adyen's refusal reason ("Not enough balance") as a failure code (`not_enough_balance`):
+/// notifications carry only the reason, so both paths name a refusal alike.
+pub fn reason_code(reason: &str) -> String {
+    reason
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 fn split_token(token: &str) -> Result<(&str, &str), PspError> {

@@ -2,12 +2,16 @@
 //! [`Stripe`](crate::psp::stripe::Stripe) connector uses, behaving like Stripe's test mode
 //! ([`cards`]), and sending signed `Stripe-Signature` callbacks to a URL (the gateway's
 //! `/v1/webhooks/psp/stripe`). No account, no network: a local stack takes payments with it.
+//! Under `/adyen/v71` it speaks the part of Adyen's Checkout API the
+//! [`Adyen`](crate::psp::adyen::Adyen) connector uses ([`adyen`]), with HMAC-signed
+//! notifications once [`set_adyen`](Sandbox::set_adyen) named their URL and key.
 //!
 //! Like Stripe it honours `Idempotency-Key` (a repeat replays the first answer; a repeat
 //! with another body is refused; one still running answers 409), so the service's retries
 //! are exercised for real. For fault tests it can [`hold`](Sandbox::hold) answers: the
 //! charge happens, the answer (and its callback) comes late — after the client gave up.
 
+mod adyen;
 pub mod cards;
 mod wire;
 
@@ -22,11 +26,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use wire::{Intent, Keyed};
+use wire::{Intent, Keyed, Notice};
 
 /// A running sandbox.
 #[derive(Clone)]
@@ -40,6 +44,8 @@ struct Inner {
     api_key: String,
     webhook_secret: String,
     callback_url: RwLock<Option<String>>,
+    /// Where Adyen notifications go, and the hex HMAC key they are signed with.
+    adyen: RwLock<Option<(String, String)>>,
     state: Mutex<wire::Ledger>,
     http: reqwest::Client,
     /// Answers still to hold back, and for how long.
@@ -60,6 +66,7 @@ impl Sandbox {
             api_key: api_key.to_string(),
             webhook_secret: webhook_secret.to_string(),
             callback_url: RwLock::new(callback_url),
+            adyen: RwLock::new(None),
             state: Mutex::new(wire::Ledger::new(format!("http://{addr}"))),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -73,6 +80,12 @@ impl Sandbox {
             .route("/v1/payment_intents/{id}/{action}", post(act))
             .route("/v1/refunds", post(refund))
             .route("/sandbox/3ds/{id}", post(authenticate).get(authenticate))
+            .route("/adyen/v71/storedPaymentMethods", get(adyen::stored))
+            .route("/adyen/v71/payments", post(adyen::pay))
+            .route(
+                "/adyen/v71/payments/{reference}/{kind}",
+                post(adyen::modify),
+            )
             .with_state(inner.clone());
         let stop = CancellationToken::new();
         let token = stop.clone();
@@ -91,6 +104,11 @@ impl Sandbox {
     /// Where callbacks go from now on.
     pub fn set_callback_url(&self, url: impl Into<String>) {
         *self.inner.callback_url.write().expect("not poisoned") = Some(url.into());
+    }
+
+    /// Where Adyen notifications go from now on, signed with `hmac_key` (hex).
+    pub fn set_adyen(&self, url: impl Into<String>, hmac_key: impl Into<String>) {
+        *self.inner.adyen.write().expect("not poisoned") = Some((url.into(), hmac_key.into()));
     }
 
     /// The next `count` answers to a charge, capture or refund come after `delay`; the
@@ -140,32 +158,41 @@ impl Inner {
             .is_some_and(|k| k == self.api_key)
     }
 
-    /// Sends each event to the callback URL, signed, retrying a few times as a PSP does.
-    fn send(self: &Arc<Self>, events: Vec<Value>) {
-        let Some(url) = self.callback_url.read().expect("not poisoned").clone() else {
-            return;
-        };
-        for event in events {
+    /// Sends each notice to its callback URL, signed, retrying a few times as a PSP does.
+    fn send(self: &Arc<Self>, notices: Vec<Notice>) {
+        for notice in notices {
+            let (url, body, header) = match notice {
+                Notice::Stripe(event) => {
+                    let Some(url) = self.callback_url.read().expect("not poisoned").clone() else {
+                        continue;
+                    };
+                    (url, event.to_string(), true)
+                }
+                Notice::Adyen(item) => {
+                    let Some((url, key)) = self.adyen.read().expect("not poisoned").clone() else {
+                        continue;
+                    };
+                    (url, adyen::notification(item, &key), false)
+                }
+            };
             let me = self.clone();
-            let url = url.clone();
             tokio::spawn(async move {
-                let body = event.to_string();
                 for attempt in 0..5u32 {
-                    let t = chrono::Utc::now().timestamp();
-                    let sig = crate::domain::signature::stripe_sign(
-                        &me.webhook_secret,
-                        t,
-                        body.as_bytes(),
-                    );
-                    let sent = me
+                    let mut req = me
                         .http
                         .post(&url)
                         .header("content-type", "application/json")
-                        .header("stripe-signature", sig)
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    if sent.is_ok_and(|r| r.status().is_success()) {
+                        .body(body.clone());
+                    if header {
+                        let t = chrono::Utc::now().timestamp();
+                        let sig = crate::domain::signature::stripe_sign(
+                            &me.webhook_secret,
+                            t,
+                            body.as_bytes(),
+                        );
+                        req = req.header("stripe-signature", sig);
+                    }
+                    if req.send().await.is_ok_and(|r| r.status().is_success()) {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
@@ -182,14 +209,16 @@ impl Inner {
         Some(delay)
     }
 
-    /// Runs `work` once per idempotency key; a repeat replays its answer.
+    /// Runs `work` once per idempotency key; a repeat replays its answer. `authorized`: the
+    /// caller's API key was checked.
     async fn keyed(
         self: &Arc<Self>,
+        authorized: bool,
         headers: &HeaderMap,
         fingerprint: String,
-        work: impl FnOnce(&mut wire::Ledger) -> (StatusCode, Value, Vec<Value>),
+        work: impl FnOnce(&mut wire::Ledger) -> wire::Answered,
     ) -> Response {
-        if !self.authorized(headers) {
+        if !authorized {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
@@ -301,7 +330,7 @@ async fn payment_method(
 async fn create(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
     let fingerprint = format!("create:{}", String::from_utf8_lossy(&body));
-    s.keyed(&headers, fingerprint, move |st| {
+    s.keyed(s.authorized(&headers), &headers, fingerprint, move |st| {
         let amount = f
             .get("amount")
             .and_then(|a| a.parse::<i64>().ok())
@@ -340,7 +369,7 @@ async fn act(
 ) -> Response {
     let f = form(&body);
     let fingerprint = format!("{action}:{id}:{}", String::from_utf8_lossy(&body));
-    s.keyed(&headers, fingerprint, move |st| {
+    s.keyed(s.authorized(&headers), &headers, fingerprint, move |st| {
         if !st.intents.contains_key(&id) {
             return wire::missing(&id);
         }
@@ -360,7 +389,7 @@ async fn act(
 async fn refund(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
     let fingerprint = format!("refund:{}", String::from_utf8_lossy(&body));
-    s.keyed(&headers, fingerprint, move |st| {
+    s.keyed(s.authorized(&headers), &headers, fingerprint, move |st| {
         let Some(pi) = f.get("payment_intent") else {
             return wire::invalid("payment_intent is required");
         };

@@ -13,8 +13,26 @@ pub enum Keyed {
     Done(String, StatusCode, Value),
 }
 
+/// A callback to send: a Stripe event, or one Adyen notification item.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    Stripe(Value),
+    Adyen(Value),
+}
+
 /// An answer: status, body, and the callbacks it causes.
-pub type Answered = (StatusCode, Value, Vec<Value>);
+pub type Answered = (StatusCode, Value, Vec<Notice>);
+
+/// An Adyen payment: what its modifications need.
+#[derive(Debug, Clone)]
+pub struct AdyenPayment {
+    pub amount: i64,
+    pub currency: String,
+    pub reference: String,
+    pub authorized: bool,
+    pub captured: i64,
+    pub refunded: i64,
+}
 
 pub struct Intent {
     pub id: String,
@@ -78,6 +96,7 @@ pub struct Ledger {
     pub keys: HashMap<String, Keyed>,
     /// Money movements per intent (authorizations and captures).
     pub charges: HashMap<String, u32>,
+    pub adyen: HashMap<String, AdyenPayment>,
     seq: u64,
 }
 
@@ -107,6 +126,7 @@ impl Ledger {
             intents: HashMap::new(),
             keys: HashMap::new(),
             charges: HashMap::new(),
+            adyen: HashMap::new(),
             seq: 0,
         }
     }
@@ -120,16 +140,16 @@ impl Ledger {
         )
     }
 
-    fn event(&mut self, kind: &str, object: Value) -> Value {
-        json!({
+    fn event(&mut self, kind: &str, object: Value) -> Notice {
+        Notice::Stripe(json!({
             "id": self.next_id("evt"), "object": "event", "type": kind,
             "created": chrono::Utc::now().timestamp(), "livemode": false,
             "data": {"object": object},
-        })
+        }))
     }
 
     /// The intent reached money: authorized (manual capture) or succeeded.
-    fn charged(&mut self, id: &str) -> Vec<Value> {
+    fn charged(&mut self, id: &str) -> Vec<Notice> {
         *self.charges.entry(id.to_string()).or_default() += 1;
         let pi = self.intents.get_mut(id).expect("the caller checked");
         pi.last_error = None;
@@ -205,7 +225,7 @@ impl Ledger {
         }
     }
 
-    pub fn authenticate(&mut self, id: &str, succeed: bool) -> Option<Vec<Value>> {
+    pub fn authenticate(&mut self, id: &str, succeed: bool) -> Option<Vec<Notice>> {
         let pi = self.intents.get(id)?;
         if pi.status != "requires_action" {
             return None;

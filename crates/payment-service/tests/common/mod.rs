@@ -33,8 +33,10 @@ pub struct Env {
     receiver: tokio_util::sync::CancellationToken,
 }
 
-/// An environment whose settings are the defaults with `overrides`; with `callbacks` off the
-/// sandbox sends none (only answers and re-asks settle intents).
+/// An environment whose settings are the defaults with `overrides` (`SANDBOX_URL` in a value
+/// stands for the sandbox's base URL); with `callbacks` off the sandbox sends none (only
+/// answers and re-asks settle intents). Adyen notifications are sent when `ADYEN_HMAC_KEYS`
+/// is among the overrides.
 pub async fn env(overrides: &[(&str, &str)], callbacks: bool) -> Env {
     test_support::init_logging();
     let db = TestDb::new().await;
@@ -59,7 +61,7 @@ pub async fn env(overrides: &[(&str, &str)], callbacks: bool) -> Env {
     let base = sandbox.base_url();
     let settings = Settings::from_lookup(|k| {
         if let Some((_, v)) = overrides.iter().find(|(name, _)| *name == k) {
-            return Some(v.to_string());
+            return Some(v.replace("SANDBOX_URL", &base));
         }
         match k {
             "SANDBOX_PSP" => Some(base.clone()),
@@ -85,8 +87,10 @@ pub async fn env(overrides: &[(&str, &str)], callbacks: bool) -> Env {
     if callbacks {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let adyen_url = format!("http://{}/adyen", listener.local_addr().unwrap());
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
+            .route("/adyen", axum::routing::post(receive_adyen))
             .with_state(cbs.clone());
         let stop = receiver.clone();
         tokio::spawn(async move {
@@ -95,6 +99,9 @@ pub async fn env(overrides: &[(&str, &str)], callbacks: bool) -> Env {
                 .await
         });
         sandbox.set_callback_url(url);
+        if let Some((_, key)) = overrides.iter().find(|(k, _)| *k == "ADYEN_HMAC_KEYS") {
+            sandbox.set_adyen(adyen_url, *key);
+        }
     }
     let worker = Worker {
         engine: engine.clone(),
@@ -119,6 +126,13 @@ async fn receive(State(cbs): State<Callbacks>, headers: HeaderMap, body: Bytes) 
     match cbs.stripe(&body, &headers).await {
         Ok(_) => StatusCode::OK,
         Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn receive_adyen(State(cbs): State<Callbacks>, body: Bytes) -> (StatusCode, &'static str) {
+    match cbs.adyen(&body).await {
+        Ok(_) => (StatusCode::OK, "[accepted]"),
+        Err(_) => (StatusCode::BAD_REQUEST, ""),
     }
 }
 
