@@ -5,6 +5,7 @@ mod auth_throttle;
 mod billing;
 mod catalog;
 mod credentials;
+mod dunning;
 pub mod error;
 pub mod gcra;
 pub mod idempotency;
@@ -13,8 +14,10 @@ pub mod input;
 mod invoices;
 mod metering;
 pub mod openapi;
+mod payment_methods;
 mod payments;
 pub mod ratelimit;
+mod refunds;
 mod scim;
 mod status;
 mod taxes;
@@ -101,7 +104,10 @@ pub fn router(deps: Deps) -> Router {
         )))
         .merge(invoices::router(invoicing.clone()))
         .merge(taxes::router(invoicing))
+        .merge(payment_methods::router(payments.clone()))
         .merge(payments::router(payments.clone()))
+        .merge(refunds::router(payments.clone()))
+        .merge(dunning::router(payments.clone()))
         .merge(webhooks::router(payments))
         .split_for_parts();
     let edge = Arc::new(Edge {

@@ -1,8 +1,9 @@
-//! Payments, `/v1/tenants/{tenant_id}/payment_methods|payment_intents|dunning`: forwarded to
-//! the payment service, which scopes every call to the caller's tenant. A tenant's owner or
-//! billing admin manages its payment methods and confirms its own intents; creating ad-hoc
-//! intents, capturing, canceling and refunding are the operator's. A POST's `Idempotency-Key`
-//! goes on to the service too, which keeps it with the intent, attempt or refund it made.
+//! Payment intents, `/v1/tenants/{tenant_id}/payment_intents`: forwarded to the payment
+//! service, which scopes every call to the caller's tenant (methods, refunds and dunning have
+//! files of their own beside this one). A tenant's owner or billing admin confirms its own
+//! intents; creating ad-hoc intents, capturing, canceling and refunding are the operator's.
+//! A POST's `Idempotency-Key` goes on to the service too, which keeps it with the intent,
+//! attempt or refund it made.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -26,20 +27,15 @@ type Result<T> = std::result::Result<T, Problem>;
 
 pub fn router(payments: Payments) -> OpenApiRouter {
     OpenApiRouter::new()
-        .routes(routes!(attach_method, list_methods))
-        .routes(routes!(default_method))
-        .routes(routes!(detach_method))
         .routes(routes!(create_intent, list_intents))
         .routes(routes!(get_intent))
         .routes(routes!(confirm))
         .routes(routes!(capture))
         .routes(routes!(cancel))
-        .routes(routes!(refund, list_refunds))
-        .routes(routes!(dunning))
         .with_state(payments)
 }
 
-fn provider_name(p: pb::Provider) -> &'static str {
+pub(super) fn provider_name(p: pb::Provider) -> &'static str {
     match p {
         pb::Provider::Stripe => "stripe",
         pb::Provider::Adyen => "adyen",
@@ -48,48 +44,12 @@ fn provider_name(p: pb::Provider) -> &'static str {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> String {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> String {
     headers
         .get(super::idempotency::HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string()
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PaymentMethod {
-    id: String,
-    tenant_id: String,
-    /// stripe, adyen or sandbox.
-    provider: &'static str,
-    /// The PSP's token; never a card number.
-    psp_token: String,
-    brand: String,
-    last4: String,
-    exp_month: u32,
-    exp_year: u32,
-    is_default: bool,
-    created_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detached_at: Option<String>,
-}
-
-impl From<pb::PaymentMethod> for PaymentMethod {
-    fn from(m: pb::PaymentMethod) -> Self {
-        PaymentMethod {
-            provider: provider_name(m.provider()),
-            id: m.id,
-            tenant_id: m.tenant_id,
-            psp_token: m.psp_token,
-            brand: m.brand,
-            last4: m.last4,
-            exp_month: m.exp_month,
-            exp_year: m.exp_year,
-            is_default: m.is_default,
-            created_at: time(m.created_at),
-            detached_at: time(m.detached_at),
-        }
-    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -212,151 +172,8 @@ impl From<pb::PaymentIntent> for PaymentIntent {
     }
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Refund {
-    id: String,
-    tenant_id: String,
-    payment_intent_id: String,
-    amount_minor: i64,
-    currency: String,
-    /// pending, succeeded or failed.
-    status: &'static str,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    reason: String,
-    psp_reference: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    failure_code: String,
-    created_at: Option<String>,
-}
-
-impl From<pb::Refund> for Refund {
-    fn from(r: pb::Refund) -> Self {
-        let amount = r.amount.clone().unwrap_or_default();
-        Refund {
-            status: match r.status() {
-                pb::RefundStatus::Succeeded => "succeeded",
-                pb::RefundStatus::Failed => "failed",
-                _ => "pending",
-            },
-            id: r.id,
-            tenant_id: r.tenant_id,
-            payment_intent_id: r.payment_intent_id,
-            amount_minor: amount.amount_cents,
-            currency: amount.currency,
-            reason: r.reason,
-            psp_reference: r.psp_reference,
-            failure_code: r.failure_code,
-            created_at: time(r.created_at),
-        }
-    }
-}
-
-const TENANT: &str = "tenant id, e.g. ten_…";
-const METHOD: &str = "payment method id, e.g. pmt_…";
-const INTENT: &str = "payment intent id, e.g. pay_…";
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AttachBody {
-    /// stripe, adyen or sandbox.
-    provider: String,
-    /// A token the PSP issued client-side (`pm_…`; for Adyen `<shopperReference>:<storedPaymentMethodId>`;
-    /// in the sandbox `pm_card_visa`, `pm_card_chargeDeclined`, …). Never a card number.
-    psp_token: String,
-    /// The tenant's first method becomes its default regardless.
-    #[serde(default)]
-    make_default: bool,
-}
-
-/// Attach a PSP token as a payment method; brand, last4 and expiry come from the PSP.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/payment_methods", tag = "payments", params(("tenant_id" = String, Path, description = TENANT)), request_body = AttachBody, responses((status = 200, body = PaymentMethod), BodyErrors), security(("bearer" = [])))]
-async fn attach_method(
-    State(mut p): State<Payments>,
-    Extension(id): Extension<Identity>,
-    Path(tenant_id): Path<String>,
-    ApiJson(body): ApiJson<AttachBody>,
-) -> Result<Json<PaymentMethod>> {
-    id.check_tenant(&tenant_id)?;
-    let provider = match body.provider.as_str() {
-        "stripe" => pb::Provider::Stripe,
-        "adyen" => pb::Provider::Adyen,
-        "sandbox" => pb::Provider::Sandbox,
-        _ => {
-            return Err(Problem::bad_request("unknown provider")
-                .with_field("provider", "stripe, adyen or sandbox"));
-        }
-    };
-    let r = p
-        .attach_payment_method(call(
-            &id,
-            pb::AttachPaymentMethodRequest {
-                tenant_id,
-                provider: provider as i32,
-                psp_token: body.psp_token,
-                make_default: body.make_default,
-            },
-        ))
-        .await
-        .map_err(from_status)?;
-    Ok(Json(r.into_inner().into()))
-}
-
-/// The tenant's payment methods (detached ones are left out).
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/payment_methods", tag = "payments", params(("tenant_id" = String, Path, description = TENANT)), responses((status = 200, body = List<PaymentMethod>), Errors), security(("bearer" = [])))]
-async fn list_methods(
-    State(mut p): State<Payments>,
-    Extension(id): Extension<Identity>,
-    Path(tenant_id): Path<String>,
-) -> Result<Json<List<PaymentMethod>>> {
-    id.check_tenant(&tenant_id)?;
-    let r = p
-        .list_payment_methods(call(&id, pb::ListPaymentMethodsRequest { tenant_id }))
-        .await
-        .map_err(from_status)?
-        .into_inner();
-    Ok(Json(List::new(
-        r.methods.into_iter().map(Into::into).collect(),
-        None,
-    )))
-}
-
-/// Make a payment method the tenant's default (what invoices are charged to).
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/payment_methods/{payment_method_id}/default", tag = "payments", params(("tenant_id" = String, Path, description = TENANT), ("payment_method_id" = String, Path, description = METHOD)), responses((status = 200, body = PaymentMethod), BodyErrors), security(("bearer" = [])))]
-async fn default_method(
-    State(mut p): State<Payments>,
-    Extension(id): Extension<Identity>,
-    Path((tenant_id, payment_method_id)): Path<(String, String)>,
-) -> Result<Json<PaymentMethod>> {
-    id.check_tenant(&tenant_id)?;
-    let req = pb::PaymentMethodRequest {
-        tenant_id,
-        payment_method_id,
-    };
-    let r = p
-        .set_default_payment_method(call(&id, req))
-        .await
-        .map_err(from_status)?;
-    Ok(Json(r.into_inner().into()))
-}
-
-/// Detach a payment method: it is never charged again.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/payment_methods/{payment_method_id}/detach", tag = "payments", params(("tenant_id" = String, Path, description = TENANT), ("payment_method_id" = String, Path, description = METHOD)), responses((status = 200, body = PaymentMethod), BodyErrors), security(("bearer" = [])))]
-async fn detach_method(
-    State(mut p): State<Payments>,
-    Extension(id): Extension<Identity>,
-    Path((tenant_id, payment_method_id)): Path<(String, String)>,
-) -> Result<Json<PaymentMethod>> {
-    id.check_tenant(&tenant_id)?;
-    let req = pb::PaymentMethodRequest {
-        tenant_id,
-        payment_method_id,
-    };
-    let r = p
-        .detach_payment_method(call(&id, req))
-        .await
-        .map_err(from_status)?;
-    Ok(Json(r.into_inner().into()))
-}
+pub(super) const TENANT: &str = "tenant id, e.g. ten_…";
+pub(super) const INTENT: &str = "payment intent id, e.g. pay_…";
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -562,136 +379,4 @@ async fn cancel(
         .await
         .map_err(from_status)?;
     Ok(Json(r.into_inner().into()))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RefundBody {
-    /// Minor units; absent: what is left of the payment.
-    #[serde(default)]
-    amount_minor: Option<i64>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// Operator only: refund a succeeded payment, fully or in part.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/payment_intents/{payment_intent_id}/refunds", tag = "payments", params(("tenant_id" = String, Path, description = TENANT), ("payment_intent_id" = String, Path, description = INTENT)), request_body = RefundBody, responses((status = 200, body = Refund), BodyErrors), security(("bearer" = [])))]
-async fn refund(
-    State(mut p): State<Payments>,
-    Extension(id): Extension<Identity>,
-    Path((tenant_id, payment_intent_id)): Path<(String, String)>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<RefundBody>,
-) -> Result<Json<Refund>> {
-    id.check_tenant(&tenant_id)?;
-    let r = p
-        .create_refund(call(
-            &id,
-            pb::CreateRefundRequest {
-                tenant_id,
-                payment_intent_id,
-                amount: body.amount_minor.unwrap_or(0),
-                reason: body.reason.unwrap_or_default(),
-                idempotency_key: idempotency_key(&headers),
-            },
-        ))
-        .await
-        .map_err(from_status)?;
-    Ok(Json(r.into_inner().into()))
-}
-
-/// The refunds of a payment intent.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/payment_intents/{payment_intent_id}/refunds", tag = "payments", params(("tenant_id" = String, Path, description = TENANT), ("payment_intent_id" = String, Path, description = INTENT)), responses((status = 200, body = List<Refund>), Errors), security(("bearer" = [])))]
-async fn list_refunds(
-    State(mut p): State<Payments>,
-    Extension(id): Extension<Identity>,
-    Path((tenant_id, payment_intent_id)): Path<(String, String)>,
-) -> Result<Json<List<Refund>>> {
-    id.check_tenant(&tenant_id)?;
-    let r = p
-        .list_refunds(call(
-            &id,
-            pb::ListRefundsRequest {
-                tenant_id,
-                payment_intent_id,
-            },
-        ))
-        .await
-        .map_err(from_status)?
-        .into_inner();
-    Ok(Json(List::new(
-        r.refunds.into_iter().map(Into::into).collect(),
-        None,
-    )))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DunningStep {
-    attempt: u32,
-    at: Option<String>,
-    done: bool,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    outcome: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DunningSchedule {
-    payment_intent_id: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    invoice_id: String,
-    steps: Vec<DunningStep>,
-    exhausted: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recovered_at: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DunningState {
-    tenant_id: String,
-    /// none, active or exhausted.
-    status: &'static str,
-    schedules: Vec<DunningSchedule>,
-}
-
-/// The tenant's dunning: retries of failed automatic payments, and whether they ran out.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/dunning", tag = "payments", params(("tenant_id" = String, Path, description = TENANT)), responses((status = 200, body = DunningState), Errors), security(("bearer" = [])))]
-async fn dunning(
-    State(mut p): State<Payments>,
-    Extension(id): Extension<Identity>,
-    Path(tenant_id): Path<String>,
-) -> Result<Json<DunningState>> {
-    id.check_tenant(&tenant_id)?;
-    let r = p
-        .get_dunning_state(call(&id, pb::GetDunningStateRequest { tenant_id }))
-        .await
-        .map_err(from_status)?
-        .into_inner();
-    Ok(Json(DunningState {
-        status: match r.status() {
-            pb::DunningStatus::Active => "active",
-            pb::DunningStatus::Exhausted => "exhausted",
-            _ => "none",
-        },
-        tenant_id: r.tenant_id,
-        schedules: r
-            .schedules
-            .into_iter()
-            .map(|s| DunningSchedule {
-                payment_intent_id: s.payment_intent_id,
-                invoice_id: s.invoice_id,
-                steps: s
-                    .steps
-                    .into_iter()
-                    .map(|st| DunningStep {
-                        attempt: st.attempt,
-                        at: time(st.at),
-                        done: st.done,
-                        outcome: st.outcome,
-                    })
-                    .collect(),
-                exhausted: s.exhausted,
-                recovered_at: time(s.recovered_at),
-            })
-            .collect(),
-    }))
 }
