@@ -403,3 +403,72 @@ async fn a_callback_signed_for_the_sandbox_cannot_touch_a_stripe_payment() {
     assert_eq!(intent(&e, &i.id).await.status, Status::Canceled);
     e.stop().await;
 }
+
+#[tokio::test]
+async fn intents_start_where_stripe_says_and_idempotency_keys_bind_their_request() {
+    let e = env(&[], false).await;
+    // No method at all: requires_payment_method, and confirming it has nothing to charge.
+    let bare = e
+        .engine
+        .create(Create {
+            confirm: false,
+            ..create(100, None, CaptureMethod::Automatic)
+        })
+        .await
+        .unwrap();
+    assert_eq!(bare.status, Status::RequiresPaymentMethod);
+    assert!(matches!(
+        e.engine
+            .confirm(Some(&tenant()), &bare.id, None, None)
+            .await,
+        Err(PaymentError::FailedPrecondition(_))
+    ));
+    // With a method and no confirmation: requires_confirmation; then confirmed.
+    attach(&e, "pm_card_visa", true).await;
+    let keyed = Create {
+        confirm: false,
+        idempotency_key: Some("order-1".into()),
+        ..create(2500, None, CaptureMethod::Automatic)
+    };
+    let first = e.engine.create(keyed.clone()).await.unwrap();
+    assert_eq!(first.status, Status::RequiresConfirmation);
+    let again = e.engine.create(keyed.clone()).await.unwrap();
+    assert_eq!(
+        again.id, first.id,
+        "the same key and request: the same intent"
+    );
+    let other = e
+        .engine
+        .create(Create {
+            amount_minor: 2600,
+            ..keyed
+        })
+        .await;
+    assert!(matches!(other, Err(PaymentError::Conflict(_))), "{other:?}");
+    let paid = e
+        .engine
+        .confirm(Some(&tenant()), &first.id, None, None)
+        .await
+        .unwrap();
+    assert_eq!(paid.status, Status::Succeeded);
+    // Bad amounts and currencies name their field.
+    for (amount, currency, field) in [
+        (0, "EUR", "amount.amount_cents"),
+        (-5, "EUR", "amount.amount_cents"),
+        (100, "eur", "amount.currency"),
+    ] {
+        let r = e
+            .engine
+            .create(Create {
+                amount_minor: amount,
+                currency: currency.into(),
+                ..create(1, None, CaptureMethod::Automatic)
+            })
+            .await;
+        assert!(
+            matches!(&r, Err(PaymentError::Invalid { field: f, .. }) if *f == field),
+            "{r:?}"
+        );
+    }
+    e.stop().await;
+}
