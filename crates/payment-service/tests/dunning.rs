@@ -222,3 +222,36 @@ async fn an_invoice_paid_another_way_stops_its_dunning() {
     assert_eq!(t.dunning_retries, 0);
     e.stop().await;
 }
+
+#[tokio::test]
+async fn two_clocks_at_once_confirm_each_invoice_once() {
+    // Two replicas' clocks over the same database: SKIP LOCKED shares the work out.
+    let e = common::env(&[], false).await;
+    e.engine
+        .attach(&tenant(), Provider::Sandbox, "pm_card_visa", true)
+        .await
+        .unwrap();
+    let handler = ready_handler(&e);
+    let invoices: Vec<InvoiceId> = (0..40).map(|_| InvoiceId::generate()).collect();
+    for invoice in &invoices {
+        deliver(&e, &handler, &ready(invoice, 100)).await;
+    }
+    let other = payment_service::worker::Worker {
+        engine: e.engine.clone(),
+        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+    };
+    let now = Utc::now();
+    let (a, b) = tokio::join!(e.worker.tick(now), other.tick(now));
+    assert_eq!(a.unwrap().confirmed + b.unwrap().confirmed, 40);
+    for invoice in &invoices {
+        let i = of_invoice(&e, invoice).await;
+        assert_eq!(i.status, Status::Succeeded);
+        let mut conn = e.pool.acquire().await.unwrap();
+        let tries = intents::attempts(&mut conn, std::slice::from_ref(&i.id))
+            .await
+            .unwrap();
+        assert_eq!(tries.len(), 1, "{}", i.id);
+    }
+    assert_eq!(e.sandbox.charges().values().sum::<u32>(), 40);
+    e.stop().await;
+}
