@@ -2,7 +2,10 @@
 //!
 //! It owns the `saas_notification` database (migrated at start-up) and serves the `saas.notification.v1`
 //! gRPC contract from `proto/notification/v1/` beside health, readiness and metrics on one port.
-//! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`.
+//! Until its issue lands, the contract's methods answer `UNIMPLEMENTED`; the pure rules of
+//! delivery — Standard Webhooks signatures, the retry schedule, SSRF rules — are in [`domain`].
+
+pub mod domain;
 
 use platform::{App, AppBuilder, Backbone, ServiceConfig, StartError};
 

@@ -94,13 +94,21 @@ async fn adyen_payments_settle_through_signed_notifications() {
         1
     );
 
-    // A refund is acknowledged, then settled by the REFUND notification.
+    // A refund is acknowledged, and settled by the REFUND notification.
     let refund = e
         .engine
         .refund(None, &paid.id, 300, "", None)
         .await
         .unwrap();
-    assert_eq!(refund.status, RefundStatus::Pending);
+    // Acknowledged (pending), unless the notification already settled it.
+    assert!(
+        matches!(
+            refund.status,
+            RefundStatus::Pending | RefundStatus::Succeeded
+        ),
+        "{:?}",
+        refund.status
+    );
     until("the REFUND notification", || async {
         let mut conn = e.pool.acquire().await.unwrap();
         let rows = refunds::list(&mut conn, &paid.id).await.unwrap();
@@ -118,10 +126,12 @@ async fn adyen_payments_settle_through_signed_notifications() {
         .unwrap();
     assert_eq!(held.status, Status::RequiresCapture);
     let capturing = e.engine.capture(None, &held.id, 0).await.unwrap();
-    assert_eq!(
-        capturing.status,
-        Status::Processing,
-        "Adyen acknowledges first"
+    // Adyen acknowledges; its notification may settle it before the acknowledgement is
+    // applied.
+    assert!(
+        matches!(capturing.status, Status::Processing | Status::Succeeded),
+        "{:?}",
+        capturing.status
     );
     let captured = until("the CAPTURE notification", || async {
         let r = intent(&e, &held.id).await;
