@@ -6,7 +6,7 @@
 //! flat fee). A billable quantity of zero touches no tier, so tiered and per-unit models charge
 //! nothing; a flat model always charges its amount; a minimum raises any line to itself.
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use crate::{PricingError, round_minor};
@@ -300,6 +300,10 @@ impl Price {
             .exact_amount(billable)?
             .checked_mul(scale)
             .ok_or(PricingError::Overflow)?;
+        // A scale (a window's share of a period, in seconds) is a quotient that Decimal holds to
+        // 28 digits: 3000 × 1106352/2592000 comes out as 1280.4999…9, not 1280.5. Rounding to
+        // 12 places first removes that residue, so half a cent rounds as it should.
+        let exact = exact.round_dp_with_strategy(12, RoundingStrategy::MidpointAwayFromZero);
         let rounded = round_minor(exact)?;
         let minimum = self
             .minimum_amount_minor
