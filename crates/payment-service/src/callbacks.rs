@@ -182,8 +182,14 @@ impl Callbacks {
                 }
             }
         };
-        if kind == "payment_intent.canceled" {
-            return cancel(tx, &mut intent).await;
+        match kind {
+            "payment_intent.canceled" => return cancel(tx, &mut intent).await,
+            "payment_intent.succeeded"
+            | "payment_intent.payment_failed"
+            | "payment_intent.requires_action"
+            | "payment_intent.amount_capturable_updated" => {}
+            // Created, processing, …: nothing about a result.
+            _ => return Ok(()),
         }
         let attempts = intents::attempts(tx, std::slice::from_ref(&intent.id)).await?;
         let Some(mut attempt) = current_attempt(attempts, pi.latest_charge.as_deref()) else {

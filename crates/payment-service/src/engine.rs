@@ -116,6 +116,11 @@ impl Engine {
         let number = intents::last_attempt(tx, &intent.id)
             .await?
             .map_or(1, |a| a.number + 1);
+        // Another PSP than the last attempt's: its intent is not the old one's.
+        let psp_intent = intent
+            .psp_intent_id
+            .clone()
+            .filter(|_| intent.provider == Some(method.provider));
         let mut attempt = intents::open_attempt(
             tx,
             &intent.id,
@@ -123,16 +128,14 @@ impl Engine {
             &method.id,
             method.provider,
             client_key,
+            psp_intent.as_deref(),
         )
         .await?;
         attempt.retry_at = Some(Utc::now() + lease(&self.settings));
         intents::save_attempt(tx, &attempt).await?;
         intent.status = to;
         intent.payment_method_id = Some(method.id.clone());
-        if intent.provider != Some(method.provider) {
-            // Another PSP: its intent is not the old one's.
-            intent.psp_intent_id = None;
-        }
+        intent.psp_intent_id = psp_intent;
         intent.provider = Some(method.provider);
         intent.next_action_url = None;
         *intent = intents::save(tx, intent).await?;
@@ -148,7 +151,8 @@ impl Engine {
         let psp = self.psps.get(o.attempt.provider)?;
         let charge = Charge {
             intent_id: o.intent.id.as_str(),
-            psp_intent_id: o.intent.psp_intent_id.as_deref(),
+            // As the attempt first sent it: a re-ask repeats the same request under its key.
+            psp_intent_id: o.attempt.psp_intent_id.as_deref(),
             amount_minor: o.intent.amount_minor,
             currency: &o.intent.currency,
             method_token: &o.token,

@@ -28,8 +28,9 @@ pub async fn settle(
     if attempt.psp_reference.is_none() {
         attempt.psp_reference = answer.psp_reference.clone();
     }
-    if intent.psp_intent_id.is_none() {
-        intent.psp_intent_id = answer.psp_intent_id.clone();
+    // The PSP's own word on which of its intents this is.
+    if let Some(pi) = &answer.psp_intent_id {
+        intent.psp_intent_id = Some(pi.clone());
     }
     let previous = attempt.outcome;
     let Some(to) = intent

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use platform::CancellationToken;
 use tokio::sync::Notify;
 
+use crate::domain::intent::Status;
 use crate::engine::{Engine, Outgoing, lease};
 use crate::error::PaymentError;
 use crate::events::end_dunning;
@@ -153,6 +154,17 @@ impl Worker {
             };
             if intent.status.is_final() {
                 end_dunning(&mut tx, &intent, DunningStatus::Recovered).await?;
+                continue;
+            }
+            // A customer's attempt in flight, or 3-D Secure under way: not a retry now; look
+            // again after a lease.
+            if !matches!(
+                intent.status,
+                Status::RequiresPaymentMethod | Status::RequiresConfirmation
+            ) {
+                tracing::info!(intent = %intent.id, status = %intent.status, "dunning retry postponed");
+                d.next_retry_at = Some(now + lease(&self.engine.settings));
+                dunning_store::save(&mut tx, &d).await?;
                 continue;
             }
             d.retries_done += 1;

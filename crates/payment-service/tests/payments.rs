@@ -265,6 +265,13 @@ async fn an_answer_lost_after_the_charge_never_charges_twice() {
         1,
         "the PSP did charge"
     );
+    // Something (a `payment_intent.created` callback, say) taught the intent a PSP id
+    // meanwhile: the re-ask must still repeat the request first sent under the key.
+    sqlx::query("UPDATE payment_intents SET psp_intent_id = 'pi_seen_elsewhere' WHERE id = $1")
+        .bind(&i.id)
+        .execute(&e.pool)
+        .await
+        .unwrap();
 
     // The clock re-asks with the same key until the PSP's first answer comes back.
     let done = until("the re-asked answer", || async {
@@ -277,6 +284,13 @@ async fn an_answer_lost_after_the_charge_never_charges_twice() {
     })
     .await;
     assert_eq!(done.amount_received, 4200);
+    assert!(
+        done.psp_intent_id
+            .as_deref()
+            .is_some_and(|pi| pi.starts_with("pi_sbx")),
+        "{:?}",
+        done.psp_intent_id
+    );
     let tries = attempts(&e, &i.id).await;
     assert_eq!(tries.len(), 1, "one attempt, asked more than once");
     assert!(tries[0].tries >= 2);

@@ -50,19 +50,22 @@ ids::text_enum! {
 }
 
 impl Outcome {
-    /// How far along an attempt is; an answer of a lower or equal rank is old news.
+    /// How far along an attempt is; an answer of a lower or equal rank is old news. Money
+    /// that moved outranks a failure: a success reported after a decline of the same attempt
+    /// is believed.
     pub fn rank(self) -> u8 {
         match self {
             Outcome::Pending => 0,
             Outcome::RequiresAction => 1,
             Outcome::Authorized => 2,
-            Outcome::Succeeded | Outcome::Declined | Outcome::Error => 3,
+            Outcome::Declined | Outcome::Error => 3,
+            Outcome::Succeeded => 4,
         }
     }
 
     /// Whether the attempt is over.
     pub fn is_final(self) -> bool {
-        self.rank() == 3
+        self.rank() >= 3
     }
 }
 
@@ -246,6 +249,18 @@ mod tests {
         for s in [S::Processing, S::Succeeded] {
             assert!(s.cancel().is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn a_success_outranks_a_failure_of_the_same_attempt() {
+        assert_eq!(
+            S::RequiresPaymentMethod.answered(Outcome::Declined, Outcome::Succeeded, Automatic),
+            Some(S::Succeeded)
+        );
+        assert_eq!(
+            S::Succeeded.answered(Outcome::Succeeded, Outcome::Declined, Automatic),
+            None
+        );
     }
 
     #[test]

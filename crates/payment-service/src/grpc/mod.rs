@@ -200,10 +200,13 @@ impl PaymentApi {
             None => None,
         };
         let client_key = key(r.idempotency_key);
-        if client_key.as_ref().is_some_and(|k| k.len() > 255) {
+        if client_key
+            .as_ref()
+            .is_some_and(|k| k.len() > 255 || k.chars().any(char::is_control))
+        {
             return Err(PaymentError::invalid(
                 "idempotency_key",
-                "at most 255 characters",
+                "at most 255 printable characters",
             ));
         }
         self.engine

@@ -89,9 +89,10 @@ impl PaymentIntentObject {
             "succeeded" => Outcome::Succeeded,
             "requires_capture" => Outcome::Authorized,
             "requires_action" => Outcome::RequiresAction,
-            "processing" => Outcome::Pending,
             "requires_payment_method" if self.last_payment_error.is_some() => Outcome::Declined,
-            _ => Outcome::Error,
+            // `processing`, or a state that says nothing about an attempt's result (a
+            // `payment_intent.created` callback): no news.
+            _ => Outcome::Pending,
         };
         let err = self.last_payment_error.clone().unwrap_or_default();
         Answer {

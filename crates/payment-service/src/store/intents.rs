@@ -49,6 +49,8 @@ pub struct AttemptRow {
     pub retry_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The PSP intent this attempt confirmed; `None` when it created one.
+    pub psp_intent_id: Option<String>,
 }
 
 macro_rules! columns {
@@ -64,7 +66,7 @@ macro_rules! attempt_columns {
     () => {
         "intent_id, number, payment_method_id, provider, psp_idempotency_key, psp_reference, \
          outcome, failure_code, failure_message, client_key, tries, retry_at, created_at, \
-         completed_at"
+         completed_at, psp_intent_id"
     };
 }
 
@@ -288,11 +290,12 @@ pub async fn open_attempt(
     method: &PaymentMethodId,
     provider: Provider,
     client_key: Option<&str>,
+    psp_intent_id: Option<&str>,
 ) -> Result<AttemptRow, sqlx::Error> {
     sqlx::query_as(concat!(
         "INSERT INTO payment_attempts (intent_id, number, payment_method_id, provider, \
-         psp_idempotency_key, outcome, client_key, tries) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, 1) RETURNING ",
+         psp_idempotency_key, outcome, client_key, tries, psp_intent_id) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, 1, $7) RETURNING ",
         attempt_columns!(),
         ""
     ))
@@ -302,6 +305,7 @@ pub async fn open_attempt(
     .bind(provider)
     .bind(format!("{intent}-a{number}"))
     .bind(client_key)
+    .bind(psp_intent_id)
     .fetch_one(conn)
     .await
 }

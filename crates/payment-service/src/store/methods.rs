@@ -41,11 +41,7 @@ pub async fn attach(
     d: &MethodDetails,
     make_default: bool,
 ) -> Result<MethodRow, sqlx::Error> {
-    // Serializes attaches of one tenant, so "first method" and "one default" hold.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 4))")
-        .bind(tenant)
-        .execute(&mut *conn)
-        .await?;
+    lock_tenant(conn, tenant).await?;
     let existing: Option<MethodRow> = sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
@@ -138,12 +134,22 @@ pub async fn default_of(
     .await
 }
 
+/// Serializes changes to one tenant's methods, so "first method" and "one default" hold.
+async fn lock_tenant(conn: &mut PgConnection, tenant: &TenantId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 4))")
+        .bind(tenant)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 /// Makes a live method the default; `None` when there is no such live method.
 pub async fn set_default(
     conn: &mut PgConnection,
     tenant: &TenantId,
     id: &PaymentMethodId,
 ) -> Result<Option<MethodRow>, sqlx::Error> {
+    lock_tenant(conn, tenant).await?;
     sqlx::query(
         "UPDATE payment_methods SET is_default = false WHERE tenant_id = $1 AND is_default \
          AND id <> $2",
