@@ -11,6 +11,7 @@ mod invoicing;
 mod jwks;
 mod limits;
 mod metering;
+mod notifications;
 mod openapi;
 mod payments;
 mod scim;

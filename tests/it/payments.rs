@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::stack::{Api, SANDBOX_SECRET, Stack, token};
 
 /// A plan `plan` with one flat fee of `amount` (EUR cents) and tenant `t` subscribed to it.
-async fn subscribe(api: &Api, operator: &str, t: &str, plan: &str, amount: &str) {
+pub(crate) async fn subscribe(api: &Api, operator: &str, t: &str, plan: &str, amount: &str) {
     let (s, p) = api
         .send(
             Method::POST,
@@ -34,7 +34,7 @@ async fn subscribe(api: &Api, operator: &str, t: &str, plan: &str, amount: &str)
 }
 
 /// Bills `t`'s current period and finalizes its invoice (which makes it `invoice.ready`).
-async fn finalized_invoice(api: &Api, operator: &str, t: &str, bearer: &str) -> Value {
+pub(crate) async fn finalized_invoice(api: &Api, operator: &str, t: &str, bearer: &str) -> Value {
     let now = Utc::now();
     let body = json!({
         "period_start": (now - chrono::Duration::days(1)).to_rfc3339(),

@@ -38,6 +38,11 @@ fn blob_dir(prefix: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("saas-e2e-blobs-{prefix}"))
 }
 
+/// Where a stack's notification service writes e-mail (a maildir) and SMS (a file).
+pub fn outbox_dir(prefix: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("saas-e2e-outbox-{prefix}"))
+}
+
 /// The stack's sandbox PSP signs its callbacks with this.
 pub const SANDBOX_SECRET: &str = "whsec_e2e_sandbox";
 
@@ -56,7 +61,7 @@ impl Stack {
         Self::start_with(&[]).await
     }
 
-    /// A stack whose gateway and payment service read `overrides` (their settings and
+    /// A stack whose gateway, payment and notification services read `overrides` (their settings and
     /// `ServiceConfig` variables such as `REDIS_URL`) over the test defaults.
     pub async fn start_with(overrides: &[(&str, &str)]) -> Stack {
         test_support::init_logging();
@@ -117,7 +122,28 @@ impl Stack {
                     .expect("invoicing settings");
                     invoicing_service::build_with(cfg, settings).await
                 }
-                ServiceName::Notification => notification_service::build(cfg).await,
+                // Webhooks to the tests' own receivers on loopback, retried within seconds;
+                // e-mail and SMS into files of the stack's own.
+                ServiceName::Notification => {
+                    let out = outbox_dir(&prefix);
+                    let settings = notification_service::settings::Settings::from_lookup(|k| {
+                        overridden(k).or(match k {
+                            "WEBHOOK_ALLOW_PRIVATE" => Some("true".into()),
+                            "WEBHOOK_RETRY_SCHEDULE" => Some("0s,1s,2s".into()),
+                            "WEBHOOK_TIMEOUT_MS" => Some("2000".into()),
+                            "NOTIFY_CLOCK_MS" => Some("100".into()),
+                            "EMAIL_TRANSPORT" => {
+                                Some(format!("maildir:{}", out.join("mail").display()))
+                            }
+                            "SMS_TRANSPORT" => {
+                                Some(format!("file:{}", out.join("sms.log").display()))
+                            }
+                            _ => None,
+                        })
+                    })
+                    .expect("notification settings");
+                    notification_service::build_with(cfg, settings).await
+                }
                 ServiceName::Gateway => unreachable!("internal() excludes the gateway"),
             }
             .unwrap_or_else(|e| panic!("{service} failed to start: {e}"));
@@ -207,6 +233,7 @@ impl Stack {
             db.drop_db().await;
         }
         let _ = std::fs::remove_dir_all(blob_dir(&self.prefix));
+        let _ = std::fs::remove_dir_all(outbox_dir(&self.prefix));
         // Streams are per test prefix; leave nothing behind in the shared NATS.
         if let Ok(bus) =
             platform::events::EventBus::connect(&test_support::nats_url(), &self.prefix).await

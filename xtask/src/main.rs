@@ -99,6 +99,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         .envs(infra.test_env())
         .env("SCHEMATHESIS", &tools.schemathesis)
         .env("SCIM_TESTER_PYTHON", &tools.python)
+        .env("PYTOOLS_PYTHON", &tools.python)
         .env("MOTO_SERVER", &tools.moto_server);
     println!("xtask: {cmd:?}");
     let status = cmd.status().context("running cargo")?;

@@ -1,6 +1,8 @@
 //! The Python tools the e2e suite drives our services with, as independent clients:
-//! schemathesis (OpenAPI fuzzing, `tests/it/fuzz.rs`) and scim2-tester (SCIM 2.0
-//! conformance, `tests/it/scim.rs`); and moto's S3-compatible server, the other side of the
+//! schemathesis (OpenAPI fuzzing, `tests/it/fuzz.rs`), scim2-tester (SCIM 2.0
+//! conformance, `tests/it/scim.rs`), standardwebhooks (verifies the webhooks we sign,
+//! `tests/it/notifications.rs`) and aiosmtpd (the SMTP server e-mail is sent to,
+//! `crates/notification-service/tests/email.rs`); and moto's S3-compatible server, the other side of the
 //! invoice blob store's S3 test (`crates/invoicing-service/tests/s3.rs`). Installed from PyPI into one virtualenv under the target
 //! directory, pinned, and reused while the pins are unchanged.
 
@@ -17,13 +19,15 @@ const PACKAGES: &[&str] = &[
     "scim2-models==0.12.3",
     "httpx2==2.16.2",
     "moto[server]==5.2.5",
+    "standardwebhooks==1.3.0",
+    "aiosmtpd==1.4.6",
 ];
 
 /// Where the tools are.
 pub struct Tools {
     /// schemathesis' `st`.
     pub schemathesis: PathBuf,
-    /// The virtualenv's Python, which has scim2-tester.
+    /// The virtualenv's Python, which has scim2-tester, standardwebhooks and aiosmtpd.
     pub python: PathBuf,
     /// moto's S3-compatible server (the invoice blob store's S3 test).
     pub moto_server: PathBuf,

@@ -157,6 +157,10 @@ generated_id!(TaxRateId, "txr_", "tax rate");
 generated_id!(PaymentMethodId, "pmt_", "payment method");
 generated_id!(PaymentIntentId, "pay_", "payment intent");
 generated_id!(RefundId, "rfd_", "refund");
+generated_id!(RecipientId, "rcp_", "recipient");
+generated_id!(EndpointId, "ep_", "webhook endpoint");
+generated_id!(MessageId, "msg_", "message");
+generated_id!(DeliveryId, "dlv_", "delivery");
 
 #[cfg(test)]
 mod tests {

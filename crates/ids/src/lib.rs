@@ -18,8 +18,9 @@ mod enums;
 mod id;
 
 pub use id::{
-    ApiKeyId, GroupId, InvalidId, InvoiceId, PaymentIntentId, PaymentMethodId, PlanId, RefundId,
-    RunId, ScimTokenId, SubscriptionId, TaxRateId, TenantId, UserId, is_key,
+    ApiKeyId, DeliveryId, EndpointId, GroupId, InvalidId, InvoiceId, MessageId, PaymentIntentId,
+    PaymentMethodId, PlanId, RecipientId, RefundId, RunId, ScimTokenId, SubscriptionId, TaxRateId,
+    TenantId, UserId, is_key,
 };
 
 #[doc(hidden)]

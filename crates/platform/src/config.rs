@@ -445,6 +445,26 @@ pub fn num_var(
     }
 }
 
+/// A duration written as a whole number and a unit: `5s`, `30m`, `2h`, `7d` (schedules in
+/// settings are lists of these).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and d, h, m or s"))?;
+    let secs = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3600),
+        "m" => n.checked_mul(60),
+        "s" => Some(n),
+        _ => return Err(format!("{text:?}: the unit is d, h, m or s")),
+    };
+    secs.filter(|s| *s <= 366 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?}: at most a year"))
+}
+
 fn ms_var(
     get: &impl Fn(&'static str) -> Option<String>,
     var: &'static str,

@@ -171,6 +171,71 @@ pub const ROUTES: &[(&str, &str, P)] = &[
         P::PaymentsRead,
     ),
     ("GET", "/v1/tenants/{tenant_id}/dunning", P::PaymentsRead),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/notification_recipients",
+        P::NotificationsWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/notification_recipients",
+        P::NotificationsRead,
+    ),
+    (
+        "PATCH",
+        "/v1/tenants/{tenant_id}/notification_recipients/{recipient_id}",
+        P::NotificationsWrite,
+    ),
+    (
+        "DELETE",
+        "/v1/tenants/{tenant_id}/notification_recipients/{recipient_id}",
+        P::NotificationsWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/webhook_endpoints",
+        P::NotificationsWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/webhook_endpoints",
+        P::NotificationsRead,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/webhook_endpoints/{endpoint_id}",
+        P::NotificationsRead,
+    ),
+    (
+        "PATCH",
+        "/v1/tenants/{tenant_id}/webhook_endpoints/{endpoint_id}",
+        P::NotificationsWrite,
+    ),
+    (
+        "DELETE",
+        "/v1/tenants/{tenant_id}/webhook_endpoints/{endpoint_id}",
+        P::NotificationsWrite,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/webhook_endpoints/{endpoint_id}/rotate_secret",
+        P::NotificationsWrite,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/messages",
+        P::NotificationsRead,
+    ),
+    (
+        "GET",
+        "/v1/tenants/{tenant_id}/messages/{message_id}",
+        P::NotificationsRead,
+    ),
+    (
+        "POST",
+        "/v1/tenants/{tenant_id}/messages/{message_id}/replay",
+        P::NotificationsWrite,
+    ),
     ("GET", "/v1/tenants/{tenant_id}/usage", P::UsageRead),
     (
         "GET",

@@ -13,6 +13,7 @@ mod identity;
 pub mod input;
 mod invoices;
 mod metering;
+mod notifications;
 pub mod openapi;
 mod payment_methods;
 mod payments;
@@ -21,6 +22,7 @@ mod refunds;
 mod scim;
 mod status;
 mod taxes;
+mod webhook_endpoints;
 mod webhooks;
 mod wire;
 
@@ -34,6 +36,7 @@ use platform::ServiceName;
 use platform::health::Readiness;
 use rpc::billing::v1::billing_service_client::BillingServiceClient;
 use rpc::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
+use rpc::notification::v1::notification_service_client::NotificationServiceClient;
 use rpc::payment::v1::payment_service_client::PaymentServiceClient;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use rpc::user::v1::user_service_client::UserServiceClient;
@@ -80,6 +83,8 @@ pub fn router(deps: Deps) -> Router {
     let payments = PaymentServiceClient::new(upstreams.channel(ServiceName::Payment).clone());
     let subs = SubscriptionServiceClient::new(upstreams.channel(ServiceName::Subscription).clone());
     let invoicing = InvoicingServiceClient::new(upstreams.channel(ServiceName::Invoicing).clone());
+    let notifications =
+        NotificationServiceClient::new(upstreams.channel(ServiceName::Notification).clone());
     let limiter = ratelimit::RateLimiter::new(
         per_caller,
         per_tenant,
@@ -109,6 +114,8 @@ pub fn router(deps: Deps) -> Router {
         .merge(refunds::router(payments.clone()))
         .merge(dunning::router(payments.clone()))
         .merge(webhooks::router(payments))
+        .merge(notifications::router(notifications.clone()))
+        .merge(webhook_endpoints::router(notifications))
         .split_for_parts();
     let edge = Arc::new(Edge {
         auth,

@@ -50,15 +50,16 @@ fn allowed_v6(ip: Ipv6Addr) -> bool {
 #[error("{0}")]
 pub struct BadUrl(pub &'static str);
 
-/// Checks a webhook URL's form: `https` (or `http` when `allow_http`), a host, no user info,
-/// at most 2,048 bytes. Addresses are checked again at send time.
-pub fn check_url(url: &str, allow_http: bool) -> Result<(), BadUrl> {
+/// Checks a webhook URL's form: `https`, a host that is not a private address literal, no
+/// user info, at most 2,048 bytes (`allow_private`, for local development: `http` and private
+/// addresses too). Addresses are checked again at send time.
+pub fn check_url(url: &str, allow_private: bool) -> Result<(), BadUrl> {
     if url.len() > 2048 || url.chars().any(char::is_control) {
         return Err(BadUrl("at most 2,048 printable characters"));
     }
     let rest = match url.split_once("://") {
         Some(("https", rest)) => rest,
-        Some(("http", rest)) if allow_http => rest,
+        Some(("http", rest)) if allow_private => rest,
         _ => return Err(BadUrl("an https:// URL")),
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
@@ -74,6 +75,7 @@ pub fn check_url(url: &str, allow_http: bool) -> Result<(), BadUrl> {
     }
     if let Ok(ip) = host.parse::<IpAddr>()
         && !allowed(ip)
+        && !allow_private
     {
         return Err(BadUrl("not a public address"));
     }
@@ -114,6 +116,7 @@ mod tests {
     fn urls_are_checked_for_form_and_literal_addresses() {
         assert_eq!(check_url("https://hooks.example.com/in", false), Ok(()));
         assert_eq!(check_url("http://hooks.example.com/in", true), Ok(()));
+        assert_eq!(check_url("http://127.0.0.1:8080/in", true), Ok(()));
         for bad in [
             "http://hooks.example.com/in",
             "ftp://hooks.example.com",

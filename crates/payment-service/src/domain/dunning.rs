@@ -15,20 +15,9 @@ impl Schedule {
     /// Parses `"1d,3d,5d,7d"`: each offset a number with `d`, `h`, `m` or `s`.
     pub fn parse(s: &str) -> Result<Schedule, String> {
         let mut out = Vec::new();
-        for part in s.split(',').map(str::trim) {
-            let (n, unit) = part.split_at(part.len().saturating_sub(1));
-            let n: u64 = n
-                .parse()
-                .map_err(|_| format!("{part:?}: expected a number and d, h, m or s"))?;
-            let secs = match unit {
-                "d" => n * 86_400,
-                "h" => n * 3600,
-                "m" => n * 60,
-                "s" => n,
-                _ => return Err(format!("{part:?}: the unit is d, h, m or s")),
-            };
-            let d = Duration::from_secs(secs);
-            if out.last().is_some_and(|last| *last >= d) || secs == 0 {
+        for part in s.split(',') {
+            let d = platform::config::duration(part)?;
+            if out.last().is_some_and(|last| *last >= d) || d.is_zero() {
                 return Err("offsets must be positive and increasing".into());
             }
             out.push(d);

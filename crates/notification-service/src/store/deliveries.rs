@@ -1,0 +1,169 @@
+//! The delivery queue (`deliveries`, `delivery_attempts`): senders lease what is due, and the
+//! holder of a lease records each attempt's outcome. A sender that dies leaves its lease to
+//! run out; the delivery is then due again (at least once), and an outcome is only ever
+//! recorded by the lease that made it (once).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ids::{DeliveryId, EndpointId, MessageId, TenantId};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{Channel, DeliveryStatus};
+
+/// A delivery leased for one attempt.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Leased {
+    pub id: DeliveryId,
+    pub message_id: MessageId,
+    pub tenant_id: TenantId,
+    pub channel: Channel,
+    pub target: String,
+    pub attempts: i32,
+    pub tries: i32,
+    pub lease: Uuid,
+}
+
+/// Leases up to `limit` due deliveries for `hold`: at most `per_target` to one target, and
+/// to a target already in flight only its `room` (targets and rooms side by side).
+pub async fn lease(
+    conn: &mut PgConnection,
+    limit: i64,
+    per_target: i64,
+    busy: (&[String], &[i64]),
+    hold: Duration,
+) -> Result<Vec<Leased>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH busy AS (SELECT * FROM unnest($3::text[], $4::bigint[]) AS b(target, room)), \
+         due AS ( \
+           SELECT id, target, next_attempt_at FROM deliveries \
+           WHERE status = 'pending' AND next_attempt_at <= now() \
+             AND (locked_until IS NULL OR locked_until < now()) \
+           ORDER BY next_attempt_at LIMIT $1 * 8), \
+         spread AS ( \
+           SELECT due.id, due.next_attempt_at, coalesce(busy.room, $2) AS room, \
+             row_number() OVER (PARTITION BY due.target ORDER BY due.next_attempt_at) AS n \
+           FROM due LEFT JOIN busy ON busy.target = due.target), \
+         picked AS ( \
+           SELECT d.id FROM deliveries d JOIN spread s ON s.id = d.id \
+           WHERE s.n <= s.room AND d.status = 'pending' \
+             AND (d.locked_until IS NULL OR d.locked_until < now()) \
+           ORDER BY s.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED) \
+         UPDATE deliveries d SET locked_until = now() + $5, lease = gen_random_uuid() \
+         FROM picked WHERE d.id = picked.id \
+         RETURNING d.id, d.message_id, d.tenant_id, d.channel, d.target, d.attempts, d.tries, \
+           d.lease",
+    )
+    .bind(limit)
+    .bind(per_target)
+    .bind(busy.0)
+    .bind(busy.1)
+    .bind(hold)
+    .fetch_all(conn)
+    .await
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub response_code: Option<i32>,
+    pub latency_ms: i32,
+    pub response: String,
+    /// Delivered, failed for good, or pending again at `next`.
+    pub status: DeliveryStatus,
+    pub next: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// Records an attempt under its lease and releases the delivery; `false` when the lease ran
+/// out and another sender took the delivery (its outcome is the one recorded).
+pub async fn record(conn: &mut PgConnection, d: &Leased, o: &Outcome) -> Result<bool, sqlx::Error> {
+    let number: Option<i32> = sqlx::query_scalar(
+        "UPDATE deliveries SET attempts = attempts + 1, tries = tries + 1, status = $3, \
+         next_attempt_at = $4, last_error = $5, locked_until = NULL, lease = NULL, \
+         delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END \
+         WHERE id = $1 AND lease = $2 RETURNING attempts",
+    )
+    .bind(&d.id)
+    .bind(d.lease)
+    .bind(o.status)
+    .bind(o.next)
+    .bind(&o.error)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(number) = number else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "INSERT INTO delivery_attempts (delivery_id, number, response_code, latency_ms, response) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&d.id)
+    .bind(number)
+    .bind(o.response_code)
+    .bind(o.latency_ms)
+    .bind(&o.response)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+/// Ends a leased delivery without an attempt (its endpoint is gone or disabled).
+pub async fn abandon(conn: &mut PgConnection, d: &Leased, why: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'failed', last_error = $3, next_attempt_at = NULL, \
+         locked_until = NULL, lease = NULL WHERE id = $1 AND lease = $2",
+    )
+    .bind(&d.id)
+    .bind(d.lease)
+    .bind(why)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Fails everything pending to an endpoint (it was disabled); leased ones end when their
+/// sender finds the endpoint disabled.
+pub async fn fail_pending(
+    conn: &mut PgConnection,
+    endpoint: &EndpointId,
+    why: &str,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE deliveries SET status = 'failed', last_error = $2, next_attempt_at = NULL \
+         WHERE channel = 'webhook' AND target = $1 AND status = 'pending' \
+           AND (locked_until IS NULL OR locked_until < now())",
+    )
+    .bind(endpoint.as_str())
+    .bind(why)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Starts a new round of the schedule for the message's webhook deliveries (to `endpoint`
+/// only, when given), due now; what is in flight is left to finish. Answers how many.
+pub async fn replay(
+    conn: &mut PgConnection,
+    message: &MessageId,
+    endpoints: &[String],
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE deliveries SET status = 'pending', tries = 0, next_attempt_at = now(), \
+         last_error = NULL WHERE message_id = $1 AND channel = 'webhook' AND target = ANY($2) \
+           AND (locked_until IS NULL OR locked_until < now())",
+    )
+    .bind(message)
+    .bind(endpoints)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Deliveries pending (the `/metrics` gauge).
+pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+        .fetch_one(conn)
+        .await
+}
