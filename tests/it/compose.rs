@@ -56,6 +56,9 @@ fn every_platform_service_is_in_compose_with_known_variables() {
                         .any(|(v, _, _)| *v == var)
                     || payment_service::settings::ENV_VARS
                         .iter()
+                        .any(|(v, _, _)| *v == var)
+                    || notification_service::settings::ENV_VARS
+                        .iter()
                         .any(|(v, _, _)| *v == var),
                 "{name}: {var} is not a variable the services read"
             );

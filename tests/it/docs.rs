@@ -15,6 +15,7 @@ fn readme_documents_every_config_variable() {
         .chain(billing_service::settings::ENV_VARS)
         .chain(invoicing_service::settings::ENV_VARS)
         .chain(payment_service::settings::ENV_VARS)
+        .chain(notification_service::settings::ENV_VARS)
         .collect();
     for (var, default, _) in &all {
         let row = format!("| `{var}` | `{default}` |");

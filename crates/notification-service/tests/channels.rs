@@ -44,18 +44,23 @@ async fn smtp_sink() -> SmtpSink {
         .unwrap()
         .port();
     let dir = std::env::temp_dir().join(format!("smtp-sink-{}", uuid::Uuid::new_v4()));
-    let child = Command::new(python())
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&dir)
-        .spawn()
-        .expect("aiosmtpd starts");
+    // Killed and waited for on drop, whatever happens below.
+    let sink = SmtpSink {
+        child: Command::new(python())
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&dir)
+            .spawn()
+            .expect("aiosmtpd starts"),
+        port,
+        dir,
+    };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return SmtpSink { child, port, dir };
+            return sink;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -54,7 +54,12 @@ pub fn for_event(event_type: &str) -> Option<&'static str> {
         "tenant.suspended" => "tenant_suspended",
         "tenant.reactivated" => "tenant_reactivated",
         super::topics::ENDPOINT_DISABLED => "endpoint_disabled",
-        t if t.starts_with("subscription.") => "subscription_changed",
+        t if event_types::TYPES
+            .iter()
+            .any(|(n, k, _)| *n == t && *k == event_types::Kind::SubscriptionChanged) =>
+        {
+            "subscription_changed"
+        }
         _ => return None,
     })
 }
