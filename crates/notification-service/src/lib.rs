@@ -51,33 +51,27 @@ pub async fn build(cfg: ServiceConfig) -> Result<App, StartError> {
     build_with(cfg, settings).await
 }
 
-/// [`build`] with explicit settings (tests).
-pub async fn build_with(cfg: ServiceConfig, settings: Settings) -> Result<App, StartError> {
-    let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
-    let limiter = cfg.limiter();
-    let invoicing =
-        platform::grpc::lazy_channel(cfg.upstream(ServiceName::Invoicing), cfg.grpc_timeout)
-            .map_err(|e| StartError::Other(format!("INVOICING_SERVICE_ADDR: {e}")))?;
+/// The sender with its channels as `settings` configure them; `invoicing` is where invoice
+/// PDFs come from.
+pub fn sender(
+    pool: sqlx::PgPool,
+    settings: Arc<Settings>,
+    invoicing: platform::grpc::Channel,
+    wake: Arc<Notify>,
+) -> Result<sender::Sender, StartError> {
     let webhooks = send::webhook::Webhooks::new(settings.timeout, settings.allow_private)
         .map_err(|e| StartError::Other(format!("webhook client: {e}")))?;
     let mailer = send::email::Mailer::new(&settings.email, &settings.email_from)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let texter = send::sms::Texter::new(&settings)
         .map_err(|e| StartError::Other(format!("SMS client: {e}")))?;
-    let sends = concurrency::Limiter::new(concurrency::LimiterConfig {
+    let limiter = concurrency::Limiter::new(concurrency::LimiterConfig {
         max_workers: settings.max_in_flight,
         max_db_jobs: settings.max_in_flight,
     })
     .map_err(|e| StartError::Other(format!("NOTIFY_MAX_IN_FLIGHT: {e}")))?;
-    let settings = Arc::new(settings);
-    let wake = Arc::new(Notify::new());
-    let api = grpc::NotificationApi {
-        pool: backbone.pool.clone(),
-        settings: settings.clone(),
-        wake: wake.clone(),
-    };
-    let sender = sender::Sender {
-        pool: backbone.pool.clone(),
+    Ok(sender::Sender {
+        pool,
         settings,
         webhooks,
         mailer,
@@ -85,10 +79,27 @@ pub async fn build_with(cfg: ServiceConfig, settings: Settings) -> Result<App, S
         invoicing: rpc::invoicing::v1::invoicing_service_client::InvoicingServiceClient::new(
             invoicing,
         ),
-        limiter: sends,
-        wake: wake.clone(),
+        limiter,
+        wake,
         in_flight: Arc::new(Mutex::new(HashMap::new())),
+    })
+}
+
+/// [`build`] with explicit settings (tests).
+pub async fn build_with(cfg: ServiceConfig, settings: Settings) -> Result<App, StartError> {
+    let backbone = Backbone::connect(&cfg, &MIGRATOR).await?;
+    let limiter = cfg.limiter();
+    let invoicing =
+        platform::grpc::lazy_channel(cfg.upstream(ServiceName::Invoicing), cfg.grpc_timeout)
+            .map_err(|e| StartError::Other(format!("INVOICING_SERVICE_ADDR: {e}")))?;
+    let settings = Arc::new(settings);
+    let wake = Arc::new(Notify::new());
+    let api = grpc::NotificationApi {
+        pool: backbone.pool.clone(),
+        settings: settings.clone(),
+        wake: wake.clone(),
     };
+    let sender = sender(backbone.pool.clone(), settings, invoicing, wake.clone())?;
     let mut app = AppBuilder::new(cfg)
         .backbone(&backbone)
         .limiter(limiter)
