@@ -20,10 +20,13 @@ use sqlx::PgPool;
 use test_support::TestDb;
 use tokio::sync::{Mutex, Notify};
 
+/// A request's `webhook-id` and when it arrived.
+type Arrival = (String, DateTime<Utc>);
+
 /// A receiver answering `status` (0: hold every request until released, then 200).
 #[derive(Clone, Default)]
 struct Receiver {
-    arrivals: Arc<Mutex<Vec<(String, DateTime<Utc>)>>>,
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
     status: Arc<AtomicU16>,
     release: Arc<Notify>,
 }
