@@ -12,6 +12,7 @@ mod bench_billing;
 mod bench_gateway;
 mod bench_invoicing;
 mod bench_metering;
+mod bench_notifications;
 mod bench_payments;
 mod infra;
 mod pytools;
@@ -27,7 +28,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   up                      run all seven services (Ctrl-C stops everything)
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
-  bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering, invoicing, payments
+  bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering, invoicing, payments, notifications
   token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]
                           mint a development JWT (HS256, JWT_HS256_SECRET or the dev default)
   infra                   only start the infrastructure and wait (for debugging)
@@ -168,6 +169,9 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     if args.first().map(String::as_str) == Some("payments") {
         return bench_payments::run(passthrough(&args[1..]));
     }
+    if args.first().map(String::as_str) == Some("notifications") {
+        return bench_notifications::run(passthrough(&args[1..]));
+    }
     let names: Vec<&str> = BENCHES
         .iter()
         .map(|(n, _)| *n)
@@ -177,6 +181,7 @@ fn bench(args: &[String]) -> Result<ExitCode> {
             "metering",
             "invoicing",
             "payments",
+            "notifications",
         ])
         .collect();
     let Some((name, rest)) = args.split_first() else {

@@ -59,9 +59,18 @@ impl std::fmt::Debug for Sender {
 impl Sender {
     /// Sends until `stop`, waking on new messages and every `NOTIFY_CLOCK_MS`.
     pub async fn serve(self, stop: CancellationToken) {
+        let mut counted: Option<std::time::Instant> = None;
         loop {
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = %e, "leasing deliveries failed; trying again");
+            }
+            // The backlog for /metrics, once per clock period however often the sender wakes.
+            if counted.is_none_or(|c| c.elapsed() >= self.settings.clock)
+                && let Ok(mut conn) = self.pool.acquire().await
+                && let Ok(n) = deliveries::pending(&mut conn).await
+            {
+                metrics::gauge!("notification_deliveries_pending").set(n as f64);
+                counted = Some(std::time::Instant::now());
             }
             tokio::select! {
                 () = stop.cancelled() => return,
