@@ -105,9 +105,34 @@ impl Sender {
             hold,
         )
         .await?;
+        if leased.is_empty() {
+            return Ok(0);
+        }
+        // What the attempts need, read once for the batch.
+        let ids: Vec<ids::MessageId> = leased.iter().map(|d| d.message_id.clone()).collect();
+        let messages: HashMap<ids::MessageId, Arc<MessageRow>> =
+            messages::get_many(&mut conn, &ids)
+                .await?
+                .into_iter()
+                .map(|m| (m.id.clone(), Arc::new(m)))
+                .collect();
+        let hooks: Vec<&str> = leased
+            .iter()
+            .filter(|d| d.channel == Channel::Webhook)
+            .map(|d| d.target.as_str())
+            .collect();
+        let endpoints: HashMap<String, Arc<EndpointRow>> = endpoints::get_many(&mut conn, &hooks)
+            .await?
+            .into_iter()
+            .map(|e| (e.id.to_string(), Arc::new(e)))
+            .collect();
         drop(conn);
         let n = leased.len();
         for d in leased {
+            let Some(message) = messages.get(&d.message_id).cloned() else {
+                continue;
+            };
+            let endpoint = endpoints.get(&d.target).cloned();
             *self
                 .in_flight
                 .lock()
@@ -118,7 +143,7 @@ impl Sender {
             self.limiter
                 .spawn(async move {
                     let target = d.target.clone();
-                    if let Err(e) = me.deliver(&d).await {
+                    if let Err(e) = me.deliver(&d, &message, endpoint.as_deref()).await {
                         tracing::warn!(delivery = %d.id, error = %e, "delivery not recorded; its lease will run out and it is tried again");
                     }
                     let mut map = me.in_flight.lock().expect("in-flight map");
@@ -136,19 +161,15 @@ impl Sender {
         Ok(n)
     }
 
-    /// One attempt of `d`, recorded.
-    async fn deliver(&self, d: &Leased) -> Result<(), NotifyError> {
-        let mut conn = self.pool.acquire().await?;
-        let message = messages::get(&mut conn, None, &d.message_id)
-            .await?
-            .ok_or(NotifyError::NotFound("message"))?;
-        let mut endpoint = None;
+    /// One attempt of `d` (of message `m`; to endpoint `e` when a webhook), recorded.
+    async fn deliver(
+        &self,
+        d: &Leased,
+        m: &MessageRow,
+        e: Option<&EndpointRow>,
+    ) -> Result<(), NotifyError> {
         let attempted = match d.channel {
             Channel::Webhook => {
-                let id = ids::EndpointId::parse(&d.target)
-                    .map_err(|_| NotifyError::NotFound("endpoint"))?;
-                let e = endpoints::get(&mut conn, None, &id, false).await?;
-                drop(conn);
                 let e = match e {
                     Some(e) if e.status == EndpointStatus::Enabled => e,
                     other => {
@@ -168,30 +189,17 @@ impl Sender {
                     .into_iter()
                     .filter_map(|s| Secret::parse(s).ok())
                     .collect();
-                let a = self
-                    .webhooks
-                    .send(
-                        &e.url,
-                        message.id.as_str(),
-                        now.timestamp(),
-                        &message.body,
-                        &secrets,
-                    )
-                    .await;
-                endpoint = Some(e);
-                a
+                self.webhooks
+                    .send(&e.url, m.id.as_str(), now.timestamp(), &m.body, &secrets)
+                    .await
             }
-            Channel::Email => {
-                drop(conn);
-                self.email(d, &message).await
-            }
+            Channel::Email => self.email(d, m).await,
             Channel::Sms => {
-                drop(conn);
-                let text = message.subject.clone().unwrap_or_default();
+                let text = m.subject.clone().unwrap_or_default();
                 self.texter.send(d.id.as_str(), &d.target, &text).await
             }
         };
-        self.record(d, &message, endpoint.as_ref(), attempted).await
+        self.record(d, m, e, attempted).await
     }
 
     async fn email(&self, d: &Leased, m: &MessageRow) -> Attempted {
@@ -293,6 +301,19 @@ impl Sender {
             next,
             error,
         };
+        // An attempt that changes its endpoint's record (any failure, a recovery, a 410) is
+        // recorded with it in one transaction; otherwise the one statement is enough.
+        let endpoint = endpoint
+            .filter(|e| !(matches!(a.answer, Answer::Delivered) && e.failing_since.is_none()));
+        if endpoint.is_none() {
+            let mut conn = self.pool.acquire().await?;
+            if !deliveries::record(&mut conn, d, &outcome).await? {
+                tracing::warn!(delivery = %d.id, "lease ran out before the outcome was recorded");
+            }
+            drop(conn);
+            self.observe(d, m, status, now);
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         if !deliveries::record(&mut tx, d, &outcome).await? {
             tracing::warn!(delivery = %d.id, "lease ran out before the outcome was recorded");
@@ -313,6 +334,12 @@ impl Sender {
             }
         }
         tx.commit().await?;
+        self.observe(d, m, status, now);
+        Ok(())
+    }
+
+    /// The attempt's metrics.
+    fn observe(&self, d: &Leased, m: &MessageRow, status: DeliveryStatus, now: DateTime<Utc>) {
         let outcome_label = match status {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
@@ -324,7 +351,6 @@ impl Sender {
             metrics::histogram!("notification_delivery_seconds", "channel" => d.channel.as_str())
                 .record(age.as_secs_f64());
         }
-        Ok(())
     }
 }
 

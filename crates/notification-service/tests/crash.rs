@@ -1,7 +1,8 @@
 //! Reliability with a real `kill -9`: the service's binary consumes `payment.refunded` events
 //! from JetStream (each published twice, as a relay that died after publishing would), gets
 //! four signed deliveries into a receiver that holds them, and is killed with SIGKILL. Once
-//! restarted and the receiver answering, every event has exactly one message, every message
+//! restarted and the receiver answering (events the dead consumer held come back after
+//! JetStream's ack wait), every event has exactly one message, every message
 //! reached the receiver, and each delivery has one successful attempt on record.
 
 mod common;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use ids::TenantId;
 use platform::events::{CloudEvent, EventBus};
 
-use common::{all_delivered, db, endpoint, receiver};
+use common::{all_delivered_within, db, endpoint, receiver};
 
 const EVENTS: usize = 12;
 
@@ -83,7 +84,9 @@ async fn a_kill_mid_delivery_then_a_restart_delivers_everything_once() {
     rx.status.store(200, Ordering::SeqCst);
     rx.release.notify_waiters();
     let mut second = start(&db.url, &prefix);
-    let per_message = all_delivered(&pool, EVENTS as i64).await;
+    // Events the killed consumer had taken but not acknowledged come back after JetStream's
+    // ack wait (30 s).
+    let per_message = all_delivered_within(&pool, EVENTS as i64, Duration::from_secs(90)).await;
     second.kill().ok();
     second.wait().ok();
     let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")

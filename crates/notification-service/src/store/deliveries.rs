@@ -76,37 +76,30 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// Records an attempt under its lease and releases the delivery; `false` when the lease ran
-/// out and another sender took the delivery (its outcome is the one recorded).
+/// Records an attempt under its lease and releases the delivery, in one statement; `false`
+/// when the lease ran out and another sender took the delivery (its outcome is the one
+/// recorded).
 pub async fn record(conn: &mut PgConnection, d: &Leased, o: &Outcome) -> Result<bool, sqlx::Error> {
     let number: Option<i32> = sqlx::query_scalar(
-        "UPDATE deliveries SET attempts = attempts + 1, tries = tries + 1, status = $3, \
-         next_attempt_at = $4, last_error = $5, locked_until = NULL, lease = NULL, \
-         delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END \
-         WHERE id = $1 AND lease = $2 RETURNING attempts",
+        "WITH d AS ( \
+           UPDATE deliveries SET attempts = attempts + 1, tries = tries + 1, status = $3, \
+             next_attempt_at = $4, last_error = $5, locked_until = NULL, lease = NULL, \
+             delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END \
+           WHERE id = $1 AND lease = $2 RETURNING id, attempts) \
+         INSERT INTO delivery_attempts (delivery_id, number, response_code, latency_ms, response) \
+         SELECT id, attempts, $6, $7, $8 FROM d RETURNING number",
     )
     .bind(&d.id)
     .bind(d.lease)
     .bind(o.status)
     .bind(o.next)
     .bind(&o.error)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(number) = number else {
-        return Ok(false);
-    };
-    sqlx::query(
-        "INSERT INTO delivery_attempts (delivery_id, number, response_code, latency_ms, response) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&d.id)
-    .bind(number)
     .bind(o.response_code)
     .bind(o.latency_ms)
     .bind(&o.response)
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(true)
+    Ok(number.is_some())
 }
 
 /// Ends a leased delivery without an attempt (its endpoint is gone or disabled).

@@ -109,6 +109,21 @@ pub async fn get(
     .await
 }
 
+/// These endpoints (the service's own reads: no tenant scope); malformed ids match nothing.
+pub async fn get_many(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> Result<Vec<EndpointRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM webhook_endpoints WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// Writes the columns a tenant may change, and the status.
 pub async fn save(conn: &mut PgConnection, e: &EndpointRow) -> Result<EndpointRow, sqlx::Error> {
     sqlx::query_as(concat!(

@@ -96,6 +96,21 @@ pub async fn get(
     .await
 }
 
+/// These messages (the service's own reads: no tenant scope).
+pub async fn get_many(
+    conn: &mut PgConnection,
+    ids: &[MessageId],
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM messages WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// A page of the tenant's messages, newest first.
 pub async fn list(
     conn: &mut PgConnection,

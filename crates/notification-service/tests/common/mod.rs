@@ -145,7 +145,13 @@ pub fn sender(pool: &PgPool, vars: &[(&str, &str)]) -> notification_service::sen
 
 /// (delivered deliveries, attempts with a 2xx) once every delivery is delivered (bounded).
 pub async fn all_delivered(pool: &PgPool, n: i64) -> HashMap<String, i64> {
-    for _ in 0..200 {
+    all_delivered_within(pool, n, Duration::from_secs(20)).await
+}
+
+/// [`all_delivered`] waiting up to `limit`.
+pub async fn all_delivered_within(pool: &PgPool, n: i64, limit: Duration) -> HashMap<String, i64> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         let delivered: i64 =
             sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'delivered'")
                 .fetch_one(pool)
@@ -164,5 +170,11 @@ pub async fn all_delivered(pool: &PgPool, n: i64) -> HashMap<String, i64> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("not every delivery was delivered within 20 s");
+    let states: Vec<(String, i64, Option<String>, i32)> = sqlx::query_as(
+        "SELECT status, count(*), max(last_error), max(attempts) FROM deliveries GROUP BY status",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    panic!("not every delivery was delivered within {limit:?}: {states:?}");
 }
