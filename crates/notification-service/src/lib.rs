@@ -70,6 +70,7 @@ pub fn sender(
         max_db_jobs: settings.max_in_flight,
     })
     .map_err(|e| StartError::Other(format!("NOTIFY_MAX_IN_FLIGHT: {e}")))?;
+    let (records, recorder) = tokio::sync::mpsc::channel(4096);
     Ok(sender::Sender {
         pool,
         settings,
@@ -82,6 +83,8 @@ pub fn sender(
         limiter,
         wake,
         in_flight: Arc::new(Mutex::new(HashMap::new())),
+        records,
+        recorder: Arc::new(Mutex::new(Some(recorder))),
     })
 }
 

@@ -19,7 +19,7 @@ use platform::grpc::{Caller, Channel as GrpcChannel};
 use rpc::invoicing::v1 as inv;
 use rpc::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::signing::Secret;
@@ -48,6 +48,36 @@ pub struct Sender {
     pub wake: Arc<Notify>,
     /// Attempts in flight per target.
     pub in_flight: Arc<Mutex<HashMap<String, i64>>>,
+    /// Outcomes that change nothing but their delivery, written in batches by the recorder.
+    pub records: mpsc::Sender<Recorded>,
+    /// The recorder's end, taken by [`Sender::serve`].
+    pub recorder: Arc<Mutex<Option<mpsc::Receiver<Recorded>>>>,
+}
+
+/// An attempt's outcome, queued for its delivery.
+pub type Recorded = (Leased, Outcome);
+
+/// Writes queued outcomes, up to 512 a statement, until every sender is gone. An outcome
+/// lost with the process leaves its lease to run out: the delivery is sent again.
+async fn record_batches(pool: PgPool, mut rx: mpsc::Receiver<Recorded>) {
+    let mut batch = Vec::with_capacity(512);
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let written = match pool.acquire().await {
+            Ok(mut conn) => deliveries::record_many(&mut conn, &batch).await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(n) if n < batch.len() as u64 => tracing::warn!(
+                lost = batch.len() as u64 - n,
+                "leases ran out before their outcomes were recorded"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, n = batch.len(), "outcomes not recorded; their leases will run out and they are sent again")
+            }
+        }
+        batch.clear();
+    }
 }
 
 impl std::fmt::Debug for Sender {
@@ -59,6 +89,9 @@ impl std::fmt::Debug for Sender {
 impl Sender {
     /// Sends until `stop`, waking on new messages and every `NOTIFY_CLOCK_MS`.
     pub async fn serve(self, stop: CancellationToken) {
+        if let Some(rx) = self.recorder.lock().expect("recorder").take() {
+            tokio::spawn(record_batches(self.pool.clone(), rx));
+        }
         let mut counted: Option<std::time::Instant> = None;
         loop {
             if let Err(e) = self.tick().await {
@@ -147,14 +180,19 @@ impl Sender {
                         tracing::warn!(delivery = %d.id, error = %e, "delivery not recorded; its lease will run out and it is tried again");
                     }
                     let mut map = me.in_flight.lock().expect("in-flight map");
-                    if let Some(n) = map.get_mut(&target) {
+                    let left = map.get_mut(&target).map(|n| {
                         *n -= 1;
-                        if *n <= 0 {
-                            map.remove(&target);
-                        }
+                        *n
+                    });
+                    if left.is_some_and(|n| n <= 0) {
+                        map.remove(&target);
                     }
                     drop(map);
-                    me.wake.notify_one();
+                    // Lease again once half the target's slots are free (the clock covers
+                    // the rest), so a lease fetches a few deliveries rather than one.
+                    if left.is_none_or(|n| n <= (me.settings.per_endpoint / 2) as i64) {
+                        me.wake.notify_one();
+                    }
                 })
                 .await;
         }
@@ -306,12 +344,9 @@ impl Sender {
         let endpoint = endpoint
             .filter(|e| !(matches!(a.answer, Answer::Delivered) && e.failing_since.is_none()));
         if endpoint.is_none() {
-            let mut conn = self.pool.acquire().await?;
-            if !deliveries::record(&mut conn, d, &outcome).await? {
-                tracing::warn!(delivery = %d.id, "lease ran out before the outcome was recorded");
-            }
-            drop(conn);
             self.observe(d, m, status, now);
+            // Only a dropped recorder refuses (the service is stopping): the lease runs out.
+            let _ = self.records.send((d.clone(), outcome)).await;
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;

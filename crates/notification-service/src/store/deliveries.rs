@@ -102,6 +102,47 @@ pub async fn record(conn: &mut PgConnection, d: &Leased, o: &Outcome) -> Result<
     Ok(number.is_some())
 }
 
+/// [`record`] for a batch, in one statement; answers how many were still held by their
+/// lease (the others were taken over after their lease ran out).
+pub async fn record_many(
+    conn: &mut PgConnection,
+    batch: &[(Leased, Outcome)],
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<&DeliveryId> = batch.iter().map(|(d, _)| &d.id).collect();
+    let leases: Vec<Uuid> = batch.iter().map(|(d, _)| d.lease).collect();
+    let statuses: Vec<DeliveryStatus> = batch.iter().map(|(_, o)| o.status).collect();
+    let nexts: Vec<Option<DateTime<Utc>>> = batch.iter().map(|(_, o)| o.next).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|(_, o)| o.error.as_deref()).collect();
+    let codes: Vec<Option<i32>> = batch.iter().map(|(_, o)| o.response_code).collect();
+    let latencies: Vec<i32> = batch.iter().map(|(_, o)| o.latency_ms).collect();
+    let responses: Vec<&str> = batch.iter().map(|(_, o)| o.response.as_str()).collect();
+    let r = sqlx::query(
+        "WITH o AS ( \
+           SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[], \
+             $5::text[], $6::int[], $7::int[], $8::text[]) \
+             AS o(id, lease, status, next, error, code, latency, response)), \
+         d AS ( \
+           UPDATE deliveries SET attempts = attempts + 1, tries = tries + 1, status = o.status, \
+             next_attempt_at = o.next, last_error = o.error, locked_until = NULL, lease = NULL, \
+             delivered_at = CASE WHEN o.status = 'delivered' THEN now() ELSE delivered_at END \
+           FROM o WHERE deliveries.id = o.id AND deliveries.lease = o.lease \
+           RETURNING deliveries.id, deliveries.attempts, o.code, o.latency, o.response) \
+         INSERT INTO delivery_attempts (delivery_id, number, response_code, latency_ms, response) \
+         SELECT id, attempts, code, latency, response FROM d",
+    )
+    .bind(&ids)
+    .bind(&leases)
+    .bind(&statuses)
+    .bind(&nexts)
+    .bind(&errors)
+    .bind(&codes)
+    .bind(&latencies)
+    .bind(&responses)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// Ends a leased delivery without an attempt (its endpoint is gone or disabled).
 pub async fn abandon(conn: &mut PgConnection, d: &Leased, why: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
