@@ -1,6 +1,8 @@
 //! The sender: leases deliveries that are due, makes one attempt each through its channel
 //! ([`send`](crate::send)), and records what came of it — delivered, failed, or due again on
-//! the retry schedule. Attempts run through the [`Limiter`](concurrency::Limiter)
+//! the retry schedule. Outcomes that change only their delivery go to a recorder that writes
+//! them in batches; those that change an endpoint (a failure, a recovery, a 410) are written
+//! with it in one transaction. Attempts run through the [`Limiter`](concurrency::Limiter)
 //! (`NOTIFY_MAX_IN_FLIGHT`), and at most `WEBHOOK_PER_ENDPOINT` go to one target at once, so a
 //! slow endpoint holds its own slots and no others.
 //!

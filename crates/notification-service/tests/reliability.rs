@@ -2,7 +2,8 @@
 //! shut down mid-request, as a killed process would leave them: leased, unrecorded) leaves
 //! them to a later sender once the leases run out, and each delivery ends delivered with one
 //! successful attempt on record. A receiver that is down for a while gets everything once it
-//! is back, and never earlier than the retry schedule says.
+//! is back, and never earlier than the retry schedule says — or than its `Retry-After`, when
+//! that asks for longer.
 
 mod common;
 
@@ -116,6 +117,41 @@ async fn a_receiver_down_for_a_while_gets_everything_in_the_schedule() {
             );
         }
     }
+    stop.cancel();
+    let _ = running.await;
+    pool.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_when_it_asks_for_longer() {
+    let (rx, url) = receiver(503).await;
+    rx.retry_after.store(3, Ordering::SeqCst);
+    let (db, pool, _) = setup(&url, 1).await;
+    let s = sender(
+        &pool,
+        &[
+            ("WEBHOOK_RETRY_SCHEDULE", "0s,1s,1s"),
+            ("NOTIFY_CLOCK_MS", "50"),
+        ],
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(s.serve(stop.clone()));
+    for _ in 0..100 {
+        if !rx.arrivals.lock().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rx.status.store(200, Ordering::SeqCst);
+    all_delivered(&pool, 1).await;
+    let times: Vec<DateTime<Utc>> = rx.arrivals.lock().await.iter().map(|(_, t)| *t).collect();
+    assert_eq!(times.len(), 2, "{times:?}");
+    let gap = (times[1] - times[0]).num_milliseconds();
+    assert!(
+        gap >= 2980,
+        "Retry-After: 3 asked for 3 s; the retry came after {gap} ms"
+    );
     stop.cancel();
     let _ = running.await;
     pool.close().await;

@@ -27,6 +27,8 @@ pub type Arrival = (String, DateTime<Utc>);
 pub struct Receiver {
     pub arrivals: Arc<Mutex<Vec<Arrival>>>,
     pub status: Arc<AtomicU16>,
+    /// Sent as `Retry-After` (seconds) when not 0.
+    pub retry_after: Arc<AtomicU16>,
     pub release: Arc<Notify>,
 }
 
@@ -46,7 +48,12 @@ pub async fn receiver(status: u16) -> (Receiver, String) {
                     s.release.notified().await;
                     status = 200;
                 }
-                StatusCode::from_u16(status).unwrap()
+                let after = s.retry_after.load(Ordering::SeqCst);
+                let mut headers = HeaderMap::new();
+                if after > 0 {
+                    headers.insert("retry-after", after.into());
+                }
+                (StatusCode::from_u16(status).unwrap(), headers)
             }
         }),
     );
