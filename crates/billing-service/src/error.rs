@@ -28,21 +28,7 @@ impl BillingError {
     }
 }
 
-impl From<platform::grpc::Refused> for BillingError {
-    fn from(r: platform::grpc::Refused) -> Self {
-        match r {
-            platform::grpc::Refused::MissingIdentity => BillingError::Unauthenticated,
-            platform::grpc::Refused::Foreign => BillingError::NotFound("tenant"),
-            platform::grpc::Refused::Lacks(_) => BillingError::Forbidden(r.to_string()),
-        }
-    }
-}
-
-impl From<platform::paging::BadCursor> for BillingError {
-    fn from(_: platform::paging::BadCursor) -> Self {
-        BillingError::invalid("cursor", "not a cursor this API issued")
-    }
-}
+platform::refusals_into!(BillingError);
 
 impl From<BillingError> for tonic::Status {
     fn from(e: BillingError) -> Self {

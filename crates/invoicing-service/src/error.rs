@@ -56,21 +56,7 @@ impl From<TaxError> for InvoicingError {
     }
 }
 
-impl From<platform::grpc::Refused> for InvoicingError {
-    fn from(r: platform::grpc::Refused) -> Self {
-        match r {
-            platform::grpc::Refused::MissingIdentity => InvoicingError::Unauthenticated,
-            platform::grpc::Refused::Foreign => InvoicingError::NotFound("tenant"),
-            platform::grpc::Refused::Lacks(_) => InvoicingError::Forbidden(r.to_string()),
-        }
-    }
-}
-
-impl From<platform::paging::BadCursor> for InvoicingError {
-    fn from(_: platform::paging::BadCursor) -> Self {
-        InvoicingError::invalid("cursor", "not a cursor this API issued")
-    }
-}
+platform::refusals_into!(InvoicingError);
 
 impl From<InvoicingError> for tonic::Status {
     fn from(e: InvoicingError) -> Self {

@@ -32,21 +32,7 @@ impl NotifyError {
     }
 }
 
-impl From<platform::grpc::Refused> for NotifyError {
-    fn from(r: platform::grpc::Refused) -> Self {
-        match r {
-            platform::grpc::Refused::MissingIdentity => NotifyError::Unauthenticated,
-            platform::grpc::Refused::Foreign => NotifyError::NotFound("tenant"),
-            platform::grpc::Refused::Lacks(_) => NotifyError::Forbidden(r.to_string()),
-        }
-    }
-}
-
-impl From<platform::paging::BadCursor> for NotifyError {
-    fn from(_: platform::paging::BadCursor) -> Self {
-        NotifyError::invalid("cursor", "not a cursor this API issued")
-    }
-}
+platform::refusals_into!(NotifyError);
 
 impl From<NotifyError> for tonic::Status {
     fn from(e: NotifyError) -> Self {

@@ -119,11 +119,7 @@ impl Settings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let bad = |var: &'static str, value: &str, reason: &str| ConfigError {
-            var,
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = ConfigError::new;
         let email = match get("EMAIL_TRANSPORT") {
             None => EmailTransport::Maildir("var/mail".into()),
             Some(v) => match v.strip_prefix("maildir:") {

@@ -57,21 +57,7 @@ impl From<TransitionError> for PaymentError {
     }
 }
 
-impl From<platform::grpc::Refused> for PaymentError {
-    fn from(r: platform::grpc::Refused) -> Self {
-        match r {
-            platform::grpc::Refused::MissingIdentity => PaymentError::Unauthenticated,
-            platform::grpc::Refused::Foreign => PaymentError::NotFound("tenant"),
-            platform::grpc::Refused::Lacks(_) => PaymentError::Forbidden(r.to_string()),
-        }
-    }
-}
-
-impl From<platform::paging::BadCursor> for PaymentError {
-    fn from(_: platform::paging::BadCursor) -> Self {
-        PaymentError::invalid("cursor", "not a cursor this API issued")
-    }
-}
+platform::refusals_into!(PaymentError);
 
 impl From<PaymentError> for tonic::Status {
     fn from(e: PaymentError) -> Self {

@@ -139,11 +139,7 @@ impl Settings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let bad = |var: &'static str, value: &str, reason: &str| ConfigError {
-            var,
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = ConfigError::new;
         let secrets = |var: &'static str| -> Vec<Secret> {
             get(var)
                 .map(|v| {

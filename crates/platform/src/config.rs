@@ -113,6 +113,16 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+impl ConfigError {
+    pub fn new(var: &'static str, value: &str, reason: &str) -> ConfigError {
+        ConfigError {
+            var,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// Every variable [`ServiceConfig`] reads, with its default and meaning. The README's
 /// configuration table and the docker-compose test are checked against this list.
 pub const ENV_VARS: &[(&str, &str, &str)] = &[

@@ -69,6 +69,34 @@ pub enum Refused {
     Lacks(authz::Role),
 }
 
+/// Maps [`Refused`] and [`BadCursor`](crate::paging::BadCursor) onto a service's error enum
+/// once, the same way in every service: a missing identity is `Unauthenticated`, a foreign
+/// tenant `NotFound("tenant")`, a missing role `Forbidden`, a bad cursor `Invalid` on
+/// `cursor`. The enum needs those four variants, shaped as the services declare them.
+#[macro_export]
+macro_rules! refusals_into {
+    ($error:ident) => {
+        impl From<$crate::grpc::Refused> for $error {
+            fn from(r: $crate::grpc::Refused) -> Self {
+                match r {
+                    $crate::grpc::Refused::MissingIdentity => $error::Unauthenticated,
+                    $crate::grpc::Refused::Foreign => $error::NotFound("tenant"),
+                    $crate::grpc::Refused::Lacks(_) => $error::Forbidden(r.to_string()),
+                }
+            }
+        }
+
+        impl From<$crate::paging::BadCursor> for $error {
+            fn from(_: $crate::paging::BadCursor) -> Self {
+                $error::Invalid {
+                    field: "cursor",
+                    reason: "not a cursor this API issued".into(),
+                }
+            }
+        }
+    };
+}
+
 impl Caller {
     /// The verified caller of `req`.
     pub fn of<T>(req: &tonic::Request<T>) -> Result<Caller, Refused> {

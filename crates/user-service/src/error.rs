@@ -31,24 +31,7 @@ impl From<Invalid> for UserError {
     }
 }
 
-impl From<platform::grpc::Refused> for UserError {
-    fn from(r: platform::grpc::Refused) -> Self {
-        match r {
-            platform::grpc::Refused::MissingIdentity => UserError::Unauthenticated,
-            platform::grpc::Refused::Foreign => UserError::NotFound("tenant"),
-            platform::grpc::Refused::Lacks(_) => UserError::Forbidden(r.to_string()),
-        }
-    }
-}
-
-impl From<platform::paging::BadCursor> for UserError {
-    fn from(_: platform::paging::BadCursor) -> Self {
-        UserError::Invalid {
-            field: "cursor",
-            reason: "not a cursor this API issued".into(),
-        }
-    }
-}
+platform::refusals_into!(UserError);
 
 impl From<crate::domain::grants::Escalation> for UserError {
     fn from(e: crate::domain::grants::Escalation) -> Self {
