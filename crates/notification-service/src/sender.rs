@@ -202,6 +202,7 @@ impl Sender {
     }
 
     /// One attempt of `d` (of message `m`; to endpoint `e` when a webhook), recorded.
+    #[tracing::instrument(name = "delivery", skip_all, fields(delivery = %d.id, message = %m.id, channel = d.channel.as_str(), attempt = d.attempts + 1))]
     async fn deliver(
         &self,
         d: &Leased,
