@@ -151,7 +151,16 @@ impl Infra {
     /// Uses the default ports where they answer (unless `XTASK_PRIVATE_INFRA=1`), else starts
     /// private instances.
     pub fn ensure() -> Result<Infra> {
-        let force_private = std::env::var("XTASK_PRIVATE_INFRA").is_ok_and(|v| v == "1");
+        Self::start(std::env::var("XTASK_PRIVATE_INFRA").is_ok_and(|v| v == "1"))
+    }
+
+    /// Private instances of all three, whatever runs on the default ports (the fault suite
+    /// kills them).
+    pub fn private() -> Result<Infra> {
+        Self::start(true)
+    }
+
+    fn start(force_private: bool) -> Result<Infra> {
         let mut infra = Infra {
             pg_port: 5432,
             redis_port: 6379,

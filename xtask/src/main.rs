@@ -14,6 +14,7 @@ mod bench_invoicing;
 mod bench_metering;
 mod bench_notifications;
 mod bench_payments;
+mod faults;
 mod infra;
 mod pytools;
 mod stack;
@@ -29,6 +30,8 @@ commands:
   up                      run all seven services (Ctrl-C stops everything)
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
   bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering, invoicing, payments, notifications
+  faults [SCENARIO…] [--short] [--debug]
+                          kill and restart parts of a fresh stack under load; reconcile what was sent
   token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]
                           mint a development JWT (HS256, JWT_HS256_SECRET or the dev default)
   infra                   only start the infrastructure and wait (for debugging)
@@ -58,6 +61,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "up" => stack::up(),
         "test" => test(passthrough(rest)),
         "bench" => bench(rest),
+        "faults" => faults::run(passthrough(rest)),
         "token" => {
             println!("{}", token::from_args(rest)?);
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,207 @@
+//! The stack under test: the seven release binaries on free ports, against private
+//! Postgres/Redis/NATS, each logging to `<run dir>/<service>.log` (appended across restarts).
+//! The harness kills (SIGKILL), stops (SIGSTOP/SIGCONT) and restarts services from outside;
+//! nothing in the services knows.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::client;
+use crate::infra::{self, Infra};
+
+/// (binary, short name)
+pub const SERVICES: &[(&str, &str)] = &[
+    ("user-service", "user"),
+    ("subscription-service", "subscription"),
+    ("billing-service", "billing"),
+    ("payment-service", "payment"),
+    ("invoicing-service", "invoicing"),
+    ("notification-service", "notification"),
+    ("gateway", "gateway"),
+];
+
+struct Running {
+    short: &'static str,
+    binary: &'static str,
+    port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    release: PathBuf,
+    pub dir: PathBuf,
+    services: Vec<Running>,
+}
+
+impl Cluster {
+    /// Starts every service (databases `f<tag>_<service>`, events under `f<tag>`) and waits
+    /// until each is ready.
+    pub fn start(infra: &Infra, release: &Path, dir: &Path, tag: u32) -> Result<Cluster> {
+        std::fs::create_dir_all(dir)?;
+        let mut ports = Vec::new();
+        for _ in SERVICES {
+            ports.push(infra::free_port()?);
+        }
+        let sandbox = infra::free_port()?;
+        let gateway = ports[SERVICES.len() - 1];
+        let mut common: Vec<(String, String)> = vec![
+            ("REDIS_URL".into(), infra.redis_url()),
+            ("NATS_URL".into(), infra.nats_url()),
+            ("EVENT_PREFIX".into(), format!("f{tag}")),
+            ("RUST_LOG".into(), "warn".into()),
+            ("LOG_FORMAT".into(), "json".into()),
+            ("JWT_HS256_SECRET".into(), crate::token::DEV_SECRET.into()),
+            ("DEV_MODE".into(), "true".into()),
+            ("OUTBOX_POLL_MS".into(), "100".into()),
+        ];
+        for ((_, short), port) in SERVICES.iter().zip(&ports) {
+            if *short != "gateway" {
+                common.push((
+                    format!("{}_SERVICE_ADDR", short.to_uppercase()),
+                    format!("http://127.0.0.1:{port}"),
+                ));
+            }
+        }
+        let mut services = Vec::new();
+        for ((binary, short), port) in SERVICES.iter().zip(&ports) {
+            let mut env = common.clone();
+            env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
+            env.push((
+                "DATABASE_URL".into(),
+                infra.database_url(&format!("f{tag}_{short}")),
+            ));
+            let own: Vec<(&str, String)> = match *short {
+                "notification" => vec![
+                    ("WEBHOOK_ALLOW_PRIVATE", "true".into()),
+                    ("WEBHOOK_RETRY_SCHEDULE", "0s,1s,2s,4s,8s".into()),
+                    ("WEBHOOK_TIMEOUT_MS", "2000".into()),
+                    ("NOTIFY_CLOCK_MS", "100".into()),
+                    (
+                        "EMAIL_TRANSPORT",
+                        format!("maildir:{}", dir.join("mail").display()),
+                    ),
+                    (
+                        "SMS_TRANSPORT",
+                        format!("file:{}", dir.join("sms.log").display()),
+                    ),
+                ],
+                "payment" => vec![
+                    ("SANDBOX_PSP_ADDR", format!("127.0.0.1:{sandbox}")),
+                    (
+                        "SANDBOX_CALLBACK_URL",
+                        format!("http://127.0.0.1:{gateway}/v1/webhooks/psp/stripe"),
+                    ),
+                    ("PAYMENT_CLOCK_SECS", "1".into()),
+                ],
+                "invoicing" => vec![("BLOB_STORE", dir.join("blobs").display().to_string())],
+                _ => vec![],
+            };
+            env.extend(own.into_iter().map(|(k, v)| (k.to_string(), v)));
+            services.push(Running {
+                short,
+                binary,
+                port: *port,
+                env,
+                child: None,
+            });
+        }
+        let mut cluster = Cluster {
+            release: release.to_path_buf(),
+            dir: dir.to_path_buf(),
+            services,
+        };
+        for (_, short) in SERVICES {
+            cluster.spawn(short)?;
+        }
+        for (_, short) in SERVICES {
+            cluster.wait_ready(short, Duration::from_secs(60))?;
+        }
+        Ok(cluster)
+    }
+
+    fn find(&mut self, short: &str) -> Result<&mut Running> {
+        self.services
+            .iter_mut()
+            .find(|s| s.short == short)
+            .with_context(|| format!("no service {short}"))
+    }
+
+    fn spawn(&mut self, short: &str) -> Result<()> {
+        let release = self.release.clone();
+        let log = self.dir.join(format!("{short}.log"));
+        let s = self.find(short)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(release.join(s.binary))
+            .envs(s.env.iter().cloned())
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .with_context(|| format!("starting {}", s.binary))?;
+        s.child = Some(child);
+        Ok(())
+    }
+
+    /// `127.0.0.1:<port>` of a service.
+    pub fn addr(&self, short: &str) -> String {
+        let s = self
+            .services
+            .iter()
+            .find(|s| s.short == short)
+            .expect("a known service");
+        format!("127.0.0.1:{}", s.port)
+    }
+
+    pub fn wait_ready(&mut self, short: &str, limit: Duration) -> Result<Duration> {
+        let addr = self.addr(short);
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self
+                .find(short)?
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "{short} exited during start-up ({status}); see {}",
+                    self.dir.join(format!("{short}.log")).display()
+                );
+            }
+            if let Ok((200, _)) = client::request(&addr, "GET", "/readyz", "", &[], "") {
+                return Ok(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("{short} not ready after {limit:?}")
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self, short: &str) -> Result<()> {
+        if let Some(mut c) = self.find(short)?.child.take() {
+            c.kill().context("SIGKILL")?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a killed service again on its port; how long until it was ready.
+    pub fn restart(&mut self, short: &str) -> Result<Duration> {
+        self.spawn(short)?;
+        self.wait_ready(short, Duration::from_secs(60))
+    }
+
+    /// Stops everything (services first, gateway before them).
+    pub fn stop(mut self) {
+        for s in self.services.iter_mut().rev() {
+            if let Some(mut c) = s.child.take() {
+                infra::terminate(&mut c, Duration::from_secs(5));
+            }
+        }
+    }
+}

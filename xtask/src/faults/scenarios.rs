@@ -1,0 +1,268 @@
+//! The scenarios: each drives a workload through the gateway, injects its fault from the
+//! outside, restarts what it killed, waits for quiescence and reconciles from the outside —
+//! through the API, and from a service's database where the API does not show it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::client::{Receiver, request};
+use super::{Ctx, Report};
+
+/// A scenario: it gets a fresh stack and reports what it found.
+pub type Scenario = fn(&mut Ctx) -> Result<Report>;
+
+/// What the workload thread ends with: each POST's final status, and the slowest POST.
+type Workload = std::thread::JoinHandle<Result<(Vec<u16>, Duration)>>;
+
+/// Every scenario by name, in the order a full run takes them.
+pub const ALL: &[(&str, &str, Scenario)] = &[
+    (
+        "notification-kill",
+        "kill -9 of the notification service while it delivers webhooks",
+        notification_kill,
+    ),
+    (
+        "gateway-kill",
+        "kill -9 of the gateway under POSTs with Idempotency-Key, retried by the client",
+        gateway_kill,
+    ),
+];
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// A new tenant (created by the operator) and a token of its owner.
+fn tenant(c: &Ctx, name: &str) -> Result<(String, String)> {
+    let operator = crate::token::mint(
+        crate::token::OPERATOR_TENANT,
+        "faults",
+        &["platform_admin"],
+        3600,
+    )?;
+    let body = json!({"name": name, "slug": format!("{name}-{}", c.tag)}).to_string();
+    let (s, b) = request(
+        &c.cluster.addr("gateway"),
+        "POST",
+        "/v1/tenants",
+        &operator,
+        &[],
+        &body,
+    )?;
+    if s != 201 {
+        bail!("creating a tenant: {s} {b}");
+    }
+    let id = json_of(&b)["id"].as_str().context("tenant id")?.to_string();
+    let owner = crate::token::mint(&id, "owner", &["owner"], 3600)?;
+    Ok((id, owner))
+}
+
+/// Every user of `tenant`, read page by page through the API: their e-mails.
+fn users(c: &Ctx, tenant: &str, token: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/v1/tenants/{tenant}/users?limit=100&cursor={cursor}");
+        let (s, b) = request(&c.cluster.addr("gateway"), "GET", &path, token, &[], "")?;
+        if s != 200 {
+            bail!("listing users: {s} {b}");
+        }
+        let v = json_of(&b);
+        for u in v["data"].as_array().context("users")? {
+            out.push(u["email"].as_str().unwrap_or_default().to_string());
+        }
+        match v["next_cursor"].as_str() {
+            Some(next) if v["has_more"] == true => cursor = next.to_string(),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// POSTs a user until the outcome is known: created (201), or already there (409 once any
+/// in-progress claim of its key has lapsed). A refused connection or a 5xx is retried.
+fn create_user(addr: &str, tenant: &str, token: &str, email: &str, key: &str) -> Result<u16> {
+    let body = json!({"email": email}).to_string();
+    let path = format!("/v1/tenants/{tenant}/users");
+    let started = Instant::now();
+    loop {
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("{email}: no final answer in 300 s");
+        }
+        match request(
+            addr,
+            "POST",
+            &path,
+            token,
+            &[("Idempotency-Key", key)],
+            &body,
+        ) {
+            Ok((201, _)) => return Ok(201),
+            // The key's first request is still claimed (a gateway died with it in flight):
+            // the claim lapses, then the retry runs.
+            Ok((409, b)) if b.contains("idempotency") => {}
+            Ok((409, _)) => return Ok(409),
+            Ok((s, _)) if s >= 500 => {}
+            Ok((s, b)) => bail!("{email}: {s} {b}"),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Creates `n` users of `tenant` from a thread; `done` counts the finished ones.
+fn user_workload(c: &Ctx, tenant: &str, token: &str, n: usize) -> (Arc<AtomicUsize>, Workload) {
+    let done = Arc::new(AtomicUsize::new(0));
+    let (addr, tenant, token, tag) = (
+        c.cluster.addr("gateway"),
+        tenant.to_string(),
+        token.to_string(),
+        c.tag,
+    );
+    let counter = done.clone();
+    let worker = std::thread::spawn(move || {
+        let mut statuses = Vec::new();
+        let mut slowest = Duration::ZERO;
+        for i in 0..n {
+            let t = Instant::now();
+            let email = format!("u{i}@faults.example");
+            statuses.push(create_user(
+                &addr,
+                &tenant,
+                &token,
+                &email,
+                &format!("f{tag}-{i}"),
+            )?);
+            slowest = slowest.max(t.elapsed());
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((statuses, slowest))
+    });
+    (done, worker)
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<bool> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if f()? {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(false)
+}
+
+fn notification_kill(c: &mut Ctx) -> Result<Report> {
+    let n = if c.short { 100 } else { 1000 };
+    let (t, owner) = tenant(c, "notified")?;
+    let (rx, url) = Receiver::start()?;
+    let endpoint = json!({"url": url, "event_types": ["user.created"]}).to_string();
+    let (s, b) = request(
+        &c.cluster.addr("gateway"),
+        "POST",
+        &format!("/v1/tenants/{t}/webhook_endpoints"),
+        &owner,
+        &[],
+        &endpoint,
+    )?;
+    if s != 200 {
+        bail!("registering the endpoint: {s} {b}");
+    }
+    let (_, worker) = user_workload(c, &t, &owner, n);
+    if !wait_until(Duration::from_secs(120), || Ok(rx.ids().len() >= n / 4))? {
+        bail!("a quarter of the webhooks did not arrive in 120 s");
+    }
+    c.cluster.kill("notification")?;
+    let killed = Instant::now();
+    c.cluster.restart("notification")?;
+    let (statuses, _) = worker.join().expect("the workload thread")?;
+    let db = c.db("notification");
+    // Quiescent: every user's event told and every delivery settled (events the killed
+    // consumer held return after JetStream's 30 s ack wait).
+    let settled = wait_until(Duration::from_secs(180), || {
+        Ok(c.count(
+            &db,
+            "SELECT count(*) FROM messages WHERE event_type = 'user.created'",
+        )? >= n as i64
+            && c.count(
+                &db,
+                "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+            )? == 0)
+    })?;
+    let recovery = killed.elapsed();
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    let messages = c.count(
+        &db,
+        "SELECT count(*) FROM messages WHERE event_type = 'user.created'",
+    )?;
+    let undelivered = c.count(
+        &db,
+        "SELECT count(*) FROM deliveries WHERE status <> 'delivered'",
+    )?;
+    let double_recorded = c.count(
+        &db,
+        "SELECT count(*) FROM (SELECT delivery_id FROM delivery_attempts \
+         WHERE response_code BETWEEN 200 AND 299 GROUP BY delivery_id HAVING count(*) > 1) x",
+    )?;
+    let ids: Vec<String> = c.rows(&db, "SELECT id FROM messages")?;
+    let got = rx.ids();
+    let never_arrived = ids.iter().filter(|id| !got.contains(id)).count();
+    let mut distinct = got.clone();
+    distinct.sort();
+    distinct.dedup();
+    let resent = got.len() - distinct.len();
+    let lost = (n as i64 - messages).max(0) as u64 + never_arrived as u64 + undelivered as u64;
+    Ok(Report {
+        workload: format!("{n} users ({created} created) → {messages} webhooks"),
+        recovery,
+        lost,
+        duplicated: double_recorded as u64 + (messages - n as i64).max(0) as u64,
+        detail: format!(
+            "{resent} resent after the kill (at least once; same webhook-id){}",
+            if settled {
+                ""
+            } else {
+                "; NOT settled in 180 s"
+            }
+        ),
+        ok: settled,
+    })
+}
+
+fn gateway_kill(c: &mut Ctx) -> Result<Report> {
+    let n = if c.short { 100 } else { 500 };
+    let (t, owner) = tenant(c, "idempotent")?;
+    let (done, worker) = user_workload(c, &t, &owner, n);
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(done.load(Ordering::Relaxed) >= n / 3)
+    })? {
+        bail!("a third of the POSTs did not finish in 120 s");
+    }
+    c.cluster.kill("gateway")?;
+    let killed = Instant::now();
+    c.cluster.restart("gateway")?;
+    let (statuses, slowest) = worker.join().expect("the workload thread")?;
+    let recovery = killed.elapsed();
+    let emails = users(c, &t, &owner)?;
+    let mut distinct = emails.clone();
+    distinct.sort();
+    distinct.dedup();
+    let conflicts = statuses.iter().filter(|s| **s == 409).count();
+    Ok(Report {
+        workload: format!("{n} POST /users, each with its own Idempotency-Key"),
+        recovery,
+        lost: (n as i64 - distinct.len() as i64).max(0) as u64,
+        duplicated: (emails.len() - distinct.len()) as u64,
+        detail: format!(
+            "{} users; {conflicts} answered 409 after the restart (created before the kill, \
+             its response lost with the gateway); slowest POST {:.1} s (a claim left by the \
+             killed gateway lapses after 120 s)",
+            emails.len(),
+            slowest.as_secs_f64()
+        ),
+        ok: true,
+    })
+}
