@@ -105,7 +105,8 @@ fn create_user(addr: &str, tenant: &str, token: &str, email: &str, key: &str) ->
             // the claim lapses, then the retry runs.
             Ok((409, b)) if b.contains("idempotency") => {}
             Ok((409, _)) => return Ok(409),
-            Ok((s, _)) if s >= 500 => {}
+            // Rate-limited (the workload outruns the per-caller limit) or a 5xx: again.
+            Ok((s, _)) if s == 429 || s >= 500 => {}
             Ok((s, b)) => bail!("{email}: {s} {b}"),
             Err(_) => {}
         }
@@ -172,8 +173,14 @@ fn notification_kill(c: &mut Ctx) -> Result<Report> {
         bail!("registering the endpoint: {s} {b}");
     }
     let (_, worker) = user_workload(c, &t, &owner, n);
-    if !wait_until(Duration::from_secs(120), || Ok(rx.ids().len() >= n / 4))? {
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(rx.ids().len() >= n / 4 || worker.is_finished())
+    })? {
         bail!("a quarter of the webhooks did not arrive in 120 s");
+    }
+    if worker.is_finished() {
+        worker.join().expect("the workload thread")?;
+        bail!("the workload ended before a quarter of its webhooks arrived");
     }
     c.cluster.kill("notification")?;
     let killed = Instant::now();
