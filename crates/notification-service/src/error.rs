@@ -17,8 +17,6 @@ pub enum NotifyError {
     Unauthenticated,
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
-    #[error("template: {0}")]
-    Template(#[from] crate::domain::templates::TemplateError),
 }
 
 pub type Result<T, E = NotifyError> = std::result::Result<T, E>;
@@ -44,7 +42,6 @@ impl From<NotifyError> for tonic::Status {
             NotifyError::Forbidden(m) => tonic::Status::permission_denied(m),
             NotifyError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             NotifyError::Db(ref d) => platform::grpc::db_status(d),
-            NotifyError::Template(_) => platform::grpc::internal(&e),
         }
     }
 }

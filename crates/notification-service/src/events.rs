@@ -85,10 +85,22 @@ pub async fn tell(tx: &mut PgConnection, t: Telling<'_>) -> Result<bool, NotifyE
             let mut vars = t.vars;
             vars.insert("tenant_name", tenants::name_of(tx, t.tenant).await?);
             vars.insert("event_type", t.event_type.to_string());
-            Some(templates::render(name, &vars)?)
+            match templates::render(name, &vars) {
+                Ok(r) => Some(r),
+                // A template this event cannot fill is our bug: the webhooks still go out,
+                // the e-mail and SMS do not (never a blank in a customer's inbox).
+                Err(e) => {
+                    tracing::error!(error = %e, event_type = t.event_type, "template not rendered; e-mail and SMS skipped");
+                    targets.retain(|(c, _)| *c == Channel::Webhook);
+                    None
+                }
+            }
         }
         _ => None,
     };
+    if targets.is_empty() {
+        return Ok(false);
+    }
     let body = body(t.event_type, t.time, t.data);
     let m = NewMessage {
         tenant: t.tenant,

@@ -172,3 +172,41 @@ async fn an_endpoint_failing_for_days_is_disabled_and_the_tenant_told() {
     pool.close().await;
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_cannot_be_filled_skips_mail_but_not_webhooks() {
+    let (db, pool) = db().await;
+    let t = TenantId::parse("ten_unfilled").unwrap();
+    endpoint(&pool, &t, "http://127.0.0.1:9/hook").await;
+    let mut tx = pool.begin().await.unwrap();
+    recipients::insert(&mut tx, &t, Channel::Email, "ops@unfilled.example", &[])
+        .await
+        .unwrap()
+        .unwrap();
+    // invoice.paid's template needs the number, amount and date; none are given.
+    let data = serde_json::json!({"tenant_id": t});
+    let told = notification_service::events::tell(
+        &mut tx,
+        notification_service::events::Telling {
+            tenant: &t,
+            event_id: "evt-unfilled",
+            event_type: "invoice.paid",
+            time: chrono::Utc::now(),
+            data: &data,
+            vars: Default::default(),
+            also_email: None,
+            attachment: None,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(told);
+    let channels: Vec<String> = sqlx::query_scalar("SELECT channel FROM deliveries")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(channels, ["webhook"]);
+    pool.close().await;
+    db.drop_db().await;
+}
