@@ -30,6 +30,11 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "kill -9 of the gateway under POSTs with Idempotency-Key, retried by the client",
         gateway_kill,
     ),
+    (
+        "subscription-kill",
+        "kill -9 of the subscription service under usage ingestion, batches retried by the client",
+        subscription_kill,
+    ),
 ];
 
 fn json_of(body: &str) -> Value {
@@ -271,5 +276,133 @@ fn gateway_kill(c: &mut Ctx) -> Result<Report> {
             slowest.as_secs_f64()
         ),
         ok: true,
+    })
+}
+
+/// Posts `body` to `path` until it is answered 200 (a refused connection, a 5xx or a 429 is
+/// tried again, as a client would); the answer.
+fn post_until_ok(addr: &str, path: &str, token: &str, body: &str) -> Result<Value> {
+    let started = Instant::now();
+    loop {
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("{path}: no answer in 300 s");
+        }
+        match request(addr, "POST", path, token, &[], body) {
+            Ok((200, b)) => return Ok(json_of(&b)),
+            Ok((s, _)) if s == 429 || s >= 500 => {}
+            Ok((s, b)) => bail!("{path}: {s} {b}"),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn subscription_kill(c: &mut Ctx) -> Result<Report> {
+    let (records, batch) = if c.short {
+        (5_000, 250)
+    } else {
+        (100_000, 1_000)
+    };
+    let gw = c.cluster.addr("gateway");
+    let operator = crate::token::mint(
+        crate::token::OPERATOR_TENANT,
+        "faults",
+        &["platform_admin"],
+        3600,
+    )?;
+    let (t, _) = tenant(c, "metered")?;
+    let plan = json!({
+        "id": "faults-metered", "name": "Metered", "currency": "EUR", "interval": "month",
+        "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
+                    "model": {"type": "per_unit", "unit_amount": "0.01"}}],
+    })
+    .to_string();
+    let (s, b) = request(&gw, "POST", "/v1/plans", &operator, &[], &plan)?;
+    if s != 201 {
+        bail!("creating the plan: {s} {b}");
+    }
+    let sub = json!({"plan_id": "faults-metered"}).to_string();
+    let (s, b) = request(
+        &gw,
+        "POST",
+        &format!("/v1/tenants/{t}/subscription"),
+        &operator,
+        &[],
+        &sub,
+    )?;
+    if s != 201 {
+        bail!("subscribing: {s} {b}");
+    }
+    let now = chrono::Utc::now();
+    let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let done = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let (gw, operator, t, at, done) = (
+            gw.clone(),
+            operator.clone(),
+            t.clone(),
+            at.clone(),
+            done.clone(),
+        );
+        std::thread::spawn(move || -> Result<(u64, u64)> {
+            let (mut accepted, mut duplicates) = (0, 0);
+            for first in (0..records).step_by(batch) {
+                let recs: Vec<Value> = (first..(first + batch).min(records))
+                    .map(|i| {
+                        json!({"id": format!("r{i}"), "tenant_id": t, "metric": "api_calls",
+                                    "quantity": "1", "timestamp": at})
+                    })
+                    .collect();
+                let body = json!({ "records": recs }).to_string();
+                let v = post_until_ok(&gw, "/v1/usage", &operator, &body)?;
+                if v["rejected"].as_array().is_some_and(|r| !r.is_empty()) {
+                    bail!("records rejected: {}", v["rejected"]);
+                }
+                accepted += v["accepted"].as_u64().unwrap_or(0);
+                duplicates += v["duplicates"].as_u64().unwrap_or(0);
+                done.fetch_add(recs.len(), Ordering::Relaxed);
+            }
+            Ok((accepted, duplicates))
+        })
+    };
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(done.load(Ordering::Relaxed) >= records / 3 || worker.is_finished())
+    })? {
+        bail!("a third of the records were not ingested in 120 s");
+    }
+    if worker.is_finished() {
+        worker.join().expect("the workload thread")?;
+        bail!("the workload ended before the fault");
+    }
+    c.cluster.kill("subscription")?;
+    let killed = Instant::now();
+    c.cluster.restart("subscription")?;
+    let (accepted, duplicates) = worker.join().expect("the workload thread")?;
+    let from =
+        (now - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = (now + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let path =
+        format!("/v1/tenants/{t}/usage?metric=api_calls&from={from}&to={to}&granularity=period");
+    let mut total = 0.0;
+    let settled = wait_until(Duration::from_secs(60), || {
+        let (s, b) = request(&gw, "GET", &path, &operator, &[], "")?;
+        total = json_of(&b)["total"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(-1.0);
+        Ok(s == 200 && total >= records as f64)
+    })?;
+    let recovery = killed.elapsed();
+    let counted = total.max(0.0) as u64;
+    Ok(Report {
+        workload: format!("{records} usage records in batches of {batch}"),
+        recovery,
+        lost: (records as u64).saturating_sub(counted),
+        duplicated: counted.saturating_sub(records as u64),
+        detail: format!(
+            "usage total {total}; answers: {accepted} accepted, {duplicates} duplicates (batches re-sent after the kill){}",
+            if settled { "" } else { "; NOT settled in 60 s" }
+        ),
+        ok: settled,
     })
 }
