@@ -26,6 +26,11 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         notification_kill,
     ),
     (
+        "user-kill",
+        "kill -9 of the user service while users are created; seats follow in the subscription",
+        user_kill,
+    ),
+    (
         "gateway-kill",
         "kill -9 of the gateway under POSTs with Idempotency-Key, retried by the client",
         gateway_kill,
@@ -73,6 +78,11 @@ fn users(c: &Ctx, tenant: &str, token: &str) -> Result<Vec<String>> {
     loop {
         let path = format!("/v1/tenants/{tenant}/users?limit=100&cursor={cursor}");
         let (s, b) = request(&c.cluster.addr("gateway"), "GET", &path, token, &[], "")?;
+        if s == 429 {
+            // The workload spent the caller's budget: wait as a client would.
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
         if s != 200 {
             bail!("listing users: {s} {b}");
         }
@@ -402,6 +412,78 @@ fn subscription_kill(c: &mut Ctx) -> Result<Report> {
         detail: format!(
             "usage total {total}; answers: {accepted} accepted, {duplicates} duplicates (batches re-sent after the kill){}",
             if settled { "" } else { "; NOT settled in 60 s" }
+        ),
+        ok: settled,
+    })
+}
+
+fn user_kill(c: &mut Ctx) -> Result<Report> {
+    let n = if c.short { 100 } else { 1000 };
+    let gw = c.cluster.addr("gateway");
+    let operator = crate::token::mint(
+        crate::token::OPERATOR_TENANT,
+        "faults",
+        &["platform_admin"],
+        3600,
+    )?;
+    let (t, owner) = tenant(c, "seated")?;
+    let plan = json!({
+        "id": "faults-seats", "name": "Seats", "currency": "EUR", "interval": "month",
+        "prices": [{"id": "seat", "kind": "seat", "model": {"type": "per_unit", "unit_amount": "1000"}}],
+    })
+    .to_string();
+    let (s, b) = request(&gw, "POST", "/v1/plans", &operator, &[], &plan)?;
+    if s != 201 {
+        bail!("creating the plan: {s} {b}");
+    }
+    let sub = json!({"plan_id": "faults-seats"}).to_string();
+    let (s, b) = request(
+        &gw,
+        "POST",
+        &format!("/v1/tenants/{t}/subscription"),
+        &operator,
+        &[],
+        &sub,
+    )?;
+    if s != 201 {
+        bail!("subscribing: {s} {b}");
+    }
+    let (done, worker) = user_workload(c, &t, &owner, n);
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(done.load(Ordering::Relaxed) >= n / 3 || worker.is_finished())
+    })? {
+        bail!("a third of the users were not created in 120 s");
+    }
+    if worker.is_finished() {
+        worker.join().expect("the workload thread")?;
+        bail!("the workload ended before the fault");
+    }
+    c.cluster.kill("user")?;
+    let killed = Instant::now();
+    c.cluster.restart("user")?;
+    worker.join().expect("the workload thread")?;
+    let path = format!("/v1/tenants/{t}/subscription");
+    let mut seats = -1;
+    let settled = wait_until(Duration::from_secs(90), || {
+        let (s, b) = request(&gw, "GET", &path, &owner, &[], "")?;
+        seats = json_of(&b)["seats"].as_i64().unwrap_or(-1);
+        Ok(s == 200 && seats >= n as i64)
+    })?;
+    let recovery = killed.elapsed();
+    let emails = users(c, &t, &owner)?;
+    let mut distinct = emails.clone();
+    distinct.sort();
+    distinct.dedup();
+    let seats = seats.max(0) as u64;
+    Ok(Report {
+        workload: format!("{n} users created"),
+        recovery,
+        lost: (n as u64).saturating_sub(distinct.len() as u64) + (n as u64).saturating_sub(seats),
+        duplicated: (emails.len() - distinct.len()) as u64 + seats.saturating_sub(n as u64),
+        detail: format!(
+            "{} users, {seats} seats in the subscription{}",
+            emails.len(),
+            if settled { "" } else { "; NOT settled in 90 s" }
         ),
         ok: settled,
     })
