@@ -46,14 +46,54 @@ fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or(Value::Null)
 }
 
-/// A new tenant (created by the operator) and a token of its owner.
-fn tenant(c: &Ctx, name: &str) -> Result<(String, String)> {
-    let operator = crate::token::mint(
+/// A token of the operator (`platform_admin`).
+fn operator() -> Result<String> {
+    crate::token::mint(
         crate::token::OPERATOR_TENANT,
         "faults",
         &["platform_admin"],
         3600,
-    )?;
+    )
+}
+
+/// Creates `plan` (its `id` is in it) and subscribes `tenant` to it.
+fn subscribe(c: &Ctx, tenant: &str, plan: Value) -> Result<()> {
+    let (gw, operator) = (c.cluster.addr("gateway"), operator()?);
+    let (s, b) = request(&gw, "POST", "/v1/plans", &operator, &[], &plan.to_string())?;
+    if s != 201 {
+        bail!("creating the plan: {s} {b}");
+    }
+    let sub = json!({"plan_id": plan["id"]}).to_string();
+    let path = format!("/v1/tenants/{tenant}/subscription");
+    let (s, b) = request(&gw, "POST", &path, &operator, &[], &sub)?;
+    if s != 201 {
+        bail!("subscribing: {s} {b}");
+    }
+    Ok(())
+}
+
+/// Waits (at most 120 s) until the workload has gone far enough for the fault; an error when
+/// it did not, or ended first (with its own error, if it failed).
+fn before_fault<T>(
+    worker: std::thread::JoinHandle<Result<T>>,
+    what: &str,
+    mut far_enough: impl FnMut() -> bool,
+) -> Result<std::thread::JoinHandle<Result<T>>> {
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(far_enough() || worker.is_finished())
+    })? {
+        bail!("{what} in 120 s");
+    }
+    if worker.is_finished() {
+        worker.join().expect("the workload thread")?;
+        bail!("the workload ended before the fault");
+    }
+    Ok(worker)
+}
+
+/// A new tenant (created by the operator) and a token of its owner.
+fn tenant(c: &Ctx, name: &str) -> Result<(String, String)> {
+    let operator = operator()?;
     let body = json!({"name": name, "slug": format!("{name}-{}", c.tag)}).to_string();
     let (s, b) = request(
         &c.cluster.addr("gateway"),
@@ -188,15 +228,9 @@ fn notification_kill(c: &mut Ctx) -> Result<Report> {
         bail!("registering the endpoint: {s} {b}");
     }
     let (_, worker) = user_workload(c, &t, &owner, n);
-    if !wait_until(Duration::from_secs(120), || {
-        Ok(rx.ids().len() >= n / 4 || worker.is_finished())
-    })? {
-        bail!("a quarter of the webhooks did not arrive in 120 s");
-    }
-    if worker.is_finished() {
-        worker.join().expect("the workload thread")?;
-        bail!("the workload ended before a quarter of its webhooks arrived");
-    }
+    let worker = before_fault(worker, "a quarter of the webhooks did not arrive", || {
+        rx.ids().len() >= n / 4
+    })?;
     c.cluster.kill("notification")?;
     let killed = Instant::now();
     c.cluster.restart("notification")?;
@@ -258,11 +292,9 @@ fn gateway_kill(c: &mut Ctx) -> Result<Report> {
     let n = if c.short { 100 } else { 500 };
     let (t, owner) = tenant(c, "idempotent")?;
     let (done, worker) = user_workload(c, &t, &owner, n);
-    if !wait_until(Duration::from_secs(120), || {
-        Ok(done.load(Ordering::Relaxed) >= n / 3)
-    })? {
-        bail!("a third of the POSTs did not finish in 120 s");
-    }
+    let worker = before_fault(worker, "a third of the POSTs did not finish", || {
+        done.load(Ordering::Relaxed) >= n / 3
+    })?;
     c.cluster.kill("gateway")?;
     let killed = Instant::now();
     c.cluster.restart("gateway")?;
@@ -314,35 +346,17 @@ fn subscription_kill(c: &mut Ctx) -> Result<Report> {
         (100_000, 1_000)
     };
     let gw = c.cluster.addr("gateway");
-    let operator = crate::token::mint(
-        crate::token::OPERATOR_TENANT,
-        "faults",
-        &["platform_admin"],
-        3600,
-    )?;
+    let operator = operator()?;
     let (t, _) = tenant(c, "metered")?;
-    let plan = json!({
-        "id": "faults-metered", "name": "Metered", "currency": "EUR", "interval": "month",
-        "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
-                    "model": {"type": "per_unit", "unit_amount": "0.01"}}],
-    })
-    .to_string();
-    let (s, b) = request(&gw, "POST", "/v1/plans", &operator, &[], &plan)?;
-    if s != 201 {
-        bail!("creating the plan: {s} {b}");
-    }
-    let sub = json!({"plan_id": "faults-metered"}).to_string();
-    let (s, b) = request(
-        &gw,
-        "POST",
-        &format!("/v1/tenants/{t}/subscription"),
-        &operator,
-        &[],
-        &sub,
+    subscribe(
+        c,
+        &t,
+        json!({
+            "id": "faults-metered", "name": "Metered", "currency": "EUR", "interval": "month",
+            "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
+                        "model": {"type": "per_unit", "unit_amount": "0.01"}}],
+        }),
     )?;
-    if s != 201 {
-        bail!("subscribing: {s} {b}");
-    }
     let now = chrono::Utc::now();
     let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let done = Arc::new(AtomicUsize::new(0));
@@ -375,15 +389,9 @@ fn subscription_kill(c: &mut Ctx) -> Result<Report> {
             Ok((accepted, duplicates))
         })
     };
-    if !wait_until(Duration::from_secs(120), || {
-        Ok(done.load(Ordering::Relaxed) >= records / 3 || worker.is_finished())
-    })? {
-        bail!("a third of the records were not ingested in 120 s");
-    }
-    if worker.is_finished() {
-        worker.join().expect("the workload thread")?;
-        bail!("the workload ended before the fault");
-    }
+    let worker = before_fault(worker, "a third of the records were not ingested", || {
+        done.load(Ordering::Relaxed) >= records / 3
+    })?;
     c.cluster.kill("subscription")?;
     let killed = Instant::now();
     c.cluster.restart("subscription")?;
@@ -420,44 +428,19 @@ fn subscription_kill(c: &mut Ctx) -> Result<Report> {
 fn user_kill(c: &mut Ctx) -> Result<Report> {
     let n = if c.short { 100 } else { 1000 };
     let gw = c.cluster.addr("gateway");
-    let operator = crate::token::mint(
-        crate::token::OPERATOR_TENANT,
-        "faults",
-        &["platform_admin"],
-        3600,
-    )?;
     let (t, owner) = tenant(c, "seated")?;
-    let plan = json!({
-        "id": "faults-seats", "name": "Seats", "currency": "EUR", "interval": "month",
-        "prices": [{"id": "seat", "kind": "seat", "model": {"type": "per_unit", "unit_amount": "1000"}}],
-    })
-    .to_string();
-    let (s, b) = request(&gw, "POST", "/v1/plans", &operator, &[], &plan)?;
-    if s != 201 {
-        bail!("creating the plan: {s} {b}");
-    }
-    let sub = json!({"plan_id": "faults-seats"}).to_string();
-    let (s, b) = request(
-        &gw,
-        "POST",
-        &format!("/v1/tenants/{t}/subscription"),
-        &operator,
-        &[],
-        &sub,
+    subscribe(
+        c,
+        &t,
+        json!({
+            "id": "faults-seats", "name": "Seats", "currency": "EUR", "interval": "month",
+            "prices": [{"id": "seat", "kind": "seat", "model": {"type": "per_unit", "unit_amount": "1000"}}],
+        }),
     )?;
-    if s != 201 {
-        bail!("subscribing: {s} {b}");
-    }
     let (done, worker) = user_workload(c, &t, &owner, n);
-    if !wait_until(Duration::from_secs(120), || {
-        Ok(done.load(Ordering::Relaxed) >= n / 3 || worker.is_finished())
-    })? {
-        bail!("a third of the users were not created in 120 s");
-    }
-    if worker.is_finished() {
-        worker.join().expect("the workload thread")?;
-        bail!("the workload ended before the fault");
-    }
+    let worker = before_fault(worker, "a third of the users were not created", || {
+        done.load(Ordering::Relaxed) >= n / 3
+    })?;
     c.cluster.kill("user")?;
     let killed = Instant::now();
     c.cluster.restart("user")?;
