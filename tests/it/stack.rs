@@ -97,8 +97,11 @@ impl Stack {
                 ServiceName::Subscription => subscription_service::build(cfg).await,
                 // No billing clock: the tests start runs themselves.
                 ServiceName::Billing => {
-                    let off = billing_service::settings::Settings { clock: None };
-                    billing_service::build_with(cfg, off).await
+                    let settings = billing_service::settings::Settings::from_lookup(|k| {
+                        (k == "BILLING_CLOCK_SECS").then(|| "0".into())
+                    })
+                    .expect("billing settings");
+                    billing_service::build_with(cfg, settings).await
                 }
                 ServiceName::Payment => {
                     let url = sandbox.base_url();

@@ -50,6 +50,7 @@ pub async fn build_with(
             usage_channel,
         ),
         limiter: limiter.clone(),
+        lease: settings.lease,
     };
     let api = grpc::BillingApi {
         pool: backbone.pool.clone(),

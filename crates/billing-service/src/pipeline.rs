@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use crate::domain::aggregate::{Batch, KeyTotals, Names, TenantDelta, Total, Usage, merge, named};
+use crate::store::runs;
 use crate::store::summaries::{self, LockOrder, Target};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,9 @@ pub enum PipelineError {
     Worker,
     #[error("usage of tenant {0}, which the run did not ask for")]
     UnexpectedTenant(String),
+    /// The sink's attempt no longer holds the run (its lease lapsed; a later attempt has it).
+    #[error("the run was taken over by a later attempt")]
+    Superseded,
 }
 
 /// Where the run's totals go: each call gets whole tenants, ascending, to write as one unit
@@ -191,6 +195,8 @@ impl Sink for MemorySink {
 pub struct SummarySink {
     pub pool: PgPool,
     pub run_id: ids::RunId,
+    /// The attempt writing; its writes are refused once a later attempt holds the run.
+    pub attempt: i32,
     /// The subscription period each tenant's records were counted in (a pipeline pass reads
     /// at most one period per tenant).
     pub periods: Arc<HashMap<String, DateTime<Utc>>>,
@@ -206,6 +212,9 @@ impl Sink for SummarySink {
             .pool
             .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
             .await?;
+        if !runs::holds(&mut tx, &self.run_id, self.attempt).await? {
+            return Err(PipelineError::Superseded);
+        }
         for d in &deltas {
             let period_start = *self
                 .periods

@@ -15,6 +15,9 @@ use rpc::subscription::v1 as spb;
 use rpc::subscription::v1::subscription_service_client::SubscriptionServiceClient;
 use test_support::TestDb;
 
+/// The billing service's run lease in these tests.
+const LEASE: Duration = Duration::from_secs(2);
+
 #[path = "runs/cycles.rs"]
 mod cycles;
 
@@ -130,7 +133,10 @@ impl Stack {
                     &prefix,
                     &[("SUBSCRIPTION_SERVICE_ADDR", subs_svc.url())],
                 ),
-                billing_service::settings::Settings { clock: None },
+                billing_service::settings::Settings {
+                    clock: None,
+                    lease: LEASE,
+                },
             )
             .await
             .unwrap(),
@@ -449,26 +455,27 @@ async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
     test_support::init_logging();
     let prefix = test_support::unique_prefix();
     let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
-    // The state a crashed billing service leaves: a run `running` past its deadline, with a
-    // partial summary row.
     let pool = bdb.pool().await;
     billing_service::MIGRATOR.run(&pool).await.unwrap();
+    let stack = Stack::start(prefix, sdb, bdb).await;
+    // The state a billing process that died (or froze) mid-run leaves while another one
+    // runs: a run `running` well inside its deadline, its heartbeat silent for longer than
+    // the lease, with a partial summary row.
+    // (One statement: the service's sweeps never see the run without its row.)
     sqlx::query(
-        "INSERT INTO billing_runs (id, period_start, period_end, tenant_ids, tenant_key, status, \
-         deadline_seconds, started_at) VALUES ('run_dead', now() - interval '1 day', now(), '{}', '', \
-         'running', 60, now() - interval '1 hour')",
+        "WITH dead AS (INSERT INTO billing_runs (id, period_start, period_end, tenant_ids, \
+         tenant_key, status, deadline_seconds, started_at, heartbeat_at, attempt) VALUES \
+         ('run_dead', now() - interval '1 day', now(), '{}', '', 'running', 600, \
+         now() - interval '1 minute', now() - interval '1 minute', 1) RETURNING id) \
+         INSERT INTO tenant_summaries (run_id, tenant_id, records, quantity) \
+         SELECT id, 'ten_x', 5, 5 FROM dead",
     )
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO tenant_summaries (run_id, tenant_id, records, quantity) VALUES ('run_dead', 'ten_x', 5, 5)")
-        .execute(&pool)
-        .await
-        .unwrap();
 
-    let stack = Stack::start(prefix, sdb, bdb).await;
     let mut status = String::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         status = sqlx::query_scalar("SELECT status FROM billing_runs WHERE id = 'run_dead'")
             .fetch_one(&pool)
             .await
@@ -485,6 +492,11 @@ async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
             .await
             .unwrap();
     assert_eq!(partial, 0, "the dead attempt's partial rows were dropped");
+    let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM billing_runs WHERE id = 'run_dead'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(attempt, 2, "run again by a second attempt");
 
     pool.close().await;
     stack.stop().await;

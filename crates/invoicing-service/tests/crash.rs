@@ -80,7 +80,10 @@ async fn a_kill_mid_batch_then_a_restart_invoices_everything_exactly_once() {
     let billing = test_support::spawn(
         billing_service::build_with(
             test_support::config(ServiceName::Billing, &bdb.url, &prefix, &[]),
-            billing_service::settings::Settings { clock: None },
+            billing_service::settings::Settings::from_lookup(|k| {
+                (k == "BILLING_CLOCK_SECS").then(|| "0".into())
+            })
+            .unwrap(),
         )
         .await
         .expect("billing starts"),

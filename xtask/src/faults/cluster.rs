@@ -97,7 +97,13 @@ impl Cluster {
                     ),
                     ("PAYMENT_CLOCK_SECS", "1".into()),
                 ],
-                "invoicing" => vec![("BLOB_STORE", dir.join("blobs").display().to_string())],
+                "invoicing" => vec![
+                    ("BLOB_STORE", dir.join("blobs").display().to_string()),
+                    // Invoices finalized (numbered) as soon as their run completes.
+                    ("INVOICE_GRACE_SECS", "0".into()),
+                ],
+                // Runs only by request: a scenario starts the ones it kills.
+                "billing" => vec![("BILLING_CLOCK_SECS", "0".into())],
                 _ => vec![],
             };
             env.extend(own.into_iter().map(|(k, v)| (k.to_string(), v)));

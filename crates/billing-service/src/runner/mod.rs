@@ -47,6 +47,18 @@ pub enum RunError {
     Events(#[from] platform::events::EventError),
     #[error("pricing: {0}")]
     Pricing(#[from] pricing::PricingError),
+    /// This attempt lost the run's lease (it stalled) and another took it over.
+    #[error("the run was taken over by a later attempt")]
+    Superseded,
+}
+
+impl RunError {
+    fn superseded(&self) -> bool {
+        matches!(
+            self,
+            RunError::Superseded | RunError::Pipeline(PipelineError::Superseded)
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,24 +66,14 @@ pub struct Runner {
     pub pool: PgPool,
     pub usage: SubscriptionServiceClient<Channel>,
     pub limiter: Limiter,
+    /// How long a run's heartbeat may be silent before its attempt counts as dead.
+    pub lease: Duration,
 }
 
 impl Runner {
-    /// Runs queued runs as their ids arrive (and any left queued at start-up) until `stop`.
+    /// Runs queued runs as their ids arrive (and any left queued at start-up) until `stop`;
+    /// every third of a lease, requeues and runs the runs whose process died or stalled.
     pub async fn serve(self, mut ids: mpsc::UnboundedReceiver<RunId>, stop: CancellationToken) {
-        // A run left `running` by a process that died is retried from scratch, once its
-        // deadline has passed (by then no live process can still be running it).
-        match self.pool.begin().await {
-            Ok(mut tx) => match runs::requeue_abandoned(&mut tx).await {
-                Ok(ids) => {
-                    if tx.commit().await.is_ok() && !ids.is_empty() {
-                        tracing::warn!(runs = ?ids, "requeued billing runs abandoned by a stopped process");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "could not requeue abandoned runs"),
-            },
-            Err(e) => tracing::error!(error = %e, "could not requeue abandoned runs"),
-        }
         let queued: Vec<RunId> =
             sqlx::query_scalar("SELECT id FROM billing_runs WHERE status = 'queued' ORDER BY id")
                 .fetch_all(&self.pool)
@@ -80,13 +82,42 @@ impl Runner {
         for id in queued {
             self.execute_logged(&id).await;
         }
+        let mut sweep = tokio::time::interval(self.lease / 3);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = sweep.tick() => {
+                    for id in self.requeue_abandoned().await {
+                        self.execute_logged(&id).await;
+                    }
+                }
                 id = ids.recv() => match id {
                     Some(id) => self.execute_logged(&id).await,
                     None => return,
                 },
+            }
+        }
+    }
+
+    async fn requeue_abandoned(&self) -> Vec<RunId> {
+        let requeued = async {
+            let mut tx = self.pool.begin().await?;
+            let ids = runs::requeue_abandoned(&mut tx, self.lease).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(ids)
+        };
+        match requeued.await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    metrics::counter!("billing_runs_requeued_total").increment(ids.len() as u64);
+                    tracing::warn!(runs = ?ids, "requeued billing runs whose process died or stalled");
+                }
+                ids
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not requeue abandoned runs");
+                Vec::new()
             }
         }
     }
@@ -111,15 +142,23 @@ impl Runner {
         }
         let started = Instant::now();
         let tracker = Arc::new(ThroughputTracker::new());
+        // Progress, and the heartbeat that keeps the lease.
         let reporter = {
-            let (pool, tracker, id) = (self.pool.clone(), tracker.clone(), run.id.clone());
+            let (pool, tracker, id, attempt) = (
+                self.pool.clone(),
+                tracker.clone(),
+                run.id.clone(),
+                run.attempt,
+            );
+            let every = (self.lease / 4).min(Duration::from_millis(500));
             tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_millis(500));
+                let mut every = tokio::time::interval(every);
                 loop {
                     every.tick().await;
                     let s = tracker.snapshot();
                     if let Ok(mut c) = pool.acquire().await {
-                        let _ = runs::progress(&mut c, &id, s.total as i64, s.window_per_sec).await;
+                        let (records, rate) = (s.total as i64, s.window_per_sec);
+                        let _ = runs::progress(&mut c, &id, attempt, records, rate).await;
                     }
                 }
             })
@@ -144,17 +183,25 @@ impl Runner {
             Err(e) => {
                 metrics::counter!("billing_run_deadline_exceeded_total").increment(1);
                 self.fail(&run, RunStatus::ExceededDeadline, &e.to_string(), done)
-                    .await?;
-                pipeline::phase("finish", &mut finishing);
-                return Ok(());
+                    .await
             }
         };
-        if let Err(e) = result {
-            self.fail(&run, RunStatus::Failed, &e.to_string(), done)
-                .await?;
-        }
+        let result = match result {
+            Err(e) if !e.superseded() => {
+                self.fail(&run, RunStatus::Failed, &e.to_string(), done)
+                    .await
+            }
+            other => other,
+        };
         pipeline::phase("finish", &mut finishing);
-        Ok(())
+        match result {
+            // The later attempt bills the run; this one's writes were refused or deleted.
+            Err(e) if e.superseded() => {
+                tracing::warn!(run = %run.id, attempt = run.attempt, "billing run taken over by a later attempt");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// What the run bills, with the usage of its arrears parts folded into its summaries.
@@ -179,12 +226,13 @@ impl Runner {
         let row = runs::finish(
             &mut tx,
             &run.id,
+            run.attempt,
             RunStatus::Completed,
-            done.records,
-            done.rate,
+            (done.records, done.rate),
             "",
         )
-        .await?;
+        .await?
+        .ok_or(RunError::Superseded)?;
         let totals = runs::totals(&mut tx, &run.id)
             .await?
             .into_iter()
@@ -228,7 +276,16 @@ impl Runner {
     ) -> Result<(), RunError> {
         tracing::warn!(run = %run.id, %status, error, "billing run did not complete");
         let mut tx = self.pool.begin().await?;
-        let row = runs::finish(&mut tx, &run.id, status, done.records, done.rate, error).await?;
+        let row = runs::finish(
+            &mut tx,
+            &run.id,
+            run.attempt,
+            status,
+            (done.records, done.rate),
+            error,
+        )
+        .await?
+        .ok_or(RunError::Superseded)?;
         let payload = RunFailed {
             run: run_payload(&row),
             error: error.to_string(),

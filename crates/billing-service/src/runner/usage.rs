@@ -70,6 +70,7 @@ impl Runner {
         let sink = Arc::new(SummarySink {
             pool: self.pool.clone(),
             run_id: run.id.clone(),
+            attempt: run.attempt,
             periods: Arc::new(periods.iter().cloned().collect::<HashMap<_, _>>()),
         });
         let req = as_operator(

@@ -21,11 +21,13 @@ pub struct RunRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How many times the run was claimed; the current attempt's writes carry it.
+    pub attempt: i32,
 }
 
 const COLUMNS: &str = "id, period_start, period_end, tenant_ids, status, deadline_seconds, \
     records_processed, records_per_second, error, corrects_run_id, created_at, started_at, \
-    finished_at";
+    finished_at, attempt";
 
 pub struct NewRun<'a> {
     pub id: &'a RunId,
@@ -171,30 +173,45 @@ pub async fn list(
         .await
 }
 
-/// Runs still `running` past their deadline belong to a process that died: their partial
-/// rows are deleted and they go back to `queued`. Returns their ids.
-pub async fn requeue_abandoned(conn: &mut PgConnection) -> Result<Vec<RunId>, sqlx::Error> {
+/// Runs still `running` whose heartbeat is older than `lease` belong to a process that died
+/// or stalled: their partial rows are deleted and they go back to `queued`. A run one of
+/// whose writes is in progress is skipped (its lock says its process lives), so this never
+/// waits on a stalled process. Returns their ids.
+pub async fn requeue_abandoned(
+    conn: &mut PgConnection,
+    lease: std::time::Duration,
+) -> Result<Vec<RunId>, sqlx::Error> {
     let ids: Vec<RunId> = sqlx::query_scalar(
-        "UPDATE billing_runs SET status = 'queued', started_at = NULL, records_processed = 0          WHERE status = 'running'          AND started_at < now() - make_interval(secs => deadline_seconds) RETURNING id",
+        "UPDATE billing_runs SET status = 'queued', started_at = NULL, heartbeat_at = NULL, \
+         records_processed = 0 WHERE id IN (SELECT id FROM billing_runs WHERE status = 'running' \
+         AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => $1) \
+         FOR UPDATE SKIP LOCKED) RETURNING id",
     )
+    .bind(lease.as_secs_f64())
     .fetch_all(&mut *conn)
     .await?;
+    delete_partial(conn, &ids).await?;
+    Ok(ids)
+}
+
+async fn delete_partial(conn: &mut PgConnection, ids: &[RunId]) -> Result<(), sqlx::Error> {
     for table in ["charges", "user_usage_summaries", "tenant_summaries"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE run_id = ANY($1)"
         )))
-        .bind(&ids)
+        .bind(ids)
         .execute(&mut *conn)
         .await?;
     }
-    Ok(ids)
+    Ok(())
 }
 
-/// Claims a queued run for execution; `None` when another worker has it or it is done.
+/// Claims a queued run for execution (a new attempt, its lease fresh); `None` when another
+/// worker has it or it is done.
 pub async fn claim(conn: &mut PgConnection, id: &RunId) -> Result<Option<RunRow>, sqlx::Error> {
     let q = format!(
-        "UPDATE billing_runs SET status = 'running', started_at = now() \
-         WHERE id = $1 AND status = 'queued' RETURNING {COLUMNS}"
+        "UPDATE billing_runs SET status = 'running', started_at = now(), heartbeat_at = now(), \
+         attempt = attempt + 1 WHERE id = $1 AND status = 'queued' RETURNING {COLUMNS}"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(q))
         .bind(id)
@@ -202,17 +219,36 @@ pub async fn claim(conn: &mut PgConnection, id: &RunId) -> Result<Option<RunRow>
         .await
 }
 
+/// Inside a transaction that writes for `attempt` of run `id`: whether that attempt still
+/// holds the run. It locks the run row against a requeue (`FOR KEY SHARE`: not against other
+/// writers or the heartbeat) until the transaction ends, so a requeue either comes before —
+/// and the writes are refused — or after, and deletes them.
+pub async fn holds(conn: &mut PgConnection, id: &RunId, attempt: i32) -> Result<bool, sqlx::Error> {
+    let held: Option<i32> = sqlx::query_scalar(
+        "SELECT attempt FROM billing_runs WHERE id = $1 AND attempt = $2 AND status = 'running' \
+         FOR KEY SHARE",
+    )
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(conn)
+    .await?;
+    Ok(held.is_some())
+}
+
+/// The attempt's progress, and its heartbeat: the lease runs on from now.
 pub async fn progress(
     conn: &mut PgConnection,
     id: &RunId,
+    attempt: i32,
     records: i64,
     per_second: f64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE billing_runs SET records_processed = $2, records_per_second = $3 \
-         WHERE id = $1 AND status = 'running'",
+        "UPDATE billing_runs SET records_processed = $3, records_per_second = $4, \
+         heartbeat_at = now() WHERE id = $1 AND attempt = $2 AND status = 'running'",
     )
     .bind(id)
+    .bind(attempt)
     .bind(records)
     .bind(per_second)
     .execute(conn)
@@ -220,42 +256,35 @@ pub async fn progress(
     Ok(())
 }
 
-/// Ends the run with `status`; a run that did not complete loses its partial summaries in the
-/// same transaction, so they are never visible.
+/// Ends `attempt` of the run with `status`; a run that did not complete loses its partial
+/// summaries in the same transaction, so they are never visible. `None` when the attempt no
+/// longer holds the run (it was requeued): nothing changes.
 pub async fn finish(
     conn: &mut PgConnection,
     id: &RunId,
+    attempt: i32,
     status: RunStatus,
-    records: i64,
-    per_second: f64,
+    done: (i64, f64),
     error: &str,
-) -> Result<RunRow, sqlx::Error> {
-    if status != RunStatus::Completed {
-        sqlx::query("DELETE FROM charges WHERE run_id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("DELETE FROM user_usage_summaries WHERE run_id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("DELETE FROM tenant_summaries WHERE run_id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
+) -> Result<Option<RunRow>, sqlx::Error> {
     let q = format!(
-        "UPDATE billing_runs SET status = $2, records_processed = $3, records_per_second = $4, \
-         error = $5, finished_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+        "UPDATE billing_runs SET status = $3, records_processed = $4, records_per_second = $5, \
+         error = $6, finished_at = now(), heartbeat_at = NULL \
+         WHERE id = $1 AND attempt = $2 AND status = 'running' RETURNING {COLUMNS}"
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(q))
+    let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(q))
         .bind(id)
+        .bind(attempt)
         .bind(status)
-        .bind(records)
-        .bind(per_second)
+        .bind(done.0)
+        .bind(done.1)
         .bind(error)
-        .fetch_one(conn)
-        .await
+        .fetch_optional(&mut *conn)
+        .await?;
+    if row.is_some() && status != RunStatus::Completed {
+        delete_partial(conn, std::slice::from_ref(id)).await?;
+    }
+    Ok(row)
 }
 
 /// Per-tenant totals of a run: (tenant, records, quantity).

@@ -1,0 +1,249 @@
+//! The scenarios: each drives a workload through the gateway, injects its fault from the
+//! outside, restarts what it killed, waits for quiescence and reconciles from the outside —
+//! through the API, and from a service's database where the API does not show it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::client::request;
+use super::{Ctx, Report};
+
+mod billing;
+mod edge;
+mod flows;
+
+use billing::billing_kill;
+use edge::gateway_kill;
+use flows::{notification_kill, subscription_kill, user_kill};
+
+/// A scenario: it gets a fresh stack and reports what it found.
+pub type Scenario = fn(&mut Ctx) -> Result<Report>;
+
+/// What the workload thread ends with: each POST's final status, and the slowest POST.
+type Workload = std::thread::JoinHandle<Result<(Vec<u16>, Duration)>>;
+
+/// Every scenario by name, in the order a full run takes them.
+pub const ALL: &[(&str, &str, Scenario)] = &[
+    (
+        "notification-kill",
+        "kill -9 of the notification service while it delivers webhooks",
+        notification_kill,
+    ),
+    (
+        "user-kill",
+        "kill -9 of the user service while users are created; seats follow in the subscription",
+        user_kill,
+    ),
+    (
+        "gateway-kill",
+        "kill -9 of the gateway under POSTs with Idempotency-Key, retried by the client",
+        gateway_kill,
+    ),
+    (
+        "subscription-kill",
+        "kill -9 of the subscription service under usage ingestion, batches retried by the client",
+        subscription_kill,
+    ),
+    (
+        "billing-kill",
+        "kill -9 of the billing service mid-run; the run completes once, invoices follow once",
+        billing_kill,
+    ),
+];
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// A token of the operator (`platform_admin`).
+fn operator() -> Result<String> {
+    crate::token::mint(
+        crate::token::OPERATOR_TENANT,
+        "faults",
+        &["platform_admin"],
+        3600,
+    )
+}
+
+/// Creates `plan` (its `id` is in it).
+fn create_plan(c: &Ctx, plan: &Value) -> Result<()> {
+    let (gw, operator) = (c.cluster.addr("gateway"), operator()?);
+    let (s, b) = request(&gw, "POST", "/v1/plans", &operator, &[], &plan.to_string())?;
+    if s != 201 {
+        bail!("creating the plan: {s} {b}");
+    }
+    Ok(())
+}
+
+/// Subscribes `tenant` to plan `plan_id`.
+fn subscribe(c: &Ctx, tenant: &str, plan_id: &str) -> Result<()> {
+    let (gw, operator) = (c.cluster.addr("gateway"), operator()?);
+    let sub = json!({ "plan_id": plan_id }).to_string();
+    let path = format!("/v1/tenants/{tenant}/subscription");
+    let (s, b) = request(&gw, "POST", &path, &operator, &[], &sub)?;
+    if s != 201 {
+        bail!("subscribing {tenant}: {s} {b}");
+    }
+    Ok(())
+}
+
+/// Waits (at most 120 s) until the workload has gone far enough for the fault; an error when
+/// it did not, or ended first (with its own error, if it failed).
+fn before_fault<T>(
+    worker: std::thread::JoinHandle<Result<T>>,
+    what: &str,
+    mut far_enough: impl FnMut() -> bool,
+) -> Result<std::thread::JoinHandle<Result<T>>> {
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(far_enough() || worker.is_finished())
+    })? {
+        bail!("{what} in 120 s");
+    }
+    if worker.is_finished() {
+        worker.join().expect("the workload thread")?;
+        bail!("the workload ended before the fault");
+    }
+    Ok(worker)
+}
+
+/// A new tenant (created by the operator) and a token of its owner.
+fn tenant(c: &Ctx, name: &str) -> Result<(String, String)> {
+    let operator = operator()?;
+    let body = json!({"name": name, "slug": format!("{name}-{}", c.tag)}).to_string();
+    let (s, b) = request(
+        &c.cluster.addr("gateway"),
+        "POST",
+        "/v1/tenants",
+        &operator,
+        &[],
+        &body,
+    )?;
+    if s != 201 {
+        bail!("creating a tenant: {s} {b}");
+    }
+    let id = json_of(&b)["id"].as_str().context("tenant id")?.to_string();
+    let owner = crate::token::mint(&id, "owner", &["owner"], 3600)?;
+    Ok((id, owner))
+}
+
+/// Every user of `tenant`, read page by page through the API: their e-mails.
+fn users(c: &Ctx, tenant: &str, token: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/v1/tenants/{tenant}/users?limit=100&cursor={cursor}");
+        let (s, b) = request(&c.cluster.addr("gateway"), "GET", &path, token, &[], "")?;
+        if s == 429 {
+            // The workload spent the caller's budget: wait as a client would.
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        if s != 200 {
+            bail!("listing users: {s} {b}");
+        }
+        let v = json_of(&b);
+        for u in v["data"].as_array().context("users")? {
+            out.push(u["email"].as_str().unwrap_or_default().to_string());
+        }
+        match v["next_cursor"].as_str() {
+            Some(next) if v["has_more"] == true => cursor = next.to_string(),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// POSTs a user until the outcome is known: created (201), or already there (409 once any
+/// in-progress claim of its key has lapsed). A refused connection or a 5xx is retried.
+fn create_user(addr: &str, tenant: &str, token: &str, email: &str, key: &str) -> Result<u16> {
+    let body = json!({"email": email}).to_string();
+    let path = format!("/v1/tenants/{tenant}/users");
+    let started = Instant::now();
+    loop {
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("{email}: no final answer in 300 s");
+        }
+        match request(
+            addr,
+            "POST",
+            &path,
+            token,
+            &[("Idempotency-Key", key)],
+            &body,
+        ) {
+            Ok((201, _)) => return Ok(201),
+            // The key's first request is still claimed (a gateway died with it in flight):
+            // the claim lapses, then the retry runs.
+            Ok((409, b)) if b.contains("idempotency") => {}
+            Ok((409, _)) => return Ok(409),
+            // Rate-limited (the workload outruns the per-caller limit) or a 5xx: again.
+            Ok((s, _)) if s == 429 || s >= 500 => {}
+            Ok((s, b)) => bail!("{email}: {s} {b}"),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Creates `n` users of `tenant` from a thread; `done` counts the finished ones.
+fn user_workload(c: &Ctx, tenant: &str, token: &str, n: usize) -> (Arc<AtomicUsize>, Workload) {
+    let done = Arc::new(AtomicUsize::new(0));
+    let (addr, tenant, token, tag) = (
+        c.cluster.addr("gateway"),
+        tenant.to_string(),
+        token.to_string(),
+        c.tag,
+    );
+    let counter = done.clone();
+    let worker = std::thread::spawn(move || {
+        let mut statuses = Vec::new();
+        let mut slowest = Duration::ZERO;
+        for i in 0..n {
+            let t = Instant::now();
+            let email = format!("u{i}@faults.example");
+            statuses.push(create_user(
+                &addr,
+                &tenant,
+                &token,
+                &email,
+                &format!("f{tag}-{i}"),
+            )?);
+            slowest = slowest.max(t.elapsed());
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((statuses, slowest))
+    });
+    (done, worker)
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<bool> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if f()? {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(false)
+}
+
+/// Posts `body` to `path` until it is answered 200 (a refused connection, a 5xx or a 429 is
+/// tried again, as a client would); the answer.
+fn post_until_ok(addr: &str, path: &str, token: &str, body: &str) -> Result<Value> {
+    let started = Instant::now();
+    loop {
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("{path}: no answer in 300 s");
+        }
+        match request(addr, "POST", path, token, &[], body) {
+            Ok((200, b)) => return Ok(json_of(&b)),
+            Ok((s, _)) if s == 429 || s >= 500 => {}
+            Ok((s, b)) => bail!("{path}: {s} {b}"),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
