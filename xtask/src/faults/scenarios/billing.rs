@@ -1,5 +1,5 @@
 //! Kills in the order-to-cash flow: a billing run over a million usage records killed while it
-//! runs, then the invoices that follow from it.
+//! runs; the invoicing service killed while it turns a run into invoices.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::super::client::request;
 use super::super::{Ctx, Report};
-use super::{create_plan, json_of, operator, subscribe, tenant, wait_until};
+use super::{create_plan, json_of, operator, post_until, subscribe, tenant, wait_until};
 
 /// The billed tenants: each record counts one call at one cent (prices are in minor units),
 /// so a tenant owes as many cents as it has records.
@@ -19,22 +19,20 @@ struct Billed {
     window: (String, String),
 }
 
-/// `tenants` tenants on a metered plan whose first period ended an hour ago, with `records`
-/// usage records counted in it (loaded straight into the subscription service's table: the
-/// records are the run's input, not its workload).
-fn billed_tenants(c: &Ctx, tenants: usize, records: u64) -> Result<Billed> {
+/// `ids` on a metered plan whose first period ended an hour ago, with `records` usage records
+/// counted in it (loaded straight into the subscription service's table: the records are
+/// the run's input, not its workload).
+fn billed_tenants(c: &Ctx, ids: Vec<String>, records: u64) -> Result<Billed> {
     let plan = json!({
         "id": "faults-run", "name": "Run", "currency": "EUR", "interval": "month",
         "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
                     "model": {"type": "per_unit", "unit_amount": "1"}}],
     });
     create_plan(c, &plan)?;
-    let mut ids = Vec::new();
-    for i in 0..tenants {
-        let (t, _) = tenant(c, &format!("billed{i}"))?;
-        subscribe(c, &t, "faults-run")?;
-        ids.push(t);
+    for t in &ids {
+        subscribe(c, t, "faults-run")?;
     }
+    let tenants = ids.len();
     let now = chrono::Utc::now();
     let (p0, p1) = (
         now - chrono::Duration::days(30),
@@ -81,32 +79,49 @@ fn billed_tenants(c: &Ctx, tenants: usize, records: u64) -> Result<Billed> {
     })
 }
 
+/// Starts the run over `billed`'s window; its path.
+fn start_run(c: &Ctx, billed: &Billed) -> Result<String> {
+    let body = json!({"period_start": billed.window.0, "period_end": billed.window.1,
+                      "deadline_seconds": 600})
+    .to_string();
+    let (gw, operator) = (c.cluster.addr("gateway"), operator()?);
+    let run = post_until(&gw, "/v1/billing/runs", &operator, &body, 202)?;
+    let id = run["id"].as_str().context("run id")?;
+    Ok(format!("/v1/billing/runs/{id}"))
+}
+
+/// The status of the run at `path` ("" when the gateway did not answer 200).
+fn run_status(c: &Ctx, path: &str) -> Result<String> {
+    let (s, b) = request(&c.cluster.addr("gateway"), "GET", path, &operator()?, &[], "")?;
+    Ok(if s == 200 {
+        json_of(&b)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        String::new()
+    })
+}
+
 pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
     let (tenants, records) = if c.short {
         (4, 200_000)
     } else {
         (20, 1_000_000)
     };
-    let billed = billed_tenants(c, tenants, records)?;
+    let mut ids = Vec::new();
+    for i in 0..tenants {
+        ids.push(tenant(c, &format!("billed{i}"))?.0);
+    }
+    let billed = billed_tenants(c, ids, records)?;
     let gw = c.cluster.addr("gateway");
     let operator = operator()?;
-    let body = json!({"period_start": billed.window.0, "period_end": billed.window.1,
-                      "deadline_seconds": 600})
-    .to_string();
-    let (s, b) = request(&gw, "POST", "/v1/billing/runs", &operator, &[], &body)?;
-    if s != 202 {
-        bail!("starting the run: {s} {b}");
-    }
-    let run = json_of(&b)["id"].as_str().context("run id")?.to_string();
-    let path = format!("/v1/billing/runs/{run}");
+    let path = start_run(c, &billed)?;
+    let run = path.rsplit('/').next().unwrap_or_default().to_string();
     // The kill comes as soon as the run is claimed: mid-run, its summaries partly written.
     let started = Instant::now();
     let status = loop {
-        let (_, b) = request(&gw, "GET", &path, &operator, &[], "")?;
-        let status = json_of(&b)["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let status = run_status(c, &path)?;
         if !matches!(status.as_str(), "queued" | "") || started.elapsed() > Duration::from_secs(60)
         {
             break status;
@@ -129,11 +144,7 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
     c.cluster.restart("billing")?;
     let mut status = String::new();
     let settled = wait_until(Duration::from_secs(120), || {
-        let (_, b) = request(&gw, "GET", &path, &operator, &[], "")?;
-        status = json_of(&b)["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        status = run_status(c, &path)?;
         Ok(status == "completed")
     })?;
     let recovery = killed.elapsed();
@@ -153,21 +164,10 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
         &format!("SELECT coalesce(sum(amount_minor), 0) FROM charges WHERE run_id = '{run}'"),
     )?;
     let runs = c.count(&db, "SELECT count(*) FROM billing_runs")?;
-    // Invoicing follows the completed run: one invoice per tenant, numbered without gaps,
-    // together worth the charges.
-    let inv = c.db("invoicing");
-    let invoiced = wait_until(Duration::from_secs(60), || {
-        Ok(c.count(&inv, "SELECT count(number) FROM invoices")? >= tenants as i64)
-    })?;
-    let invoices = c.count(&inv, "SELECT count(*) FROM invoices")?;
-    let invoiced_cents = c.count(&inv, "SELECT coalesce(sum(net_minor), 0) FROM invoices")?;
-    let gaps = c.count(
-        &inv,
-        "SELECT coalesce(max(substring(number FROM '[0-9]+$')::bigint), 0) - count(number) \
-         FROM invoices",
-    )?;
+    // Invoicing follows the completed run.
+    let (inv, invoiced) = invoices(c, tenants)?;
     // Each of these counts every record once (in cents, for the money).
-    let per_record = [summarized, charged, billed_cents, invoiced_cents];
+    let per_record = [summarized, charged, billed_cents, inv.cents];
     let expected = records as i64;
     let lost = per_record
         .iter()
@@ -186,20 +186,124 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
             at_kill.first().map(String::as_str).unwrap_or("?")
         ),
         recovery,
-        lost: lost.max(0) as u64 + (tenants as i64 - invoices).max(0) as u64,
-        duplicated: doubled.max(0) as u64
-            + (runs - 1).max(0) as u64
-            + (invoices - tenants as i64).max(0) as u64,
+        lost: lost.max(0) as u64 + inv.lost(tenants),
+        duplicated: doubled.max(0) as u64 + (runs - 1).max(0) as u64 + inv.duplicated(tenants),
         detail: format!(
             "run {status}; {summarized} records summarized, {charged} cents charged \
-             ({billed_cents} in the run's totals), {invoices} invoices worth {invoiced_cents}, \
-             {gaps} gaps in their numbers{}",
+             ({billed_cents} in the run's totals); {}{}",
+            inv.describe(),
             if settled && invoiced {
                 ""
             } else {
                 "; NOT settled in 120 s"
             }
         ),
-        ok: settled && invoiced && gaps == 0,
+        ok: settled && invoiced && inv.gaps == 0,
+    })
+}
+
+/// What the invoicing service made of a run, read from its database.
+struct Invoices {
+    count: i64,
+    /// Tenants with an invoice.
+    tenants: i64,
+    /// Finalized and its PDF stored.
+    published: i64,
+    /// Their net total, in cents.
+    cents: i64,
+    /// Numbers skipped in the series (gapless: 0).
+    gaps: i64,
+    /// `invoice.ready` messages of the notification service beyond one per invoice.
+    extra_ready: i64,
+}
+
+impl Invoices {
+    fn lost(&self, tenants: usize) -> u64 {
+        (tenants as i64 - self.tenants).max(0) as u64 + (self.count - self.published).max(0) as u64
+    }
+
+    fn duplicated(&self, tenants: usize) -> u64 {
+        (self.count - tenants as i64).max(0) as u64 + self.extra_ready.max(0) as u64
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} invoices ({} published) worth {} cents, {} gaps in their numbers",
+            self.count, self.published, self.cents, self.gaps
+        )
+    }
+}
+
+/// Waits (at most 120 s) until `tenants` invoices are published, then reads them; whether
+/// they were.
+fn invoices(c: &Ctx, tenants: usize) -> Result<(Invoices, bool)> {
+    let db = c.db("invoicing");
+    let published = "SELECT count(*) FROM invoices WHERE number IS NOT NULL AND pdf_key IS NOT NULL";
+    let settled = wait_until(Duration::from_secs(120), || {
+        Ok(c.count(&db, published)? >= tenants as i64)
+    })?;
+    let inv = Invoices {
+        count: c.count(&db, "SELECT count(*) FROM invoices")?,
+        tenants: c.count(&db, "SELECT count(DISTINCT tenant_id) FROM invoices")?,
+        published: c.count(&db, published)?,
+        cents: c.count(&db, "SELECT coalesce(sum(net_minor), 0) FROM invoices")?,
+        gaps: c.count(
+            &db,
+            "SELECT coalesce(max(substring(number FROM '[0-9]+$')::bigint), 0) - count(number) \
+             FROM invoices",
+        )?,
+        extra_ready: c.count(
+            &c.db("notification"),
+            "SELECT count(*) - count(DISTINCT tenant_id) FROM messages \
+             WHERE event_type = 'invoice.ready'",
+        )?,
+    };
+    Ok((inv, settled))
+}
+
+pub fn invoicing_kill(c: &mut Ctx) -> Result<Report> {
+    let tenants = if c.short { 20 } else { 400 };
+    let mut ids = Vec::new();
+    for i in 0..tenants {
+        ids.push(tenant(c, &format!("invoiced{i}"))?.0);
+    }
+    let records = tenants as u64 * 10;
+    let billed = billed_tenants(c, ids, records)?;
+    let path = start_run(c, &billed)?;
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(run_status(c, &path)? == "completed")
+    })? {
+        bail!("the run did not complete in 120 s");
+    }
+    let db = c.db("invoicing");
+    let numbered = "SELECT count(number) FROM invoices";
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(c.count(&db, numbered)? >= tenants as i64 / 4)
+    })? {
+        bail!("a quarter of the invoices were not finalized in 120 s");
+    }
+    c.cluster.kill("invoicing")?;
+    let killed = Instant::now();
+    let at_kill = c.count(&db, numbered)?;
+    if at_kill >= tenants as i64 {
+        bail!("every invoice was finalized before the kill");
+    }
+    c.cluster.restart("invoicing")?;
+    let (inv, settled) = invoices(c, tenants)?;
+    let recovery = killed.elapsed();
+    let expected = records as i64;
+    Ok(Report {
+        workload: format!(
+            "a run's invoices for {tenants} tenants ({records} records), killed after {at_kill} were numbered"
+        ),
+        recovery,
+        lost: inv.lost(tenants) + (expected - inv.cents).max(0) as u64,
+        duplicated: inv.duplicated(tenants) + (inv.cents - expected).max(0) as u64,
+        detail: format!(
+            "{}{}",
+            inv.describe(),
+            if settled { "" } else { "; NOT settled in 120 s" }
+        ),
+        ok: settled && inv.gaps == 0,
     })
 }

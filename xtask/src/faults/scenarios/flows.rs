@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::super::client::{Receiver, request};
 use super::super::{Ctx, Report};
 use super::{
-    before_fault, create_plan, json_of, operator, post_until_ok, subscribe, tenant, user_workload,
+    before_fault, create_plan, json_of, operator, post_until, subscribe, tenant, user_workload,
     users, wait_until,
 };
 
@@ -101,7 +101,7 @@ pub fn subscription_kill(c: &mut Ctx) -> Result<Report> {
                     })
                     .collect();
                 let body = json!({ "records": recs }).to_string();
-                let v = post_until_ok(&gw, "/v1/usage", &operator, &body)?;
+                let v = post_until(&gw, "/v1/usage", &operator, &body, 200)?;
                 if v["rejected"].as_array().is_some_and(|r| !r.is_empty()) {
                     bail!("records rejected: {}", v["rejected"]);
                 }

@@ -16,7 +16,7 @@ mod billing;
 mod edge;
 mod flows;
 
-use billing::billing_kill;
+use billing::{billing_kill, invoicing_kill};
 use edge::gateway_kill;
 use flows::{notification_kill, subscription_kill, user_kill};
 
@@ -53,6 +53,11 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "kill -9 of the billing service mid-run; the run completes once, invoices follow once",
         billing_kill,
     ),
+    (
+        "invoicing-kill",
+        "kill -9 of the invoicing service while it turns a run into invoices",
+        invoicing_kill,
+    ),
 ];
 
 fn json_of(body: &str) -> Value {
@@ -72,10 +77,7 @@ fn operator() -> Result<String> {
 /// Creates `plan` (its `id` is in it).
 fn create_plan(c: &Ctx, plan: &Value) -> Result<()> {
     let (gw, operator) = (c.cluster.addr("gateway"), operator()?);
-    let (s, b) = request(&gw, "POST", "/v1/plans", &operator, &[], &plan.to_string())?;
-    if s != 201 {
-        bail!("creating the plan: {s} {b}");
-    }
+    post_until(&gw, "/v1/plans", &operator, &plan.to_string(), 201)?;
     Ok(())
 }
 
@@ -84,10 +86,7 @@ fn subscribe(c: &Ctx, tenant: &str, plan_id: &str) -> Result<()> {
     let (gw, operator) = (c.cluster.addr("gateway"), operator()?);
     let sub = json!({ "plan_id": plan_id }).to_string();
     let path = format!("/v1/tenants/{tenant}/subscription");
-    let (s, b) = request(&gw, "POST", &path, &operator, &[], &sub)?;
-    if s != 201 {
-        bail!("subscribing {tenant}: {s} {b}");
-    }
+    post_until(&gw, &path, &operator, &sub, 201)?;
     Ok(())
 }
 
@@ -230,16 +229,16 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<bo
     Ok(false)
 }
 
-/// Posts `body` to `path` until it is answered 200 (a refused connection, a 5xx or a 429 is
-/// tried again, as a client would); the answer.
-fn post_until_ok(addr: &str, path: &str, token: &str, body: &str) -> Result<Value> {
+/// Posts `body` to `path` until it is answered `want` (a refused connection, a 5xx or a 429
+/// is tried again, as a client would); the answer.
+fn post_until(addr: &str, path: &str, token: &str, body: &str, want: u16) -> Result<Value> {
     let started = Instant::now();
     loop {
         if started.elapsed() > Duration::from_secs(300) {
             bail!("{path}: no answer in 300 s");
         }
         match request(addr, "POST", path, token, &[], body) {
-            Ok((200, b)) => return Ok(json_of(&b)),
+            Ok((s, b)) if s == want => return Ok(json_of(&b)),
             Ok((s, _)) if s == 429 || s >= 500 => {}
             Ok((s, b)) => bail!("{path}: {s} {b}"),
             Err(_) => {}
