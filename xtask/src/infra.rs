@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 struct Private {
     name: &'static str,
     child: Child,
+    port: u16,
 }
 
 /// The infrastructure in use; private instances stop when this drops.
@@ -24,6 +25,11 @@ pub struct Infra {
     pub redis_port: u16,
     pub nats_port: u16,
     private: Vec<Private>,
+    /// Private servers crashed by the fault suite, to restart: (name, port).
+    crashed: Vec<(&'static str, u16)>,
+    /// Commits wait for their WAL, as in production (the fault suite crashes Postgres); the
+    /// tests' and benchmarks' instances skip that.
+    durable: bool,
     dir: Option<PathBuf>,
 }
 
@@ -151,21 +157,26 @@ impl Infra {
     /// Uses the default ports where they answer (unless `XTASK_PRIVATE_INFRA=1`), else starts
     /// private instances.
     pub fn ensure() -> Result<Infra> {
-        Self::start(std::env::var("XTASK_PRIVATE_INFRA").is_ok_and(|v| v == "1"))
+        Self::start(
+            std::env::var("XTASK_PRIVATE_INFRA").is_ok_and(|v| v == "1"),
+            false,
+        )
     }
 
-    /// Private instances of all three, whatever runs on the default ports (the fault suite
-    /// kills them).
+    /// Private instances of all three, whatever runs on the default ports, Postgres durable
+    /// (the fault suite crashes them).
     pub fn private() -> Result<Infra> {
-        Self::start(true)
+        Self::start(true, true)
     }
 
-    fn start(force_private: bool) -> Result<Infra> {
+    fn start(force_private: bool, durable: bool) -> Result<Infra> {
         let mut infra = Infra {
             pg_port: 5432,
             redis_port: 6379,
             nats_port: 4222,
             private: Vec::new(),
+            crashed: Vec::new(),
+            durable,
             dir: None,
         };
         let need_pg = force_private || !answers(5432);
@@ -216,8 +227,60 @@ impl Infra {
         recorded.push_str(&format!("{}\n", child.id()));
         std::fs::write(&pids, recorded)?;
         let waited = wait_until_answers(name, port, &mut child);
-        self.private.push(Private { name, child });
+        self.private.push(Private { name, child, port });
         waited.map(|_| port)
+    }
+
+    /// Crashes private server `name` (`postgres`, `redis` or `nats`): SIGKILL; for Postgres
+    /// SIGQUIT, its immediate shutdown — no checkpoint, crash recovery at the next start —
+    /// since a SIGKILLed postmaster leaves backends holding its shared memory.
+    pub fn crash(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .private
+            .iter()
+            .position(|p| p.name == name)
+            .with_context(|| format!("no private {name}"))?;
+        let mut p = self.private.remove(i);
+        if name == "postgres" {
+            let ok = Command::new("kill")
+                .args(["-QUIT", &p.child.id().to_string()])
+                .status()?
+                .success();
+            if !ok {
+                bail!("kill -QUIT postgres failed");
+            }
+        } else {
+            p.child.kill().context("SIGKILL")?;
+        }
+        p.child.wait()?;
+        self.crashed.push((p.name, p.port));
+        Ok(())
+    }
+
+    /// Starts a crashed server again on its port, with its data; how long until it answered.
+    pub fn restart(&mut self, name: &str) -> Result<Duration> {
+        let i = self
+            .crashed
+            .iter()
+            .position(|(n, _)| *n == name)
+            .with_context(|| format!("{name} was not crashed"))?;
+        let (name, port) = self.crashed.remove(i);
+        let started = Instant::now();
+        let child = match name {
+            "postgres" => self.spawn_postgres(port)?,
+            "redis" => self.spawn_redis(port)?,
+            _ => self.spawn_nats(port)?,
+        };
+        self.track(name, child, port)?;
+        Ok(started.elapsed())
+    }
+
+    /// Restarts whatever a scenario crashed and left down (one that failed half-way).
+    pub fn restart_crashed(&mut self) -> Result<()> {
+        while let Some((name, _)) = self.crashed.first().copied() {
+            self.restart(name)?;
+        }
+        Ok(())
     }
 
     fn start_postgres(&mut self) -> Result<u16> {
@@ -262,6 +325,14 @@ impl Infra {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let port = free_port()?;
+        let child = self.spawn_postgres(port)?;
+        self.track("postgres", child, port)
+    }
+
+    fn spawn_postgres(&self, port: u16) -> Result<Child> {
+        let bindir = postgres_bindir().context("Postgres server binaries are missing")?;
+        let data = self.dir().join("pg");
+        let root = is_root();
         // setpriv execs postgres directly, so the pid we hold is the postmaster's.
         let mut cmd = if root {
             let mut c = Command::new("setpriv");
@@ -281,26 +352,37 @@ impl Infra {
                 "-c",
                 "fsync=off",
                 "-c",
-                "synchronous_commit=off",
+                if self.durable {
+                    "synchronous_commit=on"
+                } else {
+                    "synchronous_commit=off"
+                },
                 "-c",
                 "full_page_writes=off",
                 "-c",
                 "max_connections=300",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(
-                self.dir().join("postgres.log"),
-            )?));
-        let child = cmd.spawn().context("starting postgres")?;
-        self.track("postgres", child, port)
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir().join("postgres.log"))?,
+            ));
+        cmd.spawn().context("starting postgres")
     }
 
     fn start_redis(&mut self) -> Result<u16> {
+        let port = free_port()?;
+        let child = self.spawn_redis(port)?;
+        self.track("redis", child, port)
+    }
+
+    fn spawn_redis(&self, port: u16) -> Result<Child> {
         let bin = which("redis-server").context(
             "Redis is not running and redis-server is missing: apt-get install redis-server",
         )?;
-        let port = free_port()?;
-        let child = Command::new(bin)
+        Command::new(bin)
             .args([
                 "--port",
                 &port.to_string(),
@@ -316,24 +398,27 @@ impl Infra {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting redis-server")?;
-        self.track("redis", child, port)
+            .context("starting redis-server")
     }
 
     fn start_nats(&mut self) -> Result<u16> {
+        let port = free_port()?;
+        let child = self.spawn_nats(port)?;
+        self.track("nats", child, port)
+    }
+
+    fn spawn_nats(&self, port: u16) -> Result<Child> {
         let bin = which("nats-server").context(
             "NATS is not running and nats-server is missing: apt-get install nats-server",
         )?;
-        let port = free_port()?;
         let store = self.dir().join("nats");
-        let child = Command::new(bin)
+        Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(&store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting nats-server")?;
-        self.track("nats", child, port)
+            .context("starting nats-server")
     }
 
     pub fn database_url(&self, database: &str) -> String {

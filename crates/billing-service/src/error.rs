@@ -39,7 +39,7 @@ impl From<BillingError> for tonic::Status {
             BillingError::Forbidden(m) => tonic::Status::permission_denied(m),
             BillingError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             BillingError::Db(ref d) => platform::grpc::db_status(d),
-            BillingError::Events(_) => platform::grpc::internal(&e),
+            BillingError::Events(ref ev) => platform::grpc::events_status(ev),
         }
     }
 }

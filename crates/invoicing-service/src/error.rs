@@ -67,7 +67,7 @@ impl From<InvoicingError> for tonic::Status {
             InvoicingError::Forbidden(m) => tonic::Status::permission_denied(m),
             InvoicingError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             InvoicingError::Db(ref d) => platform::grpc::db_status(d),
-            InvoicingError::Events(_) => platform::grpc::internal(&e),
+            InvoicingError::Events(ref ev) => platform::grpc::events_status(ev),
             InvoicingError::Unavailable(_) => {
                 tracing::warn!(error = %e, "dependency unavailable");
                 tonic::Status::unavailable("a dependency is unavailable; retry shortly")

@@ -80,7 +80,7 @@ impl From<PaymentError> for tonic::Status {
                 tonic::Status::unavailable("the payment provider did not answer; retry shortly")
             }
             PaymentError::Db(ref d) => platform::grpc::db_status(d),
-            PaymentError::Events(_) => platform::grpc::internal(&e),
+            PaymentError::Events(ref ev) => platform::grpc::events_status(ev),
         }
     }
 }

@@ -257,16 +257,44 @@ pub fn internal(e: &dyn std::fmt::Display) -> tonic::Status {
 }
 
 /// The status for a database error. A data exception (SQLSTATE class 22: bad encoding, a
-/// value out of range) is input that got past validation: INVALID_ARGUMENT. Anything else is
-/// internal.
+/// value out of range) is input that got past validation: INVALID_ARGUMENT. A database that
+/// is away — the connection cut or refused, the server shutting down or restarting (classes
+/// 08 and 57P, too many connections), no pooled connection in time — is UNAVAILABLE: the
+/// request did not happen and may be retried shortly (a 503 at the gateway). Anything else
+/// is internal.
 pub fn db_status(e: &sqlx::Error) -> tonic::Status {
     match e {
         sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => {
             tracing::warn!(error = %e, "data exception from input");
             tonic::Status::invalid_argument("a value in the request cannot be stored")
         }
+        sqlx::Error::Database(d)
+            if d.code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300") =>
+        {
+            unavailable(e)
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => unavailable(e),
         _ => internal(e),
     }
+}
+
+/// The status for an event error: [`db_status`] when writing the outbox hit the database,
+/// internal otherwise.
+pub fn events_status(e: &crate::events::EventError) -> tonic::Status {
+    match e {
+        crate::events::EventError::Db(d) => db_status(d),
+        _ => internal(e),
+    }
+}
+
+fn unavailable(e: &sqlx::Error) -> tonic::Status {
+    tracing::warn!(error = %e, "database unavailable");
+    tonic::Status::unavailable("the database is unavailable; retry shortly")
 }
 
 /// [`invalid_field`] with the message `field: reason`, as every service words it.

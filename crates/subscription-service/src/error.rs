@@ -74,7 +74,8 @@ impl From<SubError> for tonic::Status {
             SubError::Forbidden(m) => tonic::Status::permission_denied(m),
             SubError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             SubError::Db(ref d) => platform::grpc::db_status(d),
-            SubError::Events(_) | SubError::Corrupt(_) => platform::grpc::internal(&e),
+            SubError::Events(ref ev) => platform::grpc::events_status(ev),
+            SubError::Corrupt(_) => platform::grpc::internal(&e),
         }
     }
 }

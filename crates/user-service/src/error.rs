@@ -49,7 +49,7 @@ impl From<UserError> for tonic::Status {
             UserError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             UserError::Unimplemented(what) => tonic::Status::unimplemented(what),
             UserError::Db(ref d) => platform::grpc::db_status(d),
-            UserError::Events(_) => platform::grpc::internal(&e),
+            UserError::Events(ref ev) => platform::grpc::events_status(ev),
         }
     }
 }

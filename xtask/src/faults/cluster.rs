@@ -196,6 +196,26 @@ impl Cluster {
         Ok(())
     }
 
+    /// SIGSTOP (`stop = true`) or SIGCONT: a stalled process — its sockets stay open, nothing
+    /// answers — as a partition or a long pause looks to its callers.
+    pub fn signal_stop(&mut self, short: &str, stop: bool) -> Result<()> {
+        let pid = self
+            .find(short)?
+            .child
+            .as_ref()
+            .with_context(|| format!("{short} is not running"))?
+            .id();
+        let sig = if stop { "-STOP" } else { "-CONT" };
+        if !Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?
+            .success()
+        {
+            bail!("kill {sig} {short} failed");
+        }
+        Ok(())
+    }
+
     /// Starts a killed service again on its port; how long until it was ready.
     pub fn restart(&mut self, short: &str) -> Result<Duration> {
         self.spawn(short)?;

@@ -31,7 +31,7 @@ pub struct Report {
 
 pub struct Ctx<'a> {
     pub cluster: Cluster,
-    pub infra: &'a Infra,
+    pub infra: &'a mut Infra,
     pub tag: u32,
     pub short: bool,
 }
@@ -94,7 +94,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let packages: Vec<&str> = cluster::SERVICES.iter().map(|(b, _)| *b).collect();
         crate::bench_gateway::build_release(&packages)?
     };
-    let infra = Infra::private()?;
+    let mut infra = Infra::private()?;
     let base = crate::stack::target_dir()?.join("xtask").join("faults");
     let (mut passed, mut failed) = (0, 0);
     for (i, (name, what, scenario)) in scenarios::ALL
@@ -108,7 +108,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let outcome = Cluster::start(&infra, &bins, &dir, tag).and_then(|cluster| {
             let mut ctx = Ctx {
                 cluster,
-                infra: &infra,
+                infra: &mut infra,
                 tag,
                 short,
             };
@@ -116,6 +116,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             ctx.cluster.stop();
             r
         });
+        infra.restart_crashed()?;
         match outcome {
             Ok(r) if r.ok && r.lost == 0 && r.duplicated == 0 => {
                 passed += 1;

@@ -2,4 +2,5 @@
 
 mod app;
 mod channel;
+mod db_errors;
 mod events;

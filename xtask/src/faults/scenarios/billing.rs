@@ -92,7 +92,14 @@ fn start_run(c: &Ctx, billed: &Billed) -> Result<String> {
 
 /// The status of the run at `path` ("" when the gateway did not answer 200).
 fn run_status(c: &Ctx, path: &str) -> Result<String> {
-    let (s, b) = request(&c.cluster.addr("gateway"), "GET", path, &operator()?, &[], "")?;
+    let (s, b) = request(
+        &c.cluster.addr("gateway"),
+        "GET",
+        path,
+        &operator()?,
+        &[],
+        "",
+    )?;
     Ok(if s == 200 {
         json_of(&b)["status"]
             .as_str()
@@ -238,7 +245,8 @@ impl Invoices {
 /// they were.
 fn invoices(c: &Ctx, tenants: usize) -> Result<(Invoices, bool)> {
     let db = c.db("invoicing");
-    let published = "SELECT count(*) FROM invoices WHERE number IS NOT NULL AND pdf_key IS NOT NULL";
+    let published =
+        "SELECT count(*) FROM invoices WHERE number IS NOT NULL AND pdf_key IS NOT NULL";
     let settled = wait_until(Duration::from_secs(120), || {
         Ok(c.count(&db, published)? >= tenants as i64)
     })?;
@@ -302,7 +310,11 @@ pub fn invoicing_kill(c: &mut Ctx) -> Result<Report> {
         detail: format!(
             "{}{}",
             inv.describe(),
-            if settled { "" } else { "; NOT settled in 120 s" }
+            if settled {
+                ""
+            } else {
+                "; NOT settled in 120 s"
+            }
         ),
         ok: settled && inv.gaps == 0,
     })

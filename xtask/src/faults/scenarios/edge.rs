@@ -1,12 +1,13 @@
-//! Faults at the edge: the gateway itself.
+//! Faults at the edge: the gateway itself killed; a service behind it frozen.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::super::client::request;
 use super::super::{Ctx, Report};
-use super::{before_fault, tenant, user_workload, users};
+use super::{before_fault, tenant, user_workload, users, wait_until};
 
 pub fn gateway_kill(c: &mut Ctx) -> Result<Report> {
     let n = if c.short { 100 } else { 500 };
@@ -38,5 +39,78 @@ pub fn gateway_kill(c: &mut Ctx) -> Result<Report> {
             slowest.as_secs_f64()
         ),
         ok: true,
+    })
+}
+
+/// The user service frozen (SIGSTOP: its sockets open, nothing answering — what a partition
+/// or a long pause looks like to its callers) under concurrent reads: the gateway's gRPC
+/// deadline (`GRPC_TIMEOUT_MS`, 5 s) answers each with a 504 problem, none hangs, and once
+/// the service thaws it is answered again.
+pub fn user_stall(c: &mut Ctx) -> Result<Report> {
+    let k = if c.short { 10 } else { 50 };
+    let (t, owner) = tenant(c, "stalled")?;
+    let gw = c.cluster.addr("gateway");
+    let path = format!("/v1/tenants/{t}/users?limit=1");
+    c.cluster.signal_stop("user", true)?;
+    let frozen = Instant::now();
+    let readers: Vec<_> = (0..k)
+        .map(|_| {
+            let (gw, path, owner) = (gw.clone(), path.clone(), owner.clone());
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let answer = request(&gw, "GET", &path, &owner, &[], "");
+                (answer.ok(), t.elapsed())
+            })
+        })
+        .collect();
+    let answers: Vec<_> = readers
+        .into_iter()
+        .map(|r| r.join().expect("a reader thread"))
+        .collect();
+    let frozen_for = frozen.elapsed();
+    c.cluster.signal_stop("user", false)?;
+    let thawed = Instant::now();
+    let back = wait_until(Duration::from_secs(30), || {
+        Ok(matches!(
+            request(&gw, "GET", &path, &owner, &[], ""),
+            Ok((200, _))
+        ))
+    })?;
+    let recovery = thawed.elapsed();
+    let timed_out = answers
+        .iter()
+        .filter(|(a, _)| {
+            a.as_ref()
+                .is_some_and(|(s, b)| *s == 504 && b.contains("\"status\":504"))
+        })
+        .count();
+    let slowest = answers.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    let others: Vec<String> = answers
+        .iter()
+        .filter_map(|(a, _)| match a {
+            Some((504, _)) => None,
+            Some((s, _)) => Some(s.to_string()),
+            None => Some("no answer".into()),
+        })
+        .collect();
+    Ok(Report {
+        workload: format!("{k} concurrent reads while the user service is frozen"),
+        recovery,
+        // A read that hung or got anything but its 504 problem was not answered as it should.
+        lost: (k - timed_out) as u64,
+        duplicated: 0,
+        detail: format!(
+            "{timed_out} answered 504 problem{}; slowest {:.1} s; frozen {:.1} s; answered \
+             again after SIGCONT{}",
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (others: {})", others.join(", "))
+            },
+            slowest.as_secs_f64(),
+            frozen_for.as_secs_f64(),
+            if back { "" } else { ": NOT in 30 s" }
+        ),
+        ok: back,
     })
 }

@@ -15,10 +15,12 @@ use super::{Ctx, Report};
 mod billing;
 mod edge;
 mod flows;
+mod infra;
 
 use billing::{billing_kill, invoicing_kill};
-use edge::gateway_kill;
+use edge::{gateway_kill, user_stall};
 use flows::{notification_kill, subscription_kill, user_kill};
+use infra::{nats_restart, postgres_restart, redis_down};
 
 /// A scenario: it gets a fresh stack and reports what it found.
 pub type Scenario = fn(&mut Ctx) -> Result<Report>;
@@ -57,6 +59,26 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "invoicing-kill",
         "kill -9 of the invoicing service while it turns a run into invoices",
         invoicing_kill,
+    ),
+    (
+        "user-stall",
+        "the user service frozen (SIGSTOP) under reads: 504 problems at the deadline, then served",
+        user_stall,
+    ),
+    (
+        "nats-restart",
+        "NATS killed while users are created, restarted after a while: seats and webhooks once",
+        nats_restart,
+    ),
+    (
+        "postgres-restart",
+        "Postgres crashed and restarted under usage ingestion: clear errors, every record once",
+        postgres_restart,
+    ),
+    (
+        "redis-down",
+        "Redis killed under POSTs with Idempotency-Key and reads: reads served, users once",
+        redis_down,
     ),
 ];
 
@@ -232,17 +254,48 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<bo
 /// Posts `body` to `path` until it is answered `want` (a refused connection, a 5xx or a 429
 /// is tried again, as a client would); the answer.
 fn post_until(addr: &str, path: &str, token: &str, body: &str, want: u16) -> Result<Value> {
+    post_counting(addr, path, token, body, want, &mut Retried::new())
+}
+
+/// The answers a workload retried: status (0: no answer) → how many.
+type Retried = std::collections::BTreeMap<u16, u32>;
+
+/// [`post_until`], counting the answers it retried in `retried`.
+fn post_counting(
+    addr: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+    want: u16,
+    retried: &mut Retried,
+) -> Result<Value> {
     let started = Instant::now();
     loop {
         if started.elapsed() > Duration::from_secs(300) {
             bail!("{path}: no answer in 300 s");
         }
-        match request(addr, "POST", path, token, &[], body) {
+        let status = match request(addr, "POST", path, token, &[], body) {
             Ok((s, b)) if s == want => return Ok(json_of(&b)),
-            Ok((s, _)) if s == 429 || s >= 500 => {}
+            Ok((s, _)) if s == 429 || s >= 500 => s,
             Ok((s, b)) => bail!("{path}: {s} {b}"),
-            Err(_) => {}
-        }
+            Err(_) => 0,
+        };
+        *retried.entry(status).or_default() += 1;
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `503×4, no answer×2`.
+fn describe_retried(retried: &Retried) -> String {
+    if retried.is_empty() {
+        return "none".into();
+    }
+    let parts: Vec<String> = retried
+        .iter()
+        .map(|(s, n)| match s {
+            0 => format!("no answer×{n}"),
+            s => format!("{s}×{n}"),
+        })
+        .collect();
+    parts.join(", ")
 }
