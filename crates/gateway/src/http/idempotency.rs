@@ -40,6 +40,9 @@ pub const MAX_STORED_RESPONSE: usize = 4 << 20;
 #[derive(Clone)]
 pub struct Idempotency {
     pub redis: Option<ConnectionManager>,
+    /// Redis's health, shared with the rate limiter: while Redis is down a key is refused at
+    /// once rather than after a reconnect attempt per request.
+    pub redis_health: std::sync::Arc<platform::cache::Breaker>,
     pub max_body_bytes: usize,
     /// Routes (matched paths) whose body limit is not `max_body_bytes`.
     pub route_body_limits: &'static [(&'static str, usize)],
@@ -126,7 +129,11 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
     let Some(identity) = req.extensions().get::<Identity>().cloned() else {
         return next.run(req).await; // public route: nothing to scope a key by
     };
-    let Some(mut redis) = idem.redis.clone() else {
+    let Some(mut redis) = idem
+        .redis
+        .clone()
+        .filter(|_| idem.redis_health.allows(std::time::Instant::now()))
+    else {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "idempotency_unavailable",
@@ -173,11 +180,16 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
         .arg(CLAIM_SECS)
         .query_async(&mut redis)
         .await;
+    if claimed.is_ok() && idem.redis_health.succeeded() {
+        tracing::info!("Redis is back: idempotency keys honoured again");
+    }
     match claimed {
         Ok(Some(_)) => {}
         Ok(None) => return existing(&mut redis, &redis_key, &fp).await,
         Err(e) => {
-            tracing::warn!(error = %e, "Redis unavailable for idempotency");
+            if idem.redis_health.failed(std::time::Instant::now()) {
+                tracing::warn!(error = %e, "Redis unavailable: requests with an Idempotency-Key are refused (503) until it is back");
+            }
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "idempotency_unavailable",

@@ -85,15 +85,18 @@ pub fn router(deps: Deps) -> Router {
     let invoicing = InvoicingServiceClient::new(upstreams.channel(ServiceName::Invoicing).clone());
     let notifications =
         NotificationServiceClient::new(upstreams.channel(ServiceName::Notification).clone());
+    let redis_health = Arc::new(platform::cache::Breaker::new(ratelimit::REDIS_COOL_DOWN));
     let limiter = ratelimit::RateLimiter::new(
         per_caller,
         per_tenant,
         redis.clone(),
         Some(ratelimit::PlanQuotas::new(subs.clone())),
     )
-    .with_namespace(&redis_namespace);
+    .with_namespace(&redis_namespace)
+    .with_breaker(redis_health.clone());
     let idem = idempotency::Idempotency {
         redis,
+        redis_health,
         max_body_bytes,
         route_body_limits: &[("/v1/usage", metering::USAGE_BODY_LIMIT)],
         namespace: redis_namespace,

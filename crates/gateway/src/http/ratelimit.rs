@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use platform::Problem;
+use platform::cache::Breaker;
 use platform::grpc::Channel;
 use redis::aio::ConnectionManager;
 use rpc::subscription::v1::GetTenantLimitsRequest;
@@ -150,6 +150,8 @@ return {n, room - n, new_tat - now}
 
 /// How long leased tenant tokens may be spent locally before they lapse.
 const LEASE_TTL: Duration = Duration::from_millis(100);
+/// How long Redis is skipped after a failed call before one call probes it again.
+pub const REDIS_COOL_DOWN: Duration = Duration::from_secs(1);
 
 /// Tokens of a tenant's shared budget held by this replica.
 #[derive(Debug, Clone, Copy)]
@@ -217,7 +219,8 @@ pub struct RateLimiter {
     pub per_tenant: Quota,
     pub redis: Option<ConnectionManager>,
     script: Arc<redis::Script>,
-    redis_down: Arc<AtomicBool>,
+    /// Shared with the idempotency layer: Redis down is skipped, not waited on.
+    redis_health: Arc<Breaker>,
     leases: Arc<Mutex<HashMap<String, Lease>>>,
     plans: Option<PlanQuotas>,
     /// Prepended to Redis keys, so stacks sharing one Redis stay apart.
@@ -237,11 +240,17 @@ impl RateLimiter {
             per_tenant,
             redis,
             script: Arc::new(redis::Script::new(GCRA_LUA)),
-            redis_down: Arc::new(AtomicBool::new(false)),
+            redis_health: Arc::new(Breaker::new(REDIS_COOL_DOWN)),
             leases: Arc::new(Mutex::new(HashMap::new())),
             plans,
             namespace: String::new(),
         }
+    }
+
+    /// Shares `breaker` (Redis's health) with the other users of the same Redis.
+    pub fn with_breaker(mut self, breaker: Arc<Breaker>) -> Self {
+        self.redis_health = breaker;
+        self
     }
 
     /// Prefixes this limiter's Redis keys with `prefix` (`EVENT_PREFIX`), when not empty.
@@ -288,6 +297,9 @@ impl RateLimiter {
             return Some(d);
         }
         let mut conn = self.redis.clone()?;
+        if !self.redis_health.allows(now) {
+            return None;
+        }
         let interval_us = (1_000_000 / u64::from(quota.per_sec.max(1))).max(1);
         let r: Result<Vec<i64>, _> = self
             .script
@@ -299,7 +311,7 @@ impl RateLimiter {
             .await;
         match r {
             Ok(v) if v.len() == 3 => {
-                if self.redis_down.swap(false, Ordering::Relaxed) {
+                if self.redis_health.succeeded() {
                     tracing::info!("Redis is back: shared tenant rate limits restored");
                 }
                 let us = |n: i64| Duration::from_micros(n.max(0) as u64);
@@ -341,7 +353,7 @@ impl RateLimiter {
                 })
             }
             Ok(_) | Err(_) => {
-                if !self.redis_down.swap(true, Ordering::Relaxed) {
+                if self.redis_health.failed(Instant::now()) {
                     tracing::warn!(
                         "Redis unavailable: tenant rate limits fall back to this replica's local limit"
                     );

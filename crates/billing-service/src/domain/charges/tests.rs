@@ -342,8 +342,10 @@ mod props {
             let usage = BTreeMap::from([("api_calls".to_string(), Decimal::from(calls))]);
             let lines = super::super::price(&b, &period, &usage).unwrap();
             let end = b.canceled_at.unwrap().min(period.end);
-            let fraction = Decimal::from((end - b.created_at).num_seconds()) / Decimal::from(period.seconds());
-            let want = round_minor(Decimal::from(3000) * fraction).unwrap();
+            // Fee × seconds first (exact), then one division: a quotient that is exactly
+            // half a cent stays exact (dividing first rounded 965.5 down to 965.4999…).
+            let active = Decimal::from((end - b.created_at).num_seconds());
+            let want = round_minor(Decimal::from(3000) * active / Decimal::from(period.seconds())).unwrap();
             prop_assert_eq!(lines[0].amount_minor, want);
             prop_assert!((0..=3000).contains(&lines[0].amount_minor));
             prop_assert_eq!(lines[1].amount_minor, 0, "no seats held");
@@ -352,7 +354,7 @@ mod props {
             let billable_calls = (calls - 100).max(0);
             let exact = Decimal::from(billable_calls.min(1000))
                 + Decimal::from((billable_calls - 1000).max(0)) * Decimal::new(5, 1);
-            let minimum = round_minor(Decimal::from(500) * fraction).unwrap();
+            let minimum = round_minor(Decimal::from(500) * active / Decimal::from(period.seconds())).unwrap();
             prop_assert_eq!(lines[2].quantity, Decimal::from(calls));
             prop_assert_eq!(lines[2].amount_minor, round_minor(exact).unwrap().max(minimum));
         }
