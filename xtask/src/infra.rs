@@ -272,7 +272,25 @@ impl Infra {
             _ => self.spawn_nats(port)?,
         };
         self.track(name, child, port)?;
+        // Postgres listens before its crash recovery is done: wait until it takes queries.
+        while name == "postgres" && !self.accepts_queries()? {
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("postgres takes no queries 60 s after its restart");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Ok(started.elapsed())
+    }
+
+    fn accepts_queries(&self) -> Result<bool> {
+        Ok(Command::new("psql")
+            .args(["-tA", "-h", "127.0.0.1", "-p", &self.pg_port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-c", "SELECT 1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("psql")?
+            .success())
     }
 
     /// Restarts whatever a scenario crashed and left down (one that failed half-way).

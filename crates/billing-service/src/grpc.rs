@@ -175,6 +175,14 @@ impl BillingApi {
             },
         )
         .await?;
+        // Asked again for a window whose run failed or ran out of time: it runs again (it
+        // claimed nothing, so nothing is billed twice).
+        let (row, fresh) = match row.status {
+            RunStatus::Failed | RunStatus::ExceededDeadline if !fresh => {
+                (runs::retry(&mut tx, &row.id, deadline as i32).await?, true)
+            }
+            _ => (row, fresh),
+        };
         if fresh {
             enqueue(&mut tx, &requested_event(&row)).await?;
         }

@@ -502,6 +502,52 @@ async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
     stack.stop().await;
 }
 
+/// A run that failed (the subscription service was away, say) is not the window's last
+/// word: asking for the window again runs it again, as the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_failed_runs_again_when_asked_again() {
+    let stack = Stack::fresh().await;
+    let (_, mut billing) = stack.clients();
+    let now = Utc::now();
+    let start = || bpb::StartRunRequest {
+        period: Some(Period {
+            start: Some(platform::grpc::timestamp(now - chrono::Duration::days(2))),
+            end: Some(platform::grpc::timestamp(now - chrono::Duration::days(1))),
+        }),
+        ..Default::default()
+    };
+    let run = billing
+        .start_run(admin(start()))
+        .await
+        .unwrap()
+        .into_inner();
+    wait_completed(&mut billing, &run.id).await;
+    let pool = stack.bdb.pool().await;
+    sqlx::query("UPDATE billing_runs SET status = 'failed', error = 'usage stream: unavailable' WHERE id = $1")
+        .bind(&run.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let again = billing
+        .start_run(admin(start()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.id, run.id, "the same run");
+    assert_ne!(again.status, bpb::RunStatus::Failed as i32);
+    let done = wait_completed(&mut billing, &run.id).await;
+    assert_eq!(done.error, "");
+    let attempt: i32 = sqlx::query_scalar("SELECT attempt FROM billing_runs WHERE id = $1")
+        .bind(&run.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(attempt, 2);
+    pool.close().await;
+    stack.stop().await;
+}
+
 /// Migration 0304 keys the runs it finds with SQL; new runs are keyed in Rust. Same digest.
 #[tokio::test]
 async fn the_sql_tenant_key_is_the_rust_one() {

@@ -59,7 +59,22 @@ impl RunError {
             RunError::Superseded | RunError::Pipeline(PipelineError::Superseded)
         )
     }
+
+    /// The database or the subscription service was away (a restart, a failover): worth
+    /// running again rather than failing the run.
+    fn transient(&self) -> bool {
+        let db = |e: &sqlx::Error| platform::grpc::db_status(e).code() == tonic::Code::Unavailable;
+        match self {
+            RunError::Db(e) | RunError::Pipeline(PipelineError::Db(e)) => db(e),
+            RunError::Events(platform::events::EventError::Db(e)) => db(e),
+            RunError::Stream(s) => s.code() == tonic::Code::Unavailable,
+            _ => false,
+        }
+    }
 }
+
+/// Attempts of a run that its transient failures may take; the last one fails it.
+const MAX_ATTEMPTS: i32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct Runner {
@@ -187,6 +202,13 @@ impl Runner {
             }
         };
         let result = match result {
+            Err(e) if e.transient() && run.attempt < MAX_ATTEMPTS => {
+                // Left `running` with its heartbeat stopped: once the lease lapses a sweep
+                // requeues it (its partial rows deleted) — the lease is the back-off.
+                metrics::counter!("billing_run_transient_failures_total").increment(1);
+                tracing::warn!(run = %run.id, attempt = run.attempt, error = %e, "billing run hit a transient failure; it runs again once its lease lapses");
+                Ok(())
+            }
             Err(e) if !e.superseded() => {
                 self.fail(&run, RunStatus::Failed, &e.to_string(), done)
                     .await

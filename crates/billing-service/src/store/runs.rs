@@ -219,6 +219,24 @@ pub async fn claim(conn: &mut PgConnection, id: &RunId) -> Result<Option<RunRow>
         .await
 }
 
+/// Queues a run that failed or ran out of time again, with `deadline_seconds`.
+pub async fn retry(
+    conn: &mut PgConnection,
+    id: &RunId,
+    deadline_seconds: i32,
+) -> Result<RunRow, sqlx::Error> {
+    let q = format!(
+        "UPDATE billing_runs SET status = 'queued', error = '', started_at = NULL, \
+         finished_at = NULL, heartbeat_at = NULL, records_processed = 0, \
+         records_per_second = 0, deadline_seconds = $2 WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(id)
+        .bind(deadline_seconds)
+        .fetch_one(conn)
+        .await
+}
+
 /// Inside a transaction that writes for `attempt` of run `id`: whether that attempt still
 /// holds the run. It locks the run row against a requeue (`FOR KEY SHARE`: not against other
 /// writers or the heartbeat) until the transaction ends, so a requeue either comes before —

@@ -111,6 +111,29 @@ fn run_status(c: &Ctx, path: &str) -> Result<String> {
 }
 
 pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
+    run_fault(c, |c| {
+        c.cluster.kill("billing")?;
+        let killed = Instant::now();
+        c.cluster.restart("billing")?;
+        Ok(killed)
+    })
+}
+
+/// Postgres crashes (immediate shutdown) while a run runs, and restarts: the run's failure
+/// is transient, so it runs again once its lease lapses — with nobody asking.
+pub fn postgres_billing(c: &mut Ctx) -> Result<Report> {
+    run_fault(c, |c| {
+        c.infra.crash("postgres")?;
+        let crashed = Instant::now();
+        c.infra.restart("postgres")?;
+        Ok(crashed)
+    })
+}
+
+/// A run over a million records (short: 200,000) of a few tenants; `fault` hits as soon as
+/// the run is claimed (returning when it began) and must leave the stack able to recover.
+/// The run must complete once, with every record summarized, charged and invoiced once.
+fn run_fault(c: &mut Ctx, fault: impl FnOnce(&mut Ctx) -> Result<Instant>) -> Result<Report> {
     let (tenants, records) = if c.short {
         (4, 200_000)
     } else {
@@ -136,19 +159,17 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
         std::thread::sleep(Duration::from_millis(5));
     };
     if status != "running" {
-        bail!("the run was {status:?} when it should have been killed");
+        bail!("the run was {status:?} when the fault should have hit");
     }
-    c.cluster.kill("billing")?;
-    let killed = Instant::now();
+    let killed = fault(c)?;
     let db = c.db("billing");
     let at_kill = c.rows(
         &db,
         &format!("SELECT status, records_processed FROM billing_runs WHERE id = '{run}'"),
     )?;
-    if at_kill.first().is_some_and(|r| !r.starts_with("running")) {
-        bail!("the run ended before the kill: {at_kill:?}");
+    if at_kill.first().is_some_and(|r| r.starts_with("completed")) {
+        bail!("the run completed before the fault: {at_kill:?}");
     }
-    c.cluster.restart("billing")?;
     let mut status = String::new();
     let settled = wait_until(Duration::from_secs(120), || {
         status = run_status(c, &path)?;
@@ -171,6 +192,10 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
         &format!("SELECT coalesce(sum(amount_minor), 0) FROM charges WHERE run_id = '{run}'"),
     )?;
     let runs = c.count(&db, "SELECT count(*) FROM billing_runs")?;
+    let attempts = c.count(
+        &db,
+        &format!("SELECT attempt FROM billing_runs WHERE id = '{run}'"),
+    )?;
     // Invoicing follows the completed run.
     let (inv, invoiced) = invoices(c, tenants)?;
     // Each of these counts every record once (in cents, for the money).
@@ -188,7 +213,7 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
         .unwrap_or(0);
     Ok(Report {
         workload: format!(
-            "one run over {records} records of {} tenants, killed at {}",
+            "one run over {records} records of {} tenants, hit at {}",
             billed.tenants.len(),
             at_kill.first().map(String::as_str).unwrap_or("?")
         ),
@@ -196,7 +221,7 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
         lost: lost.max(0) as u64 + inv.lost(tenants),
         duplicated: doubled.max(0) as u64 + (runs - 1).max(0) as u64 + inv.duplicated(tenants),
         detail: format!(
-            "run {status}; {summarized} records summarized, {charged} cents charged \
+            "run {status} (attempt {attempts}); {summarized} records summarized, {charged} cents charged \
              ({billed_cents} in the run's totals); {}{}",
             inv.describe(),
             if settled && invoiced {

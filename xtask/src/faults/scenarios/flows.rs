@@ -130,6 +130,8 @@ pub(super) fn ingestion(
             "id": "faults-metered", "name": "Metered", "currency": "EUR", "interval": "month",
             "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
                         "model": {"type": "per_unit", "unit_amount": "0.01"}}],
+            "features": [{"key": "calls", "type": "limit", "metric": "api_calls",
+                          "limit": "1000000000", "limit_kind": "soft"}],
         }),
     )?;
     subscribe(c, &t, "faults-metered")?;
@@ -185,18 +187,36 @@ pub(super) fn ingestion(
         Ok(s == 200 && total >= records as f64)
     })?;
     let recovery = began.elapsed();
+    // The entitlement check counts from the same rollups: what it says is used must be
+    // what was ingested, once.
+    let (s, b) = request(
+        &gw,
+        "GET",
+        &format!("/v1/tenants/{t}/entitlements/calls"),
+        &operator,
+        &[],
+        "",
+    )?;
+    let used: f64 = json_of(&b)["used"]
+        .as_str()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(-1.0);
+    if s != 200 {
+        bail!("the entitlement check answered {s}: {b}");
+    }
     let counted = total.max(0.0) as u64;
+    let entitled = used.max(0.0) as u64;
     let unclear = retried
         .keys()
         .any(|s| !matches!(s, 0 | 429 | 502 | 503 | 504));
     Ok(Report {
         workload: format!("{records} usage records in batches of {batch}"),
         recovery,
-        lost: (records as u64).saturating_sub(counted),
-        duplicated: counted.saturating_sub(records as u64),
+        lost: (records as u64).saturating_sub(counted.min(entitled)),
+        duplicated: counted.max(entitled).saturating_sub(records as u64),
         detail: format!(
-            "usage total {total}; answers: {accepted} accepted, {duplicates} duplicates \
-             (batches re-sent); retried: {}{}{}",
+            "usage total {total}, entitlement used {used}; answers: {accepted} accepted, \
+             {duplicates} duplicates (batches re-sent); retried: {}{}{}",
             describe_retried(&retried),
             if unclear {
                 " (NOT all clear errors)"

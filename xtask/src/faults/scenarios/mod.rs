@@ -17,7 +17,7 @@ mod edge;
 mod flows;
 mod infra;
 
-use billing::{billing_kill, invoicing_kill};
+use billing::{billing_kill, invoicing_kill, postgres_billing};
 use edge::{gateway_kill, user_stall};
 use flows::{notification_kill, subscription_kill, user_kill};
 use infra::{nats_restart, postgres_restart, redis_down};
@@ -74,6 +74,11 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "postgres-restart",
         "Postgres crashed and restarted under usage ingestion: clear errors, every record once",
         postgres_restart,
+    ),
+    (
+        "postgres-billing",
+        "Postgres crashed and restarted mid-run: the run runs again by itself, bills once",
+        postgres_billing,
     ),
     (
         "redis-down",
