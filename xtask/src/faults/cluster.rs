@@ -1,5 +1,6 @@
 //! The stack under test: the seven release binaries on free ports, against private
-//! Postgres/Redis/NATS, each logging to `<run dir>/<service>.log` (appended across restarts).
+//! Postgres/Redis/NATS, and the sandbox PSP as a process of its own (`psp`); each logs to
+//! `<run dir>/<service>.log` (appended across restarts).
 //! The harness kills (SIGKILL), stops (SIGSTOP/SIGCONT) and restarts services from outside;
 //! nothing in the services knows.
 
@@ -26,6 +27,7 @@ pub const SERVICES: &[(&str, &str)] = &[
 struct Running {
     short: &'static str,
     binary: &'static str,
+    args: &'static [&'static str],
     port: u16,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -47,6 +49,7 @@ impl Cluster {
             ports.push(infra::free_port()?);
         }
         let sandbox = infra::free_port()?;
+        let psp_secret = format!("whsec_faults_{tag}");
         let gateway = ports[SERVICES.len() - 1];
         let mut common: Vec<(String, String)> = vec![
             ("REDIS_URL".into(), infra.redis_url()),
@@ -89,12 +92,11 @@ impl Cluster {
                         format!("file:{}", dir.join("sms.log").display()),
                     ),
                 ],
+                // The PSP is a process of its own (`psp`, below): it outlives the payment
+                // service, as a real one does.
                 "payment" => vec![
-                    ("SANDBOX_PSP_ADDR", format!("127.0.0.1:{sandbox}")),
-                    (
-                        "SANDBOX_CALLBACK_URL",
-                        format!("http://127.0.0.1:{gateway}/v1/webhooks/psp/stripe"),
-                    ),
+                    ("SANDBOX_PSP", format!("http://127.0.0.1:{sandbox}")),
+                    ("SANDBOX_WEBHOOK_SECRET", psp_secret.clone()),
                     ("PAYMENT_CLOCK_SECS", "1".into()),
                 ],
                 "invoicing" => vec![
@@ -110,20 +112,40 @@ impl Cluster {
             services.push(Running {
                 short,
                 binary,
+                args: &[],
                 port: *port,
                 env,
                 child: None,
             });
         }
+        services.insert(
+            0,
+            Running {
+                short: "psp",
+                binary: "payment-service",
+                args: &["sandbox"],
+                port: sandbox,
+                env: vec![
+                    ("RUST_LOG".into(), "warn".into()),
+                    ("SANDBOX_PSP_ADDR".into(), format!("127.0.0.1:{sandbox}")),
+                    (
+                        "SANDBOX_CALLBACK_URL".into(),
+                        format!("http://127.0.0.1:{gateway}/v1/webhooks/psp/stripe"),
+                    ),
+                    ("SANDBOX_WEBHOOK_SECRET".into(), psp_secret),
+                ],
+                child: None,
+            },
+        );
         let mut cluster = Cluster {
             release: release.to_path_buf(),
             dir: dir.to_path_buf(),
             services,
         };
-        for (_, short) in SERVICES {
+        for short in std::iter::once("psp").chain(SERVICES.iter().map(|(_, s)| *s)) {
             cluster.spawn(short)?;
         }
-        for (_, short) in SERVICES {
+        for short in std::iter::once("psp").chain(SERVICES.iter().map(|(_, s)| *s)) {
             cluster.wait_ready(short, Duration::from_secs(60))?;
         }
         Ok(cluster)
@@ -145,6 +167,7 @@ impl Cluster {
             .append(true)
             .open(&log)?;
         let child = Command::new(release.join(s.binary))
+            .args(s.args)
             .envs(s.env.iter().cloned())
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))

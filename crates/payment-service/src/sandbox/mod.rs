@@ -13,6 +13,7 @@
 
 mod adyen;
 pub mod cards;
+pub mod standalone;
 mod wire;
 
 use std::collections::HashMap;
@@ -60,6 +61,9 @@ impl Sandbox {
         webhook_secret: &str,
         callback_url: Option<String>,
     ) -> std::io::Result<Sandbox> {
+        // Its callbacks go out through reqwest on rustls, which needs a provider (the
+        // platform's: ring) whether or not the payment service installed it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
@@ -80,6 +84,8 @@ impl Sandbox {
             .route("/v1/payment_intents/{id}/{action}", post(act))
             .route("/v1/refunds", post(refund))
             .route("/sandbox/3ds/{id}", post(authenticate).get(authenticate))
+            .route("/sandbox/charges", get(charges))
+            .route("/readyz", get(|| async { StatusCode::OK }))
             .route("/adyen/v71/storedPaymentMethods", get(adyen::stored))
             .route("/adyen/v71/payments", post(adyen::pay))
             .route(
@@ -281,6 +287,13 @@ impl Inner {
         done.await
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }
+}
+
+/// How many times money moved, per PSP intent (what [`Sandbox::charges`] tells in-process):
+/// a test's view of the PSP's ledger from outside.
+async fn charges(State(s): State<Arc<Inner>>) -> Response {
+    let charges = s.state.lock().expect("not poisoned").charges.clone();
+    axum::Json(charges).into_response()
 }
 
 fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response {

@@ -13,7 +13,7 @@ use super::{create_plan, json_of, operator, post_until, subscribe, tenant, wait_
 
 /// The billed tenants: each record counts one call at one cent (prices are in minor units),
 /// so a tenant owes as many cents as it has records.
-struct Billed {
+pub(super) struct Billed {
     tenants: Vec<String>,
     /// `period_start` and `period_end` of the run that bills the periods.
     window: (String, String),
@@ -22,7 +22,7 @@ struct Billed {
 /// `ids` on a metered plan whose first period ended an hour ago, with `records` usage records
 /// counted in it (loaded straight into the subscription service's table: the records are
 /// the run's input, not its workload).
-fn billed_tenants(c: &Ctx, ids: Vec<String>, records: u64) -> Result<Billed> {
+pub(super) fn billed_tenants(c: &Ctx, ids: Vec<String>, records: u64) -> Result<Billed> {
     let plan = json!({
         "id": "faults-run", "name": "Run", "currency": "EUR", "interval": "month",
         "prices": [{"id": "calls", "kind": "metered", "metric": "api_calls",
@@ -80,7 +80,7 @@ fn billed_tenants(c: &Ctx, ids: Vec<String>, records: u64) -> Result<Billed> {
 }
 
 /// Starts the run over `billed`'s window; its path.
-fn start_run(c: &Ctx, billed: &Billed) -> Result<String> {
+pub(super) fn start_run(c: &Ctx, billed: &Billed) -> Result<String> {
     let body = json!({"period_start": billed.window.0, "period_end": billed.window.1,
                       "deadline_seconds": 600})
     .to_string();
@@ -91,7 +91,7 @@ fn start_run(c: &Ctx, billed: &Billed) -> Result<String> {
 }
 
 /// The status of the run at `path` ("" when the gateway did not answer 200).
-fn run_status(c: &Ctx, path: &str) -> Result<String> {
+pub(super) fn run_status(c: &Ctx, path: &str) -> Result<String> {
     let (s, b) = request(
         &c.cluster.addr("gateway"),
         "GET",

@@ -16,11 +16,13 @@ mod billing;
 mod edge;
 mod flows;
 mod infra;
+mod payments;
 
 use billing::{billing_kill, invoicing_kill, postgres_billing};
 use edge::{gateway_kill, user_stall};
 use flows::{notification_kill, subscription_kill, user_kill};
 use infra::{nats_restart, postgres_restart, redis_down};
+use payments::payment_kill;
 
 /// A scenario: it gets a fresh stack and reports what it found.
 pub type Scenario = fn(&mut Ctx) -> Result<Report>;
@@ -59,6 +61,11 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "invoicing-kill",
         "kill -9 of the invoicing service while it turns a run into invoices",
         invoicing_kill,
+    ),
+    (
+        "payment-kill",
+        "kill -9 of the payment service while it charges invoices: each paid, none charged twice",
+        payment_kill,
     ),
     (
         "user-stall",

@@ -1,0 +1,119 @@
+//! The payment service killed while it charges a run's invoices to the tenants' cards. The
+//! sandbox PSP runs as a process of its own, so its ledger — how often money moved — outlives
+//! the kill and is read from it afterwards.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use super::super::client::request;
+use super::super::{Ctx, Report};
+use super::billing::{billed_tenants, run_status, start_run};
+use super::{post_until, tenant, wait_until};
+
+pub fn payment_kill(c: &mut Ctx) -> Result<Report> {
+    let tenants = if c.short { 20 } else { 200 };
+    let gw = c.cluster.addr("gateway");
+    let mut ids = Vec::new();
+    for i in 0..tenants {
+        let (t, owner) = tenant(c, &format!("paying{i}"))?;
+        let card = json!({"provider": "sandbox", "psp_token": "pm_card_visa"}).to_string();
+        post_until(
+            &gw,
+            &format!("/v1/tenants/{t}/payment_methods"),
+            &owner,
+            &card,
+            200,
+        )?;
+        ids.push(t);
+    }
+    let records = tenants as u64 * 10;
+    let billed = billed_tenants(c, ids, records)?;
+    let path = start_run(c, &billed)?;
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(run_status(c, &path)? == "completed")
+    })? {
+        bail!("the run did not complete in 120 s");
+    }
+    // Every invoice is finalized at once and charged off-session as it becomes ready.
+    let inv = c.db("invoicing");
+    let paid = "SELECT count(*) FROM invoices WHERE status = 'paid'";
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(c.count(&inv, paid)? >= tenants as i64 / 4)
+    })? {
+        bail!("a quarter of the invoices were not paid in 120 s");
+    }
+    c.cluster.kill("payment")?;
+    let killed = Instant::now();
+    let at_kill = c.count(&inv, paid)?;
+    if at_kill >= tenants as i64 {
+        bail!("every invoice was paid before the kill");
+    }
+    c.cluster.restart("payment")?;
+    let settled = wait_until(Duration::from_secs(180), || {
+        Ok(c.count(&inv, paid)? >= tenants as i64)
+    })?;
+    let recovery = killed.elapsed();
+
+    // The PSP's ledger: how often money moved per PSP intent.
+    let (s, b) = request(
+        &c.cluster.addr("psp"),
+        "GET",
+        "/sandbox/charges",
+        "",
+        &[],
+        "",
+    )?;
+    if s != 200 {
+        bail!("the sandbox's ledger: {s} {b}");
+    }
+    let moved: HashMap<String, u32> = serde_json::from_str(&b).context("the sandbox's ledger")?;
+    let pay = c.db("payment");
+    // Each invoice's intents, and the PSP intents money moved on.
+    let per_invoice = c.rows(
+        &pay,
+        "SELECT invoice_id || ' ' || coalesce(psp_intent_id, '') FROM payment_intents \
+         WHERE invoice_id IS NOT NULL",
+    )?;
+    let mut charged_per_invoice: HashMap<String, u32> = HashMap::new();
+    for row in &per_invoice {
+        let (invoice, psp) = row.split_once(' ').unwrap_or((row, ""));
+        let n = moved.get(psp).copied().unwrap_or(0);
+        *charged_per_invoice.entry(invoice.to_string()).or_default() += n;
+    }
+    let invoices = c.count(&inv, "SELECT count(*) FROM invoices")?;
+    let paid_now = c.count(&inv, paid)?;
+    let double_charged = charged_per_invoice.values().filter(|n| **n > 1).count();
+    let uncharged = (invoices as usize)
+        .saturating_sub(charged_per_invoice.values().filter(|n| **n >= 1).count());
+    let received = c.count(
+        &pay,
+        "SELECT coalesce(sum(amount_received), 0) FROM payment_intents WHERE invoice_id IS NOT NULL",
+    )?;
+    let due = c.count(&inv, "SELECT coalesce(sum(total_minor), 0) FROM invoices")?;
+    let movements: u32 = moved.values().sum();
+    Ok(Report {
+        workload: format!(
+            "{tenants} invoices charged off-session to a card, killed after {at_kill} were paid"
+        ),
+        recovery,
+        lost: uncharged as u64
+            + (invoices - paid_now).max(0) as u64
+            + (due - received).max(0) as u64,
+        duplicated: double_charged as u64
+            + (received - due).max(0) as u64
+            + u64::from(movements).saturating_sub(invoices as u64),
+        detail: format!(
+            "{paid_now} of {invoices} invoices paid; the PSP moved money {movements} times; \
+             {received} cents received of {due} due{}",
+            if settled {
+                ""
+            } else {
+                "; NOT settled in 180 s"
+            }
+        ),
+        ok: settled,
+    })
+}
