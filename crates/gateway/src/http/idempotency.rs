@@ -5,7 +5,9 @@
 //! base64url-encoded (subjects such as `apikey:key_…` contain `:`, and raw parts could
 //! collide), shared by every gateway replica. A record is claimed with `SET NX` before the request runs ("in progress"),
 //! so a concurrent duplicate sees the claim and gets 409 instead of running too; the finished
-//! response replaces the claim. A 5xx answer releases the claim so the client can retry. If
+//! response replaces the claim. The claim is a lease ([`CLAIM_LEASE`]) the gateway renews
+//! while the request runs, so one left by a gateway that died lapses seconds later. A 5xx
+//! answer releases the claim so the client can retry. If
 //! Redis is unreachable, a request that carries a key is refused with 503 rather than run
 //! without the guarantee it asked for.
 //!
@@ -13,6 +15,8 @@
 //! `MAX_BODY_BYTES`). A response is stored up to `MAX_STORED_RESPONSE`; a larger one still
 //! reaches the client whole, and a replay of its key answers 409
 //! `idempotency_response_not_stored` with the original status rather than an empty body.
+
+use std::time::Duration;
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{MatchedPath, Request};
@@ -32,8 +36,11 @@ use crate::auth::Identity;
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
 const TTL_SECS: u64 = 24 * 3600;
-/// How long an in-progress claim survives a gateway that died mid-request.
-const CLAIM_SECS: u64 = 120;
+/// How long an in-progress claim outlives the gateway holding it: the gateway renews it
+/// every third of this while the request runs, so a claim left by a gateway that died
+/// mid-request lapses this long after — and the client's retry runs — instead of blocking
+/// the key for minutes.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(10);
 /// Largest response body kept for replay.
 pub const MAX_STORED_RESPONSE: usize = 4 << 20;
 
@@ -48,6 +55,8 @@ pub struct Idempotency {
     pub route_body_limits: &'static [(&'static str, usize)],
     /// Prepended to every key (`EVENT_PREFIX`), so stacks sharing one Redis stay apart.
     pub namespace: String,
+    /// [`CLAIM_LEASE`] (shorter in tests).
+    pub claim_lease: Duration,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -176,8 +185,8 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
         .arg(&redis_key)
         .arg(&claim)
         .arg("NX")
-        .arg("EX")
-        .arg(CLAIM_SECS)
+        .arg("PX")
+        .arg(idem.claim_lease.as_millis() as u64)
         .query_async(&mut redis)
         .await;
     if claimed.is_ok() && idem.redis_health.succeeded() {
@@ -198,9 +207,16 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
         }
     }
 
+    let renewal = Renewal::start(
+        redis.clone(),
+        redis_key.clone(),
+        claim.clone(),
+        idem.claim_lease,
+    );
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    drop(renewal);
     let (rparts, rbody) = resp.into_parts();
     let (kept, body) = match buffer_up_to(rbody, MAX_STORED_RESPONSE).await {
         Ok(v) => v,
@@ -246,6 +262,44 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
         }
     }
     Response::from_parts(rparts, body)
+}
+
+/// Keeps a claim alive while its request runs; dropped (the request ended, or its future
+/// was dropped with a client that went away) it stops, and the claim lapses on its own.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+/// Extends the key's life only while it still holds this claim: never a lapsed one, never
+/// the finished record that replaced it (whose 24 hours a late renewal would cut short).
+const RENEW_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+impl Renewal {
+    fn start(mut redis: ConnectionManager, key: String, claim: String, lease: Duration) -> Self {
+        Renewal(tokio::spawn(async move {
+            let script = redis::Script::new(RENEW_LUA);
+            let mut every = tokio::time::interval(lease / 3);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let _: Result<i64, _> = script
+                    .key(&key)
+                    .arg(&claim)
+                    .arg(lease.as_millis() as u64)
+                    .invoke_async(&mut redis)
+                    .await;
+            }
+        }))
+    }
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn release(redis: &mut ConnectionManager, redis_key: &str) {
@@ -330,6 +384,10 @@ async fn existing(redis: &mut ConnectionManager, redis_key: &str, fp: &str) -> R
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "idempotency_tests.rs"]
+mod claims;
 
 #[cfg(test)]
 mod tests {

@@ -97,6 +97,7 @@ pub fn router(deps: Deps) -> Router {
     let idem = idempotency::Idempotency {
         redis,
         redis_health,
+        claim_lease: idempotency::CLAIM_LEASE,
         max_body_bytes,
         route_body_limits: &[("/v1/usage", metering::USAGE_BODY_LIMIT)],
         namespace: redis_namespace,

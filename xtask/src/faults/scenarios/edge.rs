@@ -34,7 +34,7 @@ pub fn gateway_kill(c: &mut Ctx) -> Result<Report> {
         detail: format!(
             "{} users; {conflicts} answered 409 after the restart (created before the kill, \
              its response lost with the gateway); slowest POST {:.1} s (a claim left by the \
-             killed gateway lapses after 120 s)",
+             killed gateway lapses after 10 s)",
             emails.len(),
             slowest.as_secs_f64()
         ),

@@ -147,18 +147,14 @@ fn before_fault<T>(
 fn tenant(c: &Ctx, name: &str) -> Result<(String, String)> {
     let operator = operator()?;
     let body = json!({"name": name, "slug": format!("{name}-{}", c.tag)}).to_string();
-    let (s, b) = request(
+    let created = post_until(
         &c.cluster.addr("gateway"),
-        "POST",
         "/v1/tenants",
         &operator,
-        &[],
         &body,
+        201,
     )?;
-    if s != 201 {
-        bail!("creating a tenant: {s} {b}");
-    }
-    let id = json_of(&b)["id"].as_str().context("tenant id")?.to_string();
+    let id = created["id"].as_str().context("tenant id")?.to_string();
     let owner = crate::token::mint(&id, "owner", &["owner"], 3600)?;
     Ok((id, owner))
 }
