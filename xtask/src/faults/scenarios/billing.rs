@@ -294,13 +294,9 @@ fn invoices(c: &Ctx, tenants: usize) -> Result<(Invoices, bool)> {
     Ok((inv, settled))
 }
 
-pub fn invoicing_kill(c: &mut Ctx) -> Result<Report> {
-    let tenants = if c.short { 60 } else { 400 };
-    let mut ids = Vec::new();
-    for i in 0..tenants {
-        ids.push(tenant(c, &format!("invoiced{i}"))?.0);
-    }
-    let records = tenants as u64 * 10;
+/// Bills `ids` (ten records each) in one run and waits until it completed.
+pub(super) fn completed_run(c: &Ctx, ids: Vec<String>) -> Result<()> {
+    let records = ids.len() as u64 * 10;
     let billed = billed_tenants(c, ids, records)?;
     let path = start_run(c, &billed)?;
     if !wait_until(Duration::from_secs(120), || {
@@ -308,21 +304,44 @@ pub fn invoicing_kill(c: &mut Ctx) -> Result<Report> {
     })? {
         bail!("the run did not complete in 120 s");
     }
+    Ok(())
+}
+
+/// Kills `service` once a tenth of `of` things are `done` (a count in database `db`),
+/// restarts it; when the kill came, and how many were done by then (never all of them).
+pub(super) fn kill_under_way(
+    c: &mut Ctx,
+    service: &str,
+    db: &str,
+    done: &str,
+    of: usize,
+) -> Result<(Instant, i64)> {
+    if !wait_until(Duration::from_secs(120), || {
+        Ok(c.count(db, done)? >= of as i64 / 10)
+    })? {
+        bail!("not a tenth done in 120 s: {done}");
+    }
+    c.cluster.kill(service)?;
+    let killed = Instant::now();
+    let at_kill = c.count(db, done)?;
+    if at_kill >= of as i64 {
+        bail!("all {of} were done before the kill: {done}");
+    }
+    c.cluster.restart(service)?;
+    Ok((killed, at_kill))
+}
+
+pub fn invoicing_kill(c: &mut Ctx) -> Result<Report> {
+    let tenants = if c.short { 60 } else { 400 };
+    let mut ids = Vec::new();
+    for i in 0..tenants {
+        ids.push(tenant(c, &format!("invoiced{i}"))?.0);
+    }
+    let records = tenants as u64 * 10;
+    completed_run(c, ids)?;
     let db = c.db("invoicing");
     let numbered = "SELECT count(number) FROM invoices";
-    // The kill comes once invoicing is under way (a tenth numbered).
-    if !wait_until(Duration::from_secs(120), || {
-        Ok(c.count(&db, numbered)? >= tenants as i64 / 10)
-    })? {
-        bail!("a tenth of the invoices were not finalized in 120 s");
-    }
-    c.cluster.kill("invoicing")?;
-    let killed = Instant::now();
-    let at_kill = c.count(&db, numbered)?;
-    if at_kill >= tenants as i64 {
-        bail!("every invoice was finalized before the kill");
-    }
-    c.cluster.restart("invoicing")?;
+    let (killed, at_kill) = kill_under_way(c, "invoicing", &db, numbered, tenants)?;
     let (inv, settled) = invoices(c, tenants)?;
     let recovery = killed.elapsed();
     let expected = records as i64;

@@ -3,14 +3,14 @@
 //! the kill and is read from it afterwards.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::super::client::request;
 use super::super::{Ctx, Report};
-use super::billing::{billed_tenants, run_status, start_run};
+use super::billing::{completed_run, kill_under_way};
 use super::{post_until, tenant, wait_until};
 
 pub fn payment_kill(c: &mut Ctx) -> Result<Report> {
@@ -29,30 +29,11 @@ pub fn payment_kill(c: &mut Ctx) -> Result<Report> {
         )?;
         ids.push(t);
     }
-    let records = tenants as u64 * 10;
-    let billed = billed_tenants(c, ids, records)?;
-    let path = start_run(c, &billed)?;
-    if !wait_until(Duration::from_secs(120), || {
-        Ok(run_status(c, &path)? == "completed")
-    })? {
-        bail!("the run did not complete in 120 s");
-    }
+    completed_run(c, ids)?;
     // Every invoice is finalized at once and charged off-session as it becomes ready.
     let inv = c.db("invoicing");
     let paid = "SELECT count(*) FROM invoices WHERE status = 'paid'";
-    // The kill comes once payments are under way (a tenth paid).
-    if !wait_until(Duration::from_secs(120), || {
-        Ok(c.count(&inv, paid)? >= tenants as i64 / 10)
-    })? {
-        bail!("a tenth of the invoices were not paid in 120 s");
-    }
-    c.cluster.kill("payment")?;
-    let killed = Instant::now();
-    let at_kill = c.count(&inv, paid)?;
-    if at_kill >= tenants as i64 {
-        bail!("every invoice was paid before the kill");
-    }
-    c.cluster.restart("payment")?;
+    let (killed, at_kill) = kill_under_way(c, "payment", &inv, paid, tenants)?;
     let settled = wait_until(Duration::from_secs(180), || {
         Ok(c.count(&inv, paid)? >= tenants as i64)
     })?;
