@@ -179,7 +179,11 @@ impl BillingApi {
         // claimed nothing, so nothing is billed twice).
         let (row, fresh) = match row.status {
             RunStatus::Failed | RunStatus::ExceededDeadline if !fresh => {
-                (runs::retry(&mut tx, &row.id, deadline as i32).await?, true)
+                match runs::retry(&mut tx, &row.id, deadline as i32).await? {
+                    Some(queued) => (queued, true),
+                    // Another request queued it meanwhile: as it is now.
+                    None => (runs::get(&mut tx, &row.id).await?.unwrap_or(row), false),
+                }
             }
             _ => (row, fresh),
         };

@@ -204,13 +204,18 @@ pub struct SummarySink {
 
 impl Sink for SummarySink {
     async fn write(&self, deltas: Vec<TenantDelta>) -> Result<(), PipelineError> {
+        // A process frozen mid-write would hold its run's row lock (and keep the run from
+        // being requeued) for ever: the server ends such a transaction after 60 s idle.
         // No wait for the WAL flush here: the run's final transaction (status `completed`)
         // commits synchronously, and flushing its WAL flushes these earlier commits too. A
         // crash before it loses only rows of a run that never completed, which is re-run from
         // scratch. (One round trip: the setting rides with BEGIN.)
         let mut tx = self
             .pool
-            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+            .begin_with(
+                "BEGIN; SET LOCAL synchronous_commit = off; \
+                 SET LOCAL idle_in_transaction_session_timeout = '60s'",
+            )
             .await?;
         if !runs::holds(&mut tx, &self.run_id, self.attempt).await? {
             return Err(PipelineError::Superseded);

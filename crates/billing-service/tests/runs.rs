@@ -528,6 +528,12 @@ async fn a_run_that_failed_runs_again_when_asked_again() {
         .execute(&pool)
         .await
         .unwrap();
+    // A row the failed attempt's late write left behind.
+    sqlx::query("INSERT INTO tenant_summaries (run_id, tenant_id, records, quantity) VALUES ($1, 'ten_late', 5, 5)")
+        .bind(&run.id)
+        .execute(&pool)
+        .await
+        .unwrap();
 
     let again = billing
         .start_run(admin(start()))
@@ -544,6 +550,14 @@ async fn a_run_that_failed_runs_again_when_asked_again() {
         .await
         .unwrap();
     assert_eq!(attempt, 2);
+    let late: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tenant_summaries WHERE run_id = $1 AND tenant_id = 'ten_late'",
+    )
+    .bind(&run.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(late, 0, "the failed attempt's rows are not billed");
     pool.close().await;
     stack.stop().await;
 }

@@ -259,9 +259,10 @@ pub fn internal(e: &dyn std::fmt::Display) -> tonic::Status {
 /// The status for a database error. A data exception (SQLSTATE class 22: bad encoding, a
 /// value out of range) is input that got past validation: INVALID_ARGUMENT. A database that
 /// is away — the connection cut or refused, the server shutting down or restarting (classes
-/// 08 and 57P, too many connections), no pooled connection in time — is UNAVAILABLE: the
-/// request did not happen and may be retried shortly (a 503 at the gateway). Anything else
-/// is internal.
+/// 08 and 57P, too many connections), no pooled connection in time — is UNAVAILABLE: retry
+/// shortly (a 503 at the gateway). A connection cut during COMMIT leaves the outcome
+/// unknown, so what callers retry must be idempotent (our writes are: keys, record ids).
+/// Anything else is internal.
 pub fn db_status(e: &sqlx::Error) -> tonic::Status {
     match e {
         sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => {

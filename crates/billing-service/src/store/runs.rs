@@ -174,7 +174,9 @@ pub async fn list(
 }
 
 /// Runs still `running` whose heartbeat is older than `lease` belong to a process that died
-/// or stalled: their partial rows are deleted and they go back to `queued`. A run one of
+/// or stalled: their partial rows are deleted and they go back to `queued`. (A run claimed
+/// by a billing process from before leases — attempt 0, no heartbeat, no fenced writes —
+/// only once its deadline has passed, as then.) A run one of
 /// whose writes is in progress is skipped (its lock says its process lives), so this never
 /// waits on a stalled process. Returns their ids.
 pub async fn requeue_abandoned(
@@ -184,7 +186,8 @@ pub async fn requeue_abandoned(
     let ids: Vec<RunId> = sqlx::query_scalar(
         "UPDATE billing_runs SET status = 'queued', started_at = NULL, heartbeat_at = NULL, \
          records_processed = 0 WHERE id IN (SELECT id FROM billing_runs WHERE status = 'running' \
-         AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => $1) \
+         AND ((attempt > 0 AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => $1)) \
+           OR (attempt = 0 AND started_at < now() - make_interval(secs => deadline_seconds))) \
          FOR UPDATE SKIP LOCKED) RETURNING id",
     )
     .bind(lease.as_secs_f64())
@@ -220,21 +223,28 @@ pub async fn claim(conn: &mut PgConnection, id: &RunId) -> Result<Option<RunRow>
 }
 
 /// Queues a run that failed or ran out of time again, with `deadline_seconds`.
+/// `None` when it is no longer failed (a concurrent request queued it already). Whatever a
+/// failed attempt's late writes left is deleted with it.
 pub async fn retry(
     conn: &mut PgConnection,
     id: &RunId,
     deadline_seconds: i32,
-) -> Result<RunRow, sqlx::Error> {
+) -> Result<Option<RunRow>, sqlx::Error> {
     let q = format!(
         "UPDATE billing_runs SET status = 'queued', error = '', started_at = NULL, \
          finished_at = NULL, heartbeat_at = NULL, records_processed = 0, \
-         records_per_second = 0, deadline_seconds = $2 WHERE id = $1 RETURNING {COLUMNS}"
+         records_per_second = 0, deadline_seconds = $2 \
+         WHERE id = $1 AND status IN ('failed', 'exceeded_deadline') RETURNING {COLUMNS}"
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(q))
+    let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(q))
         .bind(id)
         .bind(deadline_seconds)
-        .fetch_one(conn)
-        .await
+        .fetch_optional(&mut *conn)
+        .await?;
+    if row.is_some() {
+        delete_partial(conn, std::slice::from_ref(id)).await?;
+    }
+    Ok(row)
 }
 
 /// Inside a transaction that writes for `attempt` of run `id`: whether that attempt still
@@ -285,6 +295,20 @@ pub async fn finish(
     done: (i64, f64),
     error: &str,
 ) -> Result<Option<RunRow>, sqlx::Error> {
+    // The row lock first: it waits for this attempt's writes still open (a deadline's
+    // aborted workers may be committing), so the deletion below sees them, and any write
+    // after it finds the run no longer `running`.
+    let held: Option<RunId> = sqlx::query_scalar(
+        "SELECT id FROM billing_runs WHERE id = $1 AND attempt = $2 AND status = 'running' \
+         FOR UPDATE",
+    )
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if held.is_none() {
+        return Ok(None);
+    }
     let q = format!(
         "UPDATE billing_runs SET status = $3, records_processed = $4, records_per_second = $5, \
          error = $6, finished_at = now(), heartbeat_at = NULL \

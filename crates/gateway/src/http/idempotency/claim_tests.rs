@@ -1,5 +1,6 @@
 //! Claims against real Redis, with a 1 s lease: a request that runs longer than the lease
-//! keeps its claim; a claim whose request died with its gateway lapses after the lease.
+//! keeps its claim; a request whose client went away still finishes, and its retry replays
+//! it; a claim left by a gateway that died lapses after the lease.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,19 +110,61 @@ async fn a_request_longer_than_the_lease_keeps_its_claim() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_claim_of_a_request_that_died_with_its_gateway_lapses_after_the_lease() {
+async fn a_request_whose_client_went_away_finishes_and_its_retry_replays_it() {
+    use tower::ServiceExt;
+    let go = Arc::new(Notify::new());
+    let (router, mut redis, ns) = app(go.clone()).await;
+    let key = redis_key(&ns, "ten_claims", "tester", "gone");
+    let first = tokio::spawn(router.clone().oneshot(slow("gone")));
+    until_record(&mut redis, &key, true).await;
+    // The client hangs up mid-request: its connection's future is dropped.
+    first.abort();
+    go.notify_one();
+    // The request ran on and its outcome was stored: the retry replays it, not runs it.
+    for _ in 0..200 {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if stored.is_some_and(|r| r.contains("\"done\"")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retry = router.oneshot(slow("gone")).await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert!(
+        retry.headers().contains_key(REPLAYED),
+        "replayed, not run again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_left_by_a_gateway_that_died_lapses_after_the_lease() {
     use tower::ServiceExt;
     let go = Arc::new(Notify::new());
     let (router, mut redis, ns) = app(go.clone()).await;
     let key = redis_key(&ns, "ten_claims", "tester", "orphan");
-    let first = tokio::spawn(router.clone().oneshot(slow("orphan")));
-    until_record(&mut redis, &key, true).await;
-    // The gateway dies with the request in flight: its future (and its renewal) is gone.
-    first.abort();
+    // What a gateway killed mid-request leaves: its claim, which nobody renews.
+    let orphan = serde_json::to_string(&Record::InProgress {
+        fingerprint: fingerprint(&Method::POST, "/slow", b"{}"),
+        holder: "a-dead-gateway".into(),
+    })
+    .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(orphan)
+        .arg("PX")
+        .arg(LEASE.as_millis() as u64)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let meanwhile = router.clone().oneshot(slow("orphan")).await.unwrap();
+    assert_eq!(meanwhile.status(), StatusCode::CONFLICT, "in progress");
     until_record(&mut redis, &key, false).await;
-    // The client's retry runs.
     go.notify_one();
     let retry = router.oneshot(slow("orphan")).await.unwrap();
     assert_eq!(retry.status(), StatusCode::CREATED);
-    assert!(!retry.headers().contains_key(REPLAYED));
+    assert!(!retry.headers().contains_key(REPLAYED), "run, once");
 }

@@ -6,8 +6,10 @@
 //! collide), shared by every gateway replica. A record is claimed with `SET NX` before the request runs ("in progress"),
 //! so a concurrent duplicate sees the claim and gets 409 instead of running too; the finished
 //! response replaces the claim. The claim is a lease ([`CLAIM_LEASE`]) the gateway renews
-//! while the request runs, so one left by a gateway that died lapses seconds later. A 5xx
-//! answer releases the claim so the client can retry. If
+//! while the request runs, so one left by a gateway that died lapses seconds later; the
+//! request runs detached from the client's connection, so one whose client hung up still
+//! finishes and is stored for the retry to replay ([`claim`]). A 5xx answer releases the
+//! claim so the client can retry. If
 //! Redis is unreachable, a request that carries a key is refused with 503 rather than run
 //! without the guarantee it asked for.
 //!
@@ -32,6 +34,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Identity;
+
+mod claim;
+
+use claim::{Claim, Renewal};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
@@ -64,6 +70,10 @@ pub struct Idempotency {
 enum Record {
     InProgress {
         fingerprint: String,
+        /// Unique to the request holding the claim: only it renews, replaces or releases
+        /// the claim (a retry's claim, after this one lapsed, is another).
+        #[serde(default)]
+        holder: String,
     },
     Done {
         fingerprint: String,
@@ -72,10 +82,7 @@ enum Record {
         body_b64: String,
     },
     /// Done, but the response was over `MAX_STORED_RESPONSE`.
-    NotStored {
-        fingerprint: String,
-        status: u16,
-    },
+    NotStored { fingerprint: String, status: u16 },
 }
 
 fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
@@ -179,6 +186,7 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
 
     let claim = serde_json::to_string(&Record::InProgress {
         fingerprint: fp.clone(),
+        holder: uuid::Uuid::new_v4().simple().to_string(),
     })
     .expect("a record always serializes");
     let claimed: Result<Option<String>, _> = redis::cmd("SET")
@@ -207,29 +215,41 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
         }
     }
 
-    let renewal = Renewal::start(
-        redis.clone(),
-        redis_key.clone(),
-        claim.clone(),
-        idem.claim_lease,
-    );
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    drop(renewal);
+    // The rest runs detached from the client's connection: a client that goes away does not
+    // cut a mutation off half-way, and its outcome is still stored for the retry to replay.
+    let claim = Claim {
+        redis,
+        key: redis_key,
+        value: claim,
+        lease: idem.claim_lease,
+    };
+    let req = Request::from_parts(parts, Body::from(bytes));
+    match tokio::spawn(execute(claim, fp, next, req)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "an idempotent request's task failed");
+            Problem::internal().into_response()
+        }
+    }
+}
+
+/// Runs the claimed request, renewing the claim meanwhile, then replaces the claim with the
+/// outcome (or releases it after a 5xx, so the client can retry).
+async fn execute(mut claim: Claim, fp: String, next: Next, req: Request) -> Response {
+    let renewal = Renewal::start(&claim);
+    let resp = next.run(req).await;
     let (rparts, rbody) = resp.into_parts();
     let (kept, body) = match buffer_up_to(rbody, MAX_STORED_RESPONSE).await {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "response body failed; releasing the idempotency claim");
-            release(&mut redis, &redis_key).await;
+            claim.settle(None).await;
             return Problem::internal().into_response();
         }
     };
     let status = rparts.status.as_u16();
     let record = if rparts.status.is_server_error() {
         // Not a result worth pinning: let the client retry with the same key.
-        release(&mut redis, &redis_key).await;
         None
     } else if let Some(bytes) = &kept {
         Some(Record::Done {
@@ -248,62 +268,9 @@ pub async fn run(idem: &Idempotency, req: Request, next: Next) -> Response {
             status,
         })
     };
-    if let Some(record) = record {
-        let stored = serde_json::to_string(&record).expect("a record always serializes");
-        if let Err(e) = redis::cmd("SET")
-            .arg(&redis_key)
-            .arg(stored)
-            .arg("EX")
-            .arg(TTL_SECS)
-            .query_async::<()>(&mut redis)
-            .await
-        {
-            tracing::warn!(error = %e, "could not store the idempotent response");
-        }
-    }
+    claim.settle(record).await;
+    drop(renewal);
     Response::from_parts(rparts, body)
-}
-
-/// Keeps a claim alive while its request runs; dropped (the request ended, or its future
-/// was dropped with a client that went away) it stops, and the claim lapses on its own.
-struct Renewal(tokio::task::JoinHandle<()>);
-
-/// Extends the key's life only while it still holds this claim: never a lapsed one, never
-/// the finished record that replaced it (whose 24 hours a late renewal would cut short).
-const RENEW_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
-
-impl Renewal {
-    fn start(mut redis: ConnectionManager, key: String, claim: String, lease: Duration) -> Self {
-        Renewal(tokio::spawn(async move {
-            let script = redis::Script::new(RENEW_LUA);
-            let mut every = tokio::time::interval(lease / 3);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                let _: Result<i64, _> = script
-                    .key(&key)
-                    .arg(&claim)
-                    .arg(lease.as_millis() as u64)
-                    .invoke_async(&mut redis)
-                    .await;
-            }
-        }))
-    }
-}
-
-impl Drop for Renewal {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn release(redis: &mut ConnectionManager, redis_key: &str) {
-    let _: Result<(), _> = redis::cmd("DEL").arg(redis_key).query_async(redis).await;
 }
 
 /// Reads `body` while it stays within `cap` bytes: the whole body (`Some`) and a body that
@@ -331,7 +298,7 @@ async fn existing(redis: &mut ConnectionManager, redis_key: &str, fp: &str) -> R
         .unwrap_or(None);
     let record = stored.and_then(|s| serde_json::from_str::<Record>(&s).ok());
     match record {
-        Some(Record::InProgress { fingerprint })
+        Some(Record::InProgress { fingerprint, .. })
         | Some(Record::Done { fingerprint, .. })
         | Some(Record::NotStored { fingerprint, .. })
             if fingerprint != fp =>
@@ -386,8 +353,7 @@ async fn existing(redis: &mut ConnectionManager, redis_key: &str, fp: &str) -> R
 }
 
 #[cfg(test)]
-#[path = "idempotency_tests.rs"]
-mod claims;
+mod claim_tests;
 
 #[cfg(test)]
 mod tests {
