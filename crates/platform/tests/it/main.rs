@@ -4,3 +4,4 @@ mod app;
 mod channel;
 mod db_errors;
 mod events;
+mod metrics_upkeep;
