@@ -64,20 +64,29 @@ fn slow(key: &str) -> Request {
         .unwrap()
 }
 
-/// Waits (at most 10 s) until the key's record exists (`true`) or is gone (`false`).
-async fn until_record(redis: &mut ConnectionManager, key: &str, present: bool) {
+/// Waits (at most 10 s) until the key's record (`None`: no key) is as `wanted`.
+async fn until_record(
+    redis: &mut ConnectionManager,
+    key: &str,
+    what: &str,
+    wanted: impl Fn(Option<&str>) -> bool,
+) {
     for _ in 0..200 {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(key)
-            .query_async(redis)
-            .await
-            .unwrap();
-        if exists == present {
+        let record: Option<String> = redis::cmd("GET").arg(key).query_async(redis).await.unwrap();
+        if wanted(record.as_deref()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the record of {key} never became present={present}");
+    panic!("the record of {key} never became {what}");
+}
+
+fn present(r: Option<&str>) -> bool {
+    r.is_some()
+}
+
+fn gone(r: Option<&str>) -> bool {
+    r.is_none()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +96,7 @@ async fn a_request_longer_than_the_lease_keeps_its_claim() {
     let (router, mut redis, ns) = app(go.clone()).await;
     let key = redis_key(&ns, "ten_claims", "tester", "long");
     let first = tokio::spawn(router.clone().oneshot(slow("long")));
-    until_record(&mut redis, &key, true).await;
+    until_record(&mut redis, &key, "present", present).await;
     // Three leases long: without renewal the claim would be gone.
     tokio::time::sleep(LEASE * 3).await;
     // (Were the claim gone, the duplicate would run — and wait on `go` like the first.)
@@ -116,22 +125,15 @@ async fn a_request_whose_client_went_away_finishes_and_its_retry_replays_it() {
     let (router, mut redis, ns) = app(go.clone()).await;
     let key = redis_key(&ns, "ten_claims", "tester", "gone");
     let first = tokio::spawn(router.clone().oneshot(slow("gone")));
-    until_record(&mut redis, &key, true).await;
+    until_record(&mut redis, &key, "present", present).await;
     // The client hangs up mid-request: its connection's future is dropped.
     first.abort();
     go.notify_one();
     // The request ran on and its outcome was stored: the retry replays it, not runs it.
-    for _ in 0..200 {
-        let stored: Option<String> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if stored.is_some_and(|r| r.contains("\"done\"")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_record(&mut redis, &key, "done", |r| {
+        r.is_some_and(|r| r.contains("\"done\""))
+    })
+    .await;
     let retry = router.oneshot(slow("gone")).await.unwrap();
     assert_eq!(retry.status(), StatusCode::CREATED);
     assert!(
@@ -162,7 +164,7 @@ async fn the_claim_left_by_a_gateway_that_died_lapses_after_the_lease() {
         .unwrap();
     let meanwhile = router.clone().oneshot(slow("orphan")).await.unwrap();
     assert_eq!(meanwhile.status(), StatusCode::CONFLICT, "in progress");
-    until_record(&mut redis, &key, false).await;
+    until_record(&mut redis, &key, "gone", gone).await;
     go.notify_one();
     let retry = router.oneshot(slow("orphan")).await.unwrap();
     assert_eq!(retry.status(), StatusCode::CREATED);
