@@ -6,6 +6,7 @@
 //! - `test [-- args]`: the test suite against the same infrastructure rules (installs the
 //!   pinned schemathesis and scim2-tester first, for the fuzzing and SCIM conformance tests).
 //! - `bench <name> [-- args]`: a benchmark (see BENCHMARKS.md).
+//! - `faults`: the fault suite (`faults/`); `load`: the k6 load runs (`load/`, `tests/load/`).
 //! - `token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]`: a dev JWT.
 
 mod bench_billing;
@@ -14,8 +15,11 @@ mod bench_invoicing;
 mod bench_metering;
 mod bench_notifications;
 mod bench_payments;
+mod client;
+mod cluster;
 mod faults;
 mod infra;
+mod load;
 mod pytools;
 mod stack;
 mod token;
@@ -32,6 +36,9 @@ commands:
   bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering, invoicing, payments, notifications
   faults [SCENARIO…] [--short] [--debug]
                           kill and restart parts of a fresh stack under load; reconcile what was sent
+  load <SCENARIO…|all|soak> [--smoke] [--debug] [--minutes N] [KEY=VALUE…]
+                          k6 load runs (tests/load/) against a fresh stack: ingest, entitlements,
+                          mixed, order-to-cash; soak = mixed for N minutes, memory sampled
   token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]
                           mint a development JWT (HS256, JWT_HS256_SECRET or the dev default)
   infra                   only start the infrastructure and wait (for debugging)
@@ -62,6 +69,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "test" => test(passthrough(rest)),
         "bench" => bench(rest),
         "faults" => faults::run(passthrough(rest)),
+        "load" => load::run(passthrough(rest)),
         "token" => {
             println!("{}", token::from_args(rest)?);
             Ok(ExitCode::SUCCESS)

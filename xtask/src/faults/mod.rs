@@ -5,8 +5,6 @@
 //! workload sent with what the stack holds. One line per scenario, then `N passed, N failed`;
 //! exit 1 on any failure. `--short` runs small workloads (CI). Logs: `target/xtask/faults/`.
 
-mod client;
-mod cluster;
 mod scenarios;
 
 use std::process::{Command, ExitCode};
@@ -14,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::cluster::{self, Cluster};
 use crate::infra::Infra;
-use cluster::Cluster;
 
 /// What a scenario found.
 pub struct Report {
@@ -80,20 +78,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             bail!("unknown scenario {name:?}; one of: {}", all.join(", "));
         }
     }
-    let bins = if debug {
-        let mut build = crate::cargo();
-        build.args(["build", "--bins"]);
-        for (bin, _) in cluster::SERVICES {
-            build.args(["-p", bin]);
-        }
-        if !build.status().context("cargo build")?.success() {
-            bail!("build failed");
-        }
-        crate::stack::target_dir()?.join("debug")
-    } else {
-        let packages: Vec<&str> = cluster::SERVICES.iter().map(|(b, _)| *b).collect();
-        crate::bench_gateway::build_release(&packages)?
-    };
+    let bins = cluster::binaries(debug)?;
     let mut infra = Infra::private()?;
     let base = crate::stack::target_dir()?.join("xtask").join("faults");
     let (mut passed, mut failed) = (0, 0);
@@ -105,17 +90,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let tag = std::process::id() * 10 + i as u32;
         let dir = base.join(format!("{tag}-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
-        let outcome = Cluster::start(&infra, &bins, &dir, tag).and_then(|cluster| {
-            let mut ctx = Ctx {
-                cluster,
-                infra: &mut infra,
-                tag,
-                short,
-            };
-            let r = scenario(&mut ctx);
-            ctx.cluster.stop();
-            r
-        });
+        let outcome =
+            Cluster::start(&infra, &bins, &dir, &format!("f{tag}"), &[]).and_then(|cluster| {
+                let mut ctx = Ctx {
+                    cluster,
+                    infra: &mut infra,
+                    tag,
+                    short,
+                };
+                let r = scenario(&mut ctx);
+                ctx.cluster.stop();
+                r
+            });
         infra.restart_crashed()?;
         match outcome {
             Ok(r) if r.ok && r.lost == 0 && r.duplicated == 0 => {

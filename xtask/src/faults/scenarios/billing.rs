@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::super::client::request;
 use super::super::{Ctx, Report};
 use super::{create_plan, json_of, operator, post_until, subscribe, tenant, wait_until};
+use crate::client::request;
 
 /// The billed tenants: each record counts one call at one cent (prices are in minor units),
 /// so a tenant owes as many cents as it has records.

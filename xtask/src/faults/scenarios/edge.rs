@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::super::client::request;
 use super::super::{Ctx, Report};
 use super::{before_fault, tenant, user_workload, users, wait_until};
+use crate::client::request;
 
 pub fn gateway_kill(c: &mut Ctx) -> Result<Report> {
     let n = if c.short { 100 } else { 500 };

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use super::super::client::{Receiver, request};
 use super::super::{Ctx, Report};
 use super::{
     Retried, before_fault, create_plan, describe_retried, json_of, operator, post_counting,
     subscribe, tenant, user_workload, users, wait_until,
 };
+use crate::client::{Receiver, request};
 
 /// The seat plan the user scenarios subscribe their tenant to: one seat per user.
 pub(super) fn seated_tenant(c: &Ctx, name: &str) -> Result<(String, String)> {

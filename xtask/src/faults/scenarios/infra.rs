@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::super::client::request;
 use super::super::{Ctx, Report};
 use super::flows::{Seated, Webhooks, ingestion, seated_tenant, user_webhooks};
 use super::{before_fault, user_workload, wait_until};
+use crate::client::request;
 
 /// NATS killed while users are created (`user.created` feeds the subscription's seats and the
 /// tenant's webhooks) and kept down while the workload goes on, then started again: the

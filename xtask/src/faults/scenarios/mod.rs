@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::client::request;
 use super::{Ctx, Report};
+use crate::client::request;
 
 mod billing;
 mod edge;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::super::client::request;
 use super::super::{Ctx, Report};
 use super::billing::{completed_run, kill_under_way};
 use super::{post_until, tenant, wait_until};
+use crate::client::request;
 
 pub fn payment_kill(c: &mut Ctx) -> Result<Report> {
     let tenants = if c.short { 20 } else { 200 };

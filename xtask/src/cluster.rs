@@ -1,8 +1,8 @@
-//! The stack under test: the seven release binaries on free ports, against private
-//! Postgres/Redis/NATS, and the sandbox PSP as a process of its own (`psp`); each logs to
-//! `<run dir>/<service>.log` (appended across restarts).
-//! The harness kills (SIGKILL), stops (SIGSTOP/SIGCONT) and restarts services from outside;
-//! nothing in the services knows.
+//! A whole stack as separate processes, for the fault suite and the load runs: the seven
+//! services on free ports against private Postgres/Redis/NATS, and the sandbox PSP as a
+//! process of its own (`psp`); each logs to `<run dir>/<service>.log` (appended across
+//! restarts). The fault suite kills (SIGKILL), stops (SIGSTOP/SIGCONT) and restarts services
+//! from outside; nothing in the services knows.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::client;
+use crate::client;
 use crate::infra::{self, Infra};
 
 /// (binary, short name)
@@ -39,22 +39,47 @@ pub struct Cluster {
     services: Vec<Running>,
 }
 
+/// The service binaries in release mode (optimized, what is measured), or the debug ones
+/// the tests build (`debug`: quicker when they are built already).
+pub fn binaries(debug: bool) -> Result<PathBuf> {
+    if !debug {
+        let packages: Vec<&str> = SERVICES.iter().map(|(b, _)| *b).collect();
+        return crate::bench_gateway::build_release(&packages);
+    }
+    let mut build = crate::cargo();
+    build.args(["build", "--bins"]);
+    for (bin, _) in SERVICES {
+        build.args(["-p", bin]);
+    }
+    if !build.status().context("cargo build")?.success() {
+        bail!("build failed");
+    }
+    Ok(crate::stack::target_dir()?.join("debug"))
+}
+
 impl Cluster {
-    /// Starts every service (databases `f<tag>_<service>`, events under `f<tag>`) and waits
-    /// until each is ready.
-    pub fn start(infra: &Infra, release: &Path, dir: &Path, tag: u32) -> Result<Cluster> {
+    /// Starts every service (databases `<prefix>_<service>`, events under `<prefix>`) and
+    /// waits until each is ready. `extra` adds or overrides variables: `(service, name,
+    /// value)`, service `*` for all of them.
+    pub fn start(
+        infra: &Infra,
+        release: &Path,
+        dir: &Path,
+        prefix: &str,
+        extra: &[(&str, &str, &str)],
+    ) -> Result<Cluster> {
         std::fs::create_dir_all(dir)?;
         let mut ports = Vec::new();
         for _ in SERVICES {
             ports.push(infra::free_port()?);
         }
         let sandbox = infra::free_port()?;
-        let psp_secret = format!("whsec_faults_{tag}");
+        let psp_secret = format!("whsec_{prefix}");
         let gateway = ports[SERVICES.len() - 1];
         let mut common: Vec<(String, String)> = vec![
             ("REDIS_URL".into(), infra.redis_url()),
             ("NATS_URL".into(), infra.nats_url()),
-            ("EVENT_PREFIX".into(), format!("f{tag}")),
+            ("EVENT_PREFIX".into(), prefix.into()),
             ("RUST_LOG".into(), "warn".into()),
             ("LOG_FORMAT".into(), "json".into()),
             ("JWT_HS256_SECRET".into(), crate::token::DEV_SECRET.into()),
@@ -75,7 +100,7 @@ impl Cluster {
             env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
             env.push((
                 "DATABASE_URL".into(),
-                infra.database_url(&format!("f{tag}_{short}")),
+                infra.database_url(&format!("{prefix}_{short}")),
             ));
             let own: Vec<(&str, String)> = match *short {
                 "notification" => vec![
@@ -109,6 +134,12 @@ impl Cluster {
                 _ => vec![],
             };
             env.extend(own.into_iter().map(|(k, v)| (k.to_string(), v)));
+            env.extend(
+                extra
+                    .iter()
+                    .filter(|(s, _, _)| *s == "*" || s == short)
+                    .map(|(_, k, v)| (k.to_string(), v.to_string())),
+            );
             services.push(Running {
                 short,
                 binary,
@@ -185,6 +216,15 @@ impl Cluster {
             .find(|s| s.short == short)
             .expect("a known service");
         format!("127.0.0.1:{}", s.port)
+    }
+
+    /// The process id of a running service.
+    pub fn pid(&self, short: &str) -> Option<u32> {
+        self.services
+            .iter()
+            .find(|s| s.short == short)
+            .and_then(|s| s.child.as_ref())
+            .map(Child::id)
     }
 
     pub fn wait_ready(&mut self, short: &str, limit: Duration) -> Result<Duration> {
