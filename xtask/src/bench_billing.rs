@@ -287,6 +287,14 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             cpu_per_run.1
         );
         println!("{}", phases(&metrics));
+        crate::bench_all::headline(crate::bench_all::Headline {
+            bench: "billing-run",
+            what: &format!("a billing run over {records} usage records, end to end (median)"),
+            value: format!("{run_median:.2} s ({:.2}×)", run_median / group_median),
+            baseline: format!("Postgres GROUP BY {group_median:.2} s"),
+            target: Some("≤ 2× the GROUP BY"),
+            met: run_median <= 2.0 * group_median,
+        });
 
         // The same run for each budget pair (a fresh billing service each time).
         if !grid {

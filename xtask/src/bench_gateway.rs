@@ -192,6 +192,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         // steadier than requests/s on a shared machine.
         let (gateway_pid, user_pid) = (children[1].id(), children[0].id());
         let mut costs = Vec::new();
+        // (requests/s, p99 ms) of nginx, the gateway, the user service
+        let mut figures = Vec::new();
         for (label, args) in [
             (
                 "nginx static reply",
@@ -219,23 +221,14 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             ),
         ] {
             let before = (cpu_secs(gateway_pid), cpu_secs(user_pid));
-            let out = Command::new(&loadgen)
-                .args(&args)
-                .args(opts)
-                .args(["--label", label])
-                .stderr(Stdio::inherit())
-                .output()?;
-            let table = String::from_utf8_lossy(&out.stdout);
-            print!("{table}");
-            if !out.status.success() {
-                bail!("load generator failed for {label}");
-            }
-            // The row's third cell is requests/s.
-            let rps: Option<f64> = table
-                .lines()
-                .find(|l| l.contains(label))
-                .and_then(|l| l.split('|').nth(3))
-                .and_then(|v| v.trim().parse().ok());
+            let table = crate::bench_all::echoed(
+                Command::new(&loadgen)
+                    .args(&args)
+                    .args(opts)
+                    .args(["--label", label]),
+            )?;
+            let rps = crate::bench_all::cell(&table, label, 2);
+            figures.push((rps.unwrap_or(0.0), crate::bench_all::cell(&table, label, 4)));
             let requests = rps.unwrap_or(0.0) * seconds.parse::<f64>().unwrap_or(0.0);
             let per_request = |a: Option<f64>, b: Option<f64>| match (a, b) {
                 (Some(a), Some(b)) if requests > 0.0 => format!("{:.0}", (b - a) / requests * 1e6),
@@ -248,6 +241,19 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 per_request(before.1, after.1)
             ));
         }
+        let ((nginx_rps, _), (gw_rps, gw_p99)) = (figures[0], figures[1]);
+        crate::bench_all::headline(crate::bench_all::Headline {
+            bench: "gateway",
+            what: &format!("authenticated GET through the gateway, {connections} connections"),
+            value: format!(
+                "{gw_rps:.0} req/s ({:.0} %), p99 {:.1} ms",
+                gw_rps / nginx_rps * 100.0,
+                gw_p99.unwrap_or(f64::NAN)
+            ),
+            baseline: format!("nginx static reply {nginx_rps:.0} req/s"),
+            target: Some("≥ 30 % of nginx, p99 < 10 ms"),
+            met: gw_rps >= 0.3 * nginx_rps && gw_p99.is_some_and(|p| p < 10.0),
+        });
         println!("\n| target | gateway CPU µs/request | user service CPU µs/request |");
         println!("| --- | --- | --- |");
         for c in costs.iter().skip(1) {

@@ -128,6 +128,17 @@ fn render_part(release: &std::path::Path) -> Result<()> {
         c_ms / ours_ms,
         c_mib / ours_mib
     );
+    crate::bench_all::headline(crate::bench_all::Headline {
+        bench: "invoicing",
+        what: "one invoice PDF (20 lines), warm render; peak RSS of a one-off render",
+        value: format!(
+            "{warm_ms:.1} ms ({:.0}× faster), {ours_mib:.1} MiB",
+            c_ms / warm_ms
+        ),
+        baseline: format!("Chromium --print-to-pdf {c_ms:.0} ms, {c_mib:.0} MiB"),
+        target: Some("≥ 200× faster, < 30 MiB"),
+        met: c_ms / warm_ms >= 200.0 && ours_mib < 30.0,
+    });
     Ok(())
 }
 
@@ -263,6 +274,17 @@ fn batch_part(release: &std::path::Path, tenants: u64) -> Result<()> {
             tenants as f64 / copy_secs,
             secs / copy_secs
         );
+        crate::bench_all::headline(crate::bench_all::Headline {
+            bench: "invoicing",
+            what: &format!("a run's {tenants} invoices finalized with PDFs stored"),
+            value: format!("{:.0} invoices/s", tenants as f64 / secs),
+            baseline: format!(
+                "Postgres COPY of the rows {:.0} invoices/s",
+                tenants as f64 / copy_secs
+            ),
+            target: None,
+            met: true,
+        });
         let _ = std::fs::remove_file(inv_csv);
         let _ = std::fs::remove_file(line_csv);
         Ok(())

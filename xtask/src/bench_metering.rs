@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::bench_all::{Headline, cell, echoed, headline};
 use crate::bench_gateway::{bench_env, build_release, gateway_command, http, psql, wait_http};
 use crate::infra::{self, Infra};
 
@@ -111,11 +112,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             bail!("COPY failed");
         }
         let secs = started.elapsed().as_secs_f64();
+        let copy_rate = records as f64 / secs;
         println!(
-            "| Postgres COPY into usage_records (ceiling; psql, one stream) | 1 | {:.0} | - | - | - | 0 |",
-            records as f64 / secs
+            "| Postgres COPY into usage_records (ceiling; psql, one stream) | 1 | {copy_rate:.0} | - | - | - | 0 |"
         );
         let n = records.to_string();
+        let mut rates = Vec::new();
         for (label, mode, url, extra) in [
             (
                 "gateway: POST /v1/usage, 1,000-record batches (JWT, RBAC, JSON, gRPC, dedup, rollups)",
@@ -133,30 +135,45 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 vec![],
             ),
         ] {
-            let ok = Command::new(&loadgen)
-                .args([mode, &url, tenant])
-                .args(&extra)
-                .args([
-                    "--records",
-                    &n,
-                    "--batch",
-                    "1000",
-                    "--connections",
-                    &connections,
-                    "--label",
-                    label,
-                ])
-                .status()?
-                .success();
-            if !ok {
-                bail!("load generator failed for {label}");
-            }
+            let out = echoed(
+                Command::new(&loadgen)
+                    .args([mode, &url, tenant])
+                    .args(&extra)
+                    .args([
+                        "--records",
+                        &n,
+                        "--batch",
+                        "1000",
+                        "--connections",
+                        &connections,
+                        "--label",
+                        label,
+                    ]),
+            )?;
+            rates.push(cell(&out, label, 2).unwrap_or(0.0));
+        }
+        for (what, rate) in [
+            (
+                "usage ingestion through the gateway (POST /v1/usage, 1,000-record batches)",
+                rates[0],
+            ),
+            ("usage ingestion straight to the service (gRPC)", rates[1]),
+        ] {
+            headline(Headline {
+                bench: "metering",
+                what,
+                value: format!("{rate:.0} records/s ({:.0} %)", rate / copy_rate * 100.0),
+                baseline: format!("Postgres COPY {copy_rate:.0} rows/s"),
+                target: Some("≥ 50 % of COPY"),
+                met: rate >= copy_rate / 2.0,
+            });
         }
 
         println!();
         Command::new(&loadgen)
             .args(["header", "checks/s"])
             .status()?;
+        let mut p99 = Vec::new();
         for conns in ["1", "64"] {
             for (label, args) in [
                 (
@@ -178,23 +195,26 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                     ],
                 ),
             ] {
-                let ok = Command::new(&loadgen)
-                    .args(&args)
-                    .args([
-                        "--connections",
-                        conns,
-                        "--seconds",
-                        &seconds,
-                        "--label",
-                        label,
-                    ])
-                    .status()?
-                    .success();
-                if !ok {
-                    bail!("load generator failed for {label}");
-                }
+                let out = echoed(Command::new(&loadgen).args(&args).args([
+                    "--connections",
+                    conns,
+                    "--seconds",
+                    &seconds,
+                    "--label",
+                    label,
+                ]))?;
+                p99.push(cell(&out, label, 4).unwrap_or(f64::NAN));
             }
         }
+        // p99 = [gateway 1, in-service 1, gateway 64, in-service 64]
+        headline(Headline {
+            bench: "metering",
+            what: "entitlement check in-service (gRPC, cached), one worker: p99",
+            value: format!("{:.2} ms", p99[1]),
+            baseline: format!("through the gateway {:.2} ms", p99[0]),
+            target: Some("p99 < 2 ms"),
+            met: p99[1] < 2.0,
+        });
         Ok(())
     })();
     for c in children.iter_mut().rev() {

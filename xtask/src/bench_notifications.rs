@@ -49,18 +49,29 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         println!(
             "xtask: signed webhook deliveries vs a plain reqwest loop, event-to-delivery latency, e-mails to aiosmtpd on {port}"
         );
-        let status = Command::new(bench)
-            .args(args)
-            .args(["--smtp", &format!("smtp://127.0.0.1:{port}")])
-            .env("DATABASE_URL", infra.database_url("postgres"))
-            .env("RUST_LOG", "warn")
-            .status()
-            .context("running delivery_bench")?;
-        Ok(if status.success() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+        let out = crate::bench_all::echoed(
+            Command::new(bench)
+                .args(args)
+                .args(["--smtp", &format!("smtp://127.0.0.1:{port}")])
+                .env("DATABASE_URL", infra.database_url("postgres"))
+                .env("RUST_LOG", "warn"),
+        )?;
+        let figure = |key: &str| {
+            out.lines()
+                .flat_map(str::split_whitespace)
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        crate::bench_all::headline(crate::bench_all::Headline {
+            bench: "notifications",
+            what: "signed webhook deliveries, leased and recorded",
+            value: format!("{:.0}/s", figure("webhook_per_sec")),
+            baseline: format!("plain reqwest loop {:.0}/s", figure("baseline_per_sec")),
+            target: None,
+            met: true,
+        });
+        Ok(ExitCode::SUCCESS)
     })();
     infra::terminate(&mut sink, Duration::from_secs(2));
     drop(infra);

@@ -9,6 +9,7 @@
 //! - `faults`: the fault suite (`faults/`); `load`: the k6 load runs (`load/`, `tests/load/`).
 //! - `token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]`: a dev JWT.
 
+mod bench_all;
 mod bench_billing;
 mod bench_gateway;
 mod bench_invoicing;
@@ -33,7 +34,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   up                      run all seven services (Ctrl-C stops everything)
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
-  bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering, invoicing, payments, notifications
+  bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering, invoicing, payments, notifications;
+                          all: every one, then the summary table at the top of BENCHMARKS.md
   faults [SCENARIO…] [--short] [--debug]
                           kill and restart parts of a fresh stack under load; reconcile what was sent
   load <SCENARIO…|all|soak> [--smoke] [--debug] [--minutes N] [KEY=VALUE…]
@@ -166,6 +168,9 @@ const BENCHES: &[(&str, &[&str])] = &[
 ];
 
 fn bench(args: &[String]) -> Result<ExitCode> {
+    if args.first().map(String::as_str) == Some("all") {
+        return bench_all::run();
+    }
     if args.first().map(String::as_str) == Some("gateway") {
         return bench_gateway::run(passthrough(&args[1..]));
     }

@@ -22,6 +22,9 @@ pub enum SubError {
     Events(#[from] platform::events::EventError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The service is shutting down (its usage writers have stopped): try again.
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 impl From<crate::store::copy_binary::CopyError> for SubError {
@@ -76,6 +79,7 @@ impl From<SubError> for tonic::Status {
             SubError::Db(ref d) => platform::grpc::db_status(d),
             SubError::Events(ref ev) => platform::grpc::events_status(ev),
             SubError::Corrupt(_) => platform::grpc::internal(&e),
+            SubError::Unavailable(m) => tonic::Status::unavailable(m),
         }
     }
 }

@@ -26,6 +26,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "2",
         "a billing run's read of the whole usage table: parallel scans (one Postgres connection and core each)",
     ),
+    (
+        "USAGE_WRITERS",
+        "2",
+        "usage ingestion: writers (by tenant) that each store the batches queued meanwhile as one transaction (group commit)",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -34,6 +39,7 @@ pub struct Settings {
     pub entitlement_ttl: Duration,
     pub tick: Duration,
     pub usage_read_parts: usize,
+    pub usage_writers: usize,
 }
 
 impl Settings {
@@ -54,6 +60,7 @@ impl Settings {
                 num_var(&get, "SUBSCRIPTION_TICK_SECS", 30, 1, 3_600)?.into(),
             ),
             usage_read_parts: num_var(&get, "USAGE_READ_PARTS", 2, 1, 64)? as usize,
+            usage_writers: num_var(&get, "USAGE_WRITERS", 2, 1, 64)? as usize,
         })
     }
 }

@@ -39,6 +39,7 @@ impl Harness {
             entitlement_ttl: Duration::from_secs(60),
             tick: Duration::from_secs(3600),
             usage_read_parts: 3,
+            usage_writers: 2,
         };
         let app = subscription_service::build_with(cfg, settings)
             .await
@@ -524,6 +525,56 @@ async fn usage_is_counted_once_under_concurrent_resends_and_bad_records_are_name
         .await
         .unwrap_err();
     assert_eq!(too_many.code(), tonic::Code::InvalidArgument);
+    h.stop().await;
+}
+
+/// Batches sent at once are stored in groups (`store::group_commit`); overlapping ones fall
+/// back to one transaction each. Either way each batch learns its own count, every record is
+/// counted once, and the rollups agree with the records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_overlapping_batches_each_get_their_own_count_and_count_once() {
+    let h = Harness::start().await;
+    h.create_pro_plan().await;
+    let tenants = ["ten_g1", "ten_g2", "ten_g3"];
+    for t in tenants {
+        subscribe(&h, t, "pro").await;
+    }
+    let now = Utc::now();
+    // Batch k: 400 records of its own and 100 it shares with batch k + 1, of tenant k % 3.
+    let batch = |k: usize| -> Vec<pb::UsageRecord> {
+        let t = tenants[k % 3];
+        let own = (0..400).map(move |i| format!("b{k}-{i}"));
+        let shared_prev = (0..50).map(move |i| format!("s{k}-{i}"));
+        let shared_next = (0..50).map(move |i| format!("s{}-{i}", k + 3));
+        own.chain(shared_prev)
+            .chain(shared_next)
+            .map(|id| record(t, &id, "usr_1", "api_calls", "2", now))
+            .collect()
+    };
+    let sends = (0..24).map(|k| ingest(&h, batch(k)));
+    let results = futures::future::join_all(sends).await;
+    for (k, r) in results.iter().enumerate() {
+        assert_eq!(r.accepted + r.duplicates, 500, "batch {k}: {r:?}");
+        assert!(r.rejected.is_empty(), "batch {k}: {r:?}");
+    }
+    // Own ids 24 × 400; shared ids s{k}-{i} for k in 0..27, 50 each.
+    let distinct = 24 * 400 + 27 * 50;
+    let accepted: u32 = results.iter().map(|r| r.accepted).sum();
+    assert_eq!(accepted, distinct);
+    let (records, total, hourly, period): (i64, Decimal, Decimal, Decimal) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM usage_records), \
+                (SELECT sum(quantity) FROM usage_period_total), \
+                (SELECT sum(quantity) FROM usage_hourly), \
+                (SELECT sum(quantity) FROM usage_period)",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    let expected = Decimal::from(2 * distinct);
+    assert_eq!(
+        (records, total, hourly, period),
+        (i64::from(distinct), expected, expected, expected)
+    );
     h.stop().await;
 }
 

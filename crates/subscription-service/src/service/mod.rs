@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::cache::EntitlementCache;
 use crate::error::SubError;
 use crate::settings::Settings;
+use crate::store::group_commit::GroupCommit;
 use crate::store::plans::{self, PlanCache, PlanRow};
 
 mod subscriptions;
@@ -26,11 +27,15 @@ pub struct Service {
     pub plans: PlanCache,
     pub cache: EntitlementCache,
     pub settings: Settings,
+    /// Where usage batches are stored (group commit).
+    pub writer: GroupCommit,
 }
 
 impl Service {
+    /// Needs a Tokio runtime: the usage writers are tasks of their own.
     pub fn new(pool: PgPool, cache: EntitlementCache, settings: Settings) -> Self {
         Service {
+            writer: GroupCommit::start(pool.clone(), settings.usage_writers),
             pool,
             plans: PlanCache::default(),
             cache,

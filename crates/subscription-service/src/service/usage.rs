@@ -2,7 +2,6 @@
 //! the new ones once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
 
 use chrono::Utc;
 use ids::TenantId;
@@ -11,7 +10,6 @@ use pricing::period_containing;
 use super::Service;
 use crate::domain::usage::{self, MAX_BATCH, RawRecord, Reject};
 use crate::error::SubError;
-use crate::store;
 use crate::store::subscriptions;
 use crate::store::usage::Placed;
 
@@ -138,15 +136,14 @@ impl Service {
             }
             batch.push(Placed { record: v, period });
         }
-        let (inserted, touched) = {
-            let started = Instant::now();
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            let out = store::usage::ingest(&mut tx, &batch).await?;
-            tx.commit().await?;
-            metrics::histogram!("usage_ingest_db_seconds").record(started.elapsed().as_secs_f64());
-            out
-        };
-        duplicates += batch.len() as u64 - inserted;
+        // The writers need connections of their own: waiting for one while holding one could
+        // take the whole pool.
+        drop(conn);
+        let sent = batch.len() as u64;
+        let stored = self.writer.store(batch).await?;
+        let inserted = stored.accepted;
+        let touched = stored.tenants;
+        duplicates += sent - inserted;
         metrics::counter!("usage_records_ingested_total").increment(inserted);
         metrics::counter!("usage_records_duplicate_total").increment(duplicates);
         metrics::counter!("usage_records_rejected_total").increment(rejected.len() as u64);

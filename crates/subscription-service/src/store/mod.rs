@@ -2,6 +2,7 @@
 //! filter by it.
 
 pub mod copy_binary;
+pub mod group_commit;
 pub mod periods;
 pub mod plans;
 pub mod seats;

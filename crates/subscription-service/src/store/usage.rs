@@ -1,12 +1,14 @@
 //! Raw usage records and their rollups.
 //!
-//! Ingestion is one statement per batch: the records are inserted with `ON CONFLICT DO
-//! NOTHING` (the primary key is the de-duplication), and only the rows actually inserted feed
-//! the hourly, per-period and tenant-total rollups in the same statement. Every multi-row
-//! write is ordered by its key, so concurrent batches lock rows in one canonical order and
-//! cannot deadlock; a concurrent re-send of the same ids waits for the first and then finds
-//! them taken, so a record is counted once.
+//! Ingestion is one statement per group of batches (`group_commit`): the records are inserted
+//! with `ON CONFLICT DO NOTHING` (the primary key is the de-duplication), and only the rows
+//! actually inserted feed the hourly, per-period and tenant-total rollups in the same
+//! statement. Every multi-row write is ordered by its key, so concurrent groups lock rows in
+//! one canonical order and cannot deadlock; a concurrent re-send of the same ids waits for the
+//! first and then finds them taken, so a record is counted once.
 
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -24,29 +26,40 @@ pub struct Placed {
     pub period: pricing::Period,
 }
 
-/// Stores `batch` (no two records with the same tenant and id); returns how many were new and
-/// the tenants that got new usage.
-pub async fn ingest(
+/// Stores `records` (no two with the same tenant and id); returns how many were new and the
+/// tenants that got new usage.
+///
+/// The insert hands its new rows straight to the rollups (`RETURNING`), rather than joining
+/// them back to the input; each period's end comes from the few distinct (tenant, period)
+/// pairs of the records. In psql, 8,000 records of one tenant: 72 ms with the join, 58 ms
+/// without; a plain `INSERT … ON CONFLICT DO NOTHING` of the same rows 46 ms, `COPY` 25–38 ms.
+pub async fn ingest<P: Borrow<Placed>>(
     conn: &mut PgConnection,
-    batch: &[Placed],
+    records: &[P],
 ) -> Result<(u64, Vec<TenantId>), SubError> {
-    if batch.is_empty() {
+    if records.is_empty() {
         return Ok((0, vec![]));
     }
-    let n = batch.len();
+    let n = records.len();
     let (mut tenants, mut ids, mut users, mut metrics) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut qty, mut ts, mut starts, mut ends) = (
-        Vec::with_capacity(n),
+    let (mut qty, mut ts, mut starts) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for p in batch {
+    // In key order: Postgres' sort for the canonical lock order then finds it sorted.
+    let mut sorted: Vec<&Placed> = records.iter().map(Borrow::borrow).collect();
+    sorted.sort_unstable_by(|a, b| {
+        (a.record.tenant_id.as_str(), a.record.id.as_str())
+            .cmp(&(b.record.tenant_id.as_str(), b.record.id.as_str()))
+    });
+    let mut periods = BTreeSet::new();
+    for p in sorted {
         tenants.push(p.record.tenant_id.as_str());
         ids.push(p.record.id.as_str());
         users.push(p.record.user_id.as_str());
@@ -54,29 +67,27 @@ pub async fn ingest(
         qty.push(p.record.quantity);
         ts.push(p.record.ts);
         starts.push(p.period.start);
-        ends.push(p.period.end);
+        periods.insert((p.record.tenant_id.as_str(), p.period.start, p.period.end));
     }
+    let (p_tenants, (p_starts, p_ends)): (Vec<&str>, (Vec<_>, Vec<_>)) =
+        periods.into_iter().map(|(t, s, e)| (t, (s, e))).unzip();
     let (inserted, touched): (i64, Vec<TenantId>) = sqlx::query_as(
-        r#"WITH input AS (
-            SELECT t.tenant_id COLLATE "C" AS tenant_id, t.id COLLATE "C" AS id,
-                   t.user_id COLLATE "C" AS user_id, t.metric COLLATE "C" AS metric,
-                   t.quantity, t.ts, t.period_start, t.period_end
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],
-                        $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
-                AS t(tenant_id, id, user_id, metric, quantity, ts, period_start, period_end)
-        ), ins AS (
+        r#"WITH ins AS (
             INSERT INTO usage_records (tenant_id, id, user_id, metric, quantity, ts, period_start)
-            SELECT tenant_id, id, user_id, metric, quantity, ts, period_start
-            FROM input ORDER BY tenant_id, id
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                                 $6::timestamptz[], $7::timestamptz[])
+            ORDER BY 1, 2
             ON CONFLICT (tenant_id, id) DO NOTHING
-            RETURNING tenant_id, id
-        ), fresh AS (
-            SELECT input.* FROM input JOIN ins USING (tenant_id, id)
+            RETURNING tenant_id, user_id, metric, quantity, ts, period_start
         ), agg AS (
             -- One pass over the new records; the three rollups aggregate these few rows.
             SELECT tenant_id, metric, date_trunc('hour', ts, 'UTC') AS hour, user_id,
-                   period_start, max(period_end) AS period_end, sum(quantity) AS quantity
-            FROM fresh GROUP BY 1, 2, 3, 4, 5
+                   period_start, sum(quantity) AS quantity, count(*) AS n
+            FROM ins GROUP BY 1, 2, 3, 4, 5
+        ), ends AS (
+            SELECT tenant_id COLLATE "C" AS tenant_id, period_start, period_end
+            FROM unnest($8::text[], $9::timestamptz[], $10::timestamptz[])
+                AS e(tenant_id, period_start, period_end)
         ), hourly AS (
             INSERT INTO usage_hourly AS u (tenant_id, metric, hour, user_id, quantity)
             SELECT tenant_id, metric, hour, user_id, sum(quantity)
@@ -85,18 +96,20 @@ pub async fn ingest(
             DO UPDATE SET quantity = u.quantity + excluded.quantity
         ), period AS (
             INSERT INTO usage_period AS u (tenant_id, metric, period_start, user_id, period_end, quantity)
-            SELECT tenant_id, metric, period_start, user_id, max(period_end), sum(quantity)
-            FROM agg GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            SELECT a.tenant_id, a.metric, a.period_start, a.user_id, max(e.period_end), sum(a.quantity)
+            FROM agg a JOIN ends e USING (tenant_id, period_start)
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
             ON CONFLICT (tenant_id, metric, period_start, user_id)
             DO UPDATE SET quantity = u.quantity + excluded.quantity
         ), total AS (
             INSERT INTO usage_period_total AS u (tenant_id, metric, period_start, period_end, quantity)
-            SELECT tenant_id, metric, period_start, max(period_end), sum(quantity)
-            FROM agg GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            SELECT a.tenant_id, a.metric, a.period_start, max(e.period_end), sum(a.quantity)
+            FROM agg a JOIN ends e USING (tenant_id, period_start)
+            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             ON CONFLICT (tenant_id, metric, period_start)
             DO UPDATE SET quantity = u.quantity + excluded.quantity
         )
-        SELECT (SELECT count(*) FROM ins), ARRAY(SELECT DISTINCT tenant_id FROM ins)"#,
+        SELECT COALESCE(sum(n), 0)::int8, ARRAY(SELECT DISTINCT tenant_id FROM agg) FROM agg"#,
     )
     .bind(&tenants)
     .bind(&ids)
@@ -105,7 +118,9 @@ pub async fn ingest(
     .bind(&qty)
     .bind(&ts)
     .bind(&starts)
-    .bind(&ends)
+    .bind(&p_tenants)
+    .bind(&p_starts)
+    .bind(&p_ends)
     .fetch_one(conn)
     .await?;
     Ok((inserted as u64, touched))
