@@ -49,7 +49,7 @@ const RUNS: &[&[&str]] = &[
         "2",
         "4",
     ],
-    &["billing", "--", "--records", "1000000"],
+    &["billing", "--synthetic", "1000000"],
     &["billing-run", "--records", "1000000"],
     &["gateway", "--seconds", "10", "--connections", "64"],
     &[

@@ -29,7 +29,7 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
         "USAGE_WRITERS",
         "2",
-        "usage ingestion: writers (by tenant) that each store the batches queued meanwhile as one transaction (group commit)",
+        "usage ingestion: writers, taking batches in turn, that each store the batches queued meanwhile as one transaction (group commit)",
     ),
 ];
 

@@ -16,7 +16,7 @@ use crate::cluster::SERVICES;
 
 /// Sessions per second: about half the mixed scenario's measured peak on the reference
 /// machine (BENCHMARKS.md, "Load").
-const DEFAULT_RATE: &str = "20";
+const DEFAULT_RATE: &str = "30";
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 const MAX_GROWTH: f64 = 0.10;
 
