@@ -3,8 +3,8 @@
 //! scraping `/metrics` — memory held until a scrape is a leak all the same. Every 10 s it
 //! samples each service's resident memory and open sockets into `soak.csv`. It fails when a
 //! k6 threshold fails (any failed request among them) or when a service's resident memory
-//! grew more than 10 % from the end of the warm-up (a fifth of the run, at most 2 minutes)
-//! to the end.
+//! grew more than 10 % from the minute after the warm-up (a fifth of the run, at most 2
+//! minutes) to the last minute (means of the samples in each).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -45,6 +45,12 @@ fn sockets(pid: u32) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// Mean resident memory of `samples`, in kB; `None` when there are none.
+fn mean_rss(samples: &[&Sample]) -> Option<f64> {
+    (!samples.is_empty())
+        .then(|| samples.iter().map(|x| x.rss_kb as f64).sum::<f64>() / samples.len() as f64)
 }
 
 pub fn run(t: &Target, minutes: u64) -> Result<(bool, String)> {
@@ -93,16 +99,22 @@ pub fn run(t: &Target, minutes: u64) -> Result<(bool, String)> {
     let mut memory = Vec::new();
     for (_, short) in SERVICES {
         let mine: Vec<&Sample> = samples.iter().filter(|x| x.service == *short).collect();
-        let (Some(base), Some(end)) = (mine.iter().find(|x| x.at >= warm_up), mine.last()) else {
+        // A minute's mean on each side: allocators breathe from one sample to the next.
+        let after: Vec<&Sample> = mine.iter().copied().filter(|x| x.at >= warm_up).collect();
+        let window = (60 / SAMPLE_EVERY.as_secs() as usize).min(after.len() / 2);
+        let (Some(base), Some(end)) = (
+            mean_rss(&after[..window]),
+            mean_rss(&after[after.len() - window..]),
+        ) else {
             continue;
         };
-        let growth = end.rss_kb as f64 / base.rss_kb as f64 - 1.0;
+        let sockets = after.last().map_or(0, |x| x.sockets);
+        let growth = end / base - 1.0;
         memory.push(format!(
-            "{short} {:.1}→{:.1} MB ({:+.1} %, {} sockets)",
-            base.rss_kb as f64 / 1024.0,
-            end.rss_kb as f64 / 1024.0,
+            "{short} {:.1}→{:.1} MB ({:+.1} %, {sockets} sockets)",
+            base / 1024.0,
+            end / 1024.0,
             growth * 100.0,
-            end.sockets
         ));
         if growth > MAX_GROWTH {
             grew.push(*short);
