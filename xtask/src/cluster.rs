@@ -37,6 +37,8 @@ pub struct Cluster {
     release: PathBuf,
     pub dir: PathBuf,
     services: Vec<Running>,
+    /// What the sandbox PSP signs its callbacks with (and the payment service verifies).
+    pub psp_secret: String,
 }
 
 /// The service binaries in release mode (optimized, what is measured), or the debug ones
@@ -163,7 +165,7 @@ impl Cluster {
                         "SANDBOX_CALLBACK_URL".into(),
                         format!("http://127.0.0.1:{gateway}/v1/webhooks/psp/stripe"),
                     ),
-                    ("SANDBOX_WEBHOOK_SECRET".into(), psp_secret),
+                    ("SANDBOX_WEBHOOK_SECRET".into(), psp_secret.clone()),
                 ],
                 child: None,
             },
@@ -172,6 +174,7 @@ impl Cluster {
             release: release.to_path_buf(),
             dir: dir.to_path_buf(),
             services,
+            psp_secret,
         };
         for short in std::iter::once("psp").chain(SERVICES.iter().map(|(_, s)| *s)) {
             cluster.spawn(short)?;

@@ -40,7 +40,7 @@ commands:
                           kill and restart parts of a fresh stack under load; reconcile what was sent
   load <SCENARIO…|all|soak> [--smoke] [--debug] [--minutes N] [KEY=VALUE…]
                           k6 load runs (tests/load/) against a fresh stack: ingest, entitlements,
-                          mixed, order-to-cash; soak = mixed for N minutes, memory sampled
+                          mixed, order-to-cash, psp-callbacks; soak = mixed for N minutes, memory sampled
   token --tenant T [--subject S] [--roles a,b] [--ttl-secs N]
                           mint a development JWT (HS256, JWT_HS256_SECRET or the dev default)
   infra                   only start the infrastructure and wait (for debugging)

@@ -35,6 +35,11 @@ pub const SCENARIOS: &[(&str, &str, &str)] = &[
         "order_to_cash.js",
         "subscribe, use, cancel, bill, invoice, charge, PDF",
     ),
+    (
+        "psp-callbacks",
+        "psp_callbacks.js",
+        "signed PSP callbacks, one in ten a re-send",
+    ),
 ];
 
 /// What the stack runs with under load: limits meant for abuse would only measure themselves.
@@ -132,7 +137,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .join(&run_id);
     let _ = std::fs::remove_dir_all(&dir);
     let cluster = Cluster::start(&infra, &bins, &dir, &run_id, LOAD_ENV)?;
-    let mut env = vec![format!("RUN_ID={run_id}")];
+    let mut env = vec![
+        format!("RUN_ID={run_id}"),
+        format!("PSP_WEBHOOK_SECRET={}", cluster.psp_secret),
+    ];
     if debug {
         // Unoptimized builds are several times slower: their bounds are ten times looser.
         env.push("P99_SCALE=10".into());
