@@ -61,22 +61,30 @@ pub fn run(t: &Target, minutes: u64) -> Result<(bool, String)> {
     let started = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
     let (ok, summary) = std::thread::scope(|s| -> Result<(bool, serde_json::Value)> {
-        let k6 = s.spawn(|| t.k6("soak", "mixed.js", &env));
-        let mut next = Duration::ZERO;
-        while !k6.is_finished() {
-            if started.elapsed() >= next {
-                for (_, short) in SERVICES {
-                    let pid = t.cluster.pid(short).context("a service is not running")?;
-                    samples.push(Sample {
-                        at: started.elapsed(),
-                        service: short,
-                        rss_kb: rss_kb(pid).with_context(|| format!("{short} has exited"))?,
-                        sockets: sockets(pid),
-                    });
-                }
-                next += SAMPLE_EVERY;
+        // Samples now and every SAMPLE_EVERY until k6 is done (its thread says so).
+        let (done, finished) = std::sync::mpsc::channel();
+        let env = &env;
+        let k6 = s.spawn(move || {
+            let r = t.k6("soak", "mixed.js", env);
+            let _ = done.send(());
+            r
+        });
+        loop {
+            for (_, short) in SERVICES {
+                let pid = t.cluster.pid(short).context("a service is not running")?;
+                samples.push(Sample {
+                    at: started.elapsed(),
+                    service: short,
+                    rss_kb: rss_kb(pid).with_context(|| format!("{short} has exited"))?,
+                    sockets: sockets(pid),
+                });
             }
-            std::thread::sleep(Duration::from_millis(200));
+            if !matches!(
+                finished.recv_timeout(SAMPLE_EVERY),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            ) {
+                break;
+            }
         }
         k6.join().expect("the k6 thread")
     })?;

@@ -89,14 +89,41 @@ fn gone(r: Option<&str>) -> bool {
     r.is_none()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_longer_than_the_lease_keeps_its_claim() {
+/// A slow request under `name`, started and holding its claim: where two tests begin.
+struct Claimed {
+    router: Router,
+    redis: ConnectionManager,
+    key: String,
+    go: Arc<Notify>,
+    first: tokio::task::JoinHandle<Result<axum::response::Response, std::convert::Infallible>>,
+}
+
+async fn claimed(name: &str) -> Claimed {
     use tower::ServiceExt;
     let go = Arc::new(Notify::new());
     let (router, mut redis, ns) = app(go.clone()).await;
-    let key = redis_key(&ns, "ten_claims", "tester", "long");
-    let first = tokio::spawn(router.clone().oneshot(slow("long")));
+    let key = redis_key(&ns, "ten_claims", "tester", name);
+    let first = tokio::spawn(router.clone().oneshot(slow(name)));
     until_record(&mut redis, &key, "present", present).await;
+    Claimed {
+        router,
+        redis,
+        key,
+        go,
+        first,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_the_lease_keeps_its_claim() {
+    use tower::ServiceExt;
+    let Claimed {
+        router,
+        mut redis,
+        key,
+        go,
+        first,
+    } = claimed("long").await;
     // Three leases long: without renewal the claim would be gone.
     tokio::time::sleep(LEASE * 3).await;
     // (Were the claim gone, the duplicate would run — and wait on `go` like the first.)
@@ -121,11 +148,13 @@ async fn a_request_longer_than_the_lease_keeps_its_claim() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_client_went_away_finishes_and_its_retry_replays_it() {
     use tower::ServiceExt;
-    let go = Arc::new(Notify::new());
-    let (router, mut redis, ns) = app(go.clone()).await;
-    let key = redis_key(&ns, "ten_claims", "tester", "gone");
-    let first = tokio::spawn(router.clone().oneshot(slow("gone")));
-    until_record(&mut redis, &key, "present", present).await;
+    let Claimed {
+        router,
+        mut redis,
+        key,
+        go,
+        first,
+    } = claimed("gone").await;
     // The client hangs up mid-request: its connection's future is dropped.
     first.abort();
     go.notify_one();
