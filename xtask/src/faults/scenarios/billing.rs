@@ -332,7 +332,9 @@ pub(super) fn kill_under_way(
 }
 
 pub fn invoicing_kill(c: &mut Ctx) -> Result<Report> {
-    let tenants = if c.short { 60 } else { 400 };
+    // Enough that the kill lands while invoices are still being made, on a fast machine too
+    // (60 were all done between two polls once).
+    let tenants = if c.short { 300 } else { 400 };
     let mut ids = Vec::new();
     for i in 0..tenants {
         ids.push(tenant(c, &format!("invoiced{i}"))?.0);
