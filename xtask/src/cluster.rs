@@ -81,6 +81,10 @@ impl Cluster {
         let mut common: Vec<(String, String)> = vec![
             ("REDIS_URL".into(), infra.redis_url()),
             ("NATS_URL".into(), infra.nats_url()),
+            (
+                "EVENT_STREAM_REPLICAS".into(),
+                infra.nats_replicas().to_string(),
+            ),
             ("EVENT_PREFIX".into(), prefix.into()),
             ("RUST_LOG".into(), "warn".into()),
             ("LOG_FORMAT".into(), "json".into()),
@@ -200,7 +204,19 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(&log)?;
-        let child = Command::new(release.join(s.binary))
+        // `XTASK_WRAP_<SERVICE>` runs the service under a tool, e.g.
+        // `XTASK_WRAP_GATEWAY="heaptrack -o /tmp/gw"` for a heap profile of a load run.
+        let wrap = std::env::var(format!("XTASK_WRAP_{}", short.to_uppercase())).ok();
+        let mut words = wrap.iter().flat_map(|w| w.split_whitespace());
+        let mut cmd = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(release.join(s.binary));
+                c
+            }
+            None => Command::new(release.join(s.binary)),
+        };
+        let child = cmd
             .args(s.args)
             .envs(s.env.iter().cloned())
             .stdout(Stdio::from(out.try_clone()?))

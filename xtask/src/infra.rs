@@ -31,7 +31,14 @@ pub struct Infra {
     /// tests' and benchmarks' instances skip that.
     durable: bool,
     dir: Option<PathBuf>,
+    /// A three-node NATS cluster, once started: each node's (client, route, monitoring) ports.
+    nats_cluster: Option<[(u16, u16, u16); 3]>,
+    /// Whether the services are pointed at the cluster rather than the single NATS.
+    cluster_in_use: bool,
 }
+
+/// The NATS cluster's nodes (their names in `crash`/`restart`).
+pub const NATS_NODES: [&str; 3] = ["nats-0", "nats-1", "nats-2"];
 
 pub fn answers(port: u16) -> bool {
     TcpStream::connect_timeout(
@@ -184,18 +191,14 @@ impl Infra {
             crashed: Vec::new(),
             durable,
             dir: None,
+            nats_cluster: None,
+            cluster_in_use: false,
         };
         let need_pg = force_private || !answers(5432);
         let need_redis = force_private || !answers(6379);
         let need_nats = force_private || !answers(4222);
         if need_pg || need_redis || need_nats {
-            let base = workspace_root().join("target").join("xtask");
-            std::fs::create_dir_all(&base)?;
-            clean_stale(&base);
-            let dir = base.join(std::process::id().to_string());
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            infra.dir = Some(dir);
+            infra.make_dir()?;
         }
         if need_pg {
             infra.pg_port = infra.start_postgres()?;
@@ -219,6 +222,21 @@ impl Infra {
             eprintln!("xtask: {what} on 127.0.0.1:{port} ({how})");
         }
         Ok(infra)
+    }
+
+    /// The directory private servers keep their data in (one per xtask process).
+    fn make_dir(&mut self) -> Result<()> {
+        if self.dir.is_some() {
+            return Ok(());
+        }
+        let base = workspace_root().join("target").join("xtask");
+        std::fs::create_dir_all(&base)?;
+        clean_stale(&base);
+        let dir = base.join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        self.dir = Some(dir);
+        Ok(())
     }
 
     fn dir(&self) -> &Path {
@@ -275,7 +293,8 @@ impl Infra {
         let child = match name {
             "postgres" => self.spawn_postgres(port)?,
             "redis" => self.spawn_redis(port)?,
-            _ => self.spawn_nats(port)?,
+            "nats" => self.spawn_nats(port)?,
+            node => self.spawn_nats_node(node)?,
         };
         self.track(name, child, port)?;
         // Postgres listens before its crash recovery is done: wait until it takes queries.
@@ -445,6 +464,97 @@ impl Infra {
             .context("starting nats-server")
     }
 
+    /// Points the services at a three-node NATS cluster (started on first use, JetStream on
+    /// each, streams kept at R3: [`Infra::nats_replicas`]) instead of the single NATS, or
+    /// back (`false`).
+    pub fn use_nats_cluster(&mut self, on: bool) -> Result<()> {
+        if on && self.nats_cluster.is_none() {
+            self.make_dir()?;
+            let mut ports = [(0, 0, 0); 3];
+            for p in &mut ports {
+                *p = (free_port()?, free_port()?, free_port()?);
+            }
+            self.nats_cluster = Some(ports);
+            for node in NATS_NODES {
+                let child = self.spawn_nats_node(node)?;
+                let port = self.node_ports(node)?.0;
+                self.track(node, child, port)?;
+            }
+            self.wait_nats_cluster_healthy()?;
+        }
+        self.cluster_in_use = on;
+        Ok(())
+    }
+
+    /// Copies of each stream the services should ask for: 3 on the cluster, else 1.
+    pub fn nats_replicas(&self) -> usize {
+        if self.cluster_in_use { 3 } else { 1 }
+    }
+
+    /// Until every node is healthy and knows the JetStream meta leader of all three (before
+    /// that, creating a stream times out).
+    pub fn wait_nats_cluster_healthy(&self) -> Result<()> {
+        let ready = |addr: &str| {
+            let get = |path| crate::client::request(addr, "GET", path, "", &[], "");
+            get("/healthz").is_ok_and(|(status, _)| status == 200)
+                && get("/jsz")
+                    .ok()
+                    .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                    .is_some_and(|jsz| {
+                        let meta = &jsz["meta_cluster"];
+                        meta["leader"].as_str().is_some_and(|l| !l.is_empty())
+                            && meta["cluster_size"] == 3
+                    })
+        };
+        let started = Instant::now();
+        for (_, _, monitor) in self.nats_cluster.iter().flatten() {
+            while !ready(&format!("127.0.0.1:{monitor}")) {
+                if started.elapsed() > Duration::from_secs(60) {
+                    bail!(
+                        "the NATS cluster has no JetStream leader after 60 s (logs: {})",
+                        self.dir().display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    fn node_ports(&self, node: &str) -> Result<(u16, u16, u16)> {
+        let i = NATS_NODES
+            .iter()
+            .position(|n| *n == node)
+            .with_context(|| format!("no NATS node {node}"))?;
+        let ports = self.nats_cluster.context("no NATS cluster")?;
+        Ok(ports[i])
+    }
+
+    fn spawn_nats_node(&self, node: &str) -> Result<Child> {
+        let bin =
+            which("nats-server").context("nats-server is missing: apt-get install nats-server")?;
+        let (client, route, monitor) = self.node_ports(node)?;
+        let routes: Vec<String> = self
+            .nats_cluster
+            .iter()
+            .flatten()
+            .filter(|(_, r, _)| *r != route)
+            .map(|(_, r, _)| format!("nats://127.0.0.1:{r}"))
+            .collect();
+        let log = std::fs::File::create(self.dir().join(format!("{node}.log")))?;
+        Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &client.to_string(), "-js", "-sd"])
+            .arg(self.dir().join(node))
+            .args(["--server_name", node, "--cluster_name", "xtask"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+            .args(["--routes", &routes.join(",")])
+            .args(["-m", &monitor.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting nats-server")
+    }
+
     pub fn database_url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.pg_port)
     }
@@ -453,8 +563,16 @@ impl Infra {
         format!("redis://127.0.0.1:{}", self.redis_port)
     }
 
+    /// The single NATS, or every node of the cluster when it is in use.
     pub fn nats_url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.nats_port)
+        match self.nats_cluster {
+            Some(nodes) if self.cluster_in_use => nodes
+                .iter()
+                .map(|(client, _, _)| format!("nats://127.0.0.1:{client}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => format!("nats://127.0.0.1:{}", self.nats_port),
+        }
     }
 
     /// What the tests read (see test-support).

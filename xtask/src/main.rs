@@ -32,7 +32,8 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  up                      run all seven services (Ctrl-C stops everything)
+  up [--nats-cluster]     run all seven services (Ctrl-C stops everything);
+                          --nats-cluster: on three local NATS nodes, streams at R3
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
   bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering, invoicing, payments, notifications;
                           all: every one, then the summary table at the top of BENCHMARKS.md
@@ -67,7 +68,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         }
     };
     match cmd {
-        "up" => stack::up(),
+        "up" => stack::up(rest),
         "test" => test(passthrough(rest)),
         "bench" => bench(rest),
         "faults" => faults::run(passthrough(rest)),
@@ -99,6 +100,7 @@ fn cargo() -> Command {
 
 fn test(extra: &[String]) -> Result<ExitCode> {
     let tools = pytools::ensure()?;
+    let checkers = pytools::manifest_checkers()?;
     let infra = infra::Infra::ensure()?;
     let nextest = cargo()
         .args(["nextest", "--version"])
@@ -115,7 +117,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         .env("SCHEMATHESIS", &tools.schemathesis)
         .env("SCIM_TESTER_PYTHON", &tools.python)
         .env("PYTOOLS_PYTHON", &tools.python)
-        .env("MOTO_SERVER", &tools.moto_server);
+        .env("MOTO_SERVER", &tools.moto_server)
+        .env("KUBERNETES_VALIDATE", &checkers.kubernetes_validate)
+        .env("CHECKOV", &checkers.checkov);
     println!("xtask: {cmd:?}");
     let status = cmd.status().context("running cargo")?;
     drop(infra);

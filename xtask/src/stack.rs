@@ -78,9 +78,19 @@ fn readyz(addr: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-pub fn up() -> Result<ExitCode> {
+/// `cargo xtask up [--nats-cluster]`: the whole stack in debug mode; `--nats-cluster` runs
+/// three local NATS nodes (JetStream streams at R3) instead of one server.
+pub fn up(args: &[String]) -> Result<ExitCode> {
+    let mut nats_cluster = false;
+    for a in args {
+        match a.as_str() {
+            "--nats-cluster" => nats_cluster = true,
+            other => bail!("unknown option {other:?} (up [--nats-cluster])"),
+        }
+    }
     let rx = signals()?;
-    let infra = Infra::ensure()?;
+    let mut infra = Infra::ensure()?;
+    infra.use_nats_cluster(nats_cluster)?;
     let mut build = crate::cargo();
     build.args(["build", "--bins"]);
     for (bin, _, _) in SERVICES {
@@ -105,6 +115,10 @@ pub fn up() -> Result<ExitCode> {
     let mut env: Vec<(String, String)> = vec![
         ("REDIS_URL".into(), infra.redis_url()),
         ("NATS_URL".into(), infra.nats_url()),
+        (
+            "EVENT_STREAM_REPLICAS".into(),
+            infra.nats_replicas().to_string(),
+        ),
         ("LOG_FORMAT".into(), "pretty".into()),
         ("JWT_HS256_SECRET".into(), crate::token::DEV_SECRET.into()),
         // The public development secret is refused without it.

@@ -150,12 +150,17 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
         "NATS_URL",
         "nats://localhost:4222",
-        "NATS server with JetStream",
+        "NATS server with JetStream; a cluster's servers comma-separated (any that answers will do)",
     ),
     (
         "EVENT_PREFIX",
         "(empty)",
         "prefix for JetStream stream names and subjects and for Redis keys; isolates stacks sharing one NATS and Redis",
+    ),
+    (
+        "EVENT_STREAM_REPLICAS",
+        "1",
+        "copies JetStream keeps of each stream: 1 on a single NATS server, 3 on a three-node cluster (one node may fail without losing an event)",
     ),
     (
         "MAX_WORKERS",
@@ -257,6 +262,8 @@ pub struct ServiceConfig {
     pub redis_url: String,
     pub nats_url: String,
     pub event_prefix: String,
+    /// JetStream replicas of every stream (R1 on one server, R3 on a cluster).
+    pub event_stream_replicas: usize,
     pub max_workers: usize,
     pub max_db_jobs: usize,
     pub log_format: LogFormat,
@@ -374,6 +381,7 @@ impl ServiceConfig {
             redis_url,
             nats_url,
             event_prefix,
+            event_stream_replicas: num_var(&get, "EVENT_STREAM_REPLICAS", 1, 1, 5)? as usize,
             max_workers: num_var(&get, "MAX_WORKERS", 8, 1, 100_000)? as usize,
             max_db_jobs: num_var(&get, "MAX_DB_JOBS", 8, 1, 100_000)? as usize,
             log_format,

@@ -35,7 +35,8 @@ impl Backbone {
     pub async fn connect(cfg: &ServiceConfig, migrator: &Migrator) -> Result<Self, StartError> {
         let pool = db::connect_and_migrate(&cfg.database_url, cfg.into(), migrator).await?;
         let bus = EventBus::connect(&cfg.nats_url, &cfg.event_prefix).await?;
-        bus.ensure_streams().await?;
+        bus.ensure_streams_replicated(cfg.event_stream_replicas)
+            .await?;
         Ok(Backbone { pool, bus })
     }
 }

@@ -33,6 +33,11 @@ impl fmt::Display for Secret {
 /// `url` with the password of its user-info (`scheme://user:password@host`) replaced, for
 /// printing connection strings.
 pub fn redact_url(url: &str) -> String {
+    // A list of servers (`NATS_URL` of a cluster) has a password in each.
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };

@@ -90,6 +90,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let tag = std::process::id() * 10 + i as u32;
         let dir = base.join(format!("{tag}-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
+        infra.use_nats_cluster(scenarios::ON_NATS_CLUSTER.contains(name))?;
         let outcome =
             Cluster::start(&infra, &bins, &dir, &format!("f{tag}"), &[]).and_then(|cluster| {
                 let mut ctx = Ctx {

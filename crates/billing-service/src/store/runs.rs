@@ -186,8 +186,8 @@ pub async fn requeue_abandoned(
     let ids: Vec<RunId> = sqlx::query_scalar(
         "UPDATE billing_runs SET status = 'queued', started_at = NULL, heartbeat_at = NULL, \
          records_processed = 0 WHERE id IN (SELECT id FROM billing_runs WHERE status = 'running' \
-         AND ((attempt > 0 AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => $1)) \
-           OR (attempt = 0 AND started_at < now() - make_interval(secs => deadline_seconds))) \
+         AND ((attempt > 0 AND coalesce(heartbeat_at, started_at) < now() - $1 * INTERVAL '1 second') \
+           OR (attempt = 0 AND started_at < now() - deadline_seconds * INTERVAL '1 second')) \
          FOR UPDATE SKIP LOCKED) RETURNING id",
     )
     .bind(lease.as_secs_f64())

@@ -19,6 +19,7 @@ fn defaults_point_at_localhost() {
     assert_eq!(c.max_workers, 8);
     assert_eq!(c.upstream(ServiceName::User), "http://127.0.0.1:50051");
     assert_eq!(c.log_format, LogFormat::Pretty);
+    assert_eq!(c.event_stream_replicas, 1);
 }
 
 #[test]
@@ -26,11 +27,14 @@ fn debug_output_hides_connection_passwords() {
     let c = cfg(&[
         ("DATABASE_URL", "postgres://app:pg-pass-1@db/saas"),
         ("REDIS_URL", "redis://:redis-pass-2@r:6379"),
-        ("NATS_URL", "nats://u:nats-pass-3@n:4222"),
+        (
+            "NATS_URL",
+            "nats://u:nats-pass-3@n1:4222,nats://u:nats-pass-4@n2:4222",
+        ),
     ])
     .unwrap();
     let shown = format!("{c:?}");
-    for pw in ["pg-pass-1", "redis-pass-2", "nats-pass-3"] {
+    for pw in ["pg-pass-1", "redis-pass-2", "nats-pass-3", "nats-pass-4"] {
         assert!(!shown.contains(pw), "{shown}");
     }
     assert!(
@@ -53,6 +57,8 @@ fn bad_values_name_the_variable() {
         ("EVENT_PREFIX", "a.b"),
         ("USER_SERVICE_ADDR", "127.0.0.1:50051"),
         ("GRPC_TIMEOUT_MS", "0"),
+        ("EVENT_STREAM_REPLICAS", "0"),
+        ("EVENT_STREAM_REPLICAS", "7"),
     ] {
         let err = cfg(&[(var, value)]).unwrap_err();
         assert_eq!(err.var, var, "{value}");

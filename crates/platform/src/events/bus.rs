@@ -41,6 +41,15 @@ pub enum EventError {
     InjectedCrash(usize),
 }
 
+/// Whether a stream already has the settings the platform asks for.
+fn same_settings(have: &stream::Config, wanted: &stream::Config) -> bool {
+    have.subjects == wanted.subjects
+        && have.storage == wanted.storage
+        && have.duplicate_window == wanted.duplicate_window
+        && have.max_age == wanted.max_age
+        && have.num_replicas == wanted.num_replicas
+}
+
 fn js_err(e: impl std::fmt::Display) -> EventError {
     EventError::JetStream(e.to_string())
 }
@@ -62,12 +71,21 @@ impl std::fmt::Debug for EventBus {
 }
 
 impl EventBus {
-    /// Connects to NATS. `prefix` (may be empty) namespaces every stream and subject.
+    /// Connects to NATS: `url` is one server or a comma-separated list of a cluster's (any
+    /// one that answers will do; the client learns the others from it and fails over).
+    /// `prefix` (may be empty) namespaces every stream and subject.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, EventError> {
+        let servers = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::parse::<async_nats::ServerAddr>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EventError::Connect(format!("NATS_URL: {e}")))?;
         let client = async_nats::ConnectOptions::new()
             .name("saas-platform")
             .connection_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| EventError::Connect(e.to_string()))?;
         let js = jetstream::new(client.clone());
@@ -108,8 +126,14 @@ impl EventBus {
         }
     }
 
-    /// Creates (or updates) every platform stream. Idempotent: every service calls it at start-up.
+    /// Creates (or updates) every platform stream, one copy each. Idempotent.
     pub async fn ensure_streams(&self) -> Result<(), EventError> {
+        self.ensure_streams_replicated(1).await
+    }
+
+    /// Creates (or updates) every platform stream with `replicas` copies (at most the
+    /// cluster's size). Idempotent: every service calls it at start-up.
+    pub async fn ensure_streams_replicated(&self, replicas: usize) -> Result<(), EventError> {
         for (base, subjects) in STREAMS {
             let config = stream::Config {
                 name: self.stream_name(base),
@@ -117,14 +141,55 @@ impl EventBus {
                 storage: stream::StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
                 max_age: Duration::from_secs(14 * 24 * 3600),
+                num_replicas: replicas,
                 ..Default::default()
             };
-            self.js
-                .create_or_update_stream(config)
-                .await
-                .map_err(js_err)?;
+            self.ensure_stream(config).await?;
         }
         Ok(())
+    }
+
+    /// Creates `wanted`, or updates the stream when its settings differ. On a cluster, when
+    /// several services start at once, all but one of the concurrent requests for the same
+    /// stream can go unanswered (the request times out): the stream exists by then, so a
+    /// timed-out request is asked again, a few times.
+    async fn ensure_stream(&self, wanted: stream::Config) -> Result<(), EventError> {
+        const ATTEMPTS: u32 = 4;
+        let mut attempt = 1;
+        loop {
+            let result = match self.js.get_stream(&wanted.name).await {
+                Ok(existing) if same_settings(&existing.cached_info().config, &wanted) => {
+                    return Ok(());
+                }
+                Ok(_) => self
+                    .js
+                    .update_stream(wanted.clone())
+                    .await
+                    .map(drop)
+                    .map_err(js_err),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        jetstream::context::GetStreamErrorKind::JetStream(j)
+                            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                    ) =>
+                {
+                    self.js
+                        .create_stream(wanted.clone())
+                        .await
+                        .map(drop)
+                        .map_err(js_err)
+                }
+                Err(e) => Err(js_err(e)),
+            };
+            match result {
+                Err(EventError::JetStream(e)) if e.contains("timed out") && attempt < ATTEMPTS => {
+                    tracing::info!(stream = %wanted.name, attempt, "stream request timed out; asking again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Deletes this prefix's streams (tests clean up with it).

@@ -92,8 +92,11 @@ enum Outcome {
     Duplicate,
 }
 
-/// Runs `handler` over `spec`'s consumer until `shutdown`. Errors only if the consumer cannot
-/// be set up; per-message failures are retried or dead-lettered as described above.
+/// Runs `handler` over `spec`'s consumer until `shutdown`; per-message failures are retried
+/// or dead-lettered as described above. A consumer that cannot be set up yet (NATS away, a
+/// cluster still electing, a request lost while many services start at once) is tried again
+/// with backoff, and one whose message stream ends is opened again: a service never stays
+/// up with a consumer that silently stopped.
 pub async fn run_consumer<H: EventHandler>(
     bus: EventBus,
     pool: PgPool,
@@ -101,11 +104,74 @@ pub async fn run_consumer<H: EventHandler>(
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<(), EventError> {
+    const FIRST_RETRY: Duration = Duration::from_millis(200);
+    let mut retry = FIRST_RETRY;
+    while !shutdown.is_cancelled() {
+        let mut messages = match open(&bus, &spec).await {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!(consumer = %spec.name, error = %e, retry_in = ?retry, "consumer not set up; trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        retry = FIRST_RETRY;
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let msg = match next {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = %spec.name, error = %e, "consumer stream error");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                None => {
+                    tracing::warn!(consumer = %spec.name, "consumer stream ended; opening it again");
+                    break;
+                }
+            };
+            let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+            let event = match serde_json::from_slice::<CloudEvent>(&msg.payload) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    let reason = format!("unparseable: {e}");
+                    retire(&bus, &spec, &msg, &reason, delivered).await;
+                    continue;
+                }
+            };
+            let span = tracing::info_span!(
+                "consume",
+                consumer = %spec.name,
+                event_id = %event.id,
+                event_type = %event.event_type,
+                delivered
+            );
+            settle(&bus, &pool, &spec, &handler, &msg, &event, delivered)
+                .instrument(span)
+                .await;
+        }
+    }
+    Ok(())
+}
+
+/// The durable pull consumer of `spec` (created if missing) and its message stream.
+async fn open(
+    bus: &EventBus,
+    spec: &ConsumerSpec,
+) -> Result<async_nats::jetstream::consumer::pull::Stream, EventError> {
+    let js_err = |e: &dyn std::fmt::Display| EventError::JetStream(e.to_string());
     let stream = bus
         .jetstream()
         .get_stream(bus.stream_name(&spec.stream))
         .await
-        .map_err(|e| EventError::JetStream(e.to_string()))?;
+        .map_err(|e| js_err(&e))?;
     let consumer = stream
         .get_or_create_consumer(
             &spec.name,
@@ -119,46 +185,8 @@ pub async fn run_consumer<H: EventHandler>(
             },
         )
         .await
-        .map_err(|e| EventError::JetStream(e.to_string()))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| EventError::JetStream(e.to_string()))?;
-    loop {
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            next = messages.next() => next,
-        };
-        let msg = match next {
-            Some(Ok(msg)) => msg,
-            Some(Err(e)) => {
-                tracing::warn!(consumer = %spec.name, error = %e, "consumer stream error");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            None => break,
-        };
-        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-        let event = match serde_json::from_slice::<CloudEvent>(&msg.payload) {
-            Ok(ev) => ev,
-            Err(e) => {
-                let reason = format!("unparseable: {e}");
-                retire(&bus, &spec, &msg, &reason, delivered).await;
-                continue;
-            }
-        };
-        let span = tracing::info_span!(
-            "consume",
-            consumer = %spec.name,
-            event_id = %event.id,
-            event_type = %event.event_type,
-            delivered
-        );
-        settle(&bus, &pool, &spec, &handler, &msg, &event, delivered)
-            .instrument(span)
-            .await;
-    }
-    Ok(())
+        .map_err(|e| js_err(&e))?;
+    consumer.messages().await.map_err(|e| js_err(&e))
 }
 
 /// Applies one parsed event and acks, naks or dead-letters its message.

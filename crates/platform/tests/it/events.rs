@@ -340,3 +340,55 @@ async fn poison_and_exhausted_events_are_dead_lettered() {
     consumer.await.unwrap().unwrap();
     env.done().await;
 }
+
+#[tokio::test]
+async fn a_server_list_connects_through_whichever_server_answers() {
+    // A cluster's NATS_URL: the first server is down (nothing listens on port 1), the
+    // second is the real one; the bus must still connect and create its streams.
+    let urls = format!("nats://127.0.0.1:1,{}", test_support::nats_url());
+    let bus = EventBus::connect(&urls, &test_support::unique_prefix())
+        .await
+        .expect("the answering server is used");
+    bus.ensure_streams_replicated(1).await.expect("streams");
+    bus.delete_streams().await.ok();
+    // And a list naming no valid server is refused with the variable named.
+    let err = EventBus::connect("nats://127.0.0.1:1,not a url", "x")
+        .await
+        .expect_err("an invalid server address");
+    assert!(err.to_string().contains("NATS_URL"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_started_before_its_stream_exists_waits_for_it_instead_of_stopping() {
+    // What a service meets when NATS (a cluster still electing its leader) cannot set up the
+    // consumer at start-up: it used to return the error, and the consumer was gone for good.
+    let env = Env::new().await;
+    env.bus.delete_streams().await.unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let mut consumer = tokio::spawn(run_consumer(
+        env.bus.clone(),
+        env.pool.clone(),
+        spec("late"),
+        Counter {
+            fail_first: 0,
+            calls: calls.clone(),
+        },
+        stop.clone(),
+    ));
+    // Its attempts fail (no stream) and it keeps trying: half a second later it has not
+    // returned (the old code returned its error at the first attempt, in milliseconds).
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut consumer).await;
+    assert!(early.is_err(), "the consumer returned: {early:?}");
+    env.bus.ensure_streams().await.unwrap();
+    env.bus.publish(&event(1)).await.unwrap();
+    wait_for(async || env.effects().await == 1).await;
+    assert_eq!(
+        env.effects().await,
+        1,
+        "the event was consumed once the stream existed"
+    );
+    stop.cancel();
+    consumer.await.unwrap().unwrap();
+    env.done().await;
+}

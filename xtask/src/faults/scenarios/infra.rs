@@ -56,6 +56,45 @@ pub fn nats_restart(c: &mut Ctx) -> Result<Report> {
     })
 }
 
+/// One node of a three-node NATS cluster (streams at R3) killed while users are created, and
+/// left down while the workload goes on: the other two keep the quorum, the services'
+/// connections move to them, every event is handled once. The node comes back at the end.
+pub fn nats_node_kill(c: &mut Ctx) -> Result<Report> {
+    let n = if c.short { 100 } else { 1000 };
+    let (t, owner) = seated_tenant(c, "clustered")?;
+    let rx = user_webhooks(c, &t, &owner)?;
+    let (done, worker) = user_workload(c, &t, &owner, n);
+    let worker = before_fault(worker, "a third of the users were not created", || {
+        done.load(Ordering::Relaxed) >= n / 3
+    })?;
+    c.infra.crash(NODE)?;
+    let killed = Instant::now();
+    worker.join().expect("the workload thread")?;
+    let created_down = done.load(Ordering::Relaxed) - n / 3;
+    let seated = Seated::read(c, &t, &owner, n, Duration::from_secs(120))?;
+    let hooks = Webhooks::read(c, &rx, n, Duration::from_secs(180))?;
+    let recovery = killed.elapsed();
+    // It rejoins: the cluster is whole again (JetStream current on every node).
+    c.infra.restart(NODE)?;
+    c.infra.wait_nats_cluster_healthy()?;
+    Ok(Report {
+        workload: format!("{n} users created → seats and webhooks"),
+        recovery,
+        lost: seated.lost(n) + hooks.lost(n),
+        duplicated: seated.duplicated(n) + hooks.duplicated(n),
+        detail: format!(
+            "{NODE} of 3 down from user ~{} on ({created_down}+ created meanwhile); {}; {}",
+            n / 3,
+            seated.describe(),
+            hooks.describe()
+        ),
+        ok: seated.settled && hooks.settled,
+    })
+}
+
+/// The node `nats_node_kill` kills.
+const NODE: &str = crate::infra::NATS_NODES[1];
+
 /// Postgres (every service's database) crashes — immediate shutdown, crash recovery at the
 /// restart — under usage ingestion: clients see clear errors while it is away, and once it
 /// is back every record is counted once, with nobody restarting a service.

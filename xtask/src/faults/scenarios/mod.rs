@@ -21,8 +21,11 @@ mod payments;
 use billing::{billing_kill, invoicing_kill, postgres_billing};
 use edge::{gateway_kill, user_stall};
 use flows::{notification_kill, subscription_kill, user_kill};
-use infra::{nats_restart, postgres_restart, redis_down};
+use infra::{nats_node_kill, nats_restart, postgres_restart, redis_down};
 use payments::payment_kill;
+
+/// Scenarios whose stack uses the three-node NATS cluster instead of the single server.
+pub const ON_NATS_CLUSTER: &[&str] = &["nats-node-kill"];
 
 /// A scenario: it gets a fresh stack and reports what it found.
 pub type Scenario = fn(&mut Ctx) -> Result<Report>;
@@ -76,6 +79,11 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "nats-restart",
         "NATS killed while users are created, restarted after a while: seats and webhooks once",
         nats_restart,
+    ),
+    (
+        "nats-node-kill",
+        "one node of a three-node NATS cluster killed while users are created: seats and webhooks once",
+        nats_node_kill,
     ),
     (
         "postgres-restart",
