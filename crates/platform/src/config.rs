@@ -217,32 +217,32 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
         "USER_SERVICE_ADDR",
         "http://127.0.0.1:50051",
-        "user service gRPC endpoint",
+        "user service gRPC endpoint; its replicas comma-separated, taken in turn",
     ),
     (
         "SUBSCRIPTION_SERVICE_ADDR",
         "http://127.0.0.1:50052",
-        "subscription service gRPC endpoint",
+        "subscription service gRPC endpoint; its replicas comma-separated, taken in turn",
     ),
     (
         "BILLING_SERVICE_ADDR",
         "http://127.0.0.1:50053",
-        "billing service gRPC endpoint",
+        "billing service gRPC endpoint; its replicas comma-separated, taken in turn",
     ),
     (
         "PAYMENT_SERVICE_ADDR",
         "http://127.0.0.1:50054",
-        "payment service gRPC endpoint",
+        "payment service gRPC endpoint; its replicas comma-separated, taken in turn",
     ),
     (
         "INVOICING_SERVICE_ADDR",
         "http://127.0.0.1:50055",
-        "invoicing service gRPC endpoint",
+        "invoicing service gRPC endpoint; its replicas comma-separated, taken in turn",
     ),
     (
         "NOTIFICATION_SERVICE_ADDR",
         "http://127.0.0.1:50056",
-        "notification service gRPC endpoint",
+        "notification service gRPC endpoint; its replicas comma-separated, taken in turn",
     ),
 ];
 

@@ -14,18 +14,23 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Response, Uri};
-use http_body::{Body, Frame};
+use http_body::Body;
 use tonic::Status;
 
 use crate::batched::{Batched, InFlight};
+
+mod body;
+
+pub use body::RecvBody;
+use body::pump;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
@@ -35,18 +40,20 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 
-/// A lazily connected HTTP/2 channel to one peer; cheap to clone, all clones share the
-/// connection. Use it as the transport of tonic's generated clients.
+/// A lazily connected HTTP/2 channel to one peer, or to the replicas of a service taken in
+/// turn; cheap to clone, all clones share the connections. Use it as the transport of
+/// tonic's generated clients.
 #[derive(Clone)]
 pub struct Channel {
-    shared: Arc<Shared>,
+    peers: Arc<[Arc<Shared>]>,
+    /// Which peer the next call starts with (round robin).
+    next: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Channel")
-            .field("peer", &self.shared.authority)
-            .finish()
+        let peers: Vec<&Authority> = self.peers.iter().map(|p| &p.authority).collect();
+        f.debug_struct("Channel").field("peers", &peers).finish()
     }
 }
 
@@ -62,7 +69,12 @@ struct Shared {
     current: Mutex<Option<Conn>>,
     /// Held while connecting, so concurrent first calls make one connection.
     connecting: tokio::sync::Mutex<()>,
+    /// When the last connection attempt failed, if the one after it has not succeeded.
+    failed_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a peer that could not be reached is tried after the others.
+const COOL_DOWN: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct Conn {
@@ -74,9 +86,35 @@ struct Conn {
 }
 
 impl Channel {
-    /// A channel to `url` (`http://host:port`) that connects on first use; `timeout` bounds
-    /// every call.
+    /// A channel to `url` (`http://host:port`, or several comma-separated: a service's
+    /// replicas) that connects on first use; `timeout` bounds every call. Calls go to the
+    /// replicas in turn, each over its own connection; one that cannot be reached is passed
+    /// over for the next (nothing was sent to it, so that is safe for any call).
     pub fn lazy(url: &str, timeout: Duration) -> Result<Channel, InvalidPeer> {
+        let peers = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| Shared::lazy(u, timeout).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        if peers.is_empty() {
+            return Err(InvalidPeer(format!("{url:?} names no peer")));
+        }
+        Ok(Channel {
+            peers: peers.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The peers' `host:port`s, comma-separated (for messages).
+    fn names(&self) -> String {
+        let names: Vec<&str> = self.peers.iter().map(|p| p.authority.as_str()).collect();
+        names.join(",")
+    }
+}
+
+impl Shared {
+    fn lazy(url: &str, timeout: Duration) -> Result<Shared, InvalidPeer> {
         let uri: Uri = url
             .parse()
             .map_err(|e| InvalidPeer(format!("{url:?} is not a URL: {e}")))?;
@@ -90,13 +128,12 @@ impl Channel {
             .filter(|a| a.port_u16().is_some())
             .cloned()
             .ok_or_else(|| InvalidPeer(format!("{url:?} names no host:port")))?;
-        Ok(Channel {
-            shared: Arc::new(Shared {
-                authority,
-                timeout,
-                current: Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
-            }),
+        Ok(Shared {
+            authority,
+            timeout,
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            failed_at: Mutex::new(None),
         })
     }
 }
@@ -114,15 +151,32 @@ impl tower::Service<Request<tonic::body::Body>> for Channel {
     }
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> CallFuture {
-        let shared = self.shared.clone();
+        let peers = self.peers.clone();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let names = self.names();
         Box::pin(async move {
-            let limit =
-                grpc_timeout(req.headers()).map_or(shared.timeout, |t| t.min(shared.timeout));
-            match tokio::time::timeout(limit, shared.send(req)).await {
+            let timeout = peers[0].timeout;
+            let limit = grpc_timeout(req.headers()).map_or(timeout, |t| t.min(timeout));
+            let call = async move {
+                let mut unreachable = None;
+                let mut order: Vec<&Arc<Shared>> = (0..peers.len())
+                    .map(|i| &peers[(start + i) % peers.len()])
+                    .collect();
+                // A peer that could not be reached a moment ago goes last (a stopped pod's
+                // address may swallow connection attempts until they time out).
+                order.sort_by_key(|p| p.cooling());
+                for peer in order {
+                    match peer.connection().await {
+                        Ok(conn) => return peer.send(conn, req).await,
+                        Err(e) => unreachable = Some(e),
+                    }
+                }
+                Err(unreachable.expect("a channel has at least one peer"))
+            };
+            match tokio::time::timeout(limit, call).await {
                 Ok(result) => result,
                 Err(_) => Err(Status::deadline_exceeded(format!(
-                    "no answer from {} within {limit:?}",
-                    shared.authority
+                    "no answer from {names} within {limit:?}"
                 ))),
             }
         })
@@ -130,8 +184,11 @@ impl tower::Service<Request<tonic::body::Body>> for Channel {
 }
 
 impl Shared {
-    async fn send(&self, req: Request<tonic::body::Body>) -> Result<Response<RecvBody>, Status> {
-        let conn = self.connection().await?;
+    async fn send(
+        &self,
+        conn: Conn,
+        req: Request<tonic::body::Body>,
+    ) -> Result<Response<RecvBody>, Status> {
         let _call = conn.calls.enter();
         let (mut parts, body) = req.into_parts();
         let mut uri = http::uri::Parts::default();
@@ -186,9 +243,20 @@ impl Shared {
         if let Some(c) = self.live() {
             return Ok(c);
         }
-        let conn = self.connect().await?;
+        let made = self.connect().await;
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) =
+            made.is_err().then(std::time::Instant::now);
+        let conn = made?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// Whether the last attempt to reach this peer failed less than [`COOL_DOWN`] ago.
+    fn cooling(&self) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < COOL_DOWN)
     }
 
     fn live(&self) -> Option<Conn> {
@@ -258,133 +326,6 @@ impl Shared {
             return Status::unavailable(format!("connection to {} lost: {e}", self.authority));
         }
         Status::from_error(Box::new(e))
-    }
-}
-
-/// Sends a request body on its stream. The last chunk seen is held until the body says
-/// whether more follows, so a unary call goes out as one DATA frame that ends the stream;
-/// every chunk after the first waits for room in the stream (so a large body waits for the
-/// peer's window instead of piling up in memory).
-async fn pump(mut body: tonic::body::Body, mut stream: h2::SendStream<Bytes>) {
-    let mut held: Option<Bytes> = None;
-    let mut sent_any = false;
-    loop {
-        let polled =
-            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
-        let frame = match polled {
-            Poll::Ready(frame) => frame,
-            Poll::Pending => {
-                // Nothing more yet: what is held goes now.
-                if let Some(data) = held.take()
-                    && !send(&mut stream, data, &mut sent_any).await
-                {
-                    return;
-                }
-                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-            }
-        };
-        match frame {
-            None => {
-                let _ = stream.send_data(held.take().unwrap_or_default(), true);
-                return;
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    if let Some(prev) = held.replace(data)
-                        && !send(&mut stream, prev, &mut sent_any).await
-                    {
-                        return;
-                    }
-                }
-                Err(frame) => {
-                    if let Ok(trailers) = frame.into_trailers() {
-                        if let Some(prev) = held.take()
-                            && !send(&mut stream, prev, &mut sent_any).await
-                        {
-                            return;
-                        }
-                        let _ = stream.send_trailers(trailers);
-                        return;
-                    }
-                }
-            },
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "gRPC request body failed; resetting the stream");
-                stream.send_reset(h2::Reason::CANCEL);
-                return;
-            }
-        }
-    }
-}
-
-/// Sends one chunk that does not end the stream, after the first waiting until the stream
-/// has room; false when the stream or connection is gone (the response side reports it).
-async fn send(stream: &mut h2::SendStream<Bytes>, data: Bytes, sent_any: &mut bool) -> bool {
-    if *sent_any {
-        stream.reserve_capacity(1);
-        while stream.capacity() == 0 {
-            match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return false,
-            }
-        }
-    }
-    *sent_any = true;
-    stream.send_data(data, false).is_ok()
-}
-
-/// A response body read off its h2 stream, giving the peer window back as it is read.
-pub struct RecvBody {
-    recv: h2::RecvStream,
-    data_done: bool,
-    done: bool,
-}
-
-impl RecvBody {
-    fn new(recv: h2::RecvStream) -> Self {
-        RecvBody {
-            recv,
-            data_done: false,
-            done: false,
-        }
-    }
-}
-
-impl Body for RecvBody {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        if !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                None => self.data_done = true,
-            }
-        }
-        let trailers = ready!(self.recv.poll_trailers(cx));
-        self.done = true;
-        Poll::Ready(match trailers {
-            Ok(Some(t)) => Some(Ok(Frame::trailers(t))),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
-        })
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done || self.recv.is_end_stream()
     }
 }
 

@@ -79,3 +79,59 @@ async fn a_restarted_peer_is_reached_again() {
     stop.cancel();
     second.await.unwrap().unwrap();
 }
+
+/// An HTTP/2 server on a free port that counts the calls it gets and answers each with
+/// gRPC status UNIMPLEMENTED (enough to tell which replica a call reached).
+async fn counting_peer() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = conn.accept().await {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let head = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", "12")
+                        .body(())
+                        .unwrap();
+                    let _ = respond.send_response(head, true);
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_take_calls_in_turn_and_one_that_is_down_is_passed_over() {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (a, at_a) = counting_peer().await;
+    let (b, at_b) = counting_peer().await;
+    let ch = lazy_channel(&format!("http://{dead},{a},{b}"), Duration::from_secs(2)).unwrap();
+    for _ in 0..12 {
+        let err = check_health(ch.clone()).await.unwrap_err();
+        // Every call reached a live replica (which answers UNIMPLEMENTED), none failed on
+        // the dead one.
+        assert!(err.contains("not implemented"), "{err}");
+    }
+    let (at_a, at_b) = (
+        at_a.load(std::sync::atomic::Ordering::SeqCst),
+        at_b.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert_eq!(at_a + at_b, 12);
+    assert!(
+        at_a >= 4 && at_b >= 4,
+        "spread over both: {at_a} and {at_b}"
+    );
+}
