@@ -55,6 +55,12 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on a free port; answers every request 204. The URL to register.
     pub fn start() -> Result<(Receiver, String)> {
+        Self::failing_first(0)
+    }
+
+    /// Like [`Receiver::start`], but answers the first `n` deliveries of each webhook 503
+    /// (they are recorded too): the sender must retry each exactly that often.
+    pub fn failing_first(n: usize) -> Result<(Receiver, String)> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let url = format!("http://{}/hook", listener.local_addr()?);
         let r = Receiver::default();
@@ -63,7 +69,7 @@ impl Receiver {
             for stream in listener.incoming().flatten() {
                 let ids = ids.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &ids);
+                    let _ = serve(stream, &ids, n);
                 });
             }
         });
@@ -75,7 +81,7 @@ impl Receiver {
     }
 }
 
-fn serve(stream: TcpStream, ids: &Mutex<Vec<String>>) -> Result<()> {
+fn serve(stream: TcpStream, ids: &Mutex<Vec<String>>, fail_first: usize) -> Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     loop {
@@ -101,9 +107,17 @@ fn serve(stream: TcpStream, ids: &Mutex<Vec<String>>) -> Result<()> {
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
+        let mut seen = 0;
         if let Some(id) = id {
-            ids.lock().expect("receiver").push(id);
+            let mut ids = ids.lock().expect("receiver");
+            seen = ids.iter().filter(|i| **i == id).count();
+            ids.push(id);
         }
-        (&stream).write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")?;
+        if seen < fail_first {
+            (&stream)
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")?;
+        } else {
+            (&stream).write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")?;
+        }
     }
 }

@@ -25,7 +25,10 @@ pub const SERVICES: &[(&str, &str)] = &[
 ];
 
 struct Running {
-    short: &'static str,
+    /// `billing`, `billing-2`, …: the service's short name, then a replica number from 2 on.
+    name: String,
+    /// The service's short name (`billing`).
+    service: &'static str,
     binary: &'static str,
     args: &'static [&'static str],
     port: u16,
@@ -39,6 +42,14 @@ pub struct Cluster {
     services: Vec<Running>,
     /// What the sandbox PSP signs its callbacks with (and the payment service verifies).
     pub psp_secret: String,
+}
+
+/// `billing` for the first replica, `billing-2` for the second, …
+pub fn replica_name(short: &str, i: usize) -> String {
+    match i {
+        0 => short.to_string(),
+        i => format!("{short}-{}", i + 1),
+    }
 }
 
 /// The service binaries in release mode (optimized, what is measured), or the debug ones
@@ -70,14 +81,35 @@ impl Cluster {
         prefix: &str,
         extra: &[(&str, &str, &str)],
     ) -> Result<Cluster> {
+        Self::start_replicated(infra, release, dir, prefix, extra, 1)
+    }
+
+    /// [`Cluster::start`] with `replicas` processes of every service (`billing`,
+    /// `billing-2`, …) sharing its database; each peer is given every replica's address
+    /// (`*_SERVICE_ADDR` as a comma-separated list), the gateways each listen on a port of
+    /// their own.
+    pub fn start_replicated(
+        infra: &Infra,
+        release: &Path,
+        dir: &Path,
+        prefix: &str,
+        extra: &[(&str, &str, &str)],
+        replicas: usize,
+    ) -> Result<Cluster> {
         std::fs::create_dir_all(dir)?;
-        let mut ports = Vec::new();
+        let replicas = replicas.max(1);
+        // ports[service][replica]
+        let mut ports: Vec<Vec<u16>> = Vec::new();
         for _ in SERVICES {
-            ports.push(infra::free_port()?);
+            ports.push(
+                (0..replicas)
+                    .map(|_| infra::free_port())
+                    .collect::<Result<_>>()?,
+            );
         }
         let sandbox = infra::free_port()?;
         let psp_secret = format!("whsec_{prefix}");
-        let gateway = ports[SERVICES.len() - 1];
+        let gateway = ports[SERVICES.len() - 1][0];
         let mut common: Vec<(String, String)> = vec![
             ("REDIS_URL".into(), infra.redis_url()),
             ("NATS_URL".into(), infra.nats_url()),
@@ -92,18 +124,21 @@ impl Cluster {
             ("DEV_MODE".into(), "true".into()),
             ("OUTBOX_POLL_MS".into(), "100".into()),
         ];
-        for ((_, short), port) in SERVICES.iter().zip(&ports) {
+        for ((_, short), replica_ports) in SERVICES.iter().zip(&ports) {
             if *short != "gateway" {
+                let urls: Vec<String> = replica_ports
+                    .iter()
+                    .map(|p| format!("http://127.0.0.1:{p}"))
+                    .collect();
                 common.push((
                     format!("{}_SERVICE_ADDR", short.to_uppercase()),
-                    format!("http://127.0.0.1:{port}"),
+                    urls.join(","),
                 ));
             }
         }
         let mut services = Vec::new();
-        for ((binary, short), port) in SERVICES.iter().zip(&ports) {
+        for ((binary, short), replica_ports) in SERVICES.iter().zip(&ports) {
             let mut env = common.clone();
-            env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
             env.push((
                 "DATABASE_URL".into(),
                 infra.database_url(&format!("{prefix}_{short}")),
@@ -146,19 +181,25 @@ impl Cluster {
                     .filter(|(s, _, _)| *s == "*" || s == short)
                     .map(|(_, k, v)| (k.to_string(), v.to_string())),
             );
-            services.push(Running {
-                short,
-                binary,
-                args: &[],
-                port: *port,
-                env,
-                child: None,
-            });
+            for (i, port) in replica_ports.iter().enumerate() {
+                let mut env = env.clone();
+                env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
+                services.push(Running {
+                    name: replica_name(short, i),
+                    service: short,
+                    binary,
+                    args: &[],
+                    port: *port,
+                    env,
+                    child: None,
+                });
+            }
         }
         services.insert(
             0,
             Running {
-                short: "psp",
+                name: "psp".into(),
+                service: "psp",
                 binary: "payment-service",
                 args: &["sandbox"],
                 port: sandbox,
@@ -180,11 +221,12 @@ impl Cluster {
             services,
             psp_secret,
         };
-        for short in std::iter::once("psp").chain(SERVICES.iter().map(|(_, s)| *s)) {
-            cluster.spawn(short)?;
+        let names: Vec<String> = cluster.services.iter().map(|s| s.name.clone()).collect();
+        for name in &names {
+            cluster.spawn(name)?;
         }
-        for short in std::iter::once("psp").chain(SERVICES.iter().map(|(_, s)| *s)) {
-            cluster.wait_ready(short, Duration::from_secs(60))?;
+        for name in &names {
+            cluster.wait_ready(name, Duration::from_secs(60))?;
         }
         Ok(cluster)
     }
@@ -192,7 +234,7 @@ impl Cluster {
     fn find(&mut self, short: &str) -> Result<&mut Running> {
         self.services
             .iter_mut()
-            .find(|s| s.short == short)
+            .find(|s| s.name == short)
             .with_context(|| format!("no service {short}"))
     }
 
@@ -232,7 +274,7 @@ impl Cluster {
         let s = self
             .services
             .iter()
-            .find(|s| s.short == short)
+            .find(|s| s.name == short)
             .expect("a known service");
         format!("127.0.0.1:{}", s.port)
     }
@@ -241,7 +283,7 @@ impl Cluster {
     pub fn pid(&self, short: &str) -> Option<u32> {
         self.services
             .iter()
-            .find(|s| s.short == short)
+            .find(|s| s.name == short)
             .and_then(|s| s.child.as_ref())
             .map(Child::id)
     }
@@ -267,6 +309,20 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("{short} not ready after {limit:?}")
+    }
+
+    /// The names of every replica of service `short` (`[billing, billing-2]`).
+    pub fn replicas(&self, short: &str) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|s| s.service == short)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// `127.0.0.1:<port>` of every replica of service `short`.
+    pub fn addrs(&self, short: &str) -> Vec<String> {
+        self.replicas(short).iter().map(|n| self.addr(n)).collect()
     }
 
     /// `kill -9`.

@@ -78,14 +78,25 @@ fn readyz(addr: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// `cargo xtask up [--nats-cluster]`: the whole stack in debug mode; `--nats-cluster` runs
-/// three local NATS nodes (JetStream streams at R3) instead of one server.
+/// `cargo xtask up [--nats-cluster] [--replicas N]`: the whole stack in debug mode;
+/// `--nats-cluster` runs three local NATS nodes (JetStream streams at R3) instead of one
+/// server; `--replicas N` runs N processes of every service (N gateways on N ports), each
+/// peer given all of a service's addresses.
 pub fn up(args: &[String]) -> Result<ExitCode> {
     let mut nats_cluster = false;
-    for a in args {
+    let mut replicas = 1usize;
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
         match a.as_str() {
             "--nats-cluster" => nats_cluster = true,
-            other => bail!("unknown option {other:?} (up [--nats-cluster])"),
+            "--replicas" => {
+                replicas = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=8).contains(n))
+                    .context("--replicas takes a number from 1 to 8")?;
+            }
+            other => bail!("unknown option {other:?} (up [--nats-cluster] [--replicas N])"),
         }
     }
     let rx = signals()?;
@@ -101,16 +112,23 @@ pub fn up(args: &[String]) -> Result<ExitCode> {
     }
     let bin_dir = target_dir()?.join("debug");
 
-    let mut ports = Vec::new();
+    // ports[service][replica]: the first replica on the service's default port if free.
+    let mut ports: Vec<Vec<u16>> = Vec::new();
     for (_, short, default) in SERVICES {
-        let port = if infra::port_is_free(*default) {
-            *default
-        } else {
-            let p = infra::free_port()?;
-            eprintln!("xtask: port {default} is taken; {short} uses {p}");
-            p
-        };
-        ports.push(port);
+        let mut mine = Vec::new();
+        for i in 0..replicas {
+            let port = if i == 0 && infra::port_is_free(*default) {
+                *default
+            } else {
+                let p = infra::free_port()?;
+                if i == 0 {
+                    eprintln!("xtask: port {default} is taken; {short} uses {p}");
+                }
+                p
+            };
+            mine.push(port);
+        }
+        ports.push(mine);
     }
     let mut env: Vec<(String, String)> = vec![
         ("REDIS_URL".into(), infra.redis_url()),
@@ -124,19 +142,32 @@ pub fn up(args: &[String]) -> Result<ExitCode> {
         // The public development secret is refused without it.
         ("DEV_MODE".into(), "true".into()),
     ];
-    for ((_, short, _), port) in SERVICES.iter().zip(&ports) {
+    for ((_, short, _), mine) in SERVICES.iter().zip(&ports) {
         if *short != "gateway" {
-            env.push((addr_var(short), format!("http://127.0.0.1:{port}")));
+            let urls: Vec<String> = mine
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .collect();
+            env.push((addr_var(short), urls.join(",")));
         }
     }
 
     let mut children: Vec<(String, Child)> = Vec::new();
     let result = (|| -> Result<()> {
-        for ((bin, short, _), port) in SERVICES.iter().zip(&ports) {
+        let instances = SERVICES
+            .iter()
+            .zip(&ports)
+            .flat_map(|((bin, short, _), mine)| {
+                mine.iter().enumerate().map(move |(i, port)| {
+                    (*bin, crate::cluster::replica_name(short, i), *short, *port)
+                })
+            });
+        for (bin, name, short, port) in instances {
             let mut cmd = Command::new(bin_dir.join(bin));
             cmd.envs(env.iter().cloned())
                 .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
                 .env("DATABASE_URL", infra.database_url(&format!("saas_{short}")))
+                .envs(replica_env(short, &name))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             let mut child = cmd.spawn().with_context(|| format!("starting {bin}"))?;
@@ -153,23 +184,34 @@ pub fn up(args: &[String]) -> Result<ExitCode> {
             .into_iter()
             .flatten()
             {
-                let name = short.to_string();
+                let name = name.clone();
                 std::thread::spawn(move || {
                     for line in BufReader::new(stream).lines().map_while(Result::ok) {
                         println!("{name:>12} | {line}");
                     }
                 });
             }
-            children.push((short.to_string(), child));
+            children.push((name, child));
         }
-        let gateway = format!("127.0.0.1:{}", ports[ports.len() - 1]);
+        let gateways: Vec<String> = ports[ports.len() - 1]
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let gateway = gateways[0].clone();
         let started = Instant::now();
         loop {
             if let Some((name, status)) = exited(&mut children) {
                 bail!("{name} exited during start-up ({status})");
             }
-            match readyz(&gateway) {
-                Some((200, _)) => break,
+            let answers: Vec<_> = gateways.iter().map(|g| readyz(g)).collect();
+            if answers.iter().all(|a| matches!(a, Some((200, _)))) {
+                break;
+            }
+            match answers
+                .into_iter()
+                .find(|a| !matches!(a, Some((200, _))))
+                .flatten()
+            {
                 Some((_, body)) if started.elapsed() > Duration::from_secs(60) => {
                     bail!("the gateway is not ready after 60 s: {body}")
                 }
@@ -189,8 +231,9 @@ pub fn up(args: &[String]) -> Result<ExitCode> {
             24 * 3600,
         )?;
         println!(
-            "\nxtask: all services ready in {:.1} s — DEVELOPMENT MODE (DEV_MODE=true: the gateway accepts tokens signed with the public development secret; never expose this stack)\n\n  gateway: http://{gateway}\n  status:  curl http://{gateway}/v1/status\n  token:   {token}  (platform_admin of the operator tenant {})\n\nCtrl-C stops everything.\n",
+            "\nxtask: all services ready in {:.1} s — DEVELOPMENT MODE (DEV_MODE=true: the gateway accepts tokens signed with the public development secret; never expose this stack)\n\n  gateway: http://{}\n  status:  curl http://{gateway}/v1/status\n  token:   {token}  (platform_admin of the operator tenant {})\n\nCtrl-C stops everything.\n",
             started.elapsed().as_secs_f64(),
+            gateways.join(" http://"),
             crate::token::OPERATOR_TENANT
         );
         // Watch for Ctrl-C/SIGTERM, or a service dying.
@@ -211,6 +254,16 @@ pub fn up(args: &[String]) -> Result<ExitCode> {
     }
     drop(infra);
     result.map(|_| ExitCode::SUCCESS)
+}
+
+/// What a second (third, …) replica needs beyond the first's variables: one sandbox PSP for
+/// the stack, served by the first payment replica, the others use it.
+fn replica_env(short: &str, name: &str) -> Vec<(&'static str, String)> {
+    if short == "payment" && name != short {
+        vec![("SANDBOX_PSP", "http://127.0.0.1:7070".into())]
+    } else {
+        vec![]
+    }
 }
 
 fn exited(children: &mut [(String, Child)]) -> Option<(String, std::process::ExitStatus)> {

@@ -91,18 +91,25 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let dir = base.join(format!("{tag}-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         infra.use_nats_cluster(scenarios::ON_NATS_CLUSTER.contains(name))?;
+        let replicas = if scenarios::replicated(name) {
+            scenarios::REPLICAS
+        } else {
+            1
+        };
+        let extra = scenarios::extra_env(name);
         let outcome =
-            Cluster::start(&infra, &bins, &dir, &format!("f{tag}"), &[]).and_then(|cluster| {
-                let mut ctx = Ctx {
-                    cluster,
-                    infra: &mut infra,
-                    tag,
-                    short,
-                };
-                let r = scenario(&mut ctx);
-                ctx.cluster.stop();
-                r
-            });
+            Cluster::start_replicated(&infra, &bins, &dir, &format!("f{tag}"), extra, replicas)
+                .and_then(|cluster| {
+                    let mut ctx = Ctx {
+                        cluster,
+                        infra: &mut infra,
+                        tag,
+                        short,
+                    };
+                    let r = scenario(&mut ctx);
+                    ctx.cluster.stop();
+                    r
+                });
         infra.restart_crashed()?;
         match outcome {
             Ok(r) if r.ok && r.lost == 0 && r.duplicated == 0 => {

@@ -17,15 +17,23 @@ mod edge;
 mod flows;
 mod infra;
 mod payments;
+mod replicas;
 
 use billing::{billing_kill, invoicing_kill, postgres_billing};
 use edge::{gateway_kill, user_stall};
 use flows::{notification_kill, subscription_kill, user_kill};
 use infra::{nats_node_kill, nats_restart, postgres_restart, redis_down};
 use payments::payment_kill;
+pub use replicas::{REPLICAS, extra_env};
+use replicas::{replicas_caches, replicas_clocks, replicas_events, replicas_rate_limit};
 
 /// Scenarios whose stack uses the three-node NATS cluster instead of the single server.
 pub const ON_NATS_CLUSTER: &[&str] = &["nats-node-kill"];
+
+/// Whether scenario `name` runs on [`REPLICAS`] replicas of every service.
+pub fn replicated(name: &str) -> bool {
+    name.starts_with("replicas-")
+}
 
 /// A scenario: it gets a fresh stack and reports what it found.
 pub type Scenario = fn(&mut Ctx) -> Result<Report>;
@@ -99,6 +107,26 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "redis-down",
         "Redis killed under POSTs with Idempotency-Key and reads: reads served, users once",
         redis_down,
+    ),
+    (
+        "replicas-events",
+        "two of every service; users through both gateways, one replica of three services killed: seats and webhooks once",
+        replicas_events,
+    ),
+    (
+        "replicas-clocks",
+        "two of every service: trials end, periods roll, billing windows and webhook retries each once",
+        replicas_clocks,
+    ),
+    (
+        "replicas-caches",
+        "two of every service: a rename, a key revocation, a suspension through one gateway hold on both",
+        replicas_caches,
+    ),
+    (
+        "replicas-rate-limit",
+        "two gateways share one tenant's rate limit: within the budget plus leases, at least 70 % of it",
+        replicas_rate_limit,
     ),
 ];
 
@@ -225,11 +253,12 @@ fn create_user(addr: &str, tenant: &str, token: &str, email: &str, key: &str) ->
     }
 }
 
-/// Creates `n` users of `tenant` from a thread; `done` counts the finished ones.
+/// Creates `n` users of `tenant` from a thread, through every gateway replica in turn;
+/// `done` counts the finished ones.
 fn user_workload(c: &Ctx, tenant: &str, token: &str, n: usize) -> (Arc<AtomicUsize>, Workload) {
     let done = Arc::new(AtomicUsize::new(0));
-    let (addr, tenant, token, tag) = (
-        c.cluster.addr("gateway"),
+    let (gateways, tenant, token, tag) = (
+        c.cluster.addrs("gateway"),
         tenant.to_string(),
         token.to_string(),
         c.tag,
@@ -242,7 +271,7 @@ fn user_workload(c: &Ctx, tenant: &str, token: &str, n: usize) -> (Arc<AtomicUsi
             let t = Instant::now();
             let email = format!("u{i}@faults.example");
             statuses.push(create_user(
-                &addr,
+                &gateways[i % gateways.len()],
                 &tenant,
                 &token,
                 &email,
