@@ -51,6 +51,8 @@ pub async fn build_with(
         ),
         limiter: limiter.clone(),
         lease: settings.lease,
+        shards: settings.shards,
+        worker: runner::worker_name(),
     };
     let api = grpc::BillingApi {
         pool: backbone.pool.clone(),

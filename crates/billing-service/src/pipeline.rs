@@ -18,8 +18,8 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use crate::domain::aggregate::{Batch, KeyTotals, Names, TenantDelta, Total, Usage, merge, named};
-use crate::store::runs;
 use crate::store::summaries::{self, LockOrder, Target};
+use crate::store::{runs, shards};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -197,6 +197,9 @@ pub struct SummarySink {
     pub run_id: ids::RunId,
     /// The attempt writing; its writes are refused once a later attempt holds the run.
     pub attempt: i32,
+    /// The shard writing, and its attempt: its writes are refused once a later attempt of
+    /// the shard holds it. `None`: the run is not sharded (the whole run's attempt fences).
+    pub shard: Option<(i32, i32)>,
     /// The subscription period each tenant's records were counted in (a pipeline pass reads
     /// at most one period per tenant).
     pub periods: Arc<HashMap<String, DateTime<Utc>>>,
@@ -217,7 +220,11 @@ impl Sink for SummarySink {
                  SET LOCAL idle_in_transaction_session_timeout = '60s'",
             )
             .await?;
-        if !runs::holds(&mut tx, &self.run_id, self.attempt).await? {
+        let held = match self.shard {
+            None => runs::holds(&mut tx, &self.run_id, self.attempt).await?,
+            Some(shard) => shards::holds(&mut tx, (&self.run_id, self.attempt), shard).await?,
+        };
+        if !held {
             return Err(PipelineError::Superseded);
         }
         for d in &deltas {

@@ -14,7 +14,12 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
         "BILLING_RUN_LEASE_SECS",
         "15",
-        "how long a running run's heartbeat may be silent before any billing process takes the run over and runs it again from scratch (its process died or stalled)",
+        "how long a running run's (or shard's) heartbeat may be silent before any billing process takes it over and runs it again from scratch (its process died or stalled)",
+    ),
+    (
+        "BILLING_RUN_SHARDS",
+        "4",
+        "into how many ranges of tenants a run is cut; the billing replicas lease them, so up to this many share one run",
     ),
 ];
 
@@ -24,6 +29,8 @@ pub struct Settings {
     pub clock: Option<Duration>,
     /// A run's lease: see `BILLING_RUN_LEASE_SECS`.
     pub lease: Duration,
+    /// See `BILLING_RUN_SHARDS`.
+    pub shards: usize,
 }
 
 impl Settings {
@@ -35,9 +42,11 @@ impl Settings {
         let get = |k: &'static str| lookup(k).filter(|v| !v.trim().is_empty());
         let secs = num_var(&get, "BILLING_CLOCK_SECS", 3600, 0, 31 * 86_400)?;
         let lease = num_var(&get, "BILLING_RUN_LEASE_SECS", 15, 2, 3600)?;
+        let shards = num_var(&get, "BILLING_RUN_SHARDS", 4, 1, 1024)?;
         Ok(Settings {
             clock: (secs > 0).then(|| Duration::from_secs(secs.into())),
             lease: Duration::from_secs(lease.into()),
+            shards: shards as usize,
         })
     }
 }

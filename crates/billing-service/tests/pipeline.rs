@@ -60,6 +60,7 @@ async fn totals_written_by_the_pipeline_equal_a_recomputation() {
         pool: pool.clone(),
         run_id: run.clone(),
         attempt: claimed.attempt,
+        shard: None,
         periods: Arc::new(
             expected
                 .iter()
@@ -160,6 +161,7 @@ async fn an_attempt_that_lost_its_lease_writes_nothing_and_cannot_finish() {
         pool: pool.clone(),
         run_id: id.clone(),
         attempt,
+        shard: None,
         periods: Arc::new(
             deltas
                 .iter()

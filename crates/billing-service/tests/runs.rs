@@ -20,6 +20,8 @@ const LEASE: Duration = Duration::from_secs(2);
 
 #[path = "runs/cycles.rs"]
 mod cycles;
+#[path = "runs/shards.rs"]
+mod shards;
 
 /// A request as a verified caller of `tenant` with `role`.
 pub(crate) fn as_caller<T>(tenant: &str, role: &str, msg: T) -> tonic::Request<T> {
@@ -136,6 +138,7 @@ impl Stack {
                 billing_service::settings::Settings {
                     clock: None,
                     lease: LEASE,
+                    shards: 4,
                 },
             )
             .await

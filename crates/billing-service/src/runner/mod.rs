@@ -6,10 +6,9 @@
 //! outbox — or mark it `failed` / `exceeded_deadline` with its partial summaries deleted, so
 //! they are never visible.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use concurrency::{Limiter, ThroughputTracker, with_deadline};
+use concurrency::Limiter;
 use event_types::{BillingRun, RunCompleted, RunFailed, TenantAmount, TenantRecords, data};
 use ids::RunId;
 use platform::events::{CloudEvent, enqueue};
@@ -27,7 +26,10 @@ use crate::store::charges;
 use crate::store::runs::{self, RunRow};
 
 mod periods;
+mod shards;
 mod usage;
+
+pub use shards::worker_name;
 
 use periods::{Due, price};
 
@@ -73,21 +75,31 @@ impl RunError {
     }
 }
 
-/// Attempts of a run that its transient failures may take; the last one fails it.
+/// Attempts of a run (or of a shard) that its transient failures may take; the last one
+/// fails it.
 const MAX_ATTEMPTS: i32 = 5;
+
+/// How often an idle replica looks for queued shards.
+const SHARD_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct Runner {
     pub pool: PgPool,
     pub usage: SubscriptionServiceClient<Channel>,
     pub limiter: Limiter,
-    /// How long a run's heartbeat may be silent before its attempt counts as dead.
+    /// How long a run's (or a shard's) heartbeat may be silent before its attempt counts as
+    /// dead.
     pub lease: Duration,
+    /// Into how many shards a run's tenants are cut (`BILLING_RUN_SHARDS`).
+    pub shards: usize,
+    /// This process, as `billing_run_shards.worker` names it.
+    pub worker: String,
 }
 
 impl Runner {
-    /// Runs queued runs as their ids arrive (and any left queued at start-up) until `stop`;
-    /// every third of a lease, requeues and runs the runs whose process died or stalled.
+    /// Runs queued runs as their ids arrive (and any left queued at start-up) until `stop`,
+    /// and the shards of runs other replicas claimed; every third of a lease, requeues and
+    /// runs the runs and shards whose process died or stalled.
     pub async fn serve(self, mut ids: mpsc::UnboundedReceiver<RunId>, stop: CancellationToken) {
         let queued: Vec<RunId> =
             sqlx::query_scalar("SELECT id FROM billing_runs WHERE status = 'queued' ORDER BY id")
@@ -99,14 +111,19 @@ impl Runner {
         }
         let mut sweep = tokio::time::interval(self.lease / 3);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Shards other replicas queued: a cheap indexed look twice a second.
+        let mut poll = tokio::time::interval(SHARD_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = sweep.tick() => {
+                    self.requeue_abandoned_shards().await;
                     for id in self.requeue_abandoned().await {
                         self.execute_logged(&id).await;
                     }
                 }
+                _ = poll.tick() => self.work().await,
                 id = ids.recv() => match id {
                     Some(id) => self.execute_logged(&id).await,
                     None => return,
@@ -144,7 +161,8 @@ impl Runner {
         }
     }
 
-    /// Executes one run if it is still queued.
+    /// Claims the run if it is still queued, cuts it into shards and works them (with any
+    /// other replica that leases some): see [`shards`].
     pub async fn execute(&self, id: &RunId) -> Result<(), RunError> {
         let Some(run) = runs::claim(&mut *self.pool.acquire().await?, id).await? else {
             return Ok(());
@@ -155,86 +173,32 @@ impl Runner {
             metrics::histogram!("billing_run_phase_seconds", "phase" => "queue")
                 .record(queued.as_secs_f64());
         }
-        let started = Instant::now();
-        let tracker = Arc::new(ThroughputTracker::new());
-        // Progress, and the heartbeat that keeps the lease.
-        let reporter = {
-            let (pool, tracker, id, attempt) = (
-                self.pool.clone(),
-                tracker.clone(),
-                run.id.clone(),
-                run.attempt,
-            );
-            let every = (self.lease / 4).min(Duration::from_millis(500));
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(every);
-                loop {
-                    every.tick().await;
-                    let s = tracker.snapshot();
-                    if let Ok(mut c) = pool.acquire().await {
-                        let (records, rate) = (s.total as i64, s.window_per_sec);
-                        let _ = runs::progress(&mut c, &id, attempt, records, rate).await;
-                    }
-                }
-            })
-        };
-        // The deadline bounds reading and folding the usage; pricing and finishing are one
-        // short transaction after it, so a run's charges are never half written.
-        let deadline = Duration::from_secs(run.deadline_seconds.max(1) as u64);
-        let outcome = with_deadline(deadline, self.prepare(&run, tracker.clone())).await;
-        reporter.abort();
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        let records = tracker.total();
-        let done = Done {
-            records: records as i64,
-            rate: records as f64 / secs,
-        };
-        metrics::counter!("billing_records_processed_total").increment(records);
-        metrics::histogram!("billing_run_seconds").record(secs);
-        let mut finishing = Instant::now();
-        let result = match outcome {
-            Ok(Ok(dues)) => self.complete(&run, dues, done).await,
-            Ok(Err(e)) => Err(e),
-            Err(e) => {
-                metrics::counter!("billing_run_deadline_exceeded_total").increment(1);
-                self.fail(&run, RunStatus::ExceededDeadline, &e.to_string(), done)
-                    .await
-            }
-        };
-        let result = match result {
+        match self.shard(&run).await {
+            Ok(n) => tracing::info!(run = %run.id, shards = n, "billing run claimed and sharded"),
+            Err(e) if e.superseded() => return Ok(()),
             Err(e) if e.transient() && run.attempt < MAX_ATTEMPTS => {
-                // Left `running` with its heartbeat stopped: once the lease lapses a sweep
-                // requeues it (its partial rows deleted) — the lease is the back-off.
+                // Left `running` with its heartbeat stopped: a sweep requeues it once its
+                // lease lapses.
                 metrics::counter!("billing_run_transient_failures_total").increment(1);
-                tracing::warn!(run = %run.id, attempt = run.attempt, error = %e, "billing run hit a transient failure; it runs again once its lease lapses");
-                Ok(())
+                tracing::warn!(run = %run.id, attempt = run.attempt, error = %e, "billing run could not be sharded; it runs again once its lease lapses");
+                return Ok(());
             }
-            Err(e) if !e.superseded() => {
-                self.fail(&run, RunStatus::Failed, &e.to_string(), done)
+            Err(e) => {
+                let done = Done {
+                    records: 0,
+                    rate: 0.0,
+                };
+                return match self
+                    .fail(&run, RunStatus::Failed, &e.to_string(), done)
                     .await
+                {
+                    Err(e) if e.superseded() => Ok(()),
+                    other => other,
+                };
             }
-            other => other,
-        };
-        pipeline::phase("finish", &mut finishing);
-        match result {
-            // The later attempt bills the run; this one's writes were refused or deleted.
-            Err(e) if e.superseded() => {
-                tracing::warn!(run = %run.id, attempt = run.attempt, "billing run taken over by a later attempt");
-                Ok(())
-            }
-            other => other,
         }
-    }
-
-    /// What the run bills, with the usage of its arrears parts folded into its summaries.
-    async fn prepare(
-        &self,
-        run: &RunRow,
-        tracker: Arc<ThroughputTracker>,
-    ) -> Result<Vec<Due>, RunError> {
-        let dues = self.due(run).await?;
-        self.aggregate(run, &dues, tracker).await?;
-        Ok(dues)
+        self.work().await;
+        Ok(())
     }
 
     /// Prices the run's parts and marks it `completed`, in one transaction: its claims, its

@@ -21,6 +21,7 @@ use crate::domain::Part;
 use crate::domain::aggregate::Columns;
 use crate::pipeline::{self, SummarySink};
 use crate::store::runs::RunRow;
+use crate::store::shards::ShardRow;
 
 /// Records per `StreamUsage` message and per pipeline batch.
 const BATCH: usize = 4096;
@@ -32,6 +33,7 @@ impl Runner {
     pub(super) async fn aggregate(
         &self,
         run: &RunRow,
+        shard: Option<&ShardRow>,
         dues: &[Due],
         tracker: Arc<ThroughputTracker>,
     ) -> Result<(), RunError> {
@@ -53,7 +55,7 @@ impl Runner {
                 .filter_map(|(t, starts)| starts.get(k).map(|s| (t.to_string(), *s)))
                 .collect();
             for chunk in pass.chunks(PERIODS_PER_CALL) {
-                self.stream(run, chunk, tracker.clone()).await?;
+                self.stream(run, shard, chunk, tracker.clone()).await?;
             }
         }
         Ok(())
@@ -63,6 +65,7 @@ impl Runner {
     async fn stream(
         &self,
         run: &RunRow,
+        shard: Option<&ShardRow>,
         periods: &[(String, DateTime<Utc>)],
         tracker: Arc<ThroughputTracker>,
     ) -> Result<(), RunError> {
@@ -71,6 +74,7 @@ impl Runner {
             pool: self.pool.clone(),
             run_id: run.id.clone(),
             attempt: run.attempt,
+            shard: shard.map(|s| (s.shard, s.attempt)),
             periods: Arc::new(periods.iter().cloned().collect::<HashMap<_, _>>()),
         });
         let req = as_operator(

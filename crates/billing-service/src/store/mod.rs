@@ -4,6 +4,7 @@ pub mod billed;
 pub mod charges;
 pub mod clock;
 pub mod runs;
+pub mod shards;
 pub mod summaries;
 
 /// Postgres `deadlock_detected`.

@@ -198,7 +198,12 @@ pub async fn requeue_abandoned(
 }
 
 async fn delete_partial(conn: &mut PgConnection, ids: &[RunId]) -> Result<(), sqlx::Error> {
-    for table in ["charges", "user_usage_summaries", "tenant_summaries"] {
+    for table in [
+        "charges",
+        "user_usage_summaries",
+        "tenant_summaries",
+        "billing_run_shards",
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE run_id = ANY($1)"
         )))

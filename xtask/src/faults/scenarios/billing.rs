@@ -121,6 +121,27 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
 
 /// Postgres crashes (immediate shutdown) while a run runs, and restarts: the run's failure
 /// is transient, so it runs again once its lease lapses — with nobody asking.
+/// Two billing replicas share the run's shards; the second is killed (and stays down) while
+/// it folds one: its shard is requeued once its lease lapses and the first finishes it.
+pub fn replicas_billing_kill(c: &mut Ctx) -> Result<Report> {
+    run_fault(c, |c| {
+        let pid = c
+            .cluster
+            .pid("billing-2")
+            .context("billing-2 is not running")?;
+        let db = c.db("billing");
+        let holding = format!(
+            "SELECT count(*) FROM billing_run_shards WHERE status = 'running' \
+             AND records_processed > 0 AND worker LIKE '%:{pid}/%'"
+        );
+        if !wait_until(Duration::from_secs(60), || Ok(c.count(&db, &holding)? > 0))? {
+            bail!("billing-2 never folded a shard");
+        }
+        c.cluster.kill("billing-2")?;
+        Ok(Instant::now())
+    })
+}
+
 pub fn postgres_billing(c: &mut Ctx) -> Result<Report> {
     run_fault(c, |c| {
         c.infra.crash("postgres")?;
@@ -196,6 +217,14 @@ fn run_fault(c: &mut Ctx, fault: impl FnOnce(&mut Ctx) -> Result<Instant>) -> Re
         &db,
         &format!("SELECT attempt FROM billing_runs WHERE id = '{run}'"),
     )?;
+    let shards = c.rows(
+        &db,
+        &format!(
+            "SELECT count(*) || ' shards by ' || count(DISTINCT worker) || ' workers, ' \
+             || coalesce(sum(attempt - 1), 0) || ' taken over' \
+             FROM billing_run_shards WHERE run_id = '{run}'"
+        ),
+    )?;
     // Invoicing follows the completed run.
     let (inv, invoiced) = invoices(c, tenants)?;
     // Each of these counts every record once (in cents, for the money).
@@ -221,8 +250,9 @@ fn run_fault(c: &mut Ctx, fault: impl FnOnce(&mut Ctx) -> Result<Instant>) -> Re
         lost: lost.max(0) as u64 + inv.lost(tenants),
         duplicated: doubled.max(0) as u64 + (runs - 1).max(0) as u64 + inv.duplicated(tenants),
         detail: format!(
-            "run {status} (attempt {attempts}); {summarized} records summarized, {charged} cents charged \
+            "run {status} (attempt {attempts}; {}); {summarized} records summarized, {charged} cents charged \
              ({billed_cents} in the run's totals); {}{}",
+            shards.first().map(String::as_str).unwrap_or("no shards"),
             inv.describe(),
             if settled && invoiced {
                 ""

@@ -19,7 +19,7 @@ mod infra;
 mod payments;
 mod replicas;
 
-use billing::{billing_kill, invoicing_kill, postgres_billing};
+use billing::{billing_kill, invoicing_kill, postgres_billing, replicas_billing_kill};
 use edge::{gateway_kill, user_stall};
 use flows::{notification_kill, subscription_kill, user_kill};
 use infra::{nats_node_kill, nats_restart, postgres_restart, redis_down};
@@ -117,6 +117,11 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "replicas-clocks",
         "two of every service: trials end, periods roll, billing windows and webhook retries each once",
         replicas_clocks,
+    ),
+    (
+        "replicas-billing-kill",
+        "two billing replicas share a run's shards; one killed mid-shard: the other finishes it, bills once",
+        replicas_billing_kill,
     ),
     (
         "replicas-caches",
