@@ -94,7 +94,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             .env("DATABASE_URL", infra.database_url(&sub_db));
         children.push(svc.spawn().context("subscription-service")?);
         wait_http(&format!("127.0.0.1:{sub_port}"), "/readyz")?;
-        let start_billing = |workers: u64, db_jobs: u64| -> Result<(Child, String)> {
+        let start_billing = |workers: u64, db_jobs: u64, shards: u64| -> Result<(Child, String)> {
             let port = infra::free_port()?;
             let mut b = Command::new(release.join("billing-service"));
             common(&mut b);
@@ -106,12 +106,13 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 )
                 .env("MAX_WORKERS", workers.to_string())
                 .env("MAX_DB_JOBS", db_jobs.to_string())
-                .env("BILLING_CLOCK_SECS", "0");
+                .env("BILLING_CLOCK_SECS", "0")
+                .env("BILLING_RUN_SHARDS", shards.to_string());
             let child = b.spawn().context("billing-service")?;
             wait_http(&format!("127.0.0.1:{port}"), "/readyz")?;
             Ok((child, format!("http://127.0.0.1:{port}")))
         };
-        let (child, billing_url) = start_billing(4, 8)?;
+        let (child, billing_url) = start_billing(4, 8, 1)?;
         billing = Some(child);
         let mut gw = gateway_command(&release, gw_port);
         common(&mut gw);
@@ -296,6 +297,45 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             met: run_median <= 2.0 * group_median,
         });
 
+        // The same run cut in two shards and shared by two billing replicas (the first
+        // restarted with BILLING_RUN_SHARDS=2): the ratio to one replica is the
+        // coordination's cost on this machine, where both share its two cores and Postgres.
+        if let Some(mut old) = billing.take() {
+            infra::terminate(&mut old, Duration::from_secs(10));
+        }
+        let (first, url) = start_billing(4, 8, 2)?;
+        billing = Some(first);
+        let (mut second, _) = start_billing(4, 8, 2)?;
+        let port = infra::free_port()?;
+        let mut g = gateway_command(&release, port);
+        common(&mut g);
+        g.env(
+            "SUBSCRIPTION_SERVICE_ADDR",
+            format!("http://127.0.0.1:{sub_port}"),
+        )
+        .env("BILLING_SERVICE_ADDR", &url);
+        let mut g = g.spawn().context("gateway")?;
+        let addr = format!("127.0.0.1:{port}");
+        let mut shared = Vec::new();
+        let turns = wait_http(&addr, "/healthz").and_then(|_| {
+            for n in 0..TRIES {
+                shared.push(bill(&addr, 200 + n)?.0);
+            }
+            Ok(())
+        });
+        infra::terminate(&mut g, Duration::from_secs(10));
+        infra::terminate(&mut second, Duration::from_secs(10));
+        turns?;
+        let (shared_best, shared_median) = best_and_median(&mut shared);
+        println!(
+            "\n| billing replicas | median s | best s | records/s (median) |\n| --- | --- | --- | --- |\n\
+             | 1 | {run_median:.2} | {run_best:.2} | {:.0} |\n| 2 | {shared_median:.2} | {shared_best:.2} | {:.0} |\n\
+             two replicas / one: {:.2}x (medians)",
+            records as f64 / run_median,
+            records as f64 / shared_median,
+            shared_median / run_median
+        );
+
         // The same run for each budget pair (a fresh billing service each time).
         if !grid {
             return Ok(());
@@ -308,7 +348,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 if let Some(mut old) = billing.take() {
                     infra::terminate(&mut old, Duration::from_secs(10));
                 }
-                let (child, url) = start_billing(workers, db_jobs)?;
+                let (child, url) = start_billing(workers, db_jobs, 1)?;
                 billing = Some(child);
                 // Talk to this billing service through a gateway pointed at it.
                 let port = infra::free_port()?;

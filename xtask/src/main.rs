@@ -32,8 +32,10 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  up [--nats-cluster]     run all seven services (Ctrl-C stops everything);
-                          --nats-cluster: on three local NATS nodes, streams at R3
+  up [--nats-cluster] [--replicas N]
+                          run all seven services (Ctrl-C stops everything);
+                          --nats-cluster: on three local NATS nodes, streams at R3;
+                          --replicas N: N processes of every service (N gateways)
   test [-- ARGS]          run the test suite (nextest if installed) against real Postgres/Redis/NATS
   bench <name> [-- ARGS]  run a benchmark: pipeline, limiter, billing, billing-run, gateway, metering, invoicing, payments, notifications;
                           all: every one, then the summary table at the top of BENCHMARKS.md

@@ -124,7 +124,13 @@ pub fn billing_kill(c: &mut Ctx) -> Result<Report> {
 /// Two billing replicas share the run's shards; the second is killed (and stays down) while
 /// it folds one: its shard is requeued once its lease lapses and the first finishes it.
 pub fn replicas_billing_kill(c: &mut Ctx) -> Result<Report> {
-    run_fault(c, |c| {
+    // A run long enough for both replicas to hold a shard, on a fast machine too.
+    let size = if c.short {
+        (8, 1_000_000)
+    } else {
+        (20, 2_000_000)
+    };
+    run_fault_sized(c, size, |c| {
         let pid = c
             .cluster
             .pid("billing-2")
@@ -132,10 +138,14 @@ pub fn replicas_billing_kill(c: &mut Ctx) -> Result<Report> {
         let db = c.db("billing");
         let holding = format!(
             "SELECT count(*) FROM billing_run_shards WHERE status = 'running' \
-             AND records_processed > 0 AND worker LIKE '%:{pid}/%'"
+             AND worker LIKE '%:{pid}/%'"
         );
         if !wait_until(Duration::from_secs(60), || Ok(c.count(&db, &holding)? > 0))? {
-            bail!("billing-2 never folded a shard");
+            let shards = c.rows(
+                &db,
+                "SELECT shard || ' ' || status || ' ' || worker FROM billing_run_shards",
+            )?;
+            bail!("billing-2 (pid {pid}) never held a shard: {shards:?}");
         }
         c.cluster.kill("billing-2")?;
         Ok(Instant::now())
@@ -155,11 +165,20 @@ pub fn postgres_billing(c: &mut Ctx) -> Result<Report> {
 /// the run is claimed (returning when it began) and must leave the stack able to recover.
 /// The run must complete once, with every record summarized, charged and invoiced once.
 fn run_fault(c: &mut Ctx, fault: impl FnOnce(&mut Ctx) -> Result<Instant>) -> Result<Report> {
-    let (tenants, records) = if c.short {
+    let size = if c.short {
         (4, 200_000)
     } else {
         (20, 1_000_000)
     };
+    run_fault_sized(c, size, fault)
+}
+
+/// [`run_fault`] over `records` usage records of `tenants` tenants.
+fn run_fault_sized(
+    c: &mut Ctx,
+    (tenants, records): (usize, u64),
+    fault: impl FnOnce(&mut Ctx) -> Result<Instant>,
+) -> Result<Report> {
     let mut ids = Vec::new();
     for i in 0..tenants {
         ids.push(tenant(c, &format!("billed{i}"))?.0);

@@ -31,6 +31,7 @@ pub fn extra_env(name: &str) -> &'static [(&'static str, &'static str, &'static 
             ("subscription", "SUBSCRIPTION_TICK_SECS", "1"),
         ],
         "replicas-caches" => &[("gateway", "API_KEY_CACHE_SECS", "1")],
+        "replicas-billing-kill" => &[("billing", "BILLING_RUN_SHARDS", "4")],
         "replicas-rate-limit" => &[
             ("gateway", "RATE_LIMIT_TENANT_PER_SEC", "50"),
             ("gateway", "RATE_LIMIT_TENANT_BURST", "50"),
