@@ -112,6 +112,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             wait_http(&format!("127.0.0.1:{port}"), "/readyz")?;
             Ok((child, format!("http://127.0.0.1:{port}")))
         };
+        // A gateway of its own in front of the billing service at `url`: its address.
+        let gateway_to = |url: &str| -> Result<(Child, String)> {
+            let port = infra::free_port()?;
+            let mut g = gateway_command(&release, port);
+            common(&mut g);
+            g.env(
+                "SUBSCRIPTION_SERVICE_ADDR",
+                format!("http://127.0.0.1:{sub_port}"),
+            )
+            .env("BILLING_SERVICE_ADDR", url);
+            Ok((g.spawn().context("gateway")?, format!("127.0.0.1:{port}")))
+        };
         let (child, billing_url) = start_billing(4, 8, 1)?;
         billing = Some(child);
         let mut gw = gateway_command(&release, gw_port);
@@ -306,16 +318,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         let (first, url) = start_billing(4, 8, 2)?;
         billing = Some(first);
         let (mut second, _) = start_billing(4, 8, 2)?;
-        let port = infra::free_port()?;
-        let mut g = gateway_command(&release, port);
-        common(&mut g);
-        g.env(
-            "SUBSCRIPTION_SERVICE_ADDR",
-            format!("http://127.0.0.1:{sub_port}"),
-        )
-        .env("BILLING_SERVICE_ADDR", &url);
-        let mut g = g.spawn().context("gateway")?;
-        let addr = format!("127.0.0.1:{port}");
+        let (mut g, addr) = gateway_to(&url)?;
         let mut shared = Vec::new();
         let turns = wait_http(&addr, "/healthz").and_then(|_| {
             for n in 0..TRIES {
@@ -351,16 +354,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 let (child, url) = start_billing(workers, db_jobs, 1)?;
                 billing = Some(child);
                 // Talk to this billing service through a gateway pointed at it.
-                let port = infra::free_port()?;
-                let mut g = gateway_command(&release, port);
-                common(&mut g);
-                g.env(
-                    "SUBSCRIPTION_SERVICE_ADDR",
-                    format!("http://127.0.0.1:{sub_port}"),
-                )
-                .env("BILLING_SERVICE_ADDR", &url);
-                let mut g = g.spawn().context("gateway")?;
-                let addr = format!("127.0.0.1:{port}");
+                let (mut g, addr) = gateway_to(&url)?;
                 let out = wait_http(&addr, "/healthz").and_then(|_| bill(&addr, n));
                 infra::terminate(&mut g, Duration::from_secs(10));
                 let (secs, _) = out?;

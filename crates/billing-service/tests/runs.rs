@@ -477,18 +477,7 @@ async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
     .await
     .unwrap();
 
-    let mut status = String::new();
-    for _ in 0..600 {
-        status = sqlx::query_scalar("SELECT status FROM billing_runs WHERE id = 'run_dead'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if status == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "completed");
+    assert_eq!(settled_status(&pool, "run_dead").await, "completed");
     let partial: i64 =
         sqlx::query_scalar("SELECT count(*) FROM tenant_summaries WHERE run_id = 'run_dead'")
             .fetch_one(&pool)
@@ -503,6 +492,23 @@ async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
 
     pool.close().await;
     stack.stop().await;
+}
+
+/// The status of run `id` once it is `completed`, or after 30 s (polled every 50 ms).
+pub(crate) async fn settled_status(pool: &sqlx::PgPool, id: &str) -> String {
+    let mut status = String::new();
+    for _ in 0..600 {
+        status = sqlx::query_scalar("SELECT status FROM billing_runs WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    status
 }
 
 /// A run that failed (the subscription service was away, say) is not the window's last

@@ -1,11 +1,9 @@
 //! Runs shared by billing replicas: a shard whose worker died is taken over by a live
 //! replica, without sending the whole run back to the start.
 
-use std::time::Duration;
-
 use test_support::TestDb;
 
-use super::Stack;
+use super::{Stack, settled_status};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_workers_shard_is_taken_over_and_its_partial_rows_dropped() {
@@ -36,18 +34,7 @@ async fn a_dead_workers_shard_is_taken_over_and_its_partial_rows_dropped() {
     .await
     .unwrap();
 
-    let mut status = String::new();
-    for _ in 0..600 {
-        status = sqlx::query_scalar("SELECT status FROM billing_runs WHERE id = 'run_sharded'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if status == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "completed");
+    assert_eq!(settled_status(&pool, "run_sharded").await, "completed");
     let partial: i64 =
         sqlx::query_scalar("SELECT count(*) FROM tenant_summaries WHERE run_id = 'run_sharded'")
             .fetch_one(&pool)
