@@ -50,7 +50,30 @@ pub fn answers(port: u16) -> bool {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Below Linux's ephemeral range (32768–60999): a port handed out here and bound a moment
+    // later by the process it is meant for cannot meanwhile become the local end of some
+    // process's outgoing connection. And never the same port twice in one xtask run.
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        ^ u64::from(std::process::id()).rotate_left(32)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 12_000) as u16;
+        if !given.contains(&port) && port_is_free(port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port in 20000–31999")
 }
 
 /// True when this port can be bound.

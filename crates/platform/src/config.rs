@@ -217,32 +217,32 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
         "USER_SERVICE_ADDR",
         "http://127.0.0.1:50051",
-        "user service gRPC endpoint; its replicas comma-separated, taken in turn",
+        "user service gRPC endpoint; its replicas comma-separated, taken in turn, or `dns://host:port`: every address the name resolves to (a headless Service), looked up every 5 s",
     ),
     (
         "SUBSCRIPTION_SERVICE_ADDR",
         "http://127.0.0.1:50052",
-        "subscription service gRPC endpoint; its replicas comma-separated, taken in turn",
+        "subscription service gRPC endpoint; its replicas comma-separated, taken in turn, or `dns://host:port`: every address the name resolves to (a headless Service), looked up every 5 s",
     ),
     (
         "BILLING_SERVICE_ADDR",
         "http://127.0.0.1:50053",
-        "billing service gRPC endpoint; its replicas comma-separated, taken in turn",
+        "billing service gRPC endpoint; its replicas comma-separated, taken in turn, or `dns://host:port`: every address the name resolves to (a headless Service), looked up every 5 s",
     ),
     (
         "PAYMENT_SERVICE_ADDR",
         "http://127.0.0.1:50054",
-        "payment service gRPC endpoint; its replicas comma-separated, taken in turn",
+        "payment service gRPC endpoint; its replicas comma-separated, taken in turn, or `dns://host:port`: every address the name resolves to (a headless Service), looked up every 5 s",
     ),
     (
         "INVOICING_SERVICE_ADDR",
         "http://127.0.0.1:50055",
-        "invoicing service gRPC endpoint; its replicas comma-separated, taken in turn",
+        "invoicing service gRPC endpoint; its replicas comma-separated, taken in turn, or `dns://host:port`: every address the name resolves to (a headless Service), looked up every 5 s",
     ),
     (
         "NOTIFICATION_SERVICE_ADDR",
         "http://127.0.0.1:50056",
-        "notification service gRPC endpoint; its replicas comma-separated, taken in turn",
+        "notification service gRPC endpoint; its replicas comma-separated, taken in turn, or `dns://host:port`: every address the name resolves to (a headless Service), looked up every 5 s",
     ),
 ];
 
@@ -279,7 +279,7 @@ pub struct ServiceConfig {
     pub max_connections: usize,
     pub grpc_timeout: Duration,
     pub outbox_poll: Duration,
-    /// gRPC endpoints of the other services (`http://host:port`), keyed by service.
+    /// gRPC endpoints of the other services (`http://host:port`, several comma-separated, or `dns://host:port`), keyed by service.
     pub upstreams: BTreeMap<ServiceName, String>,
 }
 
@@ -369,7 +369,12 @@ impl ServiceConfig {
             let default = format!("http://127.0.0.1:{}", s.default_port());
             upstreams.insert(
                 s,
-                url_var(&get, s.addr_var(), &["http://", "https://"], default)?,
+                url_var(
+                    &get,
+                    s.addr_var(),
+                    &["http://", "https://", "dns://"],
+                    default,
+                )?,
             );
         }
         Ok(ServiceConfig {

@@ -83,3 +83,19 @@ fn every_read_variable_is_documented() {
     documented.sort();
     assert_eq!(asked, documented);
 }
+
+#[test]
+fn upstreams_may_be_lists_or_dns_names() {
+    let c = cfg(&[
+        ("USER_SERVICE_ADDR", "dns://user:50051"),
+        ("SUBSCRIPTION_SERVICE_ADDR", "http://a:50052,http://b:50052"),
+    ])
+    .unwrap();
+    assert_eq!(c.upstream(ServiceName::User), "dns://user:50051");
+    assert_eq!(
+        c.upstream(ServiceName::Subscription),
+        "http://a:50052,http://b:50052"
+    );
+    let e = cfg(&[("USER_SERVICE_ADDR", "srv://user")]).unwrap_err();
+    assert!(e.to_string().contains("USER_SERVICE_ADDR"), "{e}");
+}

@@ -28,9 +28,11 @@ use tonic::Status;
 use crate::batched::{Batched, InFlight};
 
 mod body;
+mod peers;
 
 pub use body::RecvBody;
 use body::pump;
+use peers::Peers;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
@@ -45,15 +47,17 @@ const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 /// tonic's generated clients.
 #[derive(Clone)]
 pub struct Channel {
-    peers: Arc<[Arc<Shared>]>,
+    peers: Arc<Peers>,
     /// Which peer the next call starts with (round robin).
     next: Arc<AtomicUsize>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let peers: Vec<&Authority> = self.peers.iter().map(|p| &p.authority).collect();
-        f.debug_struct("Channel").field("peers", &peers).finish()
+        f.debug_struct("Channel")
+            .field("peers", &self.peers.describe())
+            .finish()
     }
 }
 
@@ -64,7 +68,6 @@ pub struct InvalidPeer(String);
 
 struct Shared {
     authority: Authority,
-    timeout: Duration,
     /// The live connection, if any.
     current: Mutex<Option<Conn>>,
     /// Held while connecting, so concurrent first calls make one connection.
@@ -87,34 +90,21 @@ struct Conn {
 
 impl Channel {
     /// A channel to `url` (`http://host:port`, or several comma-separated: a service's
-    /// replicas) that connects on first use; `timeout` bounds every call. Calls go to the
-    /// replicas in turn, each over its own connection; one that cannot be reached is passed
-    /// over for the next (nothing was sent to it, so that is safe for any call).
+    /// replicas; or `dns://host:port`: every address the name resolves to, see [`peers`])
+    /// that connects on first use; `timeout` bounds every call. Calls go to the replicas in
+    /// turn, each over its own connection; one that cannot be reached is passed over for the
+    /// next (nothing was sent to it, so that is safe for any call).
     pub fn lazy(url: &str, timeout: Duration) -> Result<Channel, InvalidPeer> {
-        let peers = url
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(|u| Shared::lazy(u, timeout).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        if peers.is_empty() {
-            return Err(InvalidPeer(format!("{url:?} names no peer")));
-        }
         Ok(Channel {
-            peers: peers.into(),
+            peers: Arc::new(Peers::parse(url)?),
             next: Arc::new(AtomicUsize::new(0)),
+            timeout,
         })
-    }
-
-    /// The peers' `host:port`s, comma-separated (for messages).
-    fn names(&self) -> String {
-        let names: Vec<&str> = self.peers.iter().map(|p| p.authority.as_str()).collect();
-        names.join(",")
     }
 }
 
 impl Shared {
-    fn lazy(url: &str, timeout: Duration) -> Result<Shared, InvalidPeer> {
+    fn lazy(url: &str) -> Result<Shared, InvalidPeer> {
         let uri: Uri = url
             .parse()
             .map_err(|e| InvalidPeer(format!("{url:?} is not a URL: {e}")))?;
@@ -128,13 +118,16 @@ impl Shared {
             .filter(|a| a.port_u16().is_some())
             .cloned()
             .ok_or_else(|| InvalidPeer(format!("{url:?} names no host:port")))?;
-        Ok(Shared {
+        Ok(Shared::new(authority))
+    }
+
+    fn new(authority: Authority) -> Shared {
+        Shared {
             authority,
-            timeout,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             failed_at: Mutex::new(None),
-        })
+        }
     }
 }
 
@@ -153,11 +146,12 @@ impl tower::Service<Request<tonic::body::Body>> for Channel {
     fn call(&mut self, req: Request<tonic::body::Body>) -> CallFuture {
         let peers = self.peers.clone();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let names = self.names();
+        let timeout = self.timeout;
         Box::pin(async move {
-            let timeout = peers[0].timeout;
             let limit = grpc_timeout(req.headers()).map_or(timeout, |t| t.min(timeout));
+            let names = peers.describe();
             let call = async move {
+                let peers = peers.current().await?;
                 let mut unreachable = None;
                 let mut order: Vec<&Arc<Shared>> = (0..peers.len())
                     .map(|i| &peers[(start + i) % peers.len()])

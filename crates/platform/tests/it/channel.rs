@@ -135,3 +135,27 @@ async fn replicas_take_calls_in_turn_and_one_that_is_down_is_passed_over() {
         "spread over both: {at_a} and {at_b}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_name_is_resolved_to_its_addresses_and_called() {
+    let (url, calls) = counting_peer().await;
+    let port = url.rsplit(':').next().unwrap();
+    // `localhost` resolves to the peer's address (a Kubernetes headless Service resolves to
+    // every ready pod's).
+    let ch = lazy_channel(&format!("dns://localhost:{port}"), Duration::from_secs(2)).unwrap();
+    for _ in 0..3 {
+        let err = check_health(ch.clone()).await.unwrap_err();
+        assert!(err.contains("not implemented"), "{err}");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    let nowhere = lazy_channel("dns://no-such-peer.invalid:50051", Duration::from_secs(2)).unwrap();
+    let err = check_health(nowhere).await.unwrap_err();
+    assert!(err.contains("no-such-peer.invalid:50051"), "{err}");
+    for bad in ["dns://svc", "dns://", "dns://svc:port"] {
+        assert!(
+            lazy_channel(bad, Duration::from_secs(1)).is_err(),
+            "{bad} accepted"
+        );
+    }
+}
