@@ -23,7 +23,7 @@ use billing::{billing_kill, invoicing_kill, postgres_billing, replicas_billing_k
 use edge::{gateway_kill, user_stall};
 use flows::{notification_kill, subscription_kill, user_kill};
 use infra::{nats_node_kill, nats_restart, postgres_restart, redis_down};
-use payments::payment_kill;
+use payments::{payment_kill, replicas_dunning};
 pub use replicas::{REPLICAS, extra_env};
 use replicas::{replicas_caches, replicas_clocks, replicas_events, replicas_rate_limit};
 
@@ -122,6 +122,11 @@ pub const ALL: &[(&str, &str, Scenario)] = &[
         "replicas-billing-kill",
         "two billing replicas share a run's shards; one killed mid-shard: the other finishes it, bills once",
         replicas_billing_kill,
+    ),
+    (
+        "replicas-dunning",
+        "two payment replicas' clocks while cards decline: each dunning retry made once, each schedule exhausted once",
+        replicas_dunning,
     ),
     (
         "replicas-caches",

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::super::{Ctx, Report};
 use super::billing::{completed_run, kill_under_way};
+use super::replicas::DUNNING_RETRIES;
 use super::{post_until, tenant, wait_until};
 use crate::client::request;
 
@@ -94,6 +95,80 @@ pub fn payment_kill(c: &mut Ctx) -> Result<Report> {
                 ""
             } else {
                 "; NOT settled in 180 s"
+            }
+        ),
+        ok: settled,
+    })
+}
+
+/// Two payment replicas' clocks over one database while every tenant's card declines: each
+/// invoice's dunning makes each of its scheduled retries once (the schedule's `DUNNING_RETRIES`
+/// steps a second apart) and is exhausted once.
+pub fn replicas_dunning(c: &mut Ctx) -> Result<Report> {
+    let tenants = if c.short { 10 } else { 50 };
+    let gw = c.cluster.addr("gateway");
+    let mut ids = Vec::new();
+    for i in 0..tenants {
+        let (t, owner) = tenant(c, &format!("dunned{i}"))?;
+        let card = json!({"provider": "sandbox", "psp_token": "pm_card_chargeDeclined"});
+        post_until(
+            &gw,
+            &format!("/v1/tenants/{t}/payment_methods"),
+            &owner,
+            &card.to_string(),
+            200,
+        )?;
+        ids.push(t);
+    }
+    completed_run(c, ids)?;
+    let started = std::time::Instant::now();
+    let pay = c.db("payment");
+    let exhausted = "SELECT count(*) FROM dunning WHERE status = 'exhausted'";
+    let settled = wait_until(Duration::from_secs(120), || {
+        Ok(c.count(&pay, exhausted)? >= tenants as i64)
+    })?;
+    let recovery = started.elapsed();
+    // Not a synchronisation: an observation window for a retry made twice to show.
+    std::thread::sleep(Duration::from_secs(2));
+    let retries = DUNNING_RETRIES as i64;
+    let schedules = c.count(&pay, "SELECT count(*) FROM dunning")?;
+    let done = c.count(&pay, exhausted)?;
+    let over = c.count(
+        &pay,
+        &format!(
+            "SELECT coalesce(sum(greatest(retries_done, cardinality(outcomes)) - {retries}), 0) \
+             FROM dunning WHERE greatest(retries_done, cardinality(outcomes)) > {retries}"
+        ),
+    )?;
+    let under = c.count(
+        &pay,
+        &format!(
+            "SELECT coalesce(sum({retries} - least(retries_done, cardinality(outcomes))), 0) \
+             FROM dunning WHERE least(retries_done, cardinality(outcomes)) < {retries}"
+        ),
+    )?;
+    let told = c.count(
+        &pay,
+        "SELECT count(*) FROM outbox WHERE payload->>'type' = 'payment.dunning.exhausted'",
+    )?;
+    let tenants = tenants as i64;
+    Ok(Report {
+        workload: format!(
+            "{tenants} invoices charged to declining cards, {retries} retries each on two replicas' clocks"
+        ),
+        recovery,
+        lost: ((tenants - schedules).max(0)
+            + (tenants - done).max(0)
+            + under
+            + (tenants - told).max(0)) as u64,
+        duplicated: ((schedules - tenants).max(0) + over + (told - tenants).max(0)) as u64,
+        detail: format!(
+            "{schedules} dunning schedules, {done} exhausted, {told} dunning.exhausted events; \
+             retries beyond the schedule {over}, missing {under}{}",
+            if settled {
+                ""
+            } else {
+                "; NOT settled in 120 s"
             }
         ),
         ok: settled,

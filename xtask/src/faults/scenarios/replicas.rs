@@ -23,6 +23,9 @@ pub const REPLICAS: usize = 2;
 const TENANT_PER_SEC: u32 = 50;
 const TENANT_BURST: u32 = 50;
 
+/// The retries `replicas-dunning` schedules (`DUNNING_SCHEDULE` below).
+pub const DUNNING_RETRIES: usize = 3;
+
 /// What each scenario sets on top of the suite's defaults: `(service, name, value)`.
 pub fn extra_env(name: &str) -> &'static [(&'static str, &'static str, &'static str)] {
     match name {
@@ -32,6 +35,7 @@ pub fn extra_env(name: &str) -> &'static [(&'static str, &'static str, &'static 
         ],
         "replicas-caches" => &[("gateway", "API_KEY_CACHE_SECS", "1")],
         "replicas-billing-kill" => &[("billing", "BILLING_RUN_SHARDS", "4")],
+        "replicas-dunning" => &[("payment", "DUNNING_SCHEDULE", "1s,2s,3s")],
         "replicas-rate-limit" => &[
             ("gateway", "RATE_LIMIT_TENANT_PER_SEC", "50"),
             ("gateway", "RATE_LIMIT_TENANT_BURST", "50"),
