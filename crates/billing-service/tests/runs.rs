@@ -154,6 +154,17 @@ impl Stack {
         }
     }
 
+    /// [`Stack::fresh`], and a pool on the billing database, migrated before the services
+    /// start (for tests that plant rows the services must find).
+    pub(crate) async fn with_billing_pool() -> (Stack, sqlx::PgPool) {
+        test_support::init_logging();
+        let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
+        let pool = bdb.pool().await;
+        billing_service::MIGRATOR.run(&pool).await.unwrap();
+        let stack = Stack::start(test_support::unique_prefix(), sdb, bdb).await;
+        (stack, pool)
+    }
+
     pub(crate) fn clients(
         &self,
     ) -> (
@@ -455,12 +466,7 @@ pub(crate) fn flat_and_calls(id: &str, flat: &str, per_call: &str) -> spb::Creat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_abandoned_by_a_dead_process_is_rerun_from_scratch() {
-    test_support::init_logging();
-    let prefix = test_support::unique_prefix();
-    let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
-    let pool = bdb.pool().await;
-    billing_service::MIGRATOR.run(&pool).await.unwrap();
-    let stack = Stack::start(prefix, sdb, bdb).await;
+    let (stack, pool) = Stack::with_billing_pool().await;
     // The state a billing process that died (or froze) mid-run leaves while another one
     // runs: a run `running` well inside its deadline, its heartbeat silent for longer than
     // the lease, with a partial summary row.

@@ -1,18 +1,11 @@
 //! Runs shared by billing replicas: a shard whose worker died is taken over by a live
 //! replica, without sending the whole run back to the start.
 
-use test_support::TestDb;
-
 use super::{Stack, settled_status};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_workers_shard_is_taken_over_and_its_partial_rows_dropped() {
-    test_support::init_logging();
-    let prefix = test_support::unique_prefix();
-    let (sdb, bdb) = (TestDb::new().await, TestDb::new().await);
-    let pool = bdb.pool().await;
-    billing_service::MIGRATOR.run(&pool).await.unwrap();
-    let stack = Stack::start(prefix, sdb, bdb).await;
+    let (stack, pool) = Stack::with_billing_pool().await;
     // A run another replica keeps alive (its heartbeat fresh), cut in two: the first shard
     // done, the second held by a worker that died — its heartbeat silent for longer than
     // the lease — after it wrote a summary row of one of its tenants ("ten_x" ≥ "m").
