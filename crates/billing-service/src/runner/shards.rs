@@ -21,7 +21,17 @@ use crate::store::shards::{self, ShardRow};
 impl Runner {
     /// Cuts the freshly claimed `run` into shards over the tenants it bills.
     pub(super) async fn shard(&self, run: &RunRow) -> Result<usize, RunError> {
-        let dues = self.due(run).await?;
+        // The run's heartbeat while its periods are listed (many tenants take a while).
+        let (id, attempt) = (run.id.clone(), run.attempt);
+        let heartbeat = self.beat(move |mut c| {
+            let id = id.clone();
+            async move {
+                let _ = runs::progress(&mut c, &id, attempt, 0, 0.0).await;
+            }
+        });
+        let dues = self.due(run).await;
+        heartbeat.abort();
+        let dues = dues?;
         let mut tenants: Vec<&str> = dues
             .iter()
             .map(|d| d.period.billable.tenant_id.as_str())
@@ -91,15 +101,11 @@ impl Runner {
         }
         let tracker = Arc::new(ThroughputTracker::new());
         let reporter = {
-            let (pool, tracker, shard) = (self.pool.clone(), tracker.clone(), shard.clone());
-            let every = (self.lease / 4).min(Duration::from_millis(500));
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(every);
-                loop {
-                    every.tick().await;
-                    if let Ok(mut c) = pool.acquire().await {
-                        let _ = shards::progress(&mut c, &shard, tracker.total() as i64).await;
-                    }
+            let (tracker, shard) = (tracker.clone(), shard.clone());
+            self.beat(move |mut c| {
+                let (records, shard) = (tracker.total() as i64, shard.clone());
+                async move {
+                    let _ = shards::progress(&mut c, &shard, records).await;
                 }
             })
         };
@@ -207,6 +213,26 @@ impl Runner {
         let result = self.complete(run, dues, done).await;
         pipeline::phase("finish", &mut finishing);
         result
+    }
+
+    /// Runs `beat` on a pooled connection every quarter lease (at most every 0.5 s) until the
+    /// returned task is aborted: a lease's heartbeat, with progress.
+    fn beat<F, Fut>(&self, beat: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(sqlx::pool::PoolConnection<sqlx::Postgres>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let pool = self.pool.clone();
+        let every = (self.lease / 4).min(Duration::from_millis(500));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(every);
+            loop {
+                every.tick().await;
+                if let Ok(c) = pool.acquire().await {
+                    beat(c).await;
+                }
+            }
+        })
     }
 
     /// What the run's shards did so far, for its record.
