@@ -128,8 +128,13 @@ pub fn replicas_dunning(c: &mut Ctx) -> Result<Report> {
         Ok(c.count(&pay, exhausted)? >= tenants as i64)
     })?;
     let recovery = started.elapsed();
-    // Not a synchronisation: an observation window for a retry made twice to show.
-    std::thread::sleep(Duration::from_secs(2));
+    // Every schedule ended two payment-clock ticks ago (the database's clock): a retry made
+    // twice, by a replica a tick behind the other, would be recorded by then.
+    let ended_late = "SELECT count(*) FROM dunning WHERE ended_at IS NULL \
+                      OR ended_at > now() - interval '2 seconds'";
+    wait_until(Duration::from_secs(30), || {
+        Ok(c.count(&pay, ended_late)? == 0)
+    })?;
     let retries = DUNNING_RETRIES as i64;
     let schedules = c.count(&pay, "SELECT count(*) FROM dunning")?;
     let done = c.count(&pay, exhausted)?;

@@ -154,9 +154,14 @@ pub fn replicas_clocks(c: &mut Ctx) -> Result<Report> {
             && c.count(&billing, clock_runs)? >= 5
             && rx.ids().len() as i64 >= tenants as i64 * attempts_each)
     })?;
-    // Not a synchronisation: an observation window, three more ticks of every clock, for
-    // one that would fire twice to show it.
-    std::thread::sleep(Duration::from_secs(3));
+    // Three more ticks of every clock (the billing clock's runs show its ticks; the others
+    // tick as often) for one that would fire twice to show it.
+    let ticks = c.count(&billing, clock_runs)?;
+    if !wait_until(Duration::from_secs(30), || {
+        Ok(c.count(&billing, clock_runs)? >= ticks + 3)
+    })? {
+        bail!("the billing clock stopped ticking");
+    }
     let (ended, renewed) = (events("trial_ended")?, events("renewed")?);
     let rolled_twice = c.count(
         &sub,
