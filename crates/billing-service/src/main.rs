@@ -1,4 +1,8 @@
 //! The `billing-service` binary: serve until SIGTERM, or `run --synthetic N` (see `cli`).
+//!
+//! It allocates with mimalloc (without transparent huge pages, see the workspace
+//! `Cargo.toml`), like the subscription service: a run folds millions of records, and
+//! BENCHMARKS.md's run figures were measured with it. ARCHITECTURE.md "Decisions" has why.
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,8 +1,5 @@
 //! The `invoicing-service` binary: configuration from the environment, then serve until SIGTERM.
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     platform::run_service(platform::ServiceName::Invoicing, invoicing_service::build).await

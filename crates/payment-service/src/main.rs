@@ -1,9 +1,6 @@
 //! The `payment-service` binary: configuration from the environment, then serve until SIGTERM.
 //! `payment-service sandbox` serves only the sandbox PSP (see `sandbox::standalone`).
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     if std::env::args().nth(1).as_deref() == Some("sandbox") {

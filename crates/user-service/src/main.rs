@@ -1,8 +1,5 @@
 //! The `user-service` binary: configuration from the environment, then serve until SIGTERM.
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     platform::run_service(platform::ServiceName::User, user_service::build).await
