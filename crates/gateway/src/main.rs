@@ -1,7 +1,7 @@
 //! The `gateway` binary: configuration from the environment, then serve until SIGTERM.
 //!
 //! It allocates with the system allocator, as do user, payment, invoicing and notification:
-//! under soaks the live heap stayed flat (heaptrack) while mimalloc's resident memory crept
+//! under soaks the live heap stayed small (heaptrack) while mimalloc's resident memory crept
 //! or moved in 2 MB huge-page steps. Only subscription and billing, whose throughput the
 //! allocator decides, keep mimalloc. ARCHITECTURE.md "Decisions" has the reasons and runs.
 
