@@ -3,7 +3,8 @@
 //! One run, release builds, logs at `warn`:
 //! 1. Postgres `COPY` of N usage records into `usage_records` (the ceiling), then the same
 //!    number of records through the gateway (`POST /v1/usage`, batches of 1,000) and straight
-//!    to the subscription service over gRPC — all into the same table, records/s.
+//!    to the subscription service over gRPC — all into the same table, records/s —, then
+//!    `COPY` again; the baseline is the mean of the two `COPY`s.
 //! 2. Entitlement checks through the gateway and in-service (gRPC), requests/s and latency.
 //!
 //! Options: `--records N` (default 200000), `--connections C` for ingestion (default 4),
@@ -88,34 +89,49 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             }
         }
 
-        // The ceiling: COPY of the same number of rows into the same table.
-        {
+        // The ceiling: COPY of the same number of rows into the same table, before the
+        // ingestion runs and again after them (the mean is the baseline: on a shared machine
+        // one short COPY moves by half between runs, and the two bracket any drift).
+        let loadgen = release.join("examples").join("loadgen");
+        Command::new(&loadgen)
+            .args(["header", "records/s"])
+            .status()?;
+        let copy = |round: &str| -> Result<f64> {
             if let Some(dir) = csv.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
             let now = chrono::Utc::now().to_rfc3339();
             for i in 0..records {
-                writeln!(f, "ten_copy,c-{i},usr_{},api_calls,1,{now},{now}", i % 100)?;
+                writeln!(
+                    f,
+                    "ten_copy,{round}-{i},usr_{},api_calls,1,{now},{now}",
+                    i % 100
+                )?;
             }
-        }
-        let loadgen = release.join("examples").join("loadgen");
-        Command::new(&loadgen)
-            .args(["header", "records/s"])
-            .status()?;
-        let started = Instant::now();
-        let copy = format!(
-            "\\copy usage_records (tenant_id, id, user_id, metric, quantity, ts, period_start) FROM '{}' WITH (FORMAT csv)",
-            csv.display()
-        );
-        if !psql(&infra, &db, &copy)? {
-            bail!("COPY failed");
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let copy_rate = records as f64 / secs;
-        println!(
-            "| Postgres COPY into usage_records (ceiling; psql, one stream) | 1 | {copy_rate:.0} | - | - | - | 0 |"
-        );
+            f.flush()?;
+            drop(f);
+            let cpu = || -> Result<f64> {
+                let out = Command::new(&loadgen).arg("cpu").output()?;
+                Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+            };
+            let cpu_before = cpu()?;
+            let started = Instant::now();
+            let copy = format!(
+                "\\copy usage_records (tenant_id, id, user_id, metric, quantity, ts, period_start) FROM '{}' WITH (FORMAT csv)",
+                csv.display()
+            );
+            if !psql(&infra, &db, &copy)? {
+                bail!("COPY failed");
+            }
+            let rate = records as f64 / started.elapsed().as_secs_f64();
+            let micros = (cpu()? - cpu_before) * 1e6 / records as f64;
+            println!(
+                "| Postgres COPY into usage_records (ceiling; psql, one stream), {round} | 1 | {rate:.0} | - | - | - | 0 | {micros:.1} |"
+            );
+            Ok(rate)
+        };
+        let copy_before = copy("before")?;
         let n = records.to_string();
         let mut rates = Vec::new();
         for (label, mode, url, extra) in [
@@ -152,6 +168,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             )?;
             rates.push(cell(&out, label, 2).unwrap_or(0.0));
         }
+        let copy_rate = (copy_before + copy("after")?) / 2.0;
+        println!(
+            "| Postgres COPY, mean of before and after (the baseline) | 1 | {copy_rate:.0} | - | - | - | 0 | - |"
+        );
         for (what, rate) in [
             (
                 "usage ingestion through the gateway (POST /v1/usage, 1,000-record batches)",

@@ -1,5 +1,6 @@
 //! A small closed-loop load generator: N concurrent workers send requests back to back;
-//! prints throughput and latency percentiles as one Markdown row.
+//! prints throughput, latency percentiles and the machine's CPU per request as one Markdown
+//! row.
 //!
 //! - `loadgen http URL [--header 'K: V'] [--connections 64] [--seconds 10]`: GET, one
 //!   keep-alive connection per worker (like wrk).
@@ -9,6 +10,7 @@
 //!   `POST /v1/usage` with fresh record ids until N records are sent; reports records/s.
 //! - `loadgen grpc-ingest URL TENANT_ID --records N --batch B [--connections C]`: the same
 //!   batches straight to SubscriptionService.IngestUsage.
+//! - `loadgen cpu`: the machine's busy CPU seconds so far, for timing something else alike.
 //!
 //! gRPC workers share one HTTP/2 channel (`platform::grpc::Channel`), as gateways and
 //! services do. Driven by
@@ -16,7 +18,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rpc::subscription::v1 as sub;
@@ -75,9 +76,38 @@ struct Sample {
     errors: u64,
 }
 
+/// CPU seconds the whole machine has spent busy since boot (all processes, user and system;
+/// not idle, I/O wait or steal), from `/proc/stat`; 0 where there is none. Throughput on a
+/// shared two-core machine moves by a third between runs; the CPU a run costs per request
+/// moves far less, so it is what tells one change from another.
+fn machine_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …; USER_HZ is 100 on Linux.
+    [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum::<f64>()
+        / 100.0
+}
+
+/// What a run measured: each worker's samples, the wall time, the machine's busy CPU seconds.
+struct Run {
+    samples: Vec<Sample>,
+    elapsed: Duration,
+    cpu: f64,
+}
+
 /// Runs `connections` workers; each repeatedly asks `step` for its next request (None = done)
 /// and times it. `init` makes a worker's client.
-async fn drive<C, I, F, Fut>(connections: usize, init: I, step: F) -> (Vec<Sample>, Duration)
+async fn drive<C, I, F, Fut>(connections: usize, init: I, step: F) -> Run
 where
     C: Clone + Send + 'static,
     I: Fn() -> C,
@@ -85,6 +115,7 @@ where
     Fut: Future<Output = bool> + Send,
 {
     let step = Arc::new(step);
+    let cpu = machine_cpu_seconds();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
@@ -107,12 +138,22 @@ where
     for t in tasks {
         samples.push(t.await.expect("worker"));
     }
-    (samples, start.elapsed())
+    Run {
+        samples,
+        elapsed: start.elapsed(),
+        cpu: machine_cpu_seconds() - cpu,
+    }
 }
 
-/// `| label | connections | per second | p50 | p99 | p99.9 | errors |`, per second counted in
-/// `unit`s per request (1 for requests, the batch size for ingestion).
-fn report(label: &str, samples: Vec<Sample>, elapsed: Duration, connections: usize, unit: usize) {
+/// `| label | connections | per second | p50 | p99 | p99.9 | errors | machine CPU µs |`, per
+/// second and CPU counted in `unit`s per request (1 for requests, the batch size for
+/// ingestion).
+fn report(label: &str, run: Run, connections: usize, unit: usize) {
+    let Run {
+        samples,
+        elapsed,
+        cpu,
+    } = run;
     let mut all: Vec<u64> = samples
         .iter()
         .flat_map(|s| s.micros.iter().copied())
@@ -126,12 +167,14 @@ fn report(label: &str, samples: Vec<Sample>, elapsed: Duration, connections: usi
         let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
         all[idx] as f64 / 1000.0
     };
+    let units = (all.len() * unit) as f64;
     println!(
-        "| {label} | {connections} | {:.0} | {:.2} | {:.2} | {:.2} | {errors} |",
-        (all.len() * unit) as f64 / elapsed.as_secs_f64(),
+        "| {label} | {connections} | {:.0} | {:.2} | {:.2} | {:.2} | {errors} | {:.1} |",
+        units / elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.99),
         pct(0.999),
+        cpu * 1e6 / units.max(1.0),
     );
 }
 
@@ -161,7 +204,7 @@ fn operator<T>(msg: T, tenant: &str, roles: &str) -> tonic::Request<T> {
 async fn http(url: String, o: Opts) {
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let headers = o.headers.clone();
-    let (samples, elapsed) = drive(o.connections, http_client, move |client| {
+    let run = drive(o.connections, http_client, move |client| {
         (Instant::now() < deadline).then(|| {
             let mut req = client.get(&url);
             for (k, v) in &headers {
@@ -176,13 +219,13 @@ async fn http(url: String, o: Opts) {
         })
     })
     .await;
-    report(&o.label, samples, elapsed, o.connections, 1);
+    report(&o.label, run, o.connections, 1);
 }
 
 async fn grpc_get_tenant(url: String, tenant: String, o: Opts) {
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let ch = channel(url).await;
-    let (samples, elapsed) = drive(
+    let run = drive(
         o.connections,
         || UserServiceClient::new(ch.clone()),
         move |mut client| {
@@ -198,13 +241,13 @@ async fn grpc_get_tenant(url: String, tenant: String, o: Opts) {
         },
     )
     .await;
-    report(&o.label, samples, elapsed, o.connections, 1);
+    report(&o.label, run, o.connections, 1);
 }
 
 async fn grpc_entitlement(url: String, tenant: String, feature: String, o: Opts) {
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let ch = channel(url).await;
-    let (samples, elapsed) = drive(
+    let run = drive(
         o.connections,
         || SubscriptionServiceClient::new(ch.clone()),
         move |mut client| {
@@ -224,7 +267,7 @@ async fn grpc_entitlement(url: String, tenant: String, feature: String, o: Opts)
         },
     )
     .await;
-    report(&o.label, samples, elapsed, o.connections, 1);
+    report(&o.label, run, o.connections, 1);
 }
 
 /// Batch `n` of a run: `size` fresh (record id, user id) pairs, ids unique per run and batch.
@@ -234,24 +277,47 @@ fn batch_ids(run: &str, n: usize, size: usize) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Takes the prepared payloads one at a time, in order; None when all are taken.
+struct Queue<T>(std::sync::Mutex<std::vec::IntoIter<T>>);
+
+impl<T> Queue<T> {
+    fn new(items: Vec<T>) -> Arc<Queue<T>> {
+        Arc::new(Queue(std::sync::Mutex::new(items.into_iter())))
+    }
+
+    fn next(&self) -> Option<T> {
+        self.0.lock().expect("queue").next()
+    }
+}
+
+// Both ingestion modes encode every batch before the clock starts: on a two-core machine the
+// generator's own JSON or protobuf encoding (a quarter of a core) would otherwise be taken from
+// the server it measures, which a real client on its own machine does not do.
+
 async fn ingest(url: String, tenant: String, o: Opts) {
-    let batches = o.records.div_ceil(o.batch);
-    let next = Arc::new(AtomicUsize::new(0));
     let run = format!("h{:x}", std::process::id());
     let now = chrono::Utc::now().to_rfc3339();
-    let (size, headers) = (o.batch, o.headers.clone());
-    let (samples, elapsed) = drive(o.connections, http_client, move |client| {
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        (n < batches).then(|| {
-            let records: Vec<serde_json::Value> = batch_ids(&run, n, size)
-                .into_iter()
-                .map(|(id, user)| {
-                    serde_json::json!({"id": id, "tenant_id": tenant, "user_id": user,
-                        "metric": "api_calls", "quantity": "1", "timestamp": now})
-                })
-                .collect();
-            let body =
-                serde_json::to_vec(&serde_json::json!({ "records": records })).expect("JSON body");
+    let size = o.batch;
+    let bodies = Queue::new(
+        (0..o.records.div_ceil(size))
+            .map(|n| {
+                let records: Vec<serde_json::Value> = batch_ids(&run, n, size)
+                    .into_iter()
+                    .map(|(id, user)| {
+                        serde_json::json!({"id": id, "tenant_id": tenant, "user_id": user,
+                            "metric": "api_calls", "quantity": "1", "timestamp": now})
+                    })
+                    .collect();
+                bytes::Bytes::from(
+                    serde_json::to_vec(&serde_json::json!({ "records": records }))
+                        .expect("JSON body"),
+                )
+            })
+            .collect(),
+    );
+    let headers = o.headers.clone();
+    let run = drive(o.connections, http_client, move |client| {
+        bodies.next().map(|body| {
             let mut req = client
                 .post(&url)
                 .header("content-type", "application/json")
@@ -271,26 +337,20 @@ async fn ingest(url: String, tenant: String, o: Opts) {
         })
     })
     .await;
-    report(&o.label, samples, elapsed, o.connections, o.batch);
+    report(&o.label, run, o.connections, o.batch);
 }
 
 async fn grpc_ingest(url: String, tenant: String, o: Opts) {
-    let batches = o.records.div_ceil(o.batch);
-    let next = Arc::new(AtomicUsize::new(0));
     let run = format!("g{:x}", std::process::id());
     let now = prost_types::Timestamp {
         seconds: chrono::Utc::now().timestamp(),
         nanos: 0,
     };
     let size = o.batch;
-    let ch = channel(url).await;
-    let (samples, elapsed) = drive(
-        o.connections,
-        || SubscriptionServiceClient::new(ch.clone()),
-        move |mut client| {
-            let n = next.fetch_add(1, Ordering::Relaxed);
-            (n < batches).then(|| {
-                let records = batch_ids(&run, n, size)
+    let batches = Queue::new(
+        (0..o.records.div_ceil(size))
+            .map(|n| sub::IngestUsageRequest {
+                records: batch_ids(&run, n, size)
                     .into_iter()
                     .map(|(id, user)| sub::UsageRecord {
                         id,
@@ -300,12 +360,17 @@ async fn grpc_ingest(url: String, tenant: String, o: Opts) {
                         quantity: Some(rpc::common::v1::Decimal { value: "1".into() }),
                         timestamp: Some(now),
                     })
-                    .collect();
-                let req = operator(
-                    sub::IngestUsageRequest { records },
-                    "ten_platform",
-                    "platform_admin",
-                );
+                    .collect(),
+            })
+            .collect(),
+    );
+    let ch = channel(url).await;
+    let run = drive(
+        o.connections,
+        || SubscriptionServiceClient::new(ch.clone()),
+        move |mut client| {
+            batches.next().map(|batch| {
+                let req = operator(batch, "ten_platform", "platform_admin");
                 async move {
                     client
                         .ingest_usage(req)
@@ -316,7 +381,7 @@ async fn grpc_ingest(url: String, tenant: String, o: Opts) {
         },
     )
     .await;
-    report(&o.label, samples, elapsed, o.connections, o.batch);
+    report(&o.label, run, o.connections, o.batch);
 }
 
 fn main() {
@@ -357,12 +422,16 @@ fn main() {
         )),
         Some("header") => {
             let unit = args.get(1).map_or("requests/s", String::as_str);
-            println!("| target | connections | {unit} | p50 ms | p99 ms | p99.9 ms | errors |");
-            println!("| --- | --- | --- | --- | --- | --- | --- |");
+            println!(
+                "| target | connections | {unit} | p50 ms | p99 ms | p99.9 ms | errors | machine CPU µs each |"
+            );
+            println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
         }
+        // For a caller timing something else (`COPY`) the same way.
+        Some("cpu") => println!("{}", machine_cpu_seconds()),
         _ => eprintln!(
             "usage: loadgen http URL | grpc-get-tenant URL TENANT | grpc-entitlement URL TENANT FEATURE \
-             | ingest URL TENANT | grpc-ingest URL TENANT | header [UNIT]  [--connections N] [--seconds S] \
+             | ingest URL TENANT | grpc-ingest URL TENANT | header [UNIT] | cpu  [--connections N] [--seconds S] \
              [--records N] [--batch B] [--header 'K: V'] [--label L]"
         ),
     }

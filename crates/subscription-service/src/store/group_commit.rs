@@ -6,10 +6,11 @@
 //! `USAGE_WRITERS` writers take batches in turn: while one group's rollup upsert waits on the
 //! rows another group holds, its insert of raw records has already run beside it (writers by
 //! tenant would serialize a busy tenant on one core). Each batch stays all-or-nothing: a group
-//! commits whole batches or none. A group commits only when every record in it was new (the
-//! common case); otherwise — a re-sent record, or a failure — it is rolled back and each
-//! batch is stored alone, so each learns its own count and one bad batch fails only its
-//! sender. The writer is a task of its own: a caller that hangs up does not cancel the write
+//! commits whole batches or none. A group (even of one batch) is first inserted as all new —
+//! the common case, and a plain insert is cheaper than one that skips what it has seen;
+//! a re-sent record makes the primary key refuse it, and a failure fails it: it is then
+//! rolled back and each batch is stored alone, skipping what was seen, so each learns its own
+//! count and one bad batch fails only its sender. The writer is a task of its own: a caller that hangs up does not cancel the write
 //! it queued (its re-send finds the records there, as duplicates).
 
 use std::collections::{BTreeSet, HashSet};
@@ -21,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use ids::TenantId;
 
-use super::usage::{self, Placed};
+use super::usage::{self, Placed, Seen};
 use crate::error::SubError;
 
 /// Most records one statement takes (several full batches).
@@ -108,46 +109,54 @@ async fn write_loop(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
 
 /// One statement for all of `jobs` when every record is new; else each alone.
 async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
-    if jobs.len() > 1 {
-        // A record sent twice within the group counts for the first batch.
+    // A record sent twice within the group counts for the first batch. One batch has no
+    // repeats (the service drops them before it queues).
+    let mine: Vec<Vec<&Placed>> = if jobs.len() == 1 {
+        vec![jobs[0].batch.iter().collect()]
+    } else {
         let mut seen = HashSet::new();
-        let mut mine: Vec<Vec<&Placed>> = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            mine.push(
+        jobs.iter()
+            .map(|job| {
                 job.batch
                     .iter()
                     .filter(|p| seen.insert((p.record.tenant_id.as_str(), p.record.id.as_str())))
-                    .collect(),
-            );
+                    .collect()
+            })
+            .collect()
+    };
+    let all: Vec<&Placed> = mine.iter().flatten().copied().collect();
+    match write_if_all_new(pool, &all).await {
+        Ok(true) => {
+            let stored: Vec<Stored> = mine
+                .iter()
+                .map(|mine| Stored {
+                    accepted: mine.len() as u64,
+                    tenants: mine
+                        .iter()
+                        .map(|p| &p.record.tenant_id)
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                })
+                .collect();
+            metrics::counter!("usage_ingest_grouped_batches_total").increment(jobs.len() as u64);
+            for (job, stored) in jobs.into_iter().zip(stored) {
+                // A caller gone meanwhile has nothing to be told.
+                let _ = job.reply.send(Ok(stored));
+            }
+            return;
         }
-        let all: Vec<&Placed> = mine.iter().flatten().copied().collect();
-        match write_if_all_new(pool, &all).await {
-            Ok(true) => {
-                let stored: Vec<Stored> = mine
-                    .iter()
-                    .map(|mine| Stored {
-                        accepted: mine.len() as u64,
-                        tenants: mine
-                            .iter()
-                            .map(|p| &p.record.tenant_id)
-                            .collect::<BTreeSet<_>>()
-                            .into_iter()
-                            .cloned()
-                            .collect(),
-                    })
-                    .collect();
-                metrics::counter!("usage_ingest_grouped_batches_total")
-                    .increment(jobs.len() as u64);
-                for (job, stored) in jobs.into_iter().zip(stored) {
-                    // A caller gone meanwhile has nothing to be told.
-                    let _ = job.reply.send(Ok(stored));
-                }
-                return;
+        Ok(false) => {}
+        Err(e) if jobs.len() == 1 => {
+            // Alone it would fail the same way again.
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.reply.send(Err(e));
             }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, batches = jobs.len(), "a group of usage batches failed; each goes alone")
-            }
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, batches = jobs.len(), "a group of usage batches failed; each goes alone")
         }
     }
     for job in jobs {
@@ -157,14 +166,19 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
 }
 
 /// Stores `records` in one transaction if every one of them is new; false (nothing stored)
-/// otherwise.
+/// when one was stored before. The common case, so it inserts without `ON CONFLICT` and lets
+/// the primary key refuse the rare group with a re-sent record.
 async fn write_if_all_new(pool: &PgPool, records: &[&Placed]) -> Result<bool, SubError> {
     let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
-    let (inserted, _) = usage::ingest(&mut tx, records).await?;
-    if inserted != records.len() as u64 {
-        tx.rollback().await?;
-        return Ok(false);
+    match usage::ingest(&mut tx, records, Seen::Fail).await {
+        Ok(_) => {}
+        Err(SubError::Db(ref e)) if super::is_unique_violation(e) => {
+            tx.rollback().await?;
+            metrics::counter!("usage_ingest_regrouped_total").increment(1);
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
     }
     tx.commit().await?;
     metrics::histogram!("usage_ingest_db_seconds").record(started.elapsed().as_secs_f64());
@@ -175,7 +189,7 @@ async fn write_if_all_new(pool: &PgPool, records: &[&Placed]) -> Result<bool, Su
 async fn write(pool: &PgPool, batch: &[Placed]) -> Result<Stored, SubError> {
     let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
-    let (accepted, tenants) = usage::ingest(&mut tx, batch).await?;
+    let (accepted, tenants) = usage::ingest(&mut tx, batch, Seen::Skip).await?;
     tx.commit().await?;
     metrics::histogram!("usage_ingest_db_seconds").record(started.elapsed().as_secs_f64());
     Ok(Stored { accepted, tenants })

@@ -26,6 +26,17 @@ pub struct Placed {
     pub period: pricing::Period,
 }
 
+/// What `ingest` does with a record whose id the tenant already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Skip it (`ON CONFLICT DO NOTHING`): it is a duplicate, not counted again.
+    Skip,
+    /// Fail the statement with a unique violation. For a group expected to be all new: a plain
+    /// insert skips the index probe `ON CONFLICT` makes before each row (~5 % of the
+    /// statement in pgbench, one tenant, 1,000-record batches).
+    Fail,
+}
+
 /// Stores `records` (no two with the same tenant and id); returns how many were new and the
 /// tenants that got new usage.
 ///
@@ -36,6 +47,7 @@ pub struct Placed {
 pub async fn ingest<P: Borrow<Placed>>(
     conn: &mut PgConnection,
     records: &[P],
+    seen: Seen,
 ) -> Result<(u64, Vec<TenantId>), SubError> {
     if records.is_empty() {
         return Ok((0, vec![]));
@@ -71,13 +83,37 @@ pub async fn ingest<P: Borrow<Placed>>(
     }
     let (p_tenants, (p_starts, p_ends)): (Vec<&str>, (Vec<_>, Vec<_>)) =
         periods.into_iter().map(|(t, s, e)| (t, (s, e))).unzip();
-    let (inserted, touched): (i64, Vec<TenantId>) = sqlx::query_as(
-        r#"WITH ins AS (
+    let (inserted, touched): (i64, Vec<TenantId>) = sqlx::query_as(match seen {
+        Seen::Skip => INGEST_SKIPPING_SEEN,
+        Seen::Fail => INGEST_ALL_NEW,
+    })
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(&users)
+    .bind(&metrics)
+    .bind(&qty)
+    .bind(&ts)
+    .bind(&starts)
+    .bind(&p_tenants)
+    .bind(&p_starts)
+    .bind(&p_ends)
+    .fetch_one(conn)
+    .await?;
+    Ok((inserted as u64, touched))
+}
+
+/// The ingestion statement, its insert's conflict clause left to the macro's caller: the two
+/// variants differ in nothing else.
+macro_rules! ingest_statement {
+    ($on_conflict:literal) => {
+        concat!(
+            r#"WITH ins AS (
             INSERT INTO usage_records (tenant_id, id, user_id, metric, quantity, ts, period_start)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],
                                  $6::timestamptz[], $7::timestamptz[])
-            ORDER BY 1, 2
-            ON CONFLICT (tenant_id, id) DO NOTHING
+            ORDER BY 1, 2 "#,
+            $on_conflict,
+            r#"
             RETURNING tenant_id, user_id, metric, quantity, ts, period_start
         ), agg AS (
             -- One pass over the new records; the three rollups aggregate these few rows.
@@ -109,22 +145,12 @@ pub async fn ingest<P: Borrow<Placed>>(
             ON CONFLICT (tenant_id, metric, period_start)
             DO UPDATE SET quantity = u.quantity + excluded.quantity
         )
-        SELECT COALESCE(sum(n), 0)::int8, ARRAY(SELECT DISTINCT tenant_id FROM agg) FROM agg"#,
-    )
-    .bind(&tenants)
-    .bind(&ids)
-    .bind(&users)
-    .bind(&metrics)
-    .bind(&qty)
-    .bind(&ts)
-    .bind(&starts)
-    .bind(&p_tenants)
-    .bind(&p_starts)
-    .bind(&p_ends)
-    .fetch_one(conn)
-    .await?;
-    Ok((inserted as u64, touched))
+        SELECT COALESCE(sum(n), 0)::int8, ARRAY(SELECT DISTINCT tenant_id FROM agg) FROM agg"#
+        )
+    };
 }
+const INGEST_SKIPPING_SEEN: &str = ingest_statement!("ON CONFLICT (tenant_id, id) DO NOTHING");
+const INGEST_ALL_NEW: &str = ingest_statement!("");
 
 /// The tenant's usage of `metric` in the period starting at `period_start`.
 pub async fn period_total(
