@@ -15,6 +15,7 @@ mod metering;
 mod notifications;
 mod openapi;
 mod payments;
+mod py;
 mod scim;
 mod security;
 mod sql_dialect;

