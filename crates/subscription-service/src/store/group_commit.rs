@@ -7,11 +7,12 @@
 //! rows another group holds, its insert of raw records has already run beside it (writers by
 //! tenant would serialize a busy tenant on one core). Each batch stays all-or-nothing: a group
 //! commits whole batches or none. A group (even of one batch) is first inserted as all new —
-//! the common case, and a plain insert is cheaper than one that skips what it has seen;
-//! a re-sent record makes the primary key refuse it, and a failure fails it: it is then
-//! rolled back and each batch is stored alone, skipping what was seen, so each learns its own
-//! count and one bad batch fails only its sender. The writer is a task of its own: a caller that hangs up does not cancel the write
-//! it queued (its re-send finds the records there, as duplicates).
+//! the common case, and a plain insert costs less than one that skips what it has seen. A
+//! re-sent record makes the primary key refuse it, a failure fails it; either way it is rolled
+//! back and each batch is stored alone, skipping what was seen, so each learns its own count
+//! and one bad batch fails only its sender. The writer is a task of its own: a caller that
+//! hangs up does not cancel the write it queued (its re-send finds the records there, as
+//! duplicates).
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -140,7 +141,10 @@ async fn write_group(pool: &PgPool, jobs: Vec<Job>) {
                         .collect(),
                 })
                 .collect();
-            metrics::counter!("usage_ingest_grouped_batches_total").increment(jobs.len() as u64);
+            if jobs.len() > 1 {
+                metrics::counter!("usage_ingest_grouped_batches_total")
+                    .increment(jobs.len() as u64);
+            }
             for (job, stored) in jobs.into_iter().zip(stored) {
                 // A caller gone meanwhile has nothing to be told.
                 let _ = job.reply.send(Ok(stored));

@@ -3,9 +3,10 @@
 //! Ingestion is one statement per group of batches (`group_commit`): the records are inserted
 //! — the primary key is the de-duplication, refusing the statement or (`Seen::Skip`) skipping
 //! the ids it has — and only the rows actually inserted feed the hourly, per-period and
-//! tenant-total rollups in the same statement. Every multi-row write is ordered by its key, so concurrent groups lock rows in
-//! one canonical order and cannot deadlock; a concurrent re-send of the same ids waits for the
-//! first and then finds them taken, so a record is counted once.
+//! tenant-total rollups in the same statement. Every multi-row write is ordered by its key, so
+//! concurrent groups lock rows in one canonical order and cannot deadlock; a concurrent
+//! re-send of the same ids waits for the first and then finds them taken, so a record is
+//! counted once.
 
 use std::borrow::Borrow;
 use std::collections::BTreeSet;
